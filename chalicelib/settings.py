@@ -1,0 +1,96 @@
+"""Settings, read once from the environment into a frozen dataclass.
+
+Everything that varies between a laptop, CI and an AWS stage lives here, so the rest of the code
+never calls ``os.environ``. ``get_settings()`` caches the result for the life of the container;
+tests call ``reset_settings()`` after changing the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "dev"
+    table_prefix: str = "sluice-dev"
+    region: str = "us-east-1"
+    # Only set locally (DynamoDB Local or moto's server); in AWS the SDK finds the endpoint itself.
+    dynamodb_endpoint: str | None = None
+    # Local runs pass the admin key itself; in AWS it is the *name* of an SSM SecureString parameter
+    # or a Secrets Manager secret, fetched once per container (see chalicelib.secrets).
+    admin_key: str | None = field(default=None, repr=False)
+    admin_key_ssm_parameter: str | None = None
+    admin_key_secret_id: str | None = None
+    # Prefix of the SSM parameters that hold upstream provider keys when deployed.
+    channel_secret_ssm_prefix: str | None = None
+    log_retention_days: int = 90
+    store_content: bool = False
+    # Seconds the per-container cache may serve key metadata; the reservation's condition re-checks
+    # everything that must be current (status, expiry, hash, quota), so this only delays edits of
+    # group / models / allowed IPs.
+    key_cache_seconds: float = 10.0
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 25.0
+    upstream_max_attempts: int = 3
+    # Reservations still pending after this many seconds belong to a request that cannot be alive
+    # any more (Lambda's hard limit is 900 s); the sweeper refunds them.
+    reservation_max_age_seconds: int = 960
+
+    @property
+    def is_local(self) -> bool:
+        return self.dynamodb_endpoint is not None
+
+    def table_name(self, suffix: str) -> str:
+        return f"{self.table_prefix}-{suffix}"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        stage = env.get("SLUICE_STAGE", "dev").strip() or "dev"
+        region = (
+            env.get("SLUICE_REGION")
+            or env.get("AWS_REGION")
+            or env.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
+        return cls(
+            stage=stage,
+            table_prefix=env.get("SLUICE_TABLE_PREFIX", "").strip() or f"sluice-{stage}",
+            region=region,
+            dynamodb_endpoint=env.get("SLUICE_DYNAMODB_ENDPOINT", "").strip() or None,
+            admin_key=env.get("SLUICE_ADMIN_KEY", "").strip() or None,
+            admin_key_ssm_parameter=env.get("SLUICE_ADMIN_KEY_SSM_PARAMETER", "").strip() or None,
+            admin_key_secret_id=env.get("SLUICE_ADMIN_KEY_SECRET_ID", "").strip() or None,
+            channel_secret_ssm_prefix=env.get("SLUICE_CHANNEL_SECRET_SSM_PREFIX", "").strip()
+            or None,
+            log_retention_days=_int(env, "SLUICE_LOG_RETENTION_DAYS", 90),
+            store_content=env.get("SLUICE_STORE_CONTENT", "").strip().lower() in {"1", "true"},
+            key_cache_seconds=_float(env, "SLUICE_KEY_CACHE_SECONDS", 10.0),
+            upstream_connect_timeout=_float(env, "SLUICE_UPSTREAM_CONNECT_TIMEOUT", 5.0),
+            upstream_read_timeout=_float(env, "SLUICE_UPSTREAM_READ_TIMEOUT", 25.0),
+            upstream_max_attempts=_int(env, "SLUICE_UPSTREAM_MAX_ATTEMPTS", 3),
+            reservation_max_age_seconds=_int(env, "SLUICE_RESERVATION_MAX_AGE", 960),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests, and the local runner after it sets the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,144 @@
+"""Account items: create (with the default token, atomically), read, list, rename, credit."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.errors import NotFound
+from chalicelib.records import AccountRecord, Page, TokenRecord
+from chalicelib.store import tokens
+from chalicelib.store.common import (
+    connection,
+    decode_cursor,
+    encode_cursor,
+    error_code,
+    translated,
+)
+from chalicelib.store.models import ACCOUNT_KIND, Account, Event
+
+
+def to_record(item: Account) -> AccountRecord:
+    return AccountRecord(
+        id=item.id,
+        name=item.name,
+        status=item.status,
+        unlimited=bool(item.unlimited),
+        quota_units=int(item.quota_units or 0),
+        used_units=int(item.used_units or 0),
+        reserved_units=int(item.reserved_units or 0),
+        remaining_units=int(item.remaining_units or 0),
+        created_at=int(item.created_at),
+        management_key_hash=item.management_key_hash,
+    )
+
+
+def record_from_raw(raw: dict[str, Any]) -> AccountRecord:
+    return to_record(Account.from_raw_data(raw))
+
+
+def create(account: AccountRecord, default_token: TokenRecord) -> None:
+    """The account and its default token appear together or not at all."""
+    item = Account(
+        account.id,
+        kind=ACCOUNT_KIND,
+        name=account.name,
+        status=account.status,
+        unlimited=account.unlimited,
+        quota_units=account.quota_units,
+        used_units=0,
+        reserved_units=0,
+        remaining_units=account.quota_units,
+        created_at=account.created_at,
+        management_key_hash=account.management_key_hash,
+        pending={},
+    )
+    with translated(), TransactWrite(connection=connection()) as transaction:
+        transaction.save(item, condition=Account.id.does_not_exist())
+        transaction.save(tokens.new_item(default_token), condition=tokens.Token.id.does_not_exist())
+
+
+def get(account_id: str) -> AccountRecord | None:
+    with translated():
+        try:
+            return to_record(Account.get(account_id, consistent_read=True))
+        except Account.DoesNotExist:
+            return None
+
+
+def require(account_id: str) -> AccountRecord:
+    record = get(account_id)
+    if record is None:
+        raise NotFound("No account with this id.", param="id")
+    return record
+
+
+def list_page(limit: int, cursor: str | None) -> Page:
+    start = decode_cursor(cursor, expected={"kind": ACCOUNT_KIND})
+    items: list[AccountRecord] = []
+    last_key = None
+    with translated():
+        for item in Account.by_created.query(
+            ACCOUNT_KIND, scan_index_forward=False, last_evaluated_key=start, page_size=limit
+        ):
+            items.append(to_record(item))
+            if len(items) == limit:
+                last_key = {
+                    "id": {"S": item.id},
+                    "kind": {"S": ACCOUNT_KIND},
+                    "created_at": {"N": str(int(item.created_at))},
+                }
+                break
+    return Page(items=items, next_cursor=encode_cursor(last_key))
+
+
+def update(account_id: str, *, name: str | None = None, status: str | None = None) -> AccountRecord:
+    actions: list[Action] = []
+    if name is not None:
+        actions.append(Account.name.set(name))
+    if status is not None:
+        actions.append(Account.status.set(status))
+    if not actions:
+        return require(account_id)
+    item = Account(account_id)
+    with translated():
+        try:
+            item.update(actions=actions, condition=Account.id.exists())
+        except UpdateError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise NotFound("No account with this id.", param="id") from exc
+            raise
+    return to_record(item)
+
+
+def credit(account_id: str, units: int, note: str, now: int) -> AccountRecord:
+    """Grant ``units`` more balance, with an audit event, in one transaction.
+
+    ``ADD`` keeps concurrent charges intact: no read-modify-write of the counters.
+    """
+    event = Event(
+        f"account#{account_id}",
+        f"{int(now * 1000):013d}#{secrets.token_hex(4)}",
+        kind="credit",
+        body={"units": units, "note": note},
+    )
+    with translated(), TransactWrite(connection=connection()) as transaction:
+        transaction.update(
+            Account(account_id),
+            actions=[Account.quota_units.add(units), Account.remaining_units.add(units)],
+            condition=Account.id.exists(),
+        )
+        transaction.save(event)
+    return require(account_id)
+
+
+def events(account_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    with translated():
+        return [
+            {"at": int(e.at_id.split("#")[0]) // 1000, "kind": e.kind, **e.body.as_dict()}
+            for e in Event.query(f"account#{account_id}", scan_index_forward=False, limit=limit)
+        ]

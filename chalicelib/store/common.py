@@ -1,0 +1,97 @@
+"""Helpers shared by the store modules: cursors, error translation, low-level calls."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.models import Model
+
+from chalicelib.errors import InvalidRequest, ServiceUnavailable, TooManyRequests
+
+THROTTLE_CODES = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TransactionConflictException",
+}
+
+
+def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
+    if not last_key:
+        return None
+    raw = json.dumps(last_key, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, expected: dict[str, str] | None = None) -> dict | None:
+    """The ExclusiveStartKey behind a cursor; 400 if it was not made by us for this listing.
+
+    ``expected`` pins attributes (e.g. the account id) so a cursor from another account's listing
+    cannot be replayed here.
+    """
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequest("cursor is not valid.", param="cursor") from exc
+    if not isinstance(key, dict) or not all(
+        isinstance(v, dict) and len(v) == 1 for v in key.values()
+    ):
+        raise InvalidRequest("cursor is not valid.", param="cursor")
+    for name, value in (expected or {}).items():
+        if key.get(name) != {"S": value}:
+            raise InvalidRequest("cursor is not valid.", param="cursor")
+    return key
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The DynamoDB error code behind a pynamodb or botocore exception, if any."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, PynamoDBException) and cause.cause_response_code:
+            return cause.cause_response_code
+        if isinstance(cause, ClientError):
+            return str(cause.response.get("Error", {}).get("Code"))
+        cause = cause.__cause__
+    return None
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Turn DynamoDB failures nobody handled into our errors, keeping ``__cause__``."""
+    try:
+        yield
+    except (PynamoDBException, ClientError) as exc:
+        if error_code(exc) in THROTTLE_CODES:
+            raise TooManyRequests() from exc
+        raise ServiceUnavailable() from exc
+
+
+def connection() -> Connection:
+    """The low-level PynamoDB connection (one botocore client) shared by every table."""
+    from chalicelib.store.models import Token
+
+    return Token._get_connection().connection
+
+
+def client_of(model: type[Model]) -> Any:
+    """The botocore client PynamoDB uses for ``model``'s table (for calls PynamoDB can't make)."""
+    return model._get_connection().connection.client
+
+
+def old_item(exc: BaseException) -> dict[str, Any] | None:
+    """The item DynamoDB returned with ReturnValuesOnConditionCheckFailure=ALL_OLD, if any."""
+    if isinstance(exc, ClientError):
+        item = exc.response.get("Item")
+        return item if isinstance(item, dict) else None
+    return None

@@ -1,0 +1,249 @@
+"""PynamoDB models: the tables, their GSIs and TTL.
+
+``infra/tables.yaml`` must declare exactly these keys, indexes and TTL attributes; a test compares
+them. Table names come from ``Settings`` through ``configure()``, which every entry point calls
+before the first request (``store.get_store()`` does it).
+
+Money counters on tokens and accounts keep one invariant that every write preserves::
+
+    remaining_units == (quota_units or 0) - used_units - reserved_units
+
+so that a reservation can be a single conditional ``remaining_units >= :cost`` (DynamoDB conditions
+cannot do arithmetic). ``unlimited`` items skip that comparison but keep the counters, so a quota
+can be set later by adding it to ``remaining_units``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.models import Model
+
+from chalicelib.settings import Settings
+
+NEVER = 0  # expires_at / next_reset_at value meaning "never"
+ACCOUNT_KIND = "account"
+RESET_BUCKET = "due"  # the one partition of the sparse reset index
+SWEEP_BUCKET = "pending"  # the one partition of the sparse sweeper index
+
+
+class _Meta:
+    region = "us-east-1"
+    host: str | None = None
+    max_pool_connections = 64
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+    max_retry_attempts = 4
+
+
+# Accounts --------------------------------------------------------------------------------------
+class AccountsByCreated(GlobalSecondaryIndex["Account"]):
+    """Lists accounts newest first without a Scan (one partition: accounts are few)."""
+
+    class Meta:
+        index_name = "accounts_by_created"
+        projection = AllProjection()
+
+    kind = UnicodeAttribute(hash_key=True)
+    created_at = NumberAttribute(range_key=True)
+
+
+class Account(Model):
+    class Meta(_Meta):
+        table_name = "sluice-dev-accounts"
+
+    id = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute(default=ACCOUNT_KIND)
+    name = UnicodeAttribute()
+    status = UnicodeAttribute(default="enabled")
+    unlimited = BooleanAttribute(default=False)
+    quota_units = NumberAttribute(default=0)  # total ever granted
+    used_units = NumberAttribute(default=0)
+    reserved_units = NumberAttribute(default=0)
+    remaining_units = NumberAttribute(default=0)
+    created_at = NumberAttribute()
+    management_key_hash = UnicodeAttribute()
+    # request id -> [reserved units, epoch seconds]; see chalicelib/quota.py
+    pending = MapAttribute[str, Any](default=dict)
+
+    by_created = AccountsByCreated()
+
+
+# Tokens ----------------------------------------------------------------------------------------
+class TokensByAccount(GlobalSecondaryIndex["Token"]):
+    class Meta:
+        index_name = "tokens_by_account"
+        projection = AllProjection()
+
+    account_id = UnicodeAttribute(hash_key=True)
+    created_at = NumberAttribute(range_key=True)
+
+
+class TokensDueForReset(GlobalSecondaryIndex["Token"]):
+    """Sparse: only tokens with a reset period carry ``reset_bucket``."""
+
+    class Meta:
+        index_name = "tokens_due_for_reset"
+        projection = KeysOnlyProjection()
+
+    reset_bucket = UnicodeAttribute(hash_key=True)
+    next_reset_at = NumberAttribute(range_key=True)
+
+
+class Token(Model):
+    class Meta(_Meta):
+        table_name = "sluice-dev-tokens"
+
+    id = UnicodeAttribute(hash_key=True)
+    account_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    key_hash = UnicodeAttribute()
+    key_preview = UnicodeAttribute()
+    status = UnicodeAttribute(default="enabled")
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute(default=NEVER)
+    unlimited = BooleanAttribute(default=True)
+    quota_units = NumberAttribute(default=0)
+    used_units = NumberAttribute(default=0)
+    reserved_units = NumberAttribute(default=0)
+    remaining_units = NumberAttribute(default=0)
+    total_used_units = NumberAttribute(default=0)
+    reset_period = UnicodeAttribute(default="never")
+    next_reset_at = NumberAttribute(null=True)
+    reset_bucket = UnicodeAttribute(null=True)
+    last_reset_at = NumberAttribute(null=True)
+    group = UnicodeAttribute(default="default")
+    models = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    allow_ips = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    last_used_at = NumberAttribute(null=True)
+    pending = MapAttribute[str, Any](default=dict)
+
+    by_account = TokensByAccount()
+    due_for_reset = TokensDueForReset()
+
+
+# Usage log / reservation ledger ----------------------------------------------------------------
+class UsageByAccount(GlobalSecondaryIndex["UsageRecord"]):
+    class Meta:
+        index_name = "usage_by_account"
+        projection = AllProjection()
+
+    account_id = UnicodeAttribute(hash_key=True)
+    created_ms = NumberAttribute(range_key=True)
+
+
+class UsagePending(GlobalSecondaryIndex["UsageRecord"]):
+    """Sparse: only reservations not yet settled or refunded carry ``sweep_bucket``."""
+
+    class Meta:
+        index_name = "usage_pending"
+        projection = KeysOnlyProjection()
+
+    sweep_bucket = UnicodeAttribute(hash_key=True)
+    sweep_at = NumberAttribute(range_key=True)
+
+
+class UsageRecord(Model):
+    """One relayed call: its reservation (pending -> settled | refunded) and its log line."""
+
+    class Meta(_Meta):
+        table_name = "sluice-dev-usage"
+
+    request_id = UnicodeAttribute(hash_key=True)
+    account_id = UnicodeAttribute()
+    token_id = UnicodeAttribute()
+    token_name = UnicodeAttribute(default="")
+    created_ms = NumberAttribute()
+    model = UnicodeAttribute(default="")
+    channel = UnicodeAttribute(default="")
+    state = UnicodeAttribute(default="pending")
+    status = UnicodeAttribute(default="pending")
+    reserved_units = NumberAttribute(default=0)
+    cost_units = NumberAttribute(default=0)
+    prompt_tokens = NumberAttribute(default=0)
+    completion_tokens = NumberAttribute(default=0)
+    latency_ms = NumberAttribute(default=0)
+    stream = BooleanAttribute(default=False)
+    usage_estimated = BooleanAttribute(default=False)
+    detail = UnicodeAttribute(null=True)
+    content = UnicodeAttribute(null=True)
+    sweep_bucket = UnicodeAttribute(null=True)
+    sweep_at = NumberAttribute(null=True)
+    expire_at = TTLAttribute(null=True)
+
+    by_account = UsageByAccount()
+    pending_index = UsagePending()
+
+
+# Configuration: channels, model prices, group ratios -------------------------------------------
+class ConfigItem(Model):
+    """Small, rarely written configuration, read with one Query per kind and cached per container.
+
+    kind = "channel" | "price" | "group"; name = channel id, model name or group name.
+    """
+
+    class Meta(_Meta):
+        table_name = "sluice-dev-config"
+
+    kind = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute(range_key=True)
+    body = MapAttribute[str, Any](default=dict)
+    updated_at = NumberAttribute(default=0)
+
+
+# History: credits, resets and other events worth keeping per account or token ------------------
+class Event(Model):
+    class Meta(_Meta):
+        table_name = "sluice-dev-events"
+
+    subject = UnicodeAttribute(hash_key=True)  # "account#<id>" or "token#<id>"
+    at_id = UnicodeAttribute(range_key=True)  # "<epoch ms, zero padded>#<random>"
+    kind = UnicodeAttribute()
+    body = MapAttribute[str, Any](default=dict)
+    expire_at = TTLAttribute(null=True)
+
+
+TABLES: dict[str, type[Model]] = {
+    "accounts": Account,
+    "tokens": Token,
+    "usage": UsageRecord,
+    "config": ConfigItem,
+    "events": Event,
+}
+
+
+def configure(settings: Settings) -> None:
+    """Point every model at the stage's tables and endpoint; drop cached connections."""
+    for suffix, model in TABLES.items():
+        model.Meta.table_name = settings.table_name(suffix)
+        model.Meta.region = settings.region
+        model.Meta.host = settings.dynamodb_endpoint
+        model._connection = None
+
+
+def create_tables(wait: bool = True) -> list[str]:
+    """Create any missing table (local runs and tests; AWS stacks get them from infra/).
+
+    PynamoDB turns TTL on for models with a ``TTLAttribute`` as it creates them.
+    """
+    created = []
+    for model in TABLES.values():
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=wait)
+            created.append(model.Meta.table_name)
+    return created
+
+
+def delete_tables() -> None:
+    for model in TABLES.values():
+        if model.exists():
+            model.delete_table()

@@ -1,0 +1,268 @@
+"""Token items: create (batch, all-or-nothing), read, list, edit, regenerate, delete.
+
+Money counters are never read and written back here: quota edits ``ADD`` the difference to
+``remaining_units`` under a condition that the quota is still the one that was read, so a
+concurrent charge is never lost (see the invariant in ``models.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.errors import Conflict, NotFound
+from chalicelib.records import NEVER, Page, TokenRecord
+from chalicelib.store.common import (
+    connection,
+    decode_cursor,
+    encode_cursor,
+    error_code,
+    translated,
+)
+from chalicelib.store.models import RESET_BUCKET, Token
+
+_UNSET: Any = object()
+
+
+def to_record(item: Token) -> TokenRecord:
+    return TokenRecord(
+        id=item.id,
+        account_id=item.account_id,
+        name=item.name,
+        key_hash=item.key_hash,
+        key_preview=item.key_preview,
+        status=item.status,
+        created_at=int(item.created_at),
+        expires_at=int(item.expires_at or 0),
+        unlimited=bool(item.unlimited),
+        quota_units=int(item.quota_units or 0),
+        used_units=int(item.used_units or 0),
+        reserved_units=int(item.reserved_units or 0),
+        remaining_units=int(item.remaining_units or 0),
+        total_used_units=int(item.total_used_units or 0),
+        reset_period=item.reset_period or "never",
+        next_reset_at=None if item.next_reset_at is None else int(item.next_reset_at),
+        last_reset_at=None if item.last_reset_at is None else int(item.last_reset_at),
+        group=item.group or "default",
+        models=tuple(item.models or ()),
+        allow_ips=tuple(item.allow_ips or ()),
+        last_used_at=None if item.last_used_at is None else int(item.last_used_at),
+    )
+
+
+def record_from_raw(raw: dict[str, Any]) -> TokenRecord:
+    """A record from a low-level item (e.g. the ALL_OLD image of a failed condition)."""
+    return to_record(Token.from_raw_data(raw))
+
+
+def new_item(record: TokenRecord) -> Token:
+    item = Token(
+        record.id,
+        account_id=record.account_id,
+        name=record.name,
+        key_hash=record.key_hash,
+        key_preview=record.key_preview,
+        status=record.status,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        unlimited=record.unlimited,
+        quota_units=record.quota_units,
+        used_units=0,
+        reserved_units=0,
+        # The invariant: remaining = quota - used - reserved, also for unlimited tokens (quota 0).
+        remaining_units=0 if record.unlimited else record.quota_units,
+        total_used_units=0,
+        reset_period=record.reset_period,
+        group=record.group,
+        models=list(record.models),
+        allow_ips=list(record.allow_ips),
+        pending={},
+    )
+    if record.next_reset_at is not None:
+        item.next_reset_at = record.next_reset_at
+        item.reset_bucket = RESET_BUCKET
+    return item
+
+
+def create_many(records: list[TokenRecord]) -> None:
+    """Create up to 100 tokens in one transaction: all of them or none."""
+    if not records:
+        return
+    with translated(), TransactWrite(connection=connection()) as transaction:
+        for record in records:
+            transaction.save(new_item(record), condition=Token.id.does_not_exist())
+
+
+def get(token_id: str) -> TokenRecord | None:
+    with translated():
+        try:
+            return to_record(Token.get(token_id, consistent_read=True))
+        except Token.DoesNotExist:
+            return None
+
+
+def get_owned(token_id: str, account_id: str) -> TokenRecord:
+    """The token if it belongs to ``account_id``; 404 otherwise (never says which)."""
+    record = get(token_id)
+    if record is None or record.account_id != account_id:
+        raise NotFound("No token with this id.", param="id")
+    return record
+
+
+STATUS_FILTERS = ("enabled", "disabled", "expired", "exhausted")
+
+
+def _status_condition(status: str | None, now: int) -> Any:
+    """The effective status as a filter: disabled beats expired beats exhausted beats enabled."""
+    if status is None:
+        return None
+    enabled = Token.status == "enabled"
+    expired = (Token.expires_at != NEVER) & (Token.expires_at <= now)
+    exhausted = (Token.unlimited == False) & (Token.remaining_units <= 0)  # noqa: E712
+    if status == "disabled":
+        return Token.status != "enabled"
+    if status == "expired":
+        return enabled & expired
+    if status == "exhausted":
+        return enabled & ~expired & exhausted
+    return enabled & ~expired & ~exhausted
+
+
+def list_for_account(
+    account_id: str, limit: int, cursor: str | None, *, status: str | None = None, now: int = 0
+) -> Page:
+    """Newest first through the account's GSI; ``limit`` items per page at most.
+
+    With a filter, DynamoDB may return short pages; we keep reading (bounded) until the page is
+    full, and the cursor points after the last item *returned*, so nothing is skipped.
+    """
+    start = decode_cursor(cursor, expected={"account_id": account_id})
+    items: list[TokenRecord] = []
+    last_key: dict[str, Any] | None = None
+    with translated():
+        results = Token.by_account.query(
+            account_id,
+            scan_index_forward=False,
+            filter_condition=_status_condition(status, now),
+            last_evaluated_key=start,
+            page_size=max(limit, 25),
+        )
+        for item in results:
+            items.append(to_record(item))
+            if len(items) == limit:
+                last_key = {
+                    "id": {"S": item.id},
+                    "account_id": {"S": item.account_id},
+                    "created_at": {"N": str(int(item.created_at))},
+                }
+                break
+        else:
+            last_key = None
+        # A full page that happens to end the partition still gets a cursor; the next call
+        # simply returns an empty page with next_cursor null.
+    return Page(items=items, next_cursor=encode_cursor(last_key))
+
+
+@dataclass(frozen=True)
+class TokenChanges:
+    """What a PATCH may change; ``_UNSET`` fields are left alone."""
+
+    name: Any = _UNSET
+    status: Any = _UNSET
+    expires_at: Any = _UNSET
+    quota_units: Any = _UNSET  # int, or None for unlimited
+    reset_period: Any = _UNSET
+    next_reset_at: Any = _UNSET  # computed by the caller with the calendar
+    group: Any = _UNSET
+    models: Any = _UNSET
+    allow_ips: Any = _UNSET
+
+
+def update(current: TokenRecord, changes: TokenChanges) -> TokenRecord:
+    """Apply ``changes`` to a token read as ``current``.
+
+    The condition pins the owner and the quota that was read: if a concurrent edit changed the
+    quota in between, the ADD to ``remaining_units`` would be computed from a stale base, so we
+    refuse with 409 instead. Charges running concurrently are fine: they never touch ``quota``.
+    """
+    actions: list[Action] = []
+    for name in ("name", "status", "expires_at", "group"):
+        value = getattr(changes, name)
+        if value is not _UNSET:
+            actions.append(getattr(Token, name).set(value))
+    for name in ("models", "allow_ips"):
+        value = getattr(changes, name)
+        if value is not _UNSET:
+            actions.append(getattr(Token, name).set(list(value)))
+    if changes.reset_period is not _UNSET:
+        actions.append(Token.reset_period.set(changes.reset_period))
+        if changes.next_reset_at is None:
+            actions += [Token.next_reset_at.remove(), Token.reset_bucket.remove()]
+        else:
+            actions += [
+                Token.next_reset_at.set(changes.next_reset_at),
+                Token.reset_bucket.set(RESET_BUCKET),
+            ]
+    if changes.quota_units is not _UNSET:
+        actions += _quota_actions(current, changes.quota_units)
+    if not actions:
+        return current
+    condition = (
+        (Token.account_id == current.account_id)
+        & (Token.unlimited == current.unlimited)
+        & (Token.quota_units == current.quota_units)
+    )
+    with translated():
+        try:
+            item = Token(current.id)
+            item.update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise Conflict("The token changed while it was being edited; retry.") from exc
+            raise
+    return to_record(item)
+
+
+def _quota_actions(current: TokenRecord, quota: int | None) -> list[Action]:
+    old_base = 0 if current.unlimited else current.quota_units
+    if quota is None:
+        return [
+            Token.unlimited.set(True),
+            Token.quota_units.set(0),
+            Token.remaining_units.add(-old_base),
+        ]
+    return [
+        Token.unlimited.set(False),
+        Token.quota_units.set(quota),
+        Token.remaining_units.add(quota - old_base),
+    ]
+
+
+def regenerate(current: TokenRecord, key_hash: str, key_preview: str) -> TokenRecord:
+    """Swap the stored hash: the old key fails the very next request's hash check."""
+    with translated():
+        try:
+            item = Token(current.id)
+            item.update(
+                actions=[Token.key_hash.set(key_hash), Token.key_preview.set(key_preview)],
+                condition=(Token.account_id == current.account_id),
+            )
+        except UpdateError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise NotFound("No token with this id.", param="id") from exc
+            raise
+    return to_record(item)
+
+
+def delete(token_id: str, account_id: str) -> None:
+    with translated():
+        try:
+            Token(token_id).delete(condition=(Token.account_id == account_id))
+        except DeleteError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise NotFound("No token with this id.", param="id") from exc
+            raise

@@ -1,0 +1,1 @@
+"""Local stand-ins (DynamoDB, fake upstream) for tests, ``make run`` and benchmarks."""

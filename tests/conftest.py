@@ -1,0 +1,153 @@
+"""Shared fixtures: settings, moto tables, DynamoDB Local, the chalice test client, an API helper.
+
+Backends:
+- ``tables``: moto in-process (unit and functional tests; single-threaded only).
+- ``ddb_local``: AWS's DynamoDB Local, one JVM per test session, a fresh table prefix per test
+  (anything concurrent runs here: moto is not thread-safe).
+- ``backend``: parametrized over both, for the store's own suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+ADMIN_KEY = "test-admin-" + "k" * 24
+
+# Tests never reach AWS: dummy credentials, and nothing but 127.0.0.1 endpoints.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "SLUICE_ADMIN_KEY": ADMIN_KEY,
+    }
+)
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "SLUICE_DYNAMODB_ENDPOINT"):
+    os.environ.pop(_name, None)
+
+
+def _apply_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
+    from chalicelib.settings import get_settings, reset_settings
+    from chalicelib.store import configure_store
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    settings = get_settings()
+    configure_store(settings)
+    return settings
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch) -> Any:
+    prefix = "t" + secrets.token_hex(4)
+    return _apply_settings(monkeypatch, SLUICE_TABLE_PREFIX=prefix)
+
+
+@pytest.fixture
+def tables(settings: Any) -> Iterator[Any]:
+    """Every table, created from the models, on moto in-process."""
+    from moto import mock_aws
+
+    from chalicelib.store import configure_store, models
+
+    with mock_aws():
+        configure_store(settings)
+        models.configure(settings)  # fresh botocore clients inside the mock
+        models.create_tables()
+        yield settings
+
+
+@pytest.fixture(scope="session")
+def ddb_local_server() -> Iterator[Any]:
+    from devtools.ddblocal import start_local_dynamodb
+
+    server = start_local_dynamodb()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ddb_local(ddb_local_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Fresh tables on DynamoDB Local under a per-test prefix."""
+    from chalicelib.store import models
+
+    prefix = "t" + secrets.token_hex(4)
+    settings = _apply_settings(
+        monkeypatch,
+        SLUICE_TABLE_PREFIX=prefix,
+        SLUICE_DYNAMODB_ENDPOINT=ddb_local_server.endpoint,
+    )
+    models.create_tables()
+    try:
+        yield settings
+    finally:
+        models.delete_tables()
+
+
+@pytest.fixture(params=["moto", "ddb_local"])
+def backend(request: pytest.FixtureRequest) -> Any:
+    """The store suite runs once on each backend."""
+    if request.param == "ddb_local":
+        request.applymarker(pytest.mark.ddb_local)
+    return request.getfixturevalue("tables" if request.param == "moto" else "ddb_local")
+
+
+class Api:
+    """A thin JSON client over chalice's test client, with the admin key at hand."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        key: str | None = None,
+        body: Any = None,
+        raw: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if key is not None:
+            sent["Authorization"] = f"Bearer {key}"
+        payload = raw if raw is not None else (None if body is None else json.dumps(body))
+        response = getattr(self.client.http, method.lower())(path, headers=sent, body=payload)
+        text = response.body.decode() if isinstance(response.body, bytes) else response.body
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            data = text
+        return response.status_code, data
+
+    def admin(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        return self.call(method, path, key=ADMIN_KEY, body=body, **kw)
+
+    def new_account(self, name: str = "acme", **fields: Any) -> dict[str, Any]:
+        status, data = self.admin("POST", "/admin/accounts", {"name": name, **fields})
+        assert status == 201, data
+        return data
+
+
+@pytest.fixture
+def client(tables: Any) -> Iterator[Any]:
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api(client: Any) -> Api:
+    return Api(client)
