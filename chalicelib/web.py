@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 
 from chalicelib.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
@@ -53,12 +53,16 @@ def now() -> int:
     return int(time.time())
 
 
-def request_id(app: Chalice) -> str:
+def request_id(app: Chalice | Blueprint) -> str:
     context = getattr(app.current_request, "context", None) or {}
     return str(context.get("requestId") or uuid.uuid4().hex)
 
 
-def routes(app: Chalice) -> Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]:
+def routes(
+    app: Chalice | Blueprint,
+) -> Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]:
+    """``app.route`` with our error mapping; works on the app and on blueprints alike."""
+
     def route(path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         if set(options.get("methods", ["GET"])) & {"POST", "PUT", "PATCH"}:
             options.setdefault("content_types", CONTENT_TYPES)
@@ -86,13 +90,13 @@ def routes(app: Chalice) -> Callable[..., Callable[[Callable[..., Any]], Callabl
     return route
 
 
-def _request(app: Chalice) -> Request:
+def _request(app: Chalice | Blueprint) -> Request:
     request = app.current_request
     assert request is not None, "only called while handling a request"
     return request
 
 
-def raw_body(app: Chalice) -> bytes:
+def raw_body(app: Chalice | Blueprint) -> bytes:
     """The body as bytes, refusing oversize ones before any parsing."""
     raw = _request(app).raw_body or b""
     raw = raw.encode() if isinstance(raw, str) else raw
@@ -101,23 +105,23 @@ def raw_body(app: Chalice) -> bytes:
     return raw
 
 
-def query(app: Chalice, name: str) -> str | None:
-    params: dict[str, str] = _request(app).query_params or {}
+def query(app: Chalice | Blueprint, name: str) -> str | None:
+    params: Any = _request(app).query_params or {}
     return params.get(name)
 
 
-def only_query(app: Chalice, *allowed: str) -> None:
+def only_query(app: Chalice | Blueprint, *allowed: str) -> None:
     """Refuse unknown query parameters: a typo must not silently widen a listing."""
     for name in _request(app).query_params or {}:
         if name not in allowed:
             raise InvalidRequest(f"Unknown query parameter '{name}'.", param=name)
 
 
-def header(app: Chalice, name: str) -> str | None:
+def header(app: Chalice | Blueprint, name: str) -> str | None:
     value = _request(app).headers.get(name)
     return None if value is None else str(value)
 
 
-def source_ip(app: Chalice) -> str:
+def source_ip(app: Chalice | Blueprint) -> str:
     context = _request(app).context or {}
     return str((context.get("identity") or {}).get("sourceIp") or "")
