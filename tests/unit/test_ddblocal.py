@@ -105,8 +105,9 @@ def test_stop_leaves_no_process_and_frees_the_port() -> None:
     assert not port_open(endpoint)
 
 
-def test_stop_is_idempotent() -> None:
-    # GIVEN a server that was already stopped
+def test_stop_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a server (the quick-starting kind) that was already stopped
+    monkeypatch.setenv("SLUICE_DDB_BACKEND", "moto")
     server = start_local_dynamodb()
     server.stop()
 
@@ -117,8 +118,9 @@ def test_stop_is_idempotent() -> None:
     assert not server.alive()
 
 
-def test_context_manager_stops_the_server() -> None:
-    # GIVEN a server used as a context manager
+def test_context_manager_stops_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a server (the quick-starting kind) used as a context manager
+    monkeypatch.setenv("SLUICE_DDB_BACKEND", "moto")
     with start_local_dynamodb() as server:
         pid = server.pid
 
