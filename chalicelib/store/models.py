@@ -39,7 +39,7 @@ SWEEP_BUCKET = "pending"  # the one partition of the sparse sweeper index
 class _Meta:
     region = "us-east-1"
     host: str | None = None
-    max_pool_connections = 64
+    max_pool_connections = 128
     connect_timeout_seconds = 2
     read_timeout_seconds = 5
     max_retry_attempts = 4
