@@ -9,7 +9,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 
 from chalicelib import auth, web
 from chalicelib.store import configure_store
@@ -144,3 +144,113 @@ def delete_token(token_id: str) -> Response:
 def regenerate_token(token_id: str) -> dict[str, Any]:
     account_id = _caller().account_for(web.query(app, "account_id"))
     return _management().regenerate_token(account_id, token_id, web.now())
+
+
+# OpenAI-compatible relay (Bearer sk-…) --------------------------------------------------------
+def _relay(kind: str) -> Response:
+    from chalicelib import gateway
+
+    result = gateway.relay_call(
+        kind,  # type: ignore[arg-type]
+        web.raw_body(app),
+        web.header(app, "authorization"),
+        web.source_ip(app),
+        web.request_id(app),
+    )
+    return Response(
+        body=result.body.decode("utf-8"),
+        status_code=result.status,
+        headers={"Content-Type": result.content_type, **result.headers},
+    )
+
+
+@route("/v1/chat/completions", methods=["POST"])
+def chat_completions() -> Response:
+    return _relay("chat")
+
+
+@route("/v1/embeddings", methods=["POST"])
+def embeddings() -> Response:
+    return _relay("embeddings")
+
+
+@route("/v1/models", methods=["GET"])
+def models() -> dict[str, Any]:
+    from chalicelib import gateway
+
+    token = gateway.authenticate(web.header(app, "authorization")).token
+    return {
+        "object": "list",
+        "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "sluice"}
+            for m in gateway.models_for(token)
+        ],
+    }
+
+
+@route("/v1/key", methods=["GET"])
+def own_key() -> dict[str, Any]:
+    from chalicelib import billing
+
+    return billing.key_json(web.header(app, "authorization"), web.now())
+
+
+@route("/v1/dashboard/billing/subscription", methods=["GET"])
+def billing_subscription() -> dict[str, Any]:
+    from chalicelib import billing
+
+    return billing.subscription(web.header(app, "authorization"), web.now())
+
+
+@route("/v1/dashboard/billing/usage", methods=["GET"])
+def billing_usage() -> dict[str, Any]:
+    from chalicelib import billing
+
+    return billing.usage(web.header(app, "authorization"), web.now())
+
+
+# Logs and usage (management key, or admin with ?account_id=) ----------------------------------
+@route("/logs", methods=["GET"])
+def logs() -> dict[str, Any]:
+    from chalicelib import reports
+
+    account_id = _caller().account_for(web.query(app, "account_id"))
+    web.only_query(app, "account_id", "limit", "cursor", "start", "end", "token_id", "model")
+    return reports.logs(
+        account_id,
+        _management().parse_limit(web.query(app, "limit")),
+        web.query(app, "cursor"),
+        start=web.query(app, "start"),
+        end=web.query(app, "end"),
+        token_id=web.query(app, "token_id"),
+        model=web.query(app, "model"),
+        now=web.now(),
+    )
+
+
+@route("/usage", methods=["GET"])
+def usage() -> dict[str, Any]:
+    from chalicelib import reports
+
+    account_id = _caller().account_for(web.query(app, "account_id"))
+    web.only_query(app, "account_id", "start", "end", "group_by")
+    return reports.usage(
+        account_id,
+        start=web.query(app, "start"),
+        end=web.query(app, "end"),
+        group_by=web.query(app, "group_by"),
+        now=web.now(),
+    )
+
+
+# Scheduled jobs -------------------------------------------------------------------------------
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_reservations")
+def sweep_reservations(event: Any) -> dict[str, Any]:
+    from chalicelib import sweeper
+
+    context = getattr(event, "context", None)
+    remaining = (
+        (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
+    )
+    run = sweeper.sweep(web.now(), remaining)
+    return {"refunded": run.refunded, "skipped": run.skipped, "complete": run.complete}

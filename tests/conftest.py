@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-ADMIN_KEY = "test-admin-" + "k" * 24
+from support import ADMIN_KEY
 
 # Tests never reach AWS: dummy credentials, and nothing but 127.0.0.1 endpoints.
 os.environ.update(

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.update import Action
 
 from chalicelib.records import Page
 from chalicelib.store.common import decode_cursor, encode_cursor, error_code, translated
@@ -98,7 +99,7 @@ def put(usage: Usage, retention_days: int, sweep_at: int | None) -> None:
 def finish(usage: Usage) -> bool:
     """Move a pending record to its final state; False if it was no longer pending."""
     item = UsageRecord(usage.request_id)
-    actions = [
+    actions: list[Action] = [
         UsageRecord.state.set(usage.state),
         UsageRecord.status.set(usage.status),
         UsageRecord.channel.set(usage.channel),

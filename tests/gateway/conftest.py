@@ -1,0 +1,69 @@
+"""Fixtures for the relay: a demo upstream on 127.0.0.1, registered as the only channel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devtools.mock_upstream import FAULT_MODELS, MockUpstream
+
+UPSTREAM_KEY = "upstream-secret-" + "u" * 20
+
+
+@pytest.fixture
+def upstream() -> Iterator[MockUpstream]:
+    with MockUpstream(api_key=UPSTREAM_KEY, hang_seconds=5).start() as server:
+        yield server
+
+
+def _register(upstream: MockUpstream) -> None:
+    from chalicelib import gateway
+    from chalicelib.relay.channels import Channel
+    from chalicelib.relay.demo import DEMO_PRICES, register_demo
+    from chalicelib.store import config as config_store
+
+    register_demo(upstream.base_url, UPSTREAM_KEY)
+    # The demo upstream fails on purpose for these model names; serve and price them too.
+    now = int(time.time())
+    config_store.put_channel(
+        Channel(
+            id="faults",
+            name="faults",
+            base_url=upstream.base_url,
+            models=FAULT_MODELS,
+            group="default",
+            priority=0,
+            weight=1,
+            enabled=True,
+        ),
+        UPSTREAM_KEY,
+        now,
+    )
+    for model in FAULT_MODELS:
+        config_store.set_price(model, DEMO_PRICES["gpt-4o-mini"], now)
+    config_store.invalidate()
+    gateway.cache().entries.clear()
+
+
+@pytest.fixture
+def relay_api(api: Any, upstream: MockUpstream, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The chalice test client on moto, with the demo upstream as channel and seeded prices."""
+    monkeypatch.setenv("SLUICE_UPSTREAM_READ_TIMEOUT", "1")
+    from chalicelib.relay.client import reset_http_client
+    from chalicelib.settings import reset_settings
+
+    reset_settings()
+    reset_http_client()
+    _register(upstream)
+    yield api
+    reset_http_client()
+
+
+@pytest.fixture
+def relay_local(ddb_local: Any, upstream: MockUpstream) -> MockUpstream:
+    """The same, on DynamoDB Local (for concurrency)."""
+    _register(upstream)
+    return upstream

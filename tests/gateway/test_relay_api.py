@@ -1,0 +1,430 @@
+"""The relay through chalice's test client on moto: answers, charges, refunds, errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import time_machine
+
+from chalicelib.store import accounts as account_store
+from chalicelib.store import tokens as token_store
+from chalicelib.store import usage as usage_store
+from chalicelib.store.models import UsageRecord
+
+CHAT = "/v1/chat/completions"
+HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}
+
+
+def _setup(relay_api: Any, **token_fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    created = relay_api.new_account("acme", quota_usd="10")
+    if not token_fields:
+        return created, created["default_token"]
+    status, body = relay_api.call(
+        "POST", "/tokens", key=created["management_key"], body={"name": "k", **token_fields}
+    )
+    assert status == 201, body
+    return created, body["data"][0]
+
+
+def _spent(token_id: str, account_id: str) -> tuple[int, int, int, int]:
+    token = token_store.get(token_id)
+    account = account_store.get(account_id)
+    assert token is not None and account is not None
+    return token.used_units, token.reserved_units, account.used_units, account.reserved_units
+
+
+def _records() -> list[Any]:
+    return list(UsageRecord.scan())
+
+
+def test_chat_completion_is_answered_and_charged_exactly(relay_api: Any) -> None:
+    # GIVEN an account with US$10 and its default key
+    created, token = _setup(relay_api)
+
+    # WHEN the seed's curl body is sent with the key
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+
+    # THEN the answer is an OpenAI chat completion with usage
+    assert status == 200, body
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["role"] == "assistant"
+    usage = body["usage"]
+    # AND the key and the account are charged the real cost, nothing stays reserved
+    cost = -(-(usage["prompt_tokens"] * 15 + usage["completion_tokens"] * 60) // 200)
+    # 0.15 / 0.60 USD per Mtok -> units = tokens * USD/Mtok * 0.5, rounded up
+    assert _spent(token["id"], created["account"]["id"]) == (cost, 0, cost, 0)
+    # AND one settled log record says what happened
+    [record] = _records()
+    assert (record.state, record.status, record.cost_units) == ("settled", "ok", cost)
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    assert record.sweep_at is None
+
+
+def test_response_headers_carry_request_id_and_cost(relay_api: Any) -> None:
+    _created, token = _setup(relay_api)
+    response = relay_api.client.http.post(
+        CHAT,
+        headers={"Authorization": f"Bearer {token['key']}", "Content-Type": "application/json"},
+        body=json.dumps(HELLO),
+    )
+    assert response.status_code == 200
+    [record] = _records()
+    assert response.headers["X-Request-Id"] == record.request_id
+    assert int(response.headers["X-Sluice-Cost-Units"]) == record.cost_units
+
+
+def test_stream_returns_a_complete_event_stream_and_charges_final_usage(relay_api: Any) -> None:
+    _created, token = _setup(relay_api)
+    response = relay_api.client.http.post(
+        CHAT,
+        headers={"Authorization": f"Bearer {token['key']}", "Content-Type": "application/json"},
+        body=json.dumps({**HELLO, "stream": True}),
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    text = response.body.decode()
+    assert text.rstrip().endswith("data: [DONE]")
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    # The client did not ask for usage: the usage-only chunk Sluice asked for is stripped.
+    assert all(chunk.get("choices") for chunk in chunks)
+    [record] = _records()
+    assert record.stream is True and record.state == "settled" and record.cost_units > 0
+    assert not record.usage_estimated
+
+
+def test_stream_passes_usage_chunk_when_client_asked(relay_api: Any) -> None:
+    _created, token = _setup(relay_api)
+    body = {**HELLO, "stream": True, "stream_options": {"include_usage": True}}
+    status, text = relay_api.call("POST", CHAT, key=token["key"], body=body)
+    assert status == 200
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+
+
+def test_embeddings_are_charged_for_input_only(relay_api: Any) -> None:
+    _created, token = _setup(relay_api)
+    status, body = relay_api.call(
+        "POST",
+        "/v1/embeddings",
+        key=token["key"],
+        body={"model": "text-embedding-3-small", "input": "hello world"},
+    )
+    assert status == 200, body
+    assert body["data"][0]["object"] == "embedding"
+    [record] = _records()
+    assert record.completion_tokens == 0 and record.state == "settled"
+
+
+def test_flat_priced_model_charges_its_price(relay_api: Any) -> None:
+    created, token = _setup(relay_api)
+    status, _ = relay_api.call("POST", CHAT, key=token["key"], body={**HELLO, "model": "demo-flat"})
+    assert status == 200
+    assert _spent(token["id"], created["account"]["id"]) == (1000, 0, 1000, 0)
+
+
+def test_models_lists_only_what_the_key_may_use(relay_api: Any) -> None:
+    _created, token = _setup(relay_api, models=["gpt-4o-mini", "not-served"])
+    status, body = relay_api.call("GET", "/v1/models", key=token["key"])
+    assert status == 200
+    assert [m["id"] for m in body["data"]] == ["gpt-4o-mini"]
+
+
+def test_key_endpoint_shows_the_spend(relay_api: Any) -> None:
+    _created, token = _setup(relay_api, quota_usd="1")
+    relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    status, body = relay_api.call("GET", "/v1/key", key=token["key"])
+    assert status == 200
+    assert body["used_units"] > 0
+    assert body["remaining_units"] == 500_000 - body["used_units"]
+    assert "key" not in body
+
+
+def test_billing_routes_report_quota_and_usage_like_one_api(relay_api: Any) -> None:
+    _created, token = _setup(relay_api, quota_usd="2")
+    relay_api.call("POST", CHAT, key=token["key"], body={**HELLO, "model": "demo-flat"})
+    status, sub = relay_api.call("GET", "/v1/dashboard/billing/subscription", key=token["key"])
+    assert status == 200 and sub["hard_limit_usd"] == 2.0
+    status, use = relay_api.call("GET", "/v1/dashboard/billing/usage", key=token["key"])
+    assert status == 200 and use["total_usage"] == pytest.approx(0.2)  # US$0.002 in cents
+
+
+# Errors: the right status and code, and nothing charged ----------------------------------------
+def _assert_nothing_charged(token: dict[str, Any], account_id: str) -> None:
+    assert _spent(token["id"], account_id) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "invalid_api_key"),
+        ({"Authorization": "sk-nobearer"}, "invalid_api_key"),
+        ({"Authorization": "Bearer "}, "invalid_api_key"),
+        ({"Authorization": "Bearer sk-" + "A" * 48}, "invalid_api_key"),
+        ({"Authorization": "Bearer not-a-key"}, "invalid_api_key"),
+    ],
+)
+def test_bad_credentials_are_401(relay_api: Any, headers: dict[str, str], code: str) -> None:
+    created, token = _setup(relay_api)
+    response = relay_api.client.http.post(
+        CHAT, headers={"Content-Type": "application/json", **headers}, body=json.dumps(HELLO)
+    )
+    assert response.status_code == 401
+    assert json.loads(response.body)["error"]["code"] == code
+    _assert_nothing_charged(token, created["account"]["id"])
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (b"{bad json", None),
+        (b"[]", None),
+        (b'{"model": "gpt-4o-mini"}', "messages"),
+        (b'{"model": "gpt-4o-mini", "messages": []}', "messages"),
+        (b'{"model": 5, "messages": [{"role": "user", "content": "x"}]}', "model"),
+        (b'{"model": "gpt-4o-mini", "messages": "hi"}', "messages"),
+        (
+            b'{"model": "gpt-4o-mini", "messages": [{"role":"user"}], "max_tokens": "9"}',
+            "max_tokens",
+        ),
+        (b'{"model": "gpt-4o-mini", "messages": [{"role":"user"}], "max_tokens": 0}', "max_tokens"),
+        (b'{"model": "gpt-4o-mini", "messages": [{"role":"user"}], "stream": "yes"}', "stream"),
+        (b'{"model": "gpt-4o-mini", "messages": [1]}', "messages.0"),
+    ],
+)
+def test_bad_requests_are_400_and_charge_nothing(
+    relay_api: Any, raw: bytes, param: str | None
+) -> None:
+    created, token = _setup(relay_api)
+    status, body = relay_api.call("POST", CHAT, key=token["key"], raw=raw)
+    assert status == 400, body
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["param"] == param
+    _assert_nothing_charged(token, created["account"]["id"])
+    assert _records() == []
+
+
+def test_huge_body_is_413_and_charges_nothing(relay_api: Any) -> None:
+    created, token = _setup(relay_api)
+    big = {**HELLO, "messages": [{"role": "user", "content": "x" * (5 * 1024 * 1024)}]}
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body=big)
+    assert status == 413
+    assert body["error"]["code"] == "payload_too_large"
+    _assert_nothing_charged(token, created["account"]["id"])
+
+
+def test_unknown_model_is_404_model_not_found(relay_api: Any) -> None:
+    created, token = _setup(relay_api)
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body={**HELLO, "model": "nope"})
+    assert status == 404 and body["error"]["code"] == "model_not_found"
+    _assert_nothing_charged(token, created["account"]["id"])
+
+
+def test_model_outside_the_keys_list_is_403(relay_api: Any) -> None:
+    created, token = _setup(relay_api, models=["gpt-4o"])
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    assert status == 403 and body["error"]["code"] == "model_not_allowed"
+    _assert_nothing_charged(token, created["account"]["id"])
+
+
+def test_ip_outside_the_allow_list_is_403(relay_api: Any) -> None:
+    created, token = _setup(relay_api, allow_ips=["10.0.0.0/8"])
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    assert status == 403 and body["error"]["code"] == "ip_not_allowed"
+    _assert_nothing_charged(token, created["account"]["id"])
+
+
+def test_disabled_key_is_rejected_even_when_cached(relay_api: Any) -> None:
+    # GIVEN a key that has just been used (its metadata is cached in the container)
+    created, token = _setup(relay_api, quota_usd="1")
+    assert relay_api.call("POST", CHAT, key=token["key"], body=HELLO)[0] == 200
+    used_before = _spent(token["id"], created["account"]["id"])
+    # WHEN it is disabled and used again at once
+    mk = created["management_key"]
+    assert (
+        relay_api.call("PATCH", f"/tokens/{token['id']}", key=mk, body={"status": "disabled"})[0]
+        == 200
+    )
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    # THEN the very next request is refused and nothing more is charged
+    assert status == 401 and body["error"]["code"] == "key_disabled"
+    assert _spent(token["id"], created["account"]["id"]) == used_before
+
+
+def test_regenerated_key_stops_the_old_one_at_once(relay_api: Any) -> None:
+    created, token = _setup(relay_api)
+    assert relay_api.call("POST", CHAT, key=token["key"], body=HELLO)[0] == 200
+    mk = created["management_key"]
+    status, new = relay_api.call("POST", f"/tokens/{token['id']}/regenerate", key=mk)
+    assert status == 200
+    assert relay_api.call("POST", CHAT, key=token["key"], body=HELLO)[0] == 401
+    assert relay_api.call("POST", CHAT, key=new["key"], body=HELLO)[0] == 200
+
+
+def test_deleted_key_is_rejected_at_once(relay_api: Any) -> None:
+    created, token = _setup(relay_api)
+    assert relay_api.call("POST", CHAT, key=token["key"], body=HELLO)[0] == 200
+    mk = created["management_key"]
+    assert relay_api.call("DELETE", f"/tokens/{token['id']}", key=mk)[0] == 204
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    assert status == 401 and body["error"]["code"] == "invalid_api_key"
+
+
+def test_expired_key_is_401_key_expired(relay_api: Any) -> None:
+    _created, token = _setup(relay_api, expires_in_days=1)
+    assert relay_api.call("POST", CHAT, key=token["key"], body=HELLO)[0] == 200
+    with time_machine.travel(token_store.get(token["id"]).expires_at + 1):  # type: ignore[union-attr]
+        status, body = relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    assert status == 401 and body["error"]["code"] == "key_expired"
+
+
+def test_disabled_account_is_401_account_disabled(relay_api: Any) -> None:
+    created, token = _setup(relay_api)
+    account_id = created["account"]["id"]
+    assert (
+        relay_api.admin("PATCH", f"/admin/accounts/{account_id}", {"status": "disabled"})[0] == 200
+    )
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    assert status == 401 and body["error"]["code"] == "account_disabled"
+    _assert_nothing_charged(token, account_id)
+
+
+def test_exhausted_key_is_429_insufficient_quota_naming_the_key(relay_api: Any) -> None:
+    created, token = _setup(relay_api, quota_units=1500)  # one flat call of 1000 fits
+    flat = {**HELLO, "model": "demo-flat"}
+    assert relay_api.call("POST", CHAT, key=token["key"], body=flat)[0] == 200
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body=flat)
+    assert status == 429
+    assert body["error"]["type"] == "insufficient_quota"
+    assert body["error"]["code"] == "key_quota_exhausted"
+    assert _spent(token["id"], created["account"]["id"]) == (1000, 0, 1000, 0)
+    statuses = sorted(r.status for r in _records())
+    assert statuses == ["ok", "rejected"]
+
+
+def test_exhausted_account_is_429_naming_the_account(relay_api: Any) -> None:
+    created = relay_api.new_account("poor", quota_units=1500)
+    token = created["default_token"]
+    flat = {**HELLO, "model": "demo-flat"}
+    assert relay_api.call("POST", CHAT, key=token["key"], body=flat)[0] == 200
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body=flat)
+    assert status == 429 and body["error"]["code"] == "account_quota_exhausted"
+
+
+def test_output_is_capped_to_what_the_key_can_pay(relay_api: Any, upstream: Any) -> None:
+    # GIVEN a key with 100 units left (enough for ~300 output tokens of gpt-4o-mini)
+    _created, token = _setup(relay_api, quota_units=100)
+    # WHEN the client sets no max_tokens
+    status, body = relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    # THEN the upstream was asked for no more output than the key can pay for
+    assert status == 200, body
+    sent = upstream.last_body
+    assert 0 < sent["max_tokens"] < 400
+    stored = token_store.get(token["id"])
+    assert stored is not None and 0 < stored.used_units <= 100
+
+
+# Upstream failures: exact refunds ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("model", "status", "stream"),
+    [
+        ("fail-500", 502, False),
+        ("fail-timeout", 504, False),
+        ("fail-reset", 502, False),
+        ("fail-badjson", 502, False),
+        ("fail-cut", 502, True),
+        ("fail-cut", 502, False),
+    ],
+)
+def test_upstream_failure_refunds_everything(
+    relay_api: Any, model: str, status: int, stream: bool
+) -> None:
+    created, token = _setup(relay_api, quota_usd="1")
+    got, body = relay_api.call(
+        "POST", CHAT, key=token["key"], body={**HELLO, "model": model, "stream": stream}
+    )
+    assert got == status, body
+    assert body["error"]["type"] == "upstream_error"
+    _assert_nothing_charged(token, created["account"]["id"])
+    [record] = _records()
+    assert (record.state, record.status, record.cost_units) == ("refunded", "upstream_error", 0)
+    assert record.detail
+
+
+def test_missing_usage_is_estimated_and_flagged(relay_api: Any) -> None:
+    _created, token = _setup(relay_api)
+    status, _ = relay_api.call(
+        "POST", CHAT, key=token["key"], body={**HELLO, "model": "fail-nousage"}
+    )
+    assert status == 200
+    [record] = _records()
+    assert record.usage_estimated is True and record.cost_units > 0
+
+
+def test_logs_show_the_call_with_its_cost(relay_api: Any) -> None:
+    created, token = _setup(relay_api)
+    relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    status, body = relay_api.call("GET", "/logs", key=created["management_key"])
+    assert status == 200
+    [line] = body["data"]
+    assert line["token_id"] == token["id"] and line["status"] == "ok" and line["cost_units"] > 0
+    assert line["model"] == "gpt-4o-mini" and line["channel"] == "demo"
+    status, usage = relay_api.call("GET", "/usage?group_by=model", key=created["management_key"])
+    assert status == 200
+    assert usage["data"][0]["key"] == "gpt-4o-mini" and usage["data"][0]["requests"] == 1
+
+
+def test_another_accounts_logs_are_not_visible(relay_api: Any) -> None:
+    created, token = _setup(relay_api)
+    relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    other = relay_api.new_account("other")
+    status, body = relay_api.call("GET", "/logs", key=other["management_key"])
+    assert status == 200 and body["data"] == []
+    status, _ = relay_api.call(
+        "GET", f"/logs?account_id={created['account']['id']}", key=other["management_key"]
+    )
+    assert status == 200  # the parameter is ignored for a management key: still its own logs
+
+
+def test_sweeper_refunds_a_reservation_left_by_a_crash_once(relay_api: Any) -> None:
+    # GIVEN a reservation whose process died before settling (simulated at the store level)
+    import time
+
+    from chalicelib import keys, sweeper
+    from chalicelib.store import ledger
+
+    created, token = _setup(relay_api, quota_units=10_000)
+    now = int(time.time())
+    reservation = ledger.Reservation("req_crashed", token["id"], created["account"]["id"], 4000)
+    usage_store.put(
+        usage_store.Usage(
+            request_id="req_crashed",
+            account_id=created["account"]["id"],
+            token_id=token["id"],
+            token_name="k",
+            created_ms=now * 1000,
+            model="gpt-4o-mini",
+            reserved_units=4000,
+        ),
+        retention_days=90,
+        sweep_at=now + 960,
+    )
+    assert ledger.reserve(reservation, keys.hash_key(token["key"]), now) is None
+    assert token_store.get(token["id"]).remaining_units == 6000  # type: ignore[union-attr]
+
+    # WHEN the sweeper runs before the reservation is stale, then after, then again
+    early = sweeper.sweep(now + 10)
+    late = sweeper.sweep(now + 961)
+    again = sweeper.sweep(now + 2000)
+
+    # THEN it is refunded exactly once
+    assert (early.refunded, late.refunded, again.refunded) == (0, 1, 0)
+    stored = token_store.get(token["id"])
+    assert stored is not None
+    assert (stored.remaining_units, stored.reserved_units, stored.used_units) == (10_000, 0, 0)
+    record = usage_store.get("req_crashed")
+    assert record is not None and record.state == "refunded"

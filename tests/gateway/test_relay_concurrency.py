@@ -1,0 +1,127 @@
+"""The relay over HTTP under real concurrency, on DynamoDB Local.
+
+The app is served in-process by chalice's own local server (threaded, one request per thread,
+``current_request`` thread-local), so the whole path runs: HTTP, key, reservation, upstream,
+settle, log.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from support import ADMIN_KEY, free_port
+
+from chalicelib.store import accounts as account_store
+from chalicelib.store import tokens as token_store
+
+pytestmark = pytest.mark.ddb_local
+
+FLAT = {"model": "demo-flat", "messages": [{"role": "user", "content": "hi"}]}
+FLAT_UNITS = 1000  # US$0.002
+
+
+@pytest.fixture
+def server(relay_local: Any) -> Iterator[str]:
+    from chalice import local
+    from chalice.config import Config
+
+    from app import app
+    from devtools.chalice_local import BACKLOG
+
+    class Server(local.ThreadedHTTPServer):
+        request_queue_size = BACKLOG
+
+    # What `chalice local` does to the app: make current_request thread-local.
+    local.CustomLocalChalice.__bases__ = (local.LocalChalice, type(app))
+    if not isinstance(app, local.LocalChalice):
+        app.__class__ = local.CustomLocalChalice
+    port = free_port()
+    dev = local.LocalDevServer(app, Config.create(), "127.0.0.1", port, server_cls=Server)
+    thread = threading.Thread(target=dev.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        dev.shutdown()
+        thread.join(timeout=10)
+
+
+def _post(base: str, path: str, key: str, body: Any) -> httpx.Response:
+    return httpx.post(
+        base + path, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    )
+
+
+def _account(base: str, **fields: Any) -> dict[str, Any]:
+    response = _post(base, "/admin/accounts", ADMIN_KEY, {"name": "acme", **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _hammer(base: str, keys: list[str], calls: int, workers: int) -> list[int]:
+    gate = threading.Event()
+
+    def one(i: int) -> int:
+        gate.wait(timeout=30)
+        return _post(base, "/v1/chat/completions", keys[i % len(keys)], FLAT).status_code
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(one, i) for i in range(calls)]
+        gate.set()
+        return [f.result(timeout=300) for f in futures]
+
+
+def test_200_calls_on_a_key_worth_50_give_exactly_50_answers(server: str) -> None:
+    # GIVEN a key whose quota pays for exactly 50 flat-priced calls
+    created = _account(server, unlimited=True)
+    mk = created["management_key"]
+    made = _post(server, "/tokens", mk, {"name": "k", "quota_units": 50 * FLAT_UNITS})
+    token = made.json()["data"][0]
+
+    # WHEN 200 calls race on it
+    statuses = _hammer(server, [token["key"]], 200, workers=32)
+
+    # THEN exactly 50 are answered, the rest get 429, and used == quota exactly
+    assert statuses.count(200) == 50
+    assert statuses.count(429) == 150
+    stored = token_store.get(token["id"])
+    assert stored is not None
+    assert (stored.used_units, stored.remaining_units, stored.reserved_units) == (
+        50 * FLAT_UNITS,
+        0,
+        0,
+    )
+
+
+def test_account_balance_holds_across_many_keys(server: str) -> None:
+    created = _account(server, quota_units=50 * FLAT_UNITS)
+    mk = created["management_key"]
+    made = _post(server, "/tokens", mk, {"name": "k", "count": 10}).json()["data"]
+
+    statuses = _hammer(server, [t["key"] for t in made], 200, workers=32)
+
+    assert statuses.count(200) == 50 and statuses.count(429) == 150
+    account = account_store.get(created["account"]["id"])
+    assert account is not None
+    assert (account.used_units, account.remaining_units, account.reserved_units) == (
+        50 * FLAT_UNITS,
+        0,
+        0,
+    )
+
+
+def test_64_concurrent_clients_on_one_unlimited_key_all_succeed(server: str) -> None:
+    created = _account(server, unlimited=True)
+    key = created["default_token"]["key"]
+
+    statuses = _hammer(server, [key], 128, workers=64)
+
+    assert statuses == [200] * 128
+    stored = token_store.get(created["default_token"]["id"])
+    assert stored is not None
+    assert stored.used_units == 128 * FLAT_UNITS and stored.reserved_units == 0
