@@ -11,12 +11,15 @@ from typing import Any
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import auth, web
+from chalicelib import auth, console, routes_config, routes_resets, web
 from chalicelib.store import configure_store
 
 app = Chalice(app_name="sluice")
 route = web.routes(app)
 configure_store()
+app.register_blueprint(console.bp)  # /console: the web console's static files
+app.register_blueprint(routes_config.bp)  # /admin/channels, /admin/models, /admin/groups
+app.register_blueprint(routes_resets.bp)  # /admin/resets/run and the hourly reset_quotas
 
 
 def _management() -> ModuleType:

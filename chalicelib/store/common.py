@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.errors import InvalidRequest, ServiceUnavailable, TooManyRequests
 
@@ -82,6 +86,52 @@ def connection() -> Connection:
     from chalicelib.store.models import Token
 
     return Token._get_connection().connection
+
+
+RETRYABLE_CODES = THROTTLE_CODES | {
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+}
+T = TypeVar("T")
+
+
+def retrying(operation: Callable[[], T], attempts: int = 5, base_delay: float = 0.025) -> T:
+    """Run an idempotent write again, with full-jitter backoff, while DynamoDB says "later".
+
+    botocore retries too, but it stops when its client-wide retry quota runs dry, which is
+    exactly what happens under a burst of throttling on a hot key. Every money write here is
+    keyed by its request id, so running it again can never apply it twice.
+    """
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except (ClientError, PynamoDBException, BotoCoreError) as exc:
+            retryable = isinstance(exc, BotoCoreError) or error_code(exc) in RETRYABLE_CODES
+            if not retryable or attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0, base_delay * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def transact(build: Callable[[TransactWrite], None], attempts: int = 5) -> None:
+    """Run one TransactWriteItems, retrying with full jitter when it loses a TransactionConflict.
+
+    DynamoDB cancels a transaction that touches an item another write is changing at the same
+    moment (a busy account, say); botocore does not retry that. The client request token makes
+    a retry after a lost response idempotent.
+    """
+    token = uuid.uuid4().hex
+    for attempt in range(attempts):
+        try:
+            with TransactWrite(connection=connection(), client_request_token=token) as write:
+                build(write)
+            return
+        except TransactWriteError as exc:
+            reasons = {reason.code for reason in (exc.cancellation_reasons or []) if reason}
+            if "TransactionConflict" not in reasons or attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0, 0.02 * 2**attempt))
 
 
 def client_of(model: type[Model]) -> Any:

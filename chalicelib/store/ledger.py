@@ -22,7 +22,7 @@ from chalicelib.errors import ServiceUnavailable, TooManyRequests
 from chalicelib.records import AccountRecord, TokenRecord
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
-from chalicelib.store.common import THROTTLE_CODES, connection
+from chalicelib.store.common import THROTTLE_CODES, connection, retrying
 from chalicelib.store.models import Account, Token
 
 _pool: ThreadPoolExecutor | None = None
@@ -54,7 +54,7 @@ class Outcome:
 
 def _update(**request: Any) -> Outcome:
     try:
-        _client().update_item(**request)
+        retrying(lambda: _client().update_item(**request))
         return Outcome(ok=True)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code")

@@ -13,11 +13,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
 from chalicelib.records import Page
-from chalicelib.store.common import decode_cursor, encode_cursor, error_code, translated
+from chalicelib.store.common import (
+    decode_cursor,
+    encode_cursor,
+    error_code,
+    retrying,
+    translated,
+)
 from chalicelib.store.models import SWEEP_BUCKET, UsageRecord
 
 STATES = ("pending", "settled", "refunded", "rejected")
@@ -93,7 +99,13 @@ def put(usage: Usage, retention_days: int, sweep_at: int | None) -> None:
         item.sweep_bucket = SWEEP_BUCKET
         item.sweep_at = sweep_at
     with translated():
-        item.save(condition=UsageRecord.request_id.does_not_exist())
+        try:
+            retrying(lambda: item.save(condition=UsageRecord.request_id.does_not_exist()))
+        except PutError as exc:
+            # Request ids are fresh UUIDs: an existing record is this very write, retried by
+            # botocore after its first answer was lost. Writing it again must change nothing.
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
 
 
 def finish(usage: Usage) -> bool:
@@ -115,7 +127,7 @@ def finish(usage: Usage) -> bool:
         actions.append(UsageRecord.detail.set(usage.detail))
     with translated():
         try:
-            item.update(actions=actions, condition=UsageRecord.state == "pending")
+            retrying(lambda: item.update(actions=actions, condition=UsageRecord.state == "pending"))
         except UpdateError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import free_port
 
 from devtools.mock_upstream import FAULT_MODELS, MockUpstream
 
@@ -67,3 +69,30 @@ def relay_local(ddb_local: Any, upstream: MockUpstream) -> MockUpstream:
     """The same, on DynamoDB Local (for concurrency)."""
     _register(upstream)
     return upstream
+
+
+@pytest.fixture
+def server(relay_local: Any) -> Iterator[str]:
+    """The app served over HTTP in-process, the way `chalice local` serves it."""
+    from chalice import local
+    from chalice.config import Config
+
+    from app import app
+    from devtools.chalice_local import BACKLOG
+
+    class Server(local.ThreadedHTTPServer):
+        request_queue_size = BACKLOG
+
+    # What `chalice local` does to the app: make current_request thread-local.
+    if not isinstance(app, local.LocalChalice):
+        local.CustomLocalChalice.__bases__ = (local.LocalChalice, type(app))
+        app.__class__ = local.CustomLocalChalice
+    port = free_port()
+    dev = local.LocalDevServer(app, Config.create(), "127.0.0.1", port, server_cls=Server)
+    thread = threading.Thread(target=dev.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        dev.shutdown()
+        thread.join(timeout=10)

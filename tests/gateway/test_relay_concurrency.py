@@ -8,13 +8,12 @@ settle, log.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from support import ADMIN_KEY, free_port
+from support import ADMIN_KEY
 
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
@@ -23,32 +22,6 @@ pytestmark = pytest.mark.ddb_local
 
 FLAT = {"model": "demo-flat", "messages": [{"role": "user", "content": "hi"}]}
 FLAT_UNITS = 1000  # US$0.002
-
-
-@pytest.fixture
-def server(relay_local: Any) -> Iterator[str]:
-    from chalice import local
-    from chalice.config import Config
-
-    from app import app
-    from devtools.chalice_local import BACKLOG
-
-    class Server(local.ThreadedHTTPServer):
-        request_queue_size = BACKLOG
-
-    # What `chalice local` does to the app: make current_request thread-local.
-    local.CustomLocalChalice.__bases__ = (local.LocalChalice, type(app))
-    if not isinstance(app, local.LocalChalice):
-        app.__class__ = local.CustomLocalChalice
-    port = free_port()
-    dev = local.LocalDevServer(app, Config.create(), "127.0.0.1", port, server_cls=Server)
-    thread = threading.Thread(target=dev.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        dev.shutdown()
-        thread.join(timeout=10)
 
 
 def _post(base: str, path: str, key: str, body: Any) -> httpx.Response:

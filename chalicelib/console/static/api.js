@@ -1,0 +1,113 @@
+// The console's only way to reach the API: same-origin fetch with the signed-in key.
+//
+// The key lives in sessionStorage (gone when the tab closes, never in a URL or a cookie), and
+// the API base is derived from the console's own address, so the console works unchanged when
+// the API is mounted under an API Gateway stage prefix (/api/console -> /api).
+
+const KEY_ITEM = "sluice.console.key";
+const ACCOUNT_ITEM = "sluice.console.account";
+
+export function apiBase(pathname = window.location.pathname) {
+  const match = /\/console(\/[^/]*)?$/.exec(pathname);
+  return match ? pathname.slice(0, match.index) : "";
+}
+
+export const session = {
+  get key() {
+    return sessionStorage.getItem(KEY_ITEM);
+  },
+  get isAdmin() {
+    const key = this.key;
+    return Boolean(key) && !key.startsWith("mk-");
+  },
+  // The account an admin is managing; management keys always act on their own account.
+  get accountId() {
+    return this.isAdmin ? sessionStorage.getItem(ACCOUNT_ITEM) : null;
+  },
+  signIn(key) {
+    sessionStorage.setItem(KEY_ITEM, key);
+    sessionStorage.removeItem(ACCOUNT_ITEM);
+  },
+  selectAccount(accountId) {
+    if (accountId) sessionStorage.setItem(ACCOUNT_ITEM, accountId);
+    else sessionStorage.removeItem(ACCOUNT_ITEM);
+  },
+  signOut() {
+    sessionStorage.removeItem(KEY_ITEM);
+    sessionStorage.removeItem(ACCOUNT_ITEM);
+  },
+};
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && typeof body === "object" && body.error) || {};
+    super(error.message || `The API answered with HTTP ${status}.`);
+    this.status = status;
+    this.type = error.type || null;
+    this.code = error.code || null;
+    this.param = error.param || null;
+  }
+}
+
+export function withQuery(path, query) {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query || {})) {
+    if (value !== null && value !== undefined && value !== "") params.set(name, String(value));
+  }
+  const text = params.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+// One HTTP call. Resolves to {status, data, headers, ms}; rejects with ApiError on 4xx/5xx.
+export async function call(method, path, { key, body, query } = {}) {
+  const headers = { Accept: "application/json" };
+  if (key) headers.Authorization = `Bearer ${key}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const started = performance.now();
+  let response;
+  try {
+    response = await fetch(apiBase() + withQuery(path, query), {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+      redirect: "error",
+    });
+  } catch {
+    throw new ApiError(0, { error: { message: "The API could not be reached." } });
+  }
+  const text = await response.text();
+  const ms = Math.round(performance.now() - started);
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return { status: response.status, data, headers: response.headers, ms };
+}
+
+const refusedListeners = [];
+
+export function onKeyRefused(listener) {
+  refusedListeners.push(listener);
+}
+
+// A call with the signed-in key. ``scoped`` calls act on one account: an admin adds the
+// account being managed as ?account_id=, exactly as the API expects.
+export async function api(method, path, { body, query, scoped = false } = {}) {
+  const fullQuery = { ...(query || {}) };
+  if (scoped && session.isAdmin) fullQuery.account_id = session.accountId;
+  try {
+    return (await call(method, path, { key: session.key, body, query: fullQuery })).data;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      for (const listener of refusedListeners) listener(error);
+    }
+    throw error;
+  }
+}

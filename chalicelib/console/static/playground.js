@@ -1,0 +1,156 @@
+// Send one chat completion with an API key (sk-) and show the answer, the latency and the cost.
+//
+// Used by the Playground page (the user pastes a key) and by the key dialog right after a key
+// is created or regenerated, the only moments the console holds a key's secret.
+
+import { ApiError, api, call, session } from "./api.js";
+import { clear, field, guarded, h, tokenIdFromKey, unitsToUsd } from "./dom.js";
+
+const DEFAULT_PROMPT = "Say hello in one short sentence.";
+
+async function listModels(key) {
+  const response = await call("GET", "/v1/models", { key });
+  const models = (response.data && response.data.data) || [];
+  const names = models.map((model) => model.id).filter(Boolean);
+  // A chat test cannot use an embedding model; list those last rather than first.
+  const chat = names.filter((name) => !/embed/i.test(name));
+  return [...chat, ...names.filter((name) => !chat.includes(name))];
+}
+
+// The call's cost: the relay's header when it sends one, else the call's entry in the logs.
+async function lookUpCost(response, key) {
+  const header = response.headers.get("x-sluice-cost-units");
+  if (header !== null && /^\d+$/.test(header.trim())) return BigInt(header.trim());
+  const tokenId = tokenIdFromKey(key);
+  // The logs are per account: an admin can look only once an account is chosen.
+  if (!tokenId || !session.key || (session.isAdmin && !session.accountId)) return null;
+  const requestId =
+    response.headers.get("x-sluice-request-id") || response.headers.get("x-request-id");
+  try {
+    const query = { token_id: tokenId, limit: 5 };
+    const page = await api("GET", "/logs", { query, scoped: true });
+    const entries = (page && page.data) || [];
+    const entry = entries.find((item) => requestId && item.request_id === requestId) || entries[0];
+    return entry && entry.cost_units !== undefined ? BigInt(entry.cost_units) : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function sendChat(key, model, prompt) {
+  const response = await call("POST", "/v1/chat/completions", {
+    key,
+    body: { model, messages: [{ role: "user", content: prompt }] },
+  });
+  const choice = (response.data && response.data.choices && response.data.choices[0]) || {};
+  const answer = (choice.message && choice.message.content) || "";
+  const costUnits = await lookUpCost(response, key);
+  return { answer, ms: response.ms, costUnits };
+}
+
+function formatCost(units) {
+  if (units === null) return "unknown yet (see Logs)";
+  return `${unitsToUsd(units)} (${units.toLocaleString("en-US")} units)`;
+}
+
+// The model picker, prompt, send button and results. ``getKey`` returns the key to use.
+export function testPanel(prefix, getKey) {
+  const modelSelect = h("select", { id: `${prefix}-model`, name: "model" });
+  const prompt = h("textarea", {
+    id: `${prefix}-prompt`,
+    name: "prompt",
+    rows: 2,
+    value: DEFAULT_PROMPT,
+  });
+  const status = h("p", {
+    class: "form-error",
+    id: `${prefix}-error`,
+    role: "alert",
+    hidden: true,
+  });
+  const answer = h("output", { id: `${prefix}-answer`, class: "answer", for: `${prefix}-prompt` });
+  const latency = h("output", { id: `${prefix}-latency` });
+  const cost = h("output", { id: `${prefix}-cost` });
+  const send = h("button", { type: "button", id: `${prefix}-send`, text: "Send test" });
+  const results = h(
+    "dl",
+    { class: "results", id: `${prefix}-results`, hidden: true },
+    h("dt", { text: "Answer" }),
+    h("dd", {}, answer),
+    h("dt", { text: "Latency" }),
+    h("dd", {}, latency),
+    h("dt", { text: "Cost" }),
+    h("dd", {}, cost),
+  );
+
+  function fail(error) {
+    status.textContent = error.message;
+    status.hidden = false;
+  }
+
+  async function loadModels() {
+    const key = getKey();
+    clear(modelSelect);
+    if (!key) return;
+    status.hidden = true;
+    const models = await listModels(key);
+    for (const model of models) modelSelect.append(h("option", { value: model, text: model }));
+    if (!models.length) modelSelect.append(h("option", { value: "", text: "no models available" }));
+  }
+
+  send.addEventListener(
+    "click",
+    guarded(async () => {
+      status.hidden = true;
+      results.hidden = true;
+      const key = getKey();
+      if (!key) throw new ApiError(0, { error: { message: "Enter an API key (sk-…) first." } });
+      if (!modelSelect.value) await loadModels();
+      send.disabled = true;
+      try {
+        const outcome = await sendChat(key, modelSelect.value, prompt.value || DEFAULT_PROMPT);
+        answer.textContent = outcome.answer;
+        latency.textContent = `${outcome.ms} ms`;
+        cost.textContent = formatCost(outcome.costUnits);
+        results.hidden = false;
+      } finally {
+        send.disabled = false;
+      }
+    }, fail),
+  );
+
+  const element = h(
+    "div",
+    { class: "test-panel" },
+    field("Model", modelSelect),
+    field("Prompt", prompt),
+    h("div", { class: "actions" }, send),
+    status,
+    results,
+  );
+  return { element, loadModels: guarded(loadModels, fail) };
+}
+
+export async function render(view) {
+  const keyInput = h("input", {
+    id: "pg-key",
+    name: "key",
+    type: "password",
+    autocomplete: "off",
+    spellcheck: "false",
+    placeholder: "sk-…",
+  });
+  const panel = testPanel("pg", () => keyInput.value.trim());
+  keyInput.addEventListener("change", panel.loadModels);
+  view.append(
+    h("h1", { text: "Playground" }),
+    h("p", {
+      class: "hint",
+      text: "Paste an API key to try it. The key stays in this page and is not stored.",
+    }),
+    h("form", { class: "card", id: "playground", onsubmit: (event) => event.preventDefault() },
+      field("API key (sk-…)", keyInput),
+      panel.element,
+    ),
+  );
+}

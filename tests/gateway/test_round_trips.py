@@ -1,0 +1,93 @@
+"""DynamoDB round trips of a relayed call on a warm container, counted with botocore's hooks.
+
+Budget: one round trip before upstream, one after, no Scan, no read on the warm path. Writes
+meant to go out side by side are proven parallel: each one waits at a barrier for its siblings,
+which only works if all of them are in flight at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from support import ADMIN_KEY
+
+from chalicelib import relay
+from chalicelib.store.common import connection
+
+pytestmark = pytest.mark.ddb_local
+
+HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}
+
+
+def _key(server: str) -> str:
+    response = httpx.post(
+        f"{server}/admin/accounts",
+        json={"name": "rt", "quota_usd": "5"},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    return str(response.json()["default_token"]["key"])
+
+
+def _chat(server: str, key: str, body: Any = HELLO) -> httpx.Response:
+    return httpx.post(
+        f"{server}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+class Recorder:
+    """Records (phase, operation) and makes each phase's writes meet at a barrier."""
+
+    def __init__(self) -> None:
+        self.phase = "before"
+        self.calls: list[tuple[str, str]] = []
+        self.barriers = {"before": threading.Barrier(3), "after": threading.Barrier(3)}
+        self.lock = threading.Lock()
+
+    def before_call(self, model: Any, **_: Any) -> None:
+        with self.lock:
+            phase = self.phase
+            self.calls.append((phase, model.name))
+        if model.name in {"UpdateItem", "PutItem"}:
+            # Raises BrokenBarrierError (failing the call) if the siblings never come.
+            self.barriers[phase].wait(timeout=10)
+
+    def upstream_called(self) -> None:
+        with self.lock:
+            self.phase = "after"
+
+
+def test_warm_call_is_one_round_trip_before_and_one_after(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a key that has been used once (the container is warm)
+    key = _key(server)
+    assert _chat(server, key).status_code == 200
+    recorder = Recorder()
+    forward = relay.forward
+
+    def recording_forward(*args: Any, **kwargs: Any) -> Any:
+        recorder.upstream_called()
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(relay, "forward", recording_forward)
+    events = connection().client.meta.events
+    events.register("before-call.dynamodb", recorder.before_call, unique_id="rt-recorder")
+    try:
+        # WHEN it calls again
+        response = _chat(server, key)
+    finally:
+        events.unregister("before-call.dynamodb", unique_id="rt-recorder")
+
+    # THEN three writes went out together before upstream and three together after
+    assert response.status_code == 200, response.text
+    before = sorted(op for phase, op in recorder.calls if phase == "before")
+    after = sorted(op for phase, op in recorder.calls if phase == "after")
+    assert before == ["PutItem", "UpdateItem", "UpdateItem"]
+    assert after == ["UpdateItem", "UpdateItem", "UpdateItem"]
+    assert not any(op in {"Scan", "Query", "GetItem"} for _, op in recorder.calls)
