@@ -428,3 +428,24 @@ def test_sweeper_refunds_a_reservation_left_by_a_crash_once(relay_api: Any) -> N
     assert (stored.remaining_units, stored.reserved_units, stored.used_units) == (10_000, 0, 0)
     record = usage_store.get("req_crashed")
     assert record is not None and record.state == "refunded"
+
+
+def test_exhausted_daily_key_works_again_after_midnight_before_the_job_runs(
+    relay_api: Any,
+) -> None:
+    # GIVEN a daily key worth one flat call, spent at 10:00 UTC
+    flat = {**HELLO, "model": "demo-flat"}
+    with time_machine.travel("2027-03-01T10:00:00Z", tick=True):
+        created, token = _setup(relay_api, quota_units=1000, reset_period="daily")
+        assert relay_api.call("POST", CHAT, key=token["key"], body=flat)[0] == 200
+        assert relay_api.call("POST", CHAT, key=token["key"], body=flat)[0] == 429
+
+    # WHEN it is used again after midnight UTC, before any scheduled reset ran
+    with time_machine.travel("2027-03-02T00:05:00Z", tick=True):
+        status, body = relay_api.call("POST", CHAT, key=token["key"], body=flat)
+        _, shown = relay_api.call("GET", "/v1/key", key=token["key"])
+
+    # THEN the request resets the key itself and is served; the new period holds this call only
+    assert status == 200, body
+    assert shown["used_units"] == 1000 and shown["total_used_units"] == 2000
+    assert shown["next_reset_at"] == "2027-03-03T00:00:00Z"
