@@ -1,0 +1,312 @@
+"""Relay configuration: channels, model prices and group ratios, one ``ConfigItem`` each.
+
+Items are keyed ``(kind, name)``: ``("channel", <channel id>)``, ``("price", <model>)`` and
+``("group", <group>)``, so each kind is one partition and is read with one Query (never a Scan).
+
+The relay reads them on every call, so ``channels()``, ``price()`` and ``group_ratio()`` serve a
+per-container copy for ``settings.key_cache_seconds``. Writes through this module ``invalidate()``
+this container's copy at once; other containers see the change when their copy expires. That
+delay is harmless for money: prices and ratios are read *before* the reservation, and the charge
+is computed from the same price the reservation was sized with.
+
+Provider keys are secrets. Deployed (``settings.channel_secret_ssm_prefix`` set) a key lives in
+an SSM SecureString parameter ``<prefix><channel id>`` and the item keeps only ``name:version``,
+so a rotated key is picked up through the config cache although each container caches parameter
+values forever. Locally the key sits in the item. No function here returns it except
+``api_key_for``, which the forwarder calls right before it sends a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import DeleteError, PutError
+
+from chalicelib.errors import Conflict, NotFound, ServiceUnavailable
+from chalicelib.pricing import ModelPrice
+from chalicelib.relay.channels import Channel
+from chalicelib.settings import get_settings
+from chalicelib.store import secrets
+from chalicelib.store.common import error_code, translated
+from chalicelib.store.models import ConfigItem
+
+logger = logging.getLogger("sluice")
+
+CHANNEL, PRICE, GROUP = "channel", "price", "group"
+DEFAULT_RATIO = Decimal(1)
+KEEP: Any = object()  # "leave the channel's api key as it is"
+
+T = TypeVar("T")
+_clock: Callable[[], float] = time.monotonic
+_cache: dict[tuple[str, str], tuple[float, Any]] = {}
+
+
+# The per-container cache ------------------------------------------------------------------------
+def invalidate() -> None:
+    """Forget every cached kind (called after each write, and by tests)."""
+    _cache.clear()
+
+
+def _cached(kind: str, load: Callable[[], T]) -> T:
+    key = (ConfigItem.Meta.table_name, kind)
+    hit = _cache.get(key)
+    now = _clock()
+    if hit is not None and now - hit[0] < get_settings().key_cache_seconds:
+        return hit[1]  # type: ignore[no-any-return]
+    value = load()
+    _cache[key] = (now, value)
+    return value
+
+
+def channels() -> list[Channel]:
+    return _cached(CHANNEL, load_channels)
+
+
+def price(model: str) -> ModelPrice | None:
+    return _cached(PRICE, load_prices).get(model)
+
+
+def group_ratio(group: str) -> Decimal:
+    return _cached(GROUP, load_group_ratios).get(group, DEFAULT_RATIO)
+
+
+def _query(kind: str) -> list[ConfigItem]:
+    with translated():
+        return list(ConfigItem.query(kind, consistent_read=True))
+
+
+# Channels ---------------------------------------------------------------------------------------
+def _to_channel(item: ConfigItem) -> Channel:
+    body = item.body.as_dict()
+    return Channel(
+        id=item.name,
+        name=str(body.get("name") or item.name),
+        base_url=str(body["base_url"]),
+        models=tuple(str(model) for model in body.get("models") or ()),
+        model_map={str(k): str(v) for k, v in (body.get("model_map") or {}).items()},
+        group=str(body.get("group") or "default"),
+        priority=int(body.get("priority") or 0),
+        weight=max(int(body.get("weight") or 1), 1),
+        enabled=bool(body.get("enabled", True)),
+        api_key=body.get("api_key"),
+        api_key_parameter=body.get("api_key_parameter"),
+        created_at=int(body.get("created_at") or 0),
+        updated_at=int(item.updated_at or 0),
+        revision=int(body.get("revision") or 0),
+    )
+
+
+def _channel_body(channel: Channel) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": channel.name,
+        "base_url": channel.base_url,
+        "models": list(channel.models),
+        "model_map": dict(channel.model_map),
+        "group": channel.group,
+        "priority": channel.priority,
+        "weight": channel.weight,
+        "enabled": channel.enabled,
+        "created_at": channel.created_at,
+        "revision": channel.revision,
+    }
+    if channel.api_key_parameter:
+        body["api_key_parameter"] = channel.api_key_parameter
+    elif channel.api_key:
+        body["api_key"] = channel.api_key
+    return body
+
+
+def load_channels() -> list[Channel]:
+    """Every channel, read now (admin listings; the relay uses the cached ``channels()``)."""
+    loaded = []
+    for item in _query(CHANNEL):
+        try:
+            loaded.append(_to_channel(item))
+        except (KeyError, TypeError, ValueError):
+            logger.warning("config: skipping malformed channel item %s", item.name)
+    return loaded
+
+
+def get_channel(channel_id: str) -> Channel | None:
+    with translated():
+        try:
+            return _to_channel(ConfigItem.get(CHANNEL, channel_id, consistent_read=True))
+        except ConfigItem.DoesNotExist:
+            return None
+
+
+def require_channel(channel_id: str) -> Channel:
+    channel = get_channel(channel_id)
+    if channel is None:
+        raise NotFound("No channel with this id.", param="id")
+    return channel
+
+
+def _ssm() -> Any:
+    import boto3  # only deployed stages with a prefix ever need it
+
+    return boto3.client("ssm", region_name=get_settings().region)
+
+
+def _with_key(channel: Channel, api_key: str | None) -> Channel:
+    """``channel`` holding ``api_key``: in SSM when deployed, in the item locally."""
+    prefix = get_settings().channel_secret_ssm_prefix
+    if api_key is None:
+        return replace(channel, api_key=None, api_key_parameter=None)
+    if not prefix:
+        return replace(channel, api_key=api_key, api_key_parameter=None)
+    name = f"{prefix}{channel.id}"
+    try:
+        version = _ssm().put_parameter(
+            Name=name, Value=api_key, Type="SecureString", Overwrite=True
+        )["Version"]
+    except (BotoCoreError, ClientError) as exc:
+        raise ServiceUnavailable("The channel's key could not be stored; retry.") from exc
+    return replace(channel, api_key=None, api_key_parameter=f"{name}:{version}")
+
+
+def _drop_parameter(parameter: str | None) -> None:
+    """Delete a channel's SSM parameter; a missing one is already what we want."""
+    if not parameter:
+        return
+    try:
+        _ssm().delete_parameter(Name=parameter.rsplit(":", 1)[0])
+    except (BotoCoreError, ClientError) as exc:
+        if error_code(exc) != "ParameterNotFound":
+            logger.warning("config: could not delete a channel key parameter (%s)", error_code(exc))
+
+
+def _save(channel: Channel, now: int, condition: Any, conflict: Exception | None = None) -> None:
+    """Put the channel's item; a failed ``condition`` raises ``conflict``."""
+    item = ConfigItem(CHANNEL, channel.id, body=_channel_body(channel), updated_at=now)
+    with translated():
+        try:
+            item.save(condition=condition)
+        except PutError as exc:
+            if conflict is not None and error_code(exc) == "ConditionalCheckFailedException":
+                raise conflict from exc
+            raise
+
+
+def create_channel(channel: Channel, api_key: str | None, now: int) -> Channel:
+    """Store a new channel; 409 if the id is taken (checked before the key is written)."""
+    if get_channel(channel.id) is not None:
+        raise Conflict("A channel with this id already exists.", param="id")
+    stored = replace(_with_key(channel, api_key), created_at=now, updated_at=now, revision=1)
+    _save(
+        stored,
+        now,
+        ConfigItem.name.does_not_exist(),
+        Conflict("A channel with this id already exists.", param="id"),
+    )
+    invalidate()
+    return stored
+
+
+def put_channel(channel: Channel, api_key: str | None, now: int) -> Channel:
+    """Create or replace a channel whatever its state (bootstrap scripts, the demo)."""
+    current = get_channel(channel.id)
+    stored = replace(
+        _with_key(channel, api_key),
+        created_at=current.created_at if current else now,
+        updated_at=now,
+        revision=(current.revision if current else 0) + 1,
+    )
+    _save(stored, now, None)
+    if current is not None and current.api_key_parameter and not stored.api_key_parameter:
+        _drop_parameter(current.api_key_parameter)
+    invalidate()
+    return stored
+
+
+def update_channel(current: Channel, changed: Channel, api_key: Any, now: int) -> Channel:
+    """Write ``changed`` over ``current``; 409 if someone else wrote it since it was read.
+
+    ``api_key`` is the new key, None to remove it, or ``KEEP``.
+    """
+    with_key = changed if api_key is KEEP else _with_key(changed, api_key)
+    stored = replace(
+        with_key, created_at=current.created_at, updated_at=now, revision=current.revision + 1
+    )
+    _save(
+        stored,
+        now,
+        ConfigItem.body["revision"] == current.revision,
+        Conflict("The channel changed or was deleted while it was being edited; retry."),
+    )
+    if api_key is not KEEP and api_key is None:
+        _drop_parameter(current.api_key_parameter)
+    invalidate()
+    return stored
+
+
+def delete_channel(channel_id: str) -> None:
+    current = require_channel(channel_id)
+    with translated():
+        try:
+            ConfigItem(CHANNEL, channel_id).delete(condition=ConfigItem.name.exists())
+        except DeleteError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise NotFound("No channel with this id.", param="id") from exc
+            raise
+    _drop_parameter(current.api_key_parameter)
+    invalidate()
+
+
+def api_key_for(channel: Channel) -> str | None:
+    """The provider key to send; read from SSM once per container and key version."""
+    if channel.api_key_parameter:
+        try:
+            return secrets.ssm_parameter(channel.api_key_parameter, get_settings())
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable("The channel's key could not be read.") from exc
+    return channel.api_key
+
+
+# Prices -----------------------------------------------------------------------------------------
+def _to_price(body: dict[str, Any]) -> ModelPrice:
+    if body.get("usd_per_request") is not None:
+        return ModelPrice(usd_per_request=Decimal(str(body["usd_per_request"])))
+    return ModelPrice(
+        input_usd_per_mtok=Decimal(str(body.get("input_usd_per_mtok") or 0)),
+        output_usd_per_mtok=Decimal(str(body.get("output_usd_per_mtok") or 0)),
+    )
+
+
+def load_prices() -> dict[str, ModelPrice]:
+    return {item.name: _to_price(item.body.as_dict()) for item in _query(PRICE)}
+
+
+def set_price(model: str, model_price: ModelPrice, now: int) -> None:
+    """Decimal strings, never floats: a price must read back exactly as it was written."""
+    with translated():
+        ConfigItem(PRICE, model, body=model_price.to_json(), updated_at=now).save()
+    invalidate()
+
+
+def delete_price(model: str) -> None:
+    with translated():
+        try:
+            ConfigItem(PRICE, model).delete(condition=ConfigItem.name.exists())
+        except DeleteError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise NotFound("No price is set for this model.", param="model") from exc
+            raise
+    invalidate()
+
+
+# Group ratios -----------------------------------------------------------------------------------
+def load_group_ratios() -> dict[str, Decimal]:
+    return {item.name: Decimal(str(item.body.as_dict()["ratio"])) for item in _query(GROUP)}
+
+
+def set_group_ratio(group: str, ratio: Decimal, now: int) -> None:
+    with translated():
+        ConfigItem(GROUP, group, body={"ratio": str(ratio)}, updated_at=now).save()
+    invalidate()
