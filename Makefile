@@ -73,10 +73,10 @@ run: setup
 bench: setup
 	$(PY) -m bench
 
-package: setup
+package: $(VENV)/.installed
 	$(PY) -m devtools.package --stage $(STAGE)
 
-deploy: package
+deploy: $(VENV)/.installed
 	$(PY) -m devtools.package --stage $(STAGE) --deploy
 
 clean:

@@ -34,8 +34,10 @@ class SweepRun:
 def sweep(now: int, remaining_seconds: Callable[[], float] | None = None) -> SweepRun:
     """Refund every stale pending reservation (paged Query) until done or out of time."""
     refunded = skipped = 0
+    # Keep a margin to finish the refund in hand: 10 s, or a quarter of a short budget.
+    margin = min(10.0, remaining_seconds() / 4) if remaining_seconds is not None else 0.0
     for request_id in usage_store.stale_pending(before=now, limit=MAX_PER_RUN):
-        if remaining_seconds is not None and remaining_seconds() < 10:
+        if remaining_seconds is not None and remaining_seconds() < margin:
             return SweepRun(refunded, skipped, complete=False)
         if refund_one(request_id):
             refunded += 1

@@ -1,0 +1,192 @@
+"""Representative flows through the app, one function per area: the single list to extend.
+
+Tests that watch what the code does as a whole (today: which AWS calls it makes, checked against
+the IAM policy in test_policy_covers_calls.py) run every flow in ``FLOWS``. Each flow drives the
+app's public entry points only (routes through chalice's test client, schedules through their
+Lambda handlers) and asserts every step succeeded, so a call that failed early can never pass
+for a permission that is not needed.
+
+To cover a new area (a route, a schedule, a new kind of write): add a function taking a
+``Driver`` and append it to ``FLOWS``. The policy test then tells you which grants it now
+exercises, to remove from its ``NOT_YET_EXERCISED`` list, and which routes it now drives.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+UPSTREAM_KEY = "flow-upstream-" + "u" * 24
+HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}
+
+
+class Driver:
+    """The shared ``api`` helper (tests/conftest.py), remembering every route it reached."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self.routes: set[tuple[str, str]] = set()  # (method, path as called, no query)
+        self.schedules: set[str] = set()
+
+    def call(
+        self, method: str, path: str, key: str | None = None, body: Any = None, expect: int = 200
+    ) -> Any:
+        status, data = self.api.call(method, path, key=key, body=body)
+        assert status == expect, f"{method} {path}: {status} {data}"
+        self.routes.add((method, path.split("?", 1)[0]))
+        return data
+
+    def admin(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        status, data = self.api.admin(method, path, body)
+        assert status == expect, f"{method} {path}: {status} {data}"
+        self.routes.add((method, path.split("?", 1)[0]))
+        return data
+
+    def run_schedule(self, name: str) -> Any:
+        """Invoke a scheduled Lambda as EventBridge would, through chalice's test client."""
+        client = self.api.client
+        event = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
+        response = client.lambda_.invoke(name, event)
+        self.schedules.add(name)
+        return response.payload
+
+    def reached(self, method: str, route_path: str) -> bool:
+        """Whether some call matched a chalice route like ``/tokens/{token_id}``."""
+        pattern = re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", route_path) + "$")
+        return any(m == method and pattern.match(path) for m, path in self.routes)
+
+
+def health_and_docs(driver: Driver) -> None:
+    assert driver.call("GET", "/health") == {"status": "ok"}
+    assert "paths" in driver.call("GET", "/openapi.json")
+    # The console is static files: no AWS call of its own, but it is an entry point all the same.
+    assert "<html" in driver.call("GET", "/console").lower()
+    assert "function" in driver.call("GET", "/console/app.js")
+
+
+def management(driver: Driver) -> None:
+    """Every account and token route, as the operator and as the account itself."""
+    created = driver.admin("POST", "/admin/accounts", {"name": "flow", "quota_units": 50_000}, 201)
+    account_id, mk = created["account"]["id"], created["management_key"]
+    driver.admin("POST", "/admin/accounts", {"name": "flow-two", "unlimited": True}, 201)
+    page = driver.admin("GET", "/admin/accounts?limit=1")
+    driver.admin("GET", f"/admin/accounts?limit=1&cursor={page['next_cursor']}")
+    driver.admin("GET", f"/admin/accounts/{account_id}")
+    driver.admin("PATCH", f"/admin/accounts/{account_id}", {"name": "flow-renamed"})
+    driver.admin("POST", f"/admin/accounts/{account_id}/credit", {"quota_units": 1000, "note": "x"})
+    driver.call("GET", "/account", key=mk)
+
+    body = {"name": "ci", "count": 2, "quota_units": 5000, "reset_period": "daily"}
+    tokens = driver.call("POST", "/tokens", key=mk, body=body, expect=201)["data"]
+    token_id = tokens[0]["id"]
+    driver.call("GET", "/tokens?limit=1", key=mk)
+    driver.call("GET", "/tokens?status=enabled", key=mk)
+    driver.admin("GET", f"/tokens?account_id={account_id}")
+    driver.call("GET", f"/tokens/{token_id}", key=mk)
+    driver.call("PATCH", f"/tokens/{token_id}", key=mk, body={"quota_units": 6000})
+    driver.call("POST", f"/tokens/{token_id}/regenerate", key=mk)
+    driver.call("DELETE", f"/tokens/{token_id}", key=mk, expect=204)
+
+
+def relay(driver: Driver) -> None:
+    """Calls with an sk- key through a demo upstream on 127.0.0.1, then the key's own reports."""
+    from chalicelib import gateway
+    from chalicelib.relay.demo import register_demo
+    from chalicelib.store import config as config_store
+    from devtools.mock_upstream import MockUpstream
+
+    with MockUpstream(api_key=UPSTREAM_KEY).start() as upstream:
+        # The `make run` bootstrap stands in for the admin channel API until app.py has it: the
+        # same store call, which keeps the provider key in SSM on a deployed stage.
+        register_demo(upstream.base_url, UPSTREAM_KEY)
+        # A fresh container: nothing cached from earlier tests' channels or keys.
+        config_store.invalidate()
+        gateway.cache().entries.clear()
+        created = driver.admin("POST", "/admin/accounts", {"name": "relay", "quota_usd": "5"}, 201)
+        key, mk = created["default_token"]["key"], created["management_key"]
+
+        driver.call("POST", "/v1/chat/completions", key=key, body=HELLO)
+        embed = {"model": "text-embedding-3-small", "input": "hello"}
+        driver.call("POST", "/v1/embeddings", key=key, body=embed)
+    driver.call("GET", "/v1/models", key=key)
+    driver.call("GET", "/v1/key", key=key)
+    driver.call("GET", "/v1/dashboard/billing/subscription", key=key)
+    driver.call("GET", "/v1/dashboard/billing/usage", key=key)
+    driver.call("GET", "/logs", key=mk)
+    driver.call("GET", "/usage", key=mk)
+
+
+def configuration(driver: Driver) -> None:
+    """The operator's relay configuration: a channel (its key kept in SSM), prices, groups."""
+    channel = {
+        "id": "flow",
+        "name": "flow",
+        "base_url": "http://127.0.0.1:9/v1",
+        "api_key": "flow-provider-" + "k" * 24,
+        "models": ["flow-model"],
+    }
+    driver.admin("POST", "/admin/channels", channel, 201)
+    driver.admin("GET", "/admin/channels")
+    driver.admin("GET", "/admin/channels/flow")
+    driver.admin("PATCH", "/admin/channels/flow", {"api_key": "flow-rotated-" + "k" * 24})
+    driver.admin("DELETE", "/admin/channels/flow", expect=204)
+    driver.admin("PUT", "/admin/models/flow-model", {"usd_per_request": "0.001"})
+    driver.admin("GET", "/admin/models")
+    driver.admin("DELETE", "/admin/models/flow-model", expect=204)
+    driver.admin("PUT", "/admin/groups/flow", {"ratio": "1.5"})
+    driver.admin("GET", "/admin/groups")
+
+
+def resets(driver: Driver) -> None:
+    """A daily key past its boundary, reset by the admin route; then the hourly schedule."""
+    import time_machine
+
+    created = driver.admin("POST", "/admin/accounts", {"name": "resets"}, 201)
+    body = {"name": "daily", "quota_units": 1000, "reset_period": "daily"}
+    driver.call("POST", "/tokens", key=created["management_key"], body=body, expect=201)
+    with time_machine.travel(time.time() + 2 * 86_400, tick=False):
+        assert driver.admin("POST", "/admin/resets/run")["reset"] >= 1
+        driver.run_schedule("reset_quotas")
+
+
+def sweeper(driver: Driver) -> None:
+    """A reservation left pending by a process that died, refunded by the schedule."""
+    import time_machine
+
+    from chalicelib import keys
+    from chalicelib.store import ledger
+    from chalicelib.store import usage as usage_store
+
+    created = driver.admin("POST", "/admin/accounts", {"name": "crashed", "quota_usd": "1"}, 201)
+    token = created["default_token"]
+    now = int(time.time())
+    usage_store.put(
+        usage_store.Usage(
+            request_id="req_flow_crashed",
+            account_id=token["account_id"],
+            token_id=token["id"],
+            token_name="default",
+            created_ms=now * 1000,
+            model="gpt-4o-mini",
+            reserved_units=100,
+        ),
+        retention_days=1,
+        sweep_at=now + 60,
+    )
+    reservation = ledger.Reservation("req_flow_crashed", token["id"], token["account_id"], 100)
+    assert ledger.reserve(reservation, keys.hash_key(token["key"]), now) is None
+    with time_machine.travel(now + 3600, tick=False):
+        result = driver.run_schedule("sweep_reservations")
+    assert result["complete"] is True and result["refunded"] >= 1, result
+
+
+FLOWS: list[Callable[[Driver], None]] = [
+    health_and_docs,
+    management,
+    configuration,
+    relay,
+    resets,
+    sweeper,
+]
