@@ -257,3 +257,14 @@ def sweep_reservations(event: Any) -> dict[str, Any]:
     )
     run = sweeper.sweep(web.now(), remaining)
     return {"refunded": run.refunded, "skipped": run.skipped, "complete": run.complete}
+
+
+# Anything else ----------------------------------------------------------------------------------
+# API Gateway (and chalice local) answer unknown paths themselves with a message that quotes the
+# request's Authorization header, i.e. the caller's key. A greedy route keeps every unknown path
+# inside the app: an OpenAI-shaped 404 that repeats nothing.
+@route("/{proxy+}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def not_found() -> Response:
+    from chalicelib.errors import NotFound
+
+    raise NotFound("Unknown path. See /openapi.json for the routes Sluice serves.")

@@ -16,8 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from support import ADMIN_KEY
+
+from devtools.chalice_local import patch as patch_chalice_local
+
+# Test clients route like API Gateway (greedy /{proxy+}), as `make run` does.
+patch_chalice_local()
 
 # Tests never reach AWS: dummy credentials, and nothing but 127.0.0.1 endpoints.
 os.environ.update(

@@ -29,12 +29,25 @@ DEMO_PRICES = {
 
 def register_demo(base_url: str, api_key: str | None) -> None:
     """Create or update the "demo" channel (group default) and seed the demo prices."""
+    _register(DEMO_CHANNEL_ID, base_url, api_key, DEMO_MODELS)
+
+
+def register_provider(base_url: str, api_key: str, models: tuple[str, ...] = ()) -> None:
+    """``make run`` with UPSTREAM_BASE_URL/UPSTREAM_API_KEY: that provider as the only channel.
+
+    It serves the priced OpenAI models (or ``models``); prices are the demo's list prices.
+    """
+    served = models or tuple(m for m in DEMO_MODELS if m != "demo-flat")
+    _register("upstream", base_url, api_key, served)
+
+
+def _register(channel_id: str, base_url: str, api_key: str | None, models: tuple[str, ...]) -> None:
     now = int(time.time())
     channel = Channel(
-        id=DEMO_CHANNEL_ID,
-        name="demo",
+        id=channel_id,
+        name=channel_id,
         base_url=base_url.rstrip("/"),
-        models=DEMO_MODELS,
+        models=models,
         group="default",
         priority=0,
         weight=1,
@@ -42,4 +55,5 @@ def register_demo(base_url: str, api_key: str | None) -> None:
     )
     config_store.put_channel(channel, api_key, now)
     for model, model_price in DEMO_PRICES.items():
-        config_store.set_price(model, model_price, now)
+        if model in models:
+            config_store.set_price(model, model_price, now)

@@ -78,17 +78,13 @@ def server(relay_local: Any) -> Iterator[str]:
     from chalice.config import Config
 
     from app import app
-    from devtools.chalice_local import BACKLOG
-
-    class Server(local.ThreadedHTTPServer):
-        request_queue_size = BACKLOG
 
     # What `chalice local` does to the app: make current_request thread-local.
     if not isinstance(app, local.LocalChalice):
         local.CustomLocalChalice.__bases__ = (local.LocalChalice, type(app))
         app.__class__ = local.CustomLocalChalice
     port = free_port()
-    dev = local.LocalDevServer(app, Config.create(), "127.0.0.1", port, server_cls=Server)
+    dev = local.LocalDevServer(app, Config.create(), "127.0.0.1", port)
     thread = threading.Thread(target=dev.serve_forever, daemon=True)
     thread.start()
     try:

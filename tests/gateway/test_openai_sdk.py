@@ -1,4 +1,4 @@
-"""The official OpenAI Python SDK against Sluice over HTTP: it works, and errors map to its classes."""
+"""The official OpenAI SDK against Sluice over HTTP: it works, errors map to its classes."""
 
 from __future__ import annotations
 

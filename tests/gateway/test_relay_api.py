@@ -436,7 +436,7 @@ def test_exhausted_daily_key_works_again_after_midnight_before_the_job_runs(
     # GIVEN a daily key worth one flat call, spent at 10:00 UTC
     flat = {**HELLO, "model": "demo-flat"}
     with time_machine.travel("2027-03-01T10:00:00Z", tick=True):
-        created, token = _setup(relay_api, quota_units=1000, reset_period="daily")
+        _created, token = _setup(relay_api, quota_units=1000, reset_period="daily")
         assert relay_api.call("POST", CHAT, key=token["key"], body=flat)[0] == 200
         assert relay_api.call("POST", CHAT, key=token["key"], body=flat)[0] == 429
 
@@ -449,3 +449,13 @@ def test_exhausted_daily_key_works_again_after_midnight_before_the_job_runs(
     assert status == 200, body
     assert shown["used_units"] == 1000 and shown["total_used_units"] == 2000
     assert shown["next_reset_at"] == "2027-03-03T00:00:00Z"
+
+
+@pytest.mark.parametrize("path", ["/nope", "/v1/nope/deeper", "/v1/chat/completions/extra"])
+def test_unknown_paths_are_404_and_never_quote_the_key(relay_api: Any, path: str) -> None:
+    _created, token = _setup(relay_api)
+    for method in ("GET", "POST"):
+        status, body = relay_api.call(method, path, key=token["key"], body={})
+        assert status == 404, body
+        assert body["error"]["code"] == "not_found"
+        assert token["key"] not in json.dumps(body)

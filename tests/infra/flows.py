@@ -64,6 +64,8 @@ def health_and_docs(driver: Driver) -> None:
     # The console is static files: no AWS call of its own, but it is an entry point all the same.
     assert "<html" in driver.call("GET", "/console").lower()
     assert "function" in driver.call("GET", "/console/app.js")
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        driver.call(method, "/no-such-route", expect=404)
 
 
 def management(driver: Driver) -> None:

@@ -1,0 +1,304 @@
+"""``make run`` (python -m devtools.run): printed keys and curl lines work; Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+import pytest
+
+from devtools.ddblocal import find_jar, free_port
+from devtools.run import banner
+from devtools.stack import start_stack
+
+pytestmark = [pytest.mark.ddb_local, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 120.0
+STOP_TIMEOUT = 30.0
+ADMIN_KEY = "make-run-admin-" + "a" * 24
+CONCURRENT = 32
+
+
+@dataclass
+class Run:
+    process: subprocess.Popen[bytes]
+    lines: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def value(self, label: str) -> str:
+        match = re.search(rf"{re.escape(label)}\s+(\S+)", self.text())
+        assert match, f"{label!r} not printed:\n{self.text()}"
+        return match.group(1)
+
+    def curl(self, path: str) -> list[str]:
+        for line in self.lines:
+            if line.strip().startswith("curl ") and f"{path} " in line:
+                return shlex.split(line)
+        raise AssertionError(f"no curl line for {path}:\n{self.text()}")
+
+
+def _pump(stream: IO[bytes], sink: queue.Queue[str | None]) -> None:
+    """Drain the child's output for ever, so it never blocks on a full pipe."""
+    for raw in iter(stream.readline, b""):
+        sink.put(raw.decode("utf-8", errors="replace").rstrip("\n"))
+    sink.put(None)
+
+
+def start_run(port: int) -> Run:
+    env = {**os.environ, "SLUICE_ADMIN_KEY": ADMIN_KEY}
+    for name in ("UPSTREAM_BASE_URL", "UPSTREAM_API_KEY"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtools.run", "--port", str(port)],
+        cwd=str(REPO_ROOT),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
+    run = Run(process)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        if line is None:
+            raise AssertionError(f"devtools.run exited early:\n{run.text()}")
+        run.lines.append(line)
+        if "Press Ctrl-C to stop." in line:
+            return run
+    stop_run(run)
+    raise AssertionError(f"devtools.run not ready after {START_TIMEOUT:.0f}s:\n{run.text()}")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, read from /proc (children, their children, ...)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def command_line(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
+
+
+def is_gone(pid: int) -> bool:
+    """No such process, or a zombie waiting to be reaped (it runs nothing any more)."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def stop_run(run: Run) -> None:
+    """Fallback cleanup: whatever is left of the run and what it started gets SIGKILL."""
+    leftovers = descendants(run.process.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(run.process.pid, signal.SIGKILL)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        run.process.wait(timeout=STOP_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Run]:
+    run = start_run(free_port())
+    try:
+        yield run
+    finally:
+        if run.process.poll() is None:
+            run.process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                run.process.wait(timeout=STOP_TIMEOUT)
+        stop_run(run)
+
+
+def call_curl(argv: list[str]) -> httpx.Response:
+    """What the printed curl line does, done with httpx (no curl needed on the machine)."""
+    url = next(arg for arg in argv if arg.startswith("http://"))
+    headers = dict(argv[i + 1].split(": ", 1) for i, arg in enumerate(argv) if arg == "-H")
+    body = argv[argv.index("-d") + 1] if "-d" in argv else None
+    method = "POST" if body is not None else "GET"
+    return httpx.request(method, url, headers=headers, content=body, timeout=30.0)
+
+
+def test_the_banner_names_every_key_and_url(running: Run) -> None:
+    # GIVEN make run started with SLUICE_ADMIN_KEY set
+    # WHEN its banner is read
+    base_url = running.value("Sluice is running at")
+
+    # THEN it shows that admin key, the demo account's keys, and curl lines for the key routes
+    assert running.value("admin key:") == ADMIN_KEY
+    assert running.value("demo management key (mk):").startswith("mk-")
+    assert running.value("demo API key (sk):").startswith("sk-")
+    assert base_url.startswith("http://127.0.0.1:")
+    chat = running.curl("/v1/chat/completions")
+    assert f"Authorization: Bearer {running.value('demo API key (sk):')}" in chat
+    assert '"model": "gpt-4o-mini"' in chat[chat.index("-d") + 1]
+
+
+def test_the_printed_account_and_tokens_curls_work(running: Run) -> None:
+    # GIVEN the printed curl lines for /account and /tokens
+    account_curl = running.curl("/account")
+    tokens_curl = running.curl("/tokens")
+
+    # WHEN they are run
+    account = call_curl(account_curl)
+    tokens = call_curl(tokens_curl)
+
+    # THEN the demo account answers with US$10, and its default key is listed by preview only
+    assert account.status_code == 200, account.text
+    assert account.json()["name"] == "demo"
+    assert account.json()["remaining_usd"] == "10.000000"
+    assert tokens.status_code == 200, tokens.text
+    listed = tokens.json()["data"]
+    sk = running.value("demo API key (sk):")
+    assert [t["key_preview"][:5] for t in listed] == [sk[:5]]
+    assert sk not in tokens.text
+
+
+def test_the_admin_key_from_the_environment_is_the_one_that_works(running: Run) -> None:
+    # GIVEN the admin key make run was given  WHEN it lists accounts
+    response = httpx.get(
+        f"{running.value('Sluice is running at')}/admin/accounts",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=30.0,
+    )
+
+    # THEN the demo account is there
+    assert response.status_code == 200, response.text
+    assert [a["name"] for a in response.json()["data"]] == ["demo"]
+
+
+def test_thirty_two_concurrent_connections_are_all_served(running: Run) -> None:
+    # GIVEN 32 clients, each with its own connection, released at once
+    url = f"{running.value('Sluice is running at')}/account"
+    headers = {"Authorization": f"Bearer {running.value('demo management key (mk):')}"}
+    start = threading.Barrier(CONCURRENT, timeout=30.0)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        with httpx.Client(timeout=30.0) as http:
+            start.wait()
+            status = http.get(url, headers=headers).status_code
+        with lock:
+            statuses.append(status)
+
+    # WHEN they all call /account
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(CONCURRENT)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60.0)
+
+    # THEN every one of them got its 200
+    assert statuses == [200] * CONCURRENT
+
+
+def test_ctrl_c_stops_the_run_and_every_process_it_started() -> None:
+    # GIVEN a fresh make run, with DynamoDB and chalice local running below it
+    run = start_run(free_port())
+    try:
+        children = descendants(run.process.pid)
+        commands = " | ".join(command_line(pid) for pid in children)
+        assert "chalice" in commands and "local" in commands, commands
+        assert "DynamoDBLocal.jar" in commands or "moto.server" in commands, commands
+        base_url = run.value("Sluice is running at")
+
+        # WHEN it gets SIGINT, as from Ctrl-C
+        run.process.send_signal(signal.SIGINT)
+        code = run.process.wait(timeout=STOP_TIMEOUT)
+
+        # THEN it exits cleanly, nothing it started is left, and the port no longer answers
+        assert code == 0, run.text()
+        assert [pid for pid in children if not is_gone(pid)] == []
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base_url}/health", timeout=2.0)
+    finally:
+        stop_run(run)
+
+
+@pytest.mark.skipif(
+    shutil.which("java") is None or find_jar() is None,
+    reason="persistence needs DynamoDB Local (moto's server keeps nothing)",
+)
+def test_persist_reuses_the_demo_account_and_issues_a_fresh_working_key(tmp_path: Path) -> None:
+    # GIVEN a first start that persisted its data, and an extra key made through the API
+    with start_stack(persist_dir=str(tmp_path), upstream="none") as first:
+        made = httpx.post(
+            f"{first.base_url}/tokens",
+            headers={"Authorization": f"Bearer {first.management_key}"},
+            json={"name": "kept"},
+            timeout=30.0,
+        )
+        assert made.status_code == 201, made.text
+        first_keys = (first.account_id, first.management_key, first.demo_key)
+
+    # WHEN the stack starts again on the same data
+    with start_stack(persist_dir=str(tmp_path), upstream="none") as second:
+        listed = httpx.get(
+            f"{second.base_url}/tokens",
+            params={"account_id": second.account_id},
+            headers={"Authorization": f"Bearer {second.admin_key}"},
+            timeout=30.0,
+        )
+        old_management = httpx.get(
+            f"{second.base_url}/account",
+            headers={"Authorization": f"Bearer {first_keys[1]}"},
+            timeout=30.0,
+        )
+        printed = banner(second)
+        printed_curl = next(
+            shlex.split(line) for line in printed.splitlines() if "/account?" in line
+        )
+        via_banner = call_curl(printed_curl)
+
+    # THEN the same demo account is reused with a new key next to the kept ones
+    assert second.account_id == first_keys[0]
+    assert second.management_key is None
+    assert second.demo_key != first_keys[2]
+    assert listed.status_code == 200, listed.text
+    assert {t["name"] for t in listed.json()["data"]} >= {"default", "kept"}
+    assert len(listed.json()["data"]) == 3
+    # AND the first management key still works, and the banner's admin-key curl does too
+    assert old_management.status_code == 200
+    assert "stored only as a hash" in printed
+    assert via_banner.status_code == 200, via_banner.text
+    assert via_banner.json()["id"] == first_keys[0]
