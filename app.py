@@ -79,25 +79,36 @@ def list_accounts() -> dict[str, Any]:
 @route("/admin/accounts/{account_id}", methods=["GET"])
 def get_account(account_id: str) -> dict[str, Any]:
     _admin()
+    web.only_query(app)
     return _management().get_account(account_id)
 
 
 @route("/admin/accounts/{account_id}", methods=["PATCH"])
 def patch_account(account_id: str) -> dict[str, Any]:
     _admin()
+    web.only_query(app)
     return _management().patch_account(account_id, _body("PatchAccount"))
 
 
 @route("/admin/accounts/{account_id}/credit", methods=["POST"])
 def credit_account(account_id: str) -> dict[str, Any]:
     _admin()
+    web.only_query(app)
     return _management().credit_account(account_id, _body("CreditAccount"), web.now())
+
+
+@route("/admin/accounts/{account_id}/management-key", methods=["POST"])
+def regenerate_management_key(account_id: str) -> dict[str, Any]:
+    _admin()
+    web.only_query(app)
+    return _management().regenerate_management_key(account_id)
 
 
 # Account (management key) ---------------------------------------------------------------------
 @route("/account", methods=["GET"])
 def own_account() -> dict[str, Any]:
     caller = _caller()
+    web.only_query(app, "account_id")
     return _management().get_account(caller.account_for(web.query(app, "account_id")))
 
 
@@ -126,18 +137,21 @@ def list_tokens() -> dict[str, Any]:
 
 @route("/tokens/{token_id}", methods=["GET"])
 def get_token(token_id: str) -> dict[str, Any]:
+    web.only_query(app, "account_id")
     account_id = _caller().account_for(web.query(app, "account_id"))
     return _management().get_token(account_id, token_id, web.now())
 
 
 @route("/tokens/{token_id}", methods=["PATCH"])
 def patch_token(token_id: str) -> dict[str, Any]:
+    web.only_query(app, "account_id")
     account_id = _caller().account_for(web.query(app, "account_id"))
     return _management().patch_token(account_id, token_id, _body("PatchToken"), web.now())
 
 
 @route("/tokens/{token_id}", methods=["DELETE"])
 def delete_token(token_id: str) -> Response:
+    web.only_query(app, "account_id")
     account_id = _caller().account_for(web.query(app, "account_id"))
     _management().delete_token(account_id, token_id)
     return Response(body="", status_code=204)
@@ -145,6 +159,7 @@ def delete_token(token_id: str) -> Response:
 
 @route("/tokens/{token_id}/regenerate", methods=["POST"])
 def regenerate_token(token_id: str) -> dict[str, Any]:
+    web.only_query(app, "account_id")
     account_id = _caller().account_for(web.query(app, "account_id"))
     return _management().regenerate_token(account_id, token_id, web.now())
 

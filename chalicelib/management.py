@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import keys, resets, schemas, views
+from chalicelib import jobs, keys, resets, schemas, views
 from chalicelib.errors import InvalidRequest
 from chalicelib.pricing import MoneyError, usd_to_units
 from chalicelib.records import NEVER, AccountRecord, Page, TokenRecord
@@ -76,14 +76,31 @@ def get_account(account_id: str) -> dict[str, Any]:
     return views.account_json(account_store.require(account_id))
 
 
+def _refuse_nulls(body: schemas.Body, *names: str) -> None:
+    """A field sent as null would otherwise read as "not sent" and silently change nothing."""
+    for name in names:
+        if name in body.model_fields_set and getattr(body, name) is None:
+            raise InvalidRequest(f"{name} cannot be null.", param=name)
+
+
 def patch_account(account_id: str, body: schemas.PatchAccount) -> dict[str, Any]:
+    _refuse_nulls(body, "name", "status")
     return views.account_json(account_store.update(account_id, name=body.name, status=body.status))
+
+
+def regenerate_management_key(account_id: str) -> dict[str, Any]:
+    """A new ``mk-`` key for the account, shown once; the old one stops working at once."""
+    account_store.require(account_id)
+    management_key = keys.new_key(keys.MANAGEMENT_PREFIX, account_id)
+    account = account_store.set_management_key_hash(account_id, keys.hash_key(management_key))
+    return {"account": views.account_json(account), "management_key": management_key}
 
 
 def credit_account(account_id: str, body: schemas.CreditAccount, now: int) -> dict[str, Any]:
     units = _units(body.quota_units, body.quota_usd)
     if not units:
-        raise InvalidRequest("The credit must be at least one unit.", param="quota_units")
+        param = "quota_usd" if body.quota_usd is not None else "quota_units"
+        raise InvalidRequest("The credit must be at least one unit.", param=param)
     account_store.require(account_id)
     return views.account_json(account_store.credit(account_id, units, body.note, now))
 
@@ -170,6 +187,7 @@ def list_tokens(
         raise InvalidRequest(
             "status must be one of enabled, disabled, expired, exhausted.", param="status"
         )
+    account_store.require(account_id)  # an admin's unknown ?account_id= is a 404, as elsewhere
     page = token_store.list_for_account(account_id, limit, cursor, status=status, now=now)
     return page_json(page, lambda token: views.token_json(token, now))
 
@@ -182,9 +200,9 @@ def patch_token(
     account_id: str, token_id: str, body: schemas.PatchToken, now: int
 ) -> dict[str, Any]:
     fields = body.model_fields_set
-    for required in ("name", "status", "reset_period", "group", "models", "allow_ips"):
-        if required in fields and getattr(body, required) is None:
-            raise InvalidRequest(f"{required} cannot be null.", param=required)
+    _refuse_nulls(
+        body, "name", "status", "reset_period", "group", "models", "allow_ips", "expires_in_days"
+    )
     expires_at = _expiry(body, now)
     current = token_store.get_owned(token_id, account_id)
     changes: dict[str, Any] = {
@@ -198,6 +216,9 @@ def patch_token(
     if "quota_units" in fields or "quota_usd" in fields:
         changes["quota_units"] = _units(body.quota_units, body.quota_usd)
     if "reset_period" in fields and body.reset_period != current.reset_period:
+        # A key already past its boundary closes its period first, so the old period's usage
+        # does not carry into the new one.
+        current = jobs.reset_if_due(current, now) or current
         changes["reset_period"] = body.reset_period
         changes["next_reset_at"] = resets.next_boundary(body.reset_period or "never", now)
     updated = token_store.update(current, token_store.TokenChanges(**changes))

@@ -80,6 +80,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/admin/accounts/{account_id}/credit", "POST"): Op(
         "Add balance to an account", "Account", request="CreditAccount"
     ),
+    ("/admin/accounts/{account_id}/management-key", "POST"): Op(
+        "Issue a new management key (shown once); the old one stops at once", "ManagementKey"
+    ),
     ("/account", "GET"): Op("Read the caller's account", "Account", errors=(404,)),
     ("/tokens", "POST"): Op(
         "Create API keys; the full keys appear in this response only",
@@ -307,6 +310,12 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "account": _ref("Account"),
             "management_key": {"type": "string", "pattern": "^mk-", "description": "Shown once"},
             "default_token": _ref("TokenWithKey"),
+        }
+    ),
+    "ManagementKey": _object(
+        {
+            "account": _ref("Account"),
+            "management_key": {"type": "string", "pattern": "^mk-", "description": "Shown once"},
         }
     ),
     "ChatCompletion": {

@@ -98,7 +98,11 @@ def max_affordable_output(
     per_output = (price.output_usd_per_mtok or Decimal(0)) * ratio * UNITS_PER_USD / MTOK
     if per_output <= 0:
         return 2**31 - 1
-    left = Decimal(budget_units) - cost_units(price, prompt_tokens, 0, ratio)
+    # The prompt's exact cost, not rounded up on its own: only the total is rounded.
+    prompt_cost = (
+        Decimal(prompt_tokens) * (price.input_usd_per_mtok or 0) * ratio * UNITS_PER_USD / MTOK
+    )
+    left = Decimal(budget_units) - prompt_cost
     if left <= 0:
         return 0
     tokens = math.floor(left / per_output)

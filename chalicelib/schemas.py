@@ -53,8 +53,13 @@ def _cidr(value: str) -> str:
 Cidr = Annotated[str, StringConstraints(max_length=64), AfterValidator(_cidr)]
 
 
+# Date and time are both required: pydantic alone would also take "1900000000" (epoch seconds)
+# or a bare date, neither of which says unambiguously which instant is meant.
+_ISO_DATETIME = re.compile(r"\s*\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _iso_string(value: Any) -> Any:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _ISO_DATETIME.match(value):
         raise ValueError("must be an ISO-8601 date-time string such as 2027-01-31T00:00:00Z")
     return value
 

@@ -67,25 +67,22 @@ class Settings:
             or "us-east-1"
         )
         endpoint = env.get("SLUICE_DYNAMODB_ENDPOINT", "").strip() or None
+
         # A local stack (DynamoDB Local or moto) keeps every secret locally: `chalice local`
         # copies the stage's AWS settings into the environment, and they must not send a
         # laptop to the real SSM with dummy credentials.
-        in_aws = endpoint is None
+        def aws_only(name: str) -> str | None:
+            return (env.get(name, "").strip() or None) if endpoint is None else None
+
         return cls(
             stage=stage,
             table_prefix=env.get("SLUICE_TABLE_PREFIX", "").strip() or f"sluice-{stage}",
             region=region,
             dynamodb_endpoint=endpoint,
             admin_key=env.get("SLUICE_ADMIN_KEY", "").strip() or None,
-            admin_key_ssm_parameter=(in_aws
-            and env.get("SLUICE_ADMIN_KEY_SSM_PARAMETER", "").strip())
-            or None,
-            admin_key_secret_id=(in_aws
-            and env.get("SLUICE_ADMIN_KEY_SECRET_ID", "").strip())
-            or None,
-            channel_secret_ssm_prefix=(in_aws
-            and env.get("SLUICE_CHANNEL_SECRET_SSM_PREFIX", "").strip())
-            or None,
+            admin_key_ssm_parameter=aws_only("SLUICE_ADMIN_KEY_SSM_PARAMETER"),
+            admin_key_secret_id=aws_only("SLUICE_ADMIN_KEY_SECRET_ID"),
+            channel_secret_ssm_prefix=aws_only("SLUICE_CHANNEL_SECRET_SSM_PREFIX"),
             log_retention_days=_int(env, "SLUICE_LOG_RETENTION_DAYS", 90),
             store_content=env.get("SLUICE_STORE_CONTENT", "").strip().lower() in {"1", "true"},
             key_cache_seconds=_float(env, "SLUICE_KEY_CACHE_SECONDS", 10.0),

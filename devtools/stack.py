@@ -240,10 +240,10 @@ def _find_account(name: str) -> dict[str, Any] | None:
 
 
 def bootstrap_demo(now: int) -> tuple[str, str | None, str]:
-    """(account id, management key or None, fresh sk- key) of the demo account; idempotent.
+    """(account id, management key, fresh sk- key) of the demo account; idempotent.
 
-    A reused (persisted) account keeps its management key, which is stored only as a hash and
-    cannot be shown again; each start adds one new API key to it instead.
+    Keys are stored only as hashes and cannot be shown again, so a reused (persisted) account
+    gets a new management key and one new API key on each start.
     """
     from chalicelib import management, schemas
 
@@ -257,7 +257,8 @@ def bootstrap_demo(now: int) -> tuple[str, str | None, str]:
     started = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S")
     body_tokens = schemas.CreateTokens.model_validate({"name": f"demo {started}"})
     tokens = management.create_tokens(existing["id"], body_tokens, now)
-    return existing["id"], None, tokens["data"][0]["key"]
+    management_key = management.regenerate_management_key(existing["id"])["management_key"]
+    return existing["id"], management_key, tokens["data"][0]["key"]
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:

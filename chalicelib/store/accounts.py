@@ -5,18 +5,18 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.errors import NotFound
+from chalicelib.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.records import AccountRecord, Page, TokenRecord
 from chalicelib.store import tokens
 from chalicelib.store.common import (
-    connection,
     decode_cursor,
     encode_cursor,
     error_code,
+    transact,
     translated,
 )
 from chalicelib.store.models import ACCOUNT_KIND, Account, Event
@@ -57,12 +57,23 @@ def create(account: AccountRecord, default_token: TokenRecord) -> None:
         management_key_hash=account.management_key_hash,
         pending={},
     )
-    with translated(), TransactWrite(connection=connection()) as transaction:
+
+    def build(transaction: TransactWrite) -> None:
         transaction.save(item, condition=Account.id.does_not_exist())
         transaction.save(tokens.new_item(default_token), condition=tokens.Token.id.does_not_exist())
 
+    with translated():
+        try:
+            transact(build)
+        except TransactWriteError as exc:
+            if tokens.cancelled_by_condition(exc):
+                raise Conflict("An account or token id collided; retry.") from exc
+            raise
+
 
 def get(account_id: str) -> AccountRecord | None:
+    if not tokens.plausible_id(account_id):
+        return None
     with translated():
         try:
             return to_record(Account.get(account_id, consistent_read=True))
@@ -79,6 +90,10 @@ def require(account_id: str) -> AccountRecord:
 
 def list_page(limit: int, cursor: str | None) -> Page:
     start = decode_cursor(cursor, expected={"kind": ACCOUNT_KIND})
+    if start is not None and not tokens.is_listing_position(
+        start, strings=("id", "kind"), numbers=("created_at",)
+    ):
+        raise InvalidRequest("cursor is not valid.", param="cursor")
     items: list[AccountRecord] = []
     last_key = None
     with translated():
@@ -102,7 +117,7 @@ def update(account_id: str, *, name: str | None = None, status: str | None = Non
         actions.append(Account.name.set(name))
     if status is not None:
         actions.append(Account.status.set(status))
-    if not actions:
+    if not actions or not tokens.plausible_id(account_id):
         return require(account_id)
     item = Account(account_id)
     with translated():
@@ -115,24 +130,52 @@ def update(account_id: str, *, name: str | None = None, status: str | None = Non
     return to_record(item)
 
 
+def set_management_key_hash(account_id: str, key_hash: str) -> AccountRecord:
+    item = Account(account_id)
+    with translated():
+        try:
+            item.update(
+                actions=[Account.management_key_hash.set(key_hash)],
+                condition=Account.id.exists(),
+            )
+        except UpdateError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise NotFound("No account with this id.", param="id") from exc
+            raise
+    return to_record(item)
+
+
 def credit(account_id: str, units: int, note: str, now: int) -> AccountRecord:
     """Grant ``units`` more balance, with an audit event, in one transaction.
 
     ``ADD`` keeps concurrent charges intact: no read-modify-write of the counters.
     """
+    if not tokens.plausible_id(account_id):
+        raise NotFound("No account with this id.", param="id")
     event = Event(
         f"account#{account_id}",
         f"{int(now * 1000):013d}#{secrets.token_hex(4)}",
         kind="credit",
         body={"units": units, "note": note},
     )
-    with translated(), TransactWrite(connection=connection()) as transaction:
+
+    def build(transaction: TransactWrite) -> None:
         transaction.update(
             Account(account_id),
             actions=[Account.quota_units.add(units), Account.remaining_units.add(units)],
             condition=Account.id.exists(),
         )
         transaction.save(event)
+
+    # One client request token for all attempts: a credit retried after a lost answer is
+    # applied once, never twice.
+    with translated():
+        try:
+            transact(build)
+        except TransactWriteError as exc:
+            if tokens.cancelled_by_condition(exc):
+                raise NotFound("No account with this id.", param="id") from exc
+            raise
     return require(account_id)
 
 

@@ -7,20 +7,21 @@ concurrent charge is never lost (see the invariant in ``models.py``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.errors import Conflict, NotFound
+from chalicelib.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.records import NEVER, Page, TokenRecord
 from chalicelib.store.common import (
-    connection,
     decode_cursor,
     encode_cursor,
     error_code,
+    transact,
     translated,
 )
 from chalicelib.store.models import RESET_BUCKET, Token
@@ -88,16 +89,51 @@ def new_item(record: TokenRecord) -> Token:
     return item
 
 
+def cancelled_by_condition(exc: BaseException) -> bool:
+    """True if a transaction was cancelled because one of its conditions failed."""
+    return isinstance(exc, TransactWriteError) and any(
+        reason is not None and reason.code == "ConditionalCheckFailed"
+        for reason in exc.cancellation_reasons
+    )
+
+
 def create_many(records: list[TokenRecord]) -> None:
-    """Create up to 100 tokens in one transaction: all of them or none."""
+    """Create up to 100 tokens in one transaction: all of them or none.
+
+    An id that already exists (a collision of random ids) cancels the whole batch with 409, so
+    a retry draws new ids; an existing token is never overwritten.
+    """
     if not records:
         return
-    with translated(), TransactWrite(connection=connection()) as transaction:
+
+    def build(transaction: TransactWrite) -> None:
         for record in records:
             transaction.save(new_item(record), condition=Token.id.does_not_exist())
 
+    with translated():
+        try:
+            transact(build)
+        except TransactWriteError as exc:
+            if cancelled_by_condition(exc):
+                raise Conflict("A token id collided with an existing one; retry.") from exc
+            raise
+
+
+MAX_ID_BYTES = 1024
+
+
+def plausible_id(value: str) -> bool:
+    """False for ids DynamoDB would refuse as keys (empty, or over its 2048-byte limit).
+
+    Such an id comes from a URL, not from us; asking DynamoDB would end in a
+    ValidationException, i.e. a 5xx for what is simply "not found".
+    """
+    return 0 < len(value.encode("utf-8")) <= MAX_ID_BYTES
+
 
 def get(token_id: str) -> TokenRecord | None:
+    if not plausible_id(token_id):
+        return None
     with translated():
         try:
             return to_record(Token.get(token_id, consistent_read=True))
@@ -114,6 +150,28 @@ def get_owned(token_id: str, account_id: str) -> TokenRecord:
 
 
 STATUS_FILTERS = ("enabled", "disabled", "expired", "exhausted")
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+
+
+def is_listing_position(
+    key: dict[str, Any], *, strings: tuple[str, ...], numbers: tuple[str, ...]
+) -> bool:
+    """True if a decoded cursor has exactly the attributes of a GSI position, typed as such.
+
+    Anything else would reach DynamoDB as an ExclusiveStartKey it refuses with a
+    ValidationException, i.e. a 5xx for what is really a bad cursor.
+    """
+    if set(key) != {*strings, *numbers}:
+        return False
+    for name in strings:
+        value = key[name].get("S")
+        if not isinstance(value, str) or not 0 < len(value) <= 256:
+            return False
+    for name in numbers:
+        value = key[name].get("N")
+        if not isinstance(value, str) or not _INTEGER.fullmatch(value):
+            return False
+    return True
 
 
 def _status_condition(status: str | None, now: int) -> Any:
@@ -141,6 +199,10 @@ def list_for_account(
     full, and the cursor points after the last item *returned*, so nothing is skipped.
     """
     start = decode_cursor(cursor, expected={"account_id": account_id})
+    if start is not None and not is_listing_position(
+        start, strings=("id", "account_id"), numbers=("created_at",)
+    ):
+        raise InvalidRequest("cursor is not valid.", param="cursor")
     items: list[TokenRecord] = []
     last_key: dict[str, Any] | None = None
     with translated():
@@ -259,6 +321,8 @@ def regenerate(current: TokenRecord, key_hash: str, key_preview: str) -> TokenRe
 
 
 def delete(token_id: str, account_id: str) -> None:
+    if not plausible_id(token_id):
+        raise NotFound("No token with this id.", param="id")
     with translated():
         try:
             Token(token_id).delete(condition=(Token.account_id == account_id))

@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 import time_machine
 
+from chalicelib import keys
+from chalicelib.store import accounts as account_store
+
 T0 = datetime(2027, 5, 4, 9, 30, tzinfo=UTC)
 ACCOUNT_FIELDS = {
     "id",
@@ -358,3 +361,24 @@ def test_admin_reads_any_account_through_account_id(api: Any) -> None:
 
 def test_health_needs_no_key(api: Any) -> None:
     assert api.call("GET", "/health") == (200, {"status": "ok"})
+
+
+def test_admin_issues_a_new_management_key_and_the_old_one_stops(api: Any) -> None:
+    # GIVEN an account and its management key
+    created = api.new_account("rotate")
+    old_key = created["management_key"]
+    account_id = created["account"]["id"]
+
+    # WHEN the operator issues a new one
+    status, body = api.admin("POST", f"/admin/accounts/{account_id}/management-key")
+
+    # THEN it is shown once, works, and the old key is refused at once
+    assert status == 200, body
+    new_key = body["management_key"]
+    assert new_key.startswith("mk-") and new_key != old_key
+    assert api.call("GET", "/account", key=new_key)[0] == 200
+    assert api.call("GET", "/account", key=old_key)[0] == 401
+    stored = account_store.get(account_id)
+    assert stored is not None and stored.management_key_hash == keys.hash_key(new_key)
+    assert api.admin("POST", "/admin/accounts/nope/management-key")[0] == 404
+    assert api.call("POST", f"/admin/accounts/{account_id}/management-key", key=new_key)[0] == 403

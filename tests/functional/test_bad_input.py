@@ -294,11 +294,6 @@ def test_bad_credit_is_refused(world: World, payload: Any, param: Any) -> None:
     expect_refused(world, "admin", "POST", "/admin/accounts/{account}/credit", payload, param)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="app.py: these routes do not call web.only_query (see the report)",
-)
 @pytest.mark.parametrize(
     ("method", "path", "payload"),
     [

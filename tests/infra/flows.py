@@ -90,6 +90,8 @@ def management(driver: Driver) -> None:
     driver.call("PATCH", f"/tokens/{token_id}", key=mk, body={"quota_units": 6000})
     driver.call("POST", f"/tokens/{token_id}/regenerate", key=mk)
     driver.call("DELETE", f"/tokens/{token_id}", key=mk, expect=204)
+    fresh = driver.admin("POST", f"/admin/accounts/{account_id}/management-key")
+    driver.call("GET", "/account", key=fresh["management_key"])
 
 
 def relay(driver: Driver) -> None:
