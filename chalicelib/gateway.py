@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -216,6 +217,7 @@ def relay_call(
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             usage_estimated=reply.usage_estimated,
+            content=_content(payload, reply.body) if get_settings().store_content else None,
         ),
         started,
         charged=charged,
@@ -295,6 +297,16 @@ def _finish_rejected(record: usage_store.Usage, error: errors.GatewayError) -> N
     )
     if isinstance(error, errors.QuotaExhausted):
         observe.metric("QuotaRejections")
+
+
+MAX_CONTENT_BYTES = 64 * 1024  # well inside DynamoDB's 400 KB item limit
+
+
+def _content(payload: dict[str, Any], answer: bytes) -> str:
+    """What was asked and answered, for operators who enabled SLUICE_STORE_CONTENT."""
+    asked = payload.get("messages", payload.get("input"))
+    text = json.dumps({"request": asked, "response": answer.decode("utf-8", "replace")})
+    return text.encode()[:MAX_CONTENT_BYTES].decode("utf-8", "ignore")
 
 
 def _describe(detail: Any) -> str | None:

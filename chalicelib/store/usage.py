@@ -9,9 +9,8 @@ queries read the ``usage_by_account`` index; TTL (``expire_at``) ages records ou
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
@@ -48,7 +47,8 @@ class Usage:
     stream: bool = False
     usage_estimated: bool = False
     detail: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Prompt and answer, only when the operator enabled SLUICE_STORE_CONTENT (off by default).
+    content: str | None = None
 
 
 def to_usage(item: UsageRecord) -> Usage:
@@ -125,6 +125,8 @@ def finish(usage: Usage) -> bool:
     ]
     if usage.detail is not None:
         actions.append(UsageRecord.detail.set(usage.detail))
+    if usage.content is not None:
+        actions.append(UsageRecord.content.set(usage.content))
     with translated():
         try:
             retrying(lambda: item.update(actions=actions, condition=UsageRecord.state == "pending"))

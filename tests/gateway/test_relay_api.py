@@ -459,3 +459,25 @@ def test_unknown_paths_are_404_and_never_quote_the_key(relay_api: Any, path: str
         assert status == 404, body
         assert body["error"]["code"] == "not_found"
         assert token["key"] not in json.dumps(body)
+
+
+def test_no_prompt_or_answer_is_stored_by_default(relay_api: Any) -> None:
+    _created, token = _setup(relay_api)
+    relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    [record] = _records()
+    assert record.content is None
+
+
+def test_operator_can_enable_storing_prompt_and_answer(
+    relay_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.settings import reset_settings
+
+    monkeypatch.setenv("SLUICE_STORE_CONTENT", "1")
+    reset_settings()
+    _created, token = _setup(relay_api)
+    relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    [record] = _records()
+    stored = json.loads(record.content)
+    assert stored["request"] == HELLO["messages"]
+    assert "Hello from the Sluice demo upstream" in stored["response"]
