@@ -14,8 +14,8 @@ from chalicelib.records import AccountRecord, Page, TokenRecord
 from chalicelib.store import tokens
 from chalicelib.store.common import (
     decode_cursor,
-    encode_cursor,
     error_code,
+    take_page,
     transact,
     translated,
 )
@@ -94,21 +94,19 @@ def list_page(limit: int, cursor: str | None) -> Page:
         start, strings=("id", "kind"), numbers=("created_at",)
     ):
         raise InvalidRequest("cursor is not valid.", param="cursor")
-    items: list[AccountRecord] = []
-    last_key = None
     with translated():
-        for item in Account.by_created.query(
+        results = Account.by_created.query(
             ACCOUNT_KIND, scan_index_forward=False, last_evaluated_key=start, page_size=limit
-        ):
-            items.append(to_record(item))
-            if len(items) == limit:
-                last_key = {
-                    "id": {"S": item.id},
-                    "kind": {"S": ACCOUNT_KIND},
-                    "created_at": {"N": str(int(item.created_at))},
-                }
-                break
-    return Page(items=items, next_cursor=encode_cursor(last_key))
+        )
+        return take_page(results, limit, to_record, _position)
+
+
+def _position(item: Account) -> dict[str, Any]:
+    return {
+        "id": {"S": item.id},
+        "kind": {"S": ACCOUNT_KIND},
+        "created_at": {"N": str(int(item.created_at))},
+    }
 
 
 def update(account_id: str, *, name: str | None = None, status: str | None = None) -> AccountRecord:

@@ -8,7 +8,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.errors import InvalidRequest, ServiceUnavailable, TooManyRequests
+from chalicelib.records import Page
 
 THROTTLE_CODES = {
     "ProvisionedThroughputExceededException",
@@ -56,6 +57,29 @@ def decode_cursor(cursor: str | None, expected: dict[str, str] | None = None) ->
         if key.get(name) != {"S": value}:
             raise InvalidRequest("cursor is not valid.", param="cursor")
     return key
+
+
+M = TypeVar("M")
+R = TypeVar("R")
+
+
+def take_page(
+    results: Iterable[M],
+    limit: int,
+    convert: Callable[[M], R],
+    position: Callable[[M], dict[str, Any]],
+) -> Page:
+    """Up to ``limit`` items of a Query, and a cursor just after the last one *returned*.
+
+    Not DynamoDB's LastEvaluatedKey: with a filter or a page size above ``limit`` that points
+    past items the caller never saw, and the next page would skip them.
+    """
+    items: list[R] = []
+    for item in results:
+        items.append(convert(item))
+        if len(items) == limit:
+            return Page(items=items, next_cursor=encode_cursor(position(item)))
+    return Page(items=items, next_cursor=None)
 
 
 def error_code(exc: BaseException) -> str | None:

@@ -19,8 +19,8 @@ from chalicelib.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.records import NEVER, Page, TokenRecord
 from chalicelib.store.common import (
     decode_cursor,
-    encode_cursor,
     error_code,
+    take_page,
     transact,
     translated,
 )
@@ -203,8 +203,6 @@ def list_for_account(
         start, strings=("id", "account_id"), numbers=("created_at",)
     ):
         raise InvalidRequest("cursor is not valid.", param="cursor")
-    items: list[TokenRecord] = []
-    last_key: dict[str, Any] | None = None
     with translated():
         results = Token.by_account.query(
             account_id,
@@ -213,20 +211,15 @@ def list_for_account(
             last_evaluated_key=start,
             page_size=max(limit, 25),
         )
-        for item in results:
-            items.append(to_record(item))
-            if len(items) == limit:
-                last_key = {
-                    "id": {"S": item.id},
-                    "account_id": {"S": item.account_id},
-                    "created_at": {"N": str(int(item.created_at))},
-                }
-                break
-        else:
-            last_key = None
-        # A full page that happens to end the partition still gets a cursor; the next call
-        # simply returns an empty page with next_cursor null.
-    return Page(items=items, next_cursor=encode_cursor(last_key))
+        return take_page(results, limit, to_record, _position)
+
+
+def _position(item: Token) -> dict[str, Any]:
+    return {
+        "id": {"S": item.id},
+        "account_id": {"S": item.account_id},
+        "created_at": {"N": str(int(item.created_at))},
+    }
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
@@ -18,9 +19,9 @@ from pynamodb.expressions.update import Action
 from chalicelib.records import Page
 from chalicelib.store.common import (
     decode_cursor,
-    encode_cursor,
     error_code,
     retrying,
+    take_page,
     translated,
 )
 from chalicelib.store.models import SWEEP_BUCKET, UsageRecord
@@ -175,26 +176,24 @@ def list_for_account(
     if model:
         by_model = UsageRecord.model == model
         condition = by_model if condition is None else condition & by_model
-    items: list[Usage] = []
-    last_key = None
     with translated():
-        for item in UsageRecord.by_account.query(
+        results = UsageRecord.by_account.query(
             account_id,
             UsageRecord.created_ms.between(start_ms, end_ms - 1),
             filter_condition=condition,
             scan_index_forward=False,
             last_evaluated_key=start_key,
             page_size=max(limit, 25),
-        ):
-            items.append(to_usage(item))
-            if len(items) == limit:
-                last_key = {
-                    "request_id": {"S": item.request_id},
-                    "account_id": {"S": item.account_id},
-                    "created_ms": {"N": str(int(item.created_ms))},
-                }
-                break
-    return Page(items=items, next_cursor=encode_cursor(last_key))
+        )
+        return take_page(results, limit, to_usage, _position)
+
+
+def _position(item: UsageRecord) -> dict[str, Any]:
+    return {
+        "request_id": {"S": item.request_id},
+        "account_id": {"S": item.account_id},
+        "created_ms": {"N": str(int(item.created_ms))},
+    }
 
 
 def iterate_for_account(account_id: str, start_ms: int, end_ms: int) -> Iterator[Usage]:
