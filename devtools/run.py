@@ -36,13 +36,8 @@ def _curl(stack: Stack, path: str, key: str, body: str | None = None) -> str:
 def banner(stack: Stack) -> str:
     """What a new user needs to make the first calls, with keys that work right now."""
     chat = json.dumps({"model": DEMO_MODEL, "messages": [{"role": "user", "content": "Hello!"}]})
-    if stack.management_key:
-        account_key, query = stack.management_key, ""
-        mk_line = stack.management_key
-    else:
-        # A persisted demo account's management key was shown at its first start only.
-        account_key, query = stack.admin_key, f"?account_id={stack.account_id}"
-        mk_line = "(shown when the demo account was created; stored only as a hash)"
+    assert stack.management_key, "the stack issues a management key on every start"
+    account_key = mk_line = stack.management_key
     dynamo = (
         "DynamoDB Local"
         if stack.dynamo.kind == "dynamodb-local"
@@ -66,8 +61,8 @@ def banner(stack: Stack) -> str:
         f"  demo API key (sk):        {stack.demo_key}",
         "",
         "Try:",
-        "  " + _curl(stack, f"/account{query}", account_key),
-        "  " + _curl(stack, f"/tokens{query}", account_key),
+        "  " + _curl(stack, "/account", account_key),
+        "  " + _curl(stack, "/tokens", account_key),
         "  " + _curl(stack, "/v1/chat/completions", stack.demo_key, chat),
         f"  API reference: {stack.base_url}/openapi.json",
         "",
