@@ -6,6 +6,7 @@ of the requested range in memory; ranges are capped at 366 days.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -19,15 +20,20 @@ from chalicelib.views import iso
 DAY = 86_400
 DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 366
+DEFAULT_RANGE_MS = DEFAULT_RANGE_DAYS * DAY * 1000
 GROUP_BY = ("day", "token", "model")
 
 
-def parse_time(raw: str | None, param: str) -> int | None:
-    """An ISO-8601 instant (a plain date means 00:00 UTC) or epoch seconds, as epoch seconds."""
+def parse_time(raw: str | None, param: str) -> float | None:
+    """An ISO-8601 instant (a plain date means 00:00 UTC) or epoch seconds, as epoch seconds.
+
+    Fractions are kept: a console asking "until now" with milliseconds must see a call made
+    earlier in the same second.
+    """
     if raw is None or raw == "":
         return None
     if raw.isdigit():
-        return int(raw)
+        return float(raw)
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -37,19 +43,20 @@ def parse_time(raw: str | None, param: str) -> int | None:
         ) from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return int(value.timestamp())
+    return value.timestamp()
 
 
 def time_range(start: str | None, end: str | None, now: int) -> tuple[int, int]:
-    end_at = parse_time(end, "end") or now + 1
+    """[start, end) in epoch milliseconds; default: the last 30 days up to now."""
+    end_at = parse_time(end, "end")
+    end_ms = math.ceil(end_at * 1000) if end_at is not None else (now + 1) * 1000
     start_at = parse_time(start, "start")
-    if start_at is None:
-        start_at = end_at - DEFAULT_RANGE_DAYS * DAY
-    if start_at >= end_at:
+    start_ms = math.floor(start_at * 1000) if start_at is not None else end_ms - DEFAULT_RANGE_MS
+    if start_ms >= end_ms:
         raise InvalidRequest("start must be before end.", param="start")
-    if end_at - start_at > MAX_RANGE_DAYS * DAY:
+    if end_ms - start_ms > MAX_RANGE_DAYS * DAY * 1000:
         raise InvalidRequest(f"The range may span at most {MAX_RANGE_DAYS} days.", param="start")
-    return start_at, end_at
+    return start_ms, end_ms
 
 
 def log_json(record: Usage) -> dict[str, Any]:
@@ -86,13 +93,13 @@ def logs(
     model: str | None,
     now: int,
 ) -> dict[str, Any]:
-    start_at, end_at = time_range(start, end, now)
+    start_ms, end_ms = time_range(start, end, now)
     page = usage_store.list_for_account(
         account_id,
         limit,
         cursor,
-        start_ms=start_at * 1000,
-        end_ms=end_at * 1000,
+        start_ms=start_ms,
+        end_ms=end_ms,
         token_id=token_id or None,
         model=model or None,
     )
@@ -105,11 +112,11 @@ def usage(
     group_by = group_by or "day"
     if group_by not in GROUP_BY:
         raise InvalidRequest("group_by must be one of day, token, model.", param="group_by")
-    start_at, end_at = time_range(start, end, now)
+    start_ms, end_ms = time_range(start, end, now)
     buckets: dict[str, dict[str, int]] = defaultdict(
         lambda: {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_units": 0}
     )
-    for record in usage_store.iterate_for_account(account_id, start_at * 1000, end_at * 1000):
+    for record in usage_store.iterate_for_account(account_id, start_ms, end_ms):
         if record.state == "pending":
             continue
         if group_by == "day":
@@ -129,6 +136,6 @@ def usage(
             for key, values in sorted(buckets.items())
         ],
         "group_by": group_by,
-        "start": iso(start_at),
-        "end": iso(end_at),
+        "start": iso(start_ms // 1000),
+        "end": iso(math.ceil(end_ms / 1000)),
     }

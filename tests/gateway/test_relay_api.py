@@ -481,3 +481,21 @@ def test_operator_can_enable_storing_prompt_and_answer(
     stored = json.loads(record.content)
     assert stored["request"] == HELLO["messages"]
     assert "Hello from the Sluice demo upstream" in stored["response"]
+
+
+def test_usage_until_now_with_milliseconds_includes_a_call_made_this_second(
+    relay_api: Any,
+) -> None:
+    # GIVEN a call made at 12:00:00.200
+    with time_machine.travel("2027-04-01T12:00:00.200Z", tick=False):
+        created, token = _setup(relay_api)
+        assert relay_api.call("POST", CHAT, key=token["key"], body=HELLO)[0] == 200
+    mk = created["management_key"]
+    # WHEN the console asks for usage and logs up to 12:00:00.900 (its "now")
+    with time_machine.travel("2027-04-01T12:00:00.900Z", tick=False):
+        query = "start=2027-04-01T00:00:00.000Z&end=2027-04-01T12:00:00.900Z"
+        _, usage = relay_api.call("GET", f"/usage?group_by=day&{query}", key=mk)
+        _, logs = relay_api.call("GET", f"/logs?{query}", key=mk)
+    # THEN the call is counted, though the range ends within the same second
+    assert usage["data"][0]["requests"] == 1
+    assert len(logs["data"]) == 1
