@@ -1,9 +1,12 @@
-"""``chalice local``, corrected in two places where it differs from API Gateway.
+"""``chalice local``, corrected in three places where it differs from API Gateway.
 
 1. Backlog. Chalice's local server is a ``ThreadingMixIn`` HTTP server (one thread per request,
    with a thread-local ``current_request``) but keeps socketserver's default listen backlog of 5:
    when 32 clients connect at once, the overflowing ones are dropped or stall for a retransmit.
-2. Greedy paths. API Gateway routes ``/{proxy+}`` to any depth; chalice local matches it one
+2. Nagle. The dev server writes headers and body in separate small sends; with Nagle's
+   algorithm on, each response then waits ~40 ms for the client's delayed ACK. API Gateway has
+   no such pause, so local latency would mislead; the handler sets TCP_NODELAY.
+3. Greedy paths. API Gateway routes ``/{proxy+}`` to any depth; chalice local matches it one
    segment deep only, and answers deeper unknown paths itself with a message that quotes the
    caller's Authorization header, i.e. their key. Sluice's catch-all route relies on the greedy
    match, so it is emulated here as API Gateway does it.
@@ -23,8 +26,9 @@ GREEDY = "/{proxy+}"
 
 
 def patch() -> None:
-    """Apply both corrections to chalice's local server (idempotent)."""
+    """Apply the corrections to chalice's local server (idempotent)."""
     local.ThreadedHTTPServer.request_queue_size = BACKLOG
+    local.ChaliceRequestHandler.disable_nagle_algorithm = True
     matcher = local.RouteMatcher
     if getattr(matcher, "_sluice_greedy", False):
         return
