@@ -1,4 +1,4 @@
-"""The token pages in a real browser: the walk-through every seed describes (sign in, create a
+"""The token pages in a real browser: the walk-through of one-api-style consoles (sign in, create a
 key with quota, reset and expiry, copy it once), plus the table's actions, the API's validation
 messages next to their fields, and markup in names rendered as text.
 

@@ -43,7 +43,7 @@ def test_chat_completion_is_answered_and_charged_exactly(relay_api: Any) -> None
     # GIVEN an account with US$10 and its default key
     created, token = _setup(relay_api)
 
-    # WHEN the seed's curl body is sent with the key
+    # WHEN the classic 'Hello!' chat body is sent with the key
     status, body = relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
 
     # THEN the answer is an OpenAI chat completion with usage
