@@ -193,6 +193,46 @@ def test_the_printed_account_and_tokens_curls_work(running: Run) -> None:
     assert sk not in tokens.text
 
 
+def test_the_printed_chat_curl_and_the_openai_sdk_get_answers_that_are_logged(
+    running: Run,
+) -> None:
+    import openai
+
+    # GIVEN the running stack and its demo API key
+    base_url = running.value("Sluice is running at")
+    sk = running.value("demo API key (sk):")
+    mk = running.value("demo management key (mk):")
+
+    # WHEN the printed chat curl runs, then the official SDK calls, plain and streamed
+    curl = call_curl(running.curl("/v1/chat/completions"))
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=sk, max_retries=0, timeout=30)
+    hello = [{"role": "user", "content": "Hello!"}]
+    plain = client.chat.completions.create(model="gpt-4o-mini", messages=hello)
+    streamed = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="gpt-4o-mini", messages=hello, stream=True
+        )
+        if chunk.choices
+    )
+
+    # THEN all three are answered
+    assert curl.status_code == 200, curl.text
+    assert curl.json()["choices"][0]["message"]["content"]
+    assert plain.choices[0].message.content and streamed
+    # AND /logs shows each call with its cost, and /v1/key shows the spend
+    logs = httpx.get(
+        f"{base_url}/logs",
+        params={"token_id": sk[3:19], "limit": 100},
+        headers={"Authorization": f"Bearer {mk}"},
+        timeout=30,
+    ).json()["data"]
+    costs = [line["cost_units"] for line in logs if line["status"] == "ok"]
+    assert len(costs) >= 3 and all(cost > 0 for cost in costs)
+    key = httpx.get(f"{base_url}/v1/key", headers={"Authorization": f"Bearer {sk}"}).json()
+    assert key["used_units"] == sum(costs)
+
+
 def test_the_admin_key_from_the_environment_is_the_one_that_works(running: Run) -> None:
     # GIVEN the admin key make run was given  WHEN it lists accounts
     response = httpx.get(
