@@ -13,6 +13,7 @@ PORT ?= 8000
 STAGE ?= dev
 PERSIST ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
@@ -71,7 +72,7 @@ run: setup
 	$(PY) -m devtools.run --port $(PORT) --stage $(STAGE) $(if $(PERSIST),--persist,)
 
 bench: setup
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 package: $(VENV)/.installed
 	$(PY) -m devtools.package --stage $(STAGE)

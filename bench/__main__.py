@@ -1,0 +1,276 @@
+"""``python -m bench`` (``make bench``): every figure, one table, written to bench/results/.
+
+    python -m bench              # the full run (about 8 minutes here, bounded by --budget)
+    python -m bench --quick      # tiny counts: checks the wiring in a minute or two
+
+Sections run one after the other, never side by side, so none loads the machine under another;
+a section that fails is reported in the table and the others still run. The whole run is bounded
+by ``--budget`` seconds: the load figure gets what the other sections leave, and says when it
+had to stop a run at its time bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import cold_start, floor, hot_key, overhead, report, round_trips, tools
+from bench.load import Target
+from bench.procs import LOCAL_AWS, STRIPPED_ENV, WORK, Proc, start_litellm, start_mock, start_sluice
+
+MODEL = "gpt-4o-mini"
+UPSTREAM_DELAY_MS = 20
+# Seconds kept for what follows the load figure: hot key, reset job, report.
+RESERVED_AFTER_LOAD = 200.0
+
+
+def _machine() -> dict[str, Any]:
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    return {"nproc": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1)}
+
+
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+class Run:
+    """The figures so far, the deadline, and a guard that turns a crash into a table row."""
+
+    def __init__(self, budget: float) -> None:
+        self.deadline = time.monotonic() + budget
+        self.figures: dict[str, Any] = {"skipped": {}, "notes": []}
+        self.curves: dict[str, list[float]] = {}
+        self.failed = False
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def section(self, name: str, work: Callable[[], Any]) -> None:
+        print(f"\n== {name} ({self.left():.0f} s of budget left)", flush=True)
+        started = time.monotonic()
+        try:
+            self.figures[name] = work()
+        except Exception as exc:
+            self.failed = True
+            traceback.print_exc()
+            self.figures["skipped"][name] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        print(f"   {name}: {time.monotonic() - started:.0f} s", flush=True)
+
+    def note(self, text: str) -> None:
+        print(f"   note: {text}", flush=True)
+        self.figures["notes"].append(text)
+
+
+_app_log: Any = None
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """The in-process app logs a JSON line per call: send them to a file, not to the table.
+
+    One file, open for the whole run: Chalice's logger keeps the stream it found at import.
+    """
+    global _app_log
+    if _app_log is None:
+        WORK.mkdir(parents=True, exist_ok=True)
+        _app_log = open(WORK / "in-process-app.log", "w", encoding="utf-8")  # noqa: SIM115
+    with contextlib.redirect_stdout(_app_log):
+        yield
+    _app_log.flush()
+
+
+def _load_figures(
+    run: Run,
+    args: argparse.Namespace,
+    ddb: Any,
+    hey: str | None,
+    litellm_python: str | None,
+) -> None:
+    upstream_key = "bench-upstream-" + secrets.token_hex(12)
+    master_key = "sk-bench-" + secrets.token_hex(16)
+    with contextlib.ExitStack() as stack:
+        mock = start_mock(UPSTREAM_DELAY_MS, upstream_key)
+        stack.callback(mock.stop)
+        sluice = start_sluice(ddb.endpoint, mock.base_url, upstream_key)
+        stack.callback(sluice.stop)
+        litellm: Proc | None = None
+        if litellm_python:
+            try:
+                litellm = start_litellm(
+                    Path(litellm_python), MODEL, mock.base_url, upstream_key, master_key
+                )
+                stack.callback(litellm.stop)
+            except Exception as exc:
+                run.note(f"LiteLLM did not start: {str(exc)[:300]}")
+        run.section(
+            "http_floor",
+            lambda: {
+                "chalice_local_health": floor.http_get(sluice.base_url + "/health", pid=sluice.pid),
+                "mock_models": floor.http_get(
+                    mock.base_url + "/v1/models",
+                    headers={"Authorization": f"Bearer {upstream_key}"},
+                ),
+            },
+        )
+        chat = "/v1/chat/completions"
+        gateways = [
+            overhead.Gateway(
+                "direct",
+                Target(
+                    "direct",
+                    mock.base_url + chat,
+                    {"Authorization": f"Bearer {upstream_key}"},
+                    overhead.BODY,
+                ),
+                mock,
+            ),
+            overhead.Gateway(
+                "sluice",
+                Target(
+                    "sluice",
+                    sluice.base_url + chat,
+                    {"Authorization": f"Bearer {sluice.extra['keys'].key}"},
+                    overhead.BODY,
+                ),
+                sluice,
+                jvm_pid=ddb.pid,
+            ),
+        ]
+        if litellm is not None:
+            gateways.append(
+                overhead.Gateway(
+                    "litellm",
+                    Target(
+                        "litellm",
+                        litellm.base_url + chat,
+                        {"Authorization": f"Bearer {master_key}"},
+                        overhead.BODY,
+                    ),
+                    litellm,
+                )
+            )
+        seconds = min(args.load_seconds, max(run.left() - RESERVED_AFTER_LOAD, 60.0))
+        plan = overhead.Plan(
+            requests=args.requests,
+            warmup=args.warmup,
+            open_requests=args.open_requests,
+            rounds=args.rounds,
+            seconds=seconds,
+        )
+
+        def load() -> Any:
+            figures, curves = overhead.run(plan, gateways, mock, hey)
+            run.curves.update(curves)
+            return figures
+
+        run.section("overhead", load)
+        if litellm is not None:
+            litellm.stop()  # frees a core's worth of idle work for the hot key
+        hot_seconds = min(args.hot_seconds, max(run.left() - 120, 5.0))
+        run.section("hot_key", lambda: hot_key.run(sluice, args.hot_clients, hot_seconds))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny counts, to check the wiring")
+    parser.add_argument("--budget", type=float, default=660.0, help="seconds for the whole run")
+    parser.add_argument("--requests", type=int, default=2000, help="per target and level")
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--open-requests", type=int, default=900)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--load-seconds", type=float, default=420.0)
+    parser.add_argument("--hot-clients", type=int, default=hot_key.CLIENTS)
+    parser.add_argument("--hot-seconds", type=float, default=hot_key.SECONDS)
+    parser.add_argument("--reset-keys", type=int, default=10_000)
+    parser.add_argument("--import-runs", type=int, default=cold_start.RUNS)
+    parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--no-package", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.warmup, args.open_requests, args.rounds = 100, 50, 60, 2
+        args.hot_seconds, args.reset_keys, args.import_runs = 5.0, 500, 3
+    command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    for name in STRIPPED_ENV:
+        os.environ.pop(name, None)
+    os.environ.update(LOCAL_AWS)
+
+    run = Run(args.budget)
+    started = time.monotonic()
+    meta = {**_machine(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    meta.update(command=command.strip(), load_before=_load())
+    hey = tools.ensure_hey()
+    litellm = (
+        tools.Found(None, "LiteLLM skipped (--no-litellm)")
+        if args.no_litellm
+        else tools.ensure_litellm()
+    )
+    plotting = tools.ensure_matplotlib()
+    meta["tools"] = ", ".join(t.note for t in (hey, litellm, plotting))
+    for found in (hey, litellm, plotting):
+        if found.path is None:
+            run.note(found.note)
+
+    from devtools.ddblocal import start_local_dynamodb
+
+    with start_local_dynamodb() as ddb:
+        if ddb.kind != "dynamodb-local":
+            run.note("DynamoDB Local unavailable: moto's server stood in; figures not meaningful")
+
+        def counted() -> Any:
+            with _quiet():
+                return round_trips.measure(ddb.endpoint)
+
+        run.section("round_trips", counted)
+        run.section("dynamodb_floor", lambda: floor.dynamodb(ddb.endpoint))
+
+        def cold() -> Any:
+            package = (
+                {"ok": False, "note": "--no-package"}
+                if args.no_package
+                else cold_start.package_zip()
+            )
+            return {"imports": cold_start.imports(args.import_runs), "package": package}
+
+        run.section("cold_start", cold)
+        try:
+            _load_figures(run, args, ddb, hey.path, litellm.path)
+        except Exception as exc:
+            traceback.print_exc()
+            run.failed = True
+            run.figures["skipped"].setdefault("overhead", f"{type(exc).__name__}: {exc}"[:300])
+            run.figures["skipped"].setdefault("hot_key", "the servers did not start")
+
+        def resets() -> Any:
+            from bench import bench_resets
+
+            with _quiet():
+                return bench_resets.run(
+                    args.reset_keys, endpoint=ddb.endpoint, max_seconds=max(run.left() - 20, 30)
+                )
+
+        run.section("resets", resets)
+
+    meta.update(load_after=_load(), seconds=time.monotonic() - started)
+    run.figures["meta"] = meta
+    written = report.write(run.figures, run.curves)
+    print("\n" + report.markdown(run.figures))
+    print("written: " + ", ".join(written.values()))
+    return 1 if run.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

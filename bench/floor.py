@@ -1,0 +1,111 @@
+"""What the local stand-ins cost by themselves, so the gateway's figures can be read against them.
+
+* DynamoDB Local: the latency of one UpdateItem, one GetItem, and three UpdateItems on three
+  tables sent side by side (what one Sluice round trip is), plus the botocore client's own CPU
+  per call. In AWS a single-item write takes a few milliseconds and three in parallel take about
+  as long as one; DynamoDB Local on two shared cores serializes much of it.
+* chalice local: ``GET /health`` (no DynamoDB, no upstream) is the dev server's own floor.
+"""
+
+from __future__ import annotations
+
+import secrets
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from bench.load import percentile
+from bench.procs import cpu_seconds
+
+CALLS = 200
+
+
+def _ms(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
+def dynamodb(endpoint: str, calls: int = CALLS) -> dict[str, Any]:
+    import boto3
+    from botocore.config import Config
+
+    client: Any = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=Config(max_pool_connections=8, parameter_validation=False),
+    )
+    prefix = "floor" + secrets.token_hex(3)
+    tables = [f"{prefix}-{n}" for n in range(3)]
+    for table in tables:
+        client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    key = {"id": {"S": "item"}}
+
+    def update(table: str) -> None:
+        client.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="ADD used_units :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+
+    try:
+        for _ in range(calls // 2):  # warm the JVM's code paths first
+            update(tables[0])
+        single, reads, parallel = [], [], []
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
+        for _ in range(calls):
+            started = time.perf_counter()
+            update(tables[0])
+            single.append((time.perf_counter() - started) * 1000)
+        cpu_per_call = (time.process_time() - cpu_started) / calls * 1000
+        wall_per_call = (time.perf_counter() - wall_started) / calls * 1000
+        for _ in range(calls):
+            started = time.perf_counter()
+            client.get_item(TableName=tables[0], Key=key, ConsistentRead=True)
+            reads.append((time.perf_counter() - started) * 1000)
+        with ThreadPoolExecutor(3) as pool:
+            for _ in range(calls):
+                started = time.perf_counter()
+                list(pool.map(update, tables))
+                parallel.append((time.perf_counter() - started) * 1000)
+    finally:
+        for table in tables:
+            client.delete_table(TableName=table)
+    return {
+        "update_p50_ms": _ms(single),
+        "get_p50_ms": _ms(reads),
+        "three_parallel_updates_p50_ms": _ms(parallel),
+        "client_cpu_ms_per_call": round(cpu_per_call, 2),
+        "wall_ms_per_call": round(wall_per_call, 2),
+        "calls": calls,
+    }
+
+
+def http_get(
+    url: str, calls: int = CALLS, headers: dict[str, str] | None = None, pid: int | None = None
+) -> dict[str, Any]:
+    """Sequential GETs on one keep-alive connection: the server's own floor (and its CPU)."""
+    latencies = []
+    cpu_before = cpu_seconds(pid) if pid else 0.0
+    with httpx.Client(timeout=10, trust_env=False) as client:
+        for _ in range(calls):
+            started = time.perf_counter()
+            client.get(url, headers=headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+    figures = {
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+    }
+    if pid:
+        figures["server_cpu_ms_per_request"] = round(
+            (cpu_seconds(pid) - cpu_before) / calls * 1000, 2
+        )
+    return figures

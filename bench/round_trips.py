@@ -1,0 +1,205 @@
+"""Figure 1: DynamoDB calls and round trips per operation, counted in this process.
+
+The app runs in-process (``chalice.test.Client``) on DynamoDB Local with its own table prefix,
+against an in-process demo upstream with no delay. A ``CallCounter`` on the store's shared client
+records every call; ``relay.forward`` is wrapped so calls are labelled before / during / after
+the upstream call. Parallel writes overlap in time and count as one round trip.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bench.ddb_calls import CallCounter
+from bench.procs import sluice_env
+
+UPSTREAM_KEY = "bench-upstream-" + secrets.token_hex(8)
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}
+STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+SWEPT_RESERVATIONS = 10
+BOUNDARY = 1_804_723_200  # a daily boundary (2027-03-11T00:00:00Z); `now` is passed explicitly
+PENDING_UNITS = 1_000
+
+
+def _row(counter: CallCounter, phase: str | None = None) -> dict[str, Any]:
+    ops = counter.operations(phase)
+    return {"calls": sum(ops.values()), "round_trips": counter.round_trips(phase), "ops": ops}
+
+
+@contextmanager
+def _phased(counter: CallCounter) -> Iterator[None]:
+    """Label calls "before" until upstream is called, "upstream" during, "after" once back."""
+    from chalicelib import relay
+
+    original = relay.forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        counter.phase = "upstream"
+        try:
+            return original(*args, **kwargs)
+        finally:
+            counter.phase = "after"
+
+    relay.forward = forward  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        relay.forward = original  # type: ignore[assignment]
+
+
+def _relayed(counter: CallCounter, send: Callable[[], Any]) -> dict[str, Any]:
+    counter.reset("before")
+    with _phased(counter):
+        response = send()
+    if response.status_code != 200:
+        raise RuntimeError(f"relayed call answered {response.status_code}: {response.body!r}")
+    return {
+        "before": _row(counter, "before"),
+        "upstream": _row(counter, "upstream"),
+        "after": _row(counter, "after"),
+        "total": _row(counter),
+    }
+
+
+def _measured(counter: CallCounter, action: Callable[[], Any]) -> tuple[dict[str, Any], Any]:
+    counter.reset("main")
+    result = action()
+    return _row(counter), result
+
+
+def _due_token(account_id: str, name: str) -> Any:
+    from chalicelib import keys
+    from chalicelib.records import TokenRecord
+    from chalicelib.store import tokens as token_store
+
+    record = TokenRecord(
+        id=keys.new_id(),
+        account_id=account_id,
+        name=name,
+        key_hash="0" * 64,
+        created_at=BOUNDARY - 86_400,
+        unlimited=False,
+        quota_units=100_000,
+        remaining_units=100_000,
+        reset_period="daily",
+        next_reset_at=BOUNDARY,
+    )
+    token_store.create_many([record])
+    return record
+
+
+def _pending_reservations(account_id: str, token: Any, key: str, now: int) -> list[str]:
+    """Reservations whose process "died" before settling: reserved, record pending, stale."""
+    from chalicelib import keys
+    from chalicelib.store import ledger
+    from chalicelib.store import usage as usage_store
+
+    rids = []
+    for _ in range(SWEPT_RESERVATIONS):
+        rid = f"req_{uuid.uuid4().hex}"
+        record = usage_store.Usage(
+            request_id=rid,
+            account_id=account_id,
+            token_id=token["id"],
+            token_name=token["name"],
+            created_ms=(now - 3600) * 1000,
+            model="gpt-4o-mini",
+            reserved_units=PENDING_UNITS,
+        )
+        side = functools.partial(usage_store.put, record, 1, now - 60)
+        reservation = ledger.Reservation(rid, token["id"], account_id, PENDING_UNITS)
+        refusal = ledger.reserve(reservation, keys.hash_key(key), now - 3600, side_write=side)
+        if refusal is not None:
+            raise RuntimeError(f"seeding a pending reservation was refused: {refusal}")
+        rids.append(rid)
+    return rids
+
+
+def measure(ddb_endpoint: str) -> dict[str, Any]:
+    """Every row of figure 1, as JSON."""
+    from chalice.test import Client
+
+    from bench.inprocess import store_bound_to
+    from devtools.mock_upstream import MockUpstream
+
+    admin_key = "bench-admin-" + secrets.token_urlsafe(12)
+    env = sluice_env(ddb_endpoint, admin_key)
+    env["SLUICE_TABLE_PREFIX"] = "benchrt" + secrets.token_hex(3)
+    with MockUpstream(api_key=UPSTREAM_KEY) as upstream, store_bound_to(env):
+        from app import app
+        from chalicelib import jobs, sweeper
+        from chalicelib.relay.demo import register_demo
+        from chalicelib.store import models
+        from chalicelib.store import tokens as token_store
+        from chalicelib.store.common import connection
+
+        models.create_tables()
+        try:
+            register_demo(upstream.base_url, UPSTREAM_KEY)
+            with Client(app) as client, CallCounter() as counter:
+
+                def post(path: str, key: str, body: Any) -> Any:
+                    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+                    return client.http.post(path, headers=headers, body=json.dumps(body))
+
+                made = post("/admin/accounts", admin_key, {"name": "rt", "quota_usd": "100"})
+                created = json.loads(made.body)
+                token, mk = created["default_token"], created["management_key"]
+                account_id = created["account"]["id"]
+                counter.register(connection().client)
+                # A warm container has served a call already: caches hold key and config.
+                post("/v1/chat/completions", token["key"], CHAT)
+                figures: dict[str, Any] = {
+                    "chat": _relayed(
+                        counter, lambda: post("/v1/chat/completions", token["key"], CHAT)
+                    ),
+                    "stream": _relayed(
+                        counter, lambda: post("/v1/chat/completions", token["key"], STREAM)
+                    ),
+                }
+                figures["create_key"], _ = _measured(
+                    counter, lambda: post("/tokens", mk, {"name": "one"})
+                )
+                figures["create_100_keys"], batch = _measured(
+                    counter, lambda: post("/tokens", mk, {"name": "batch", "count": 100})
+                )
+                if batch.status_code != 201 or len(json.loads(batch.body)["data"]) != 100:
+                    raise RuntimeError(f"batch of 100 keys failed: {batch.status_code}")
+                now = BOUNDARY + 600
+                _due_token(account_id, "scheduled")
+                figures["reset_scheduled_one_key"], run = _measured(
+                    counter, lambda: jobs.run_resets(now, workers=1)
+                )
+                lazy = _due_token(account_id, "lazy")
+                figures["reset_on_request_one_key"], _ = _measured(
+                    counter, lambda: jobs.reset_if_due(lazy, now)
+                )
+                figures["reset_scheduled_one_key"]["reset"] = run.reset
+                wall = int(time.time())
+                rids = _pending_reservations(account_id, token, token["key"], wall)
+                figures["sweep"], swept = _measured(counter, lambda: sweeper.sweep(wall))
+                stored = token_store.get(token["id"])
+                figures["sweep"].update(
+                    reservations=len(rids),
+                    refunded=swept.refunded,
+                    reserved_units_after=stored.reserved_units if stored else None,
+                )
+        finally:
+            models.delete_tables()
+    return figures
+
+
+def scans(figures: dict[str, Any]) -> int:
+    """Scans over every measured operation (the goal is none anywhere)."""
+    total = 0
+    for row in figures.values():
+        rows = [row[p] for p in ("before", "upstream", "after")] if "before" in row else [row]
+        total += sum(r["ops"].get("Scan", 0) for r in rows)
+    return total
