@@ -19,12 +19,12 @@ UNLIMITED_USD = 100_000_000.0  # what one-api reports for "no limit"
 
 def key_json(authorization: str | None, now: int) -> dict[str, Any]:
     context = gateway.authenticate(authorization)
-    return views.token_json(gateway.fresh_token(context, now), now)
+    return views.token_json(gateway.fresh_token(context), now)
 
 
 def _limit_and_used(authorization: str | None, now: int) -> tuple[float, int, int]:
     """(limit in USD, used units, expires_at) as an OpenAI billing client should see them."""
-    token = gateway.fresh_token(gateway.authenticate(authorization), now)
+    token = gateway.fresh_token(gateway.authenticate(authorization))
     if not token.unlimited:
         return float(Decimal(token.quota_units) / UNITS_PER_USD), token.used_units, token.expires_at
     account = account_store.get(token.account_id)

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chalicelib import errors, keys, observe, payloads, quota, relay
+from chalicelib import errors, jobs, keys, observe, payloads, quota, relay
 from chalicelib.payloads import Kind
 from chalicelib.pricing import cost_units
 from chalicelib.records import AccountRecord, TokenRecord
@@ -96,8 +96,12 @@ def authenticate(authorization: str | None) -> KeyContext:
     return KeyContext(token=token, key_hash=key_hash)
 
 
-def fresh_token(context: KeyContext, now: int) -> TokenRecord:
-    """For /v1/key and billing: the stored record, with the usual status errors."""
+def fresh_token(context: KeyContext) -> TokenRecord:
+    """For /v1/key and billing: the stored record, read now, if the key is still this key.
+
+    A disabled, expired or exhausted key may still read itself: its effective status is what
+    the answer shows.
+    """
     token = token_store.get(context.token.id)
     if token is None or token.key_hash != context.key_hash:
         raise errors.InvalidKey()
@@ -268,8 +272,6 @@ def _reserve(
         if refusal.token_refused:
             error = quota.token_refusal(refusal.token, context.key_hash, plan.reserve_units, now)
             if error is None and refusal.token is not None and attempt < 2:
-                from chalicelib import jobs
-
                 jobs.reset_if_due(refusal.token, now)
                 continue
         else:
