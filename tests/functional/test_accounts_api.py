@@ -10,24 +10,12 @@ from typing import Any
 
 import pytest
 import time_machine
+from support import ACCOUNT_FIELDS
 
 from chalicelib import keys
 from chalicelib.store import accounts as account_store
 
 T0 = datetime(2027, 5, 4, 9, 30, tzinfo=UTC)
-ACCOUNT_FIELDS = {
-    "id",
-    "name",
-    "status",
-    "quota_units",
-    "quota_usd",
-    "used_units",
-    "used_usd",
-    "reserved_units",
-    "remaining_units",
-    "remaining_usd",
-    "created_at",
-}
 
 
 def sha256(text: str) -> str:

@@ -10,31 +10,11 @@ from typing import Any
 
 import pytest
 import time_machine
+from support import TOKEN_CONTRACT_FIELDS, TOKEN_EXTRA_FIELDS
 
 T0 = datetime(2027, 5, 4, 9, 30, tzinfo=UTC)  # a Tuesday
 NOW = int(T0.timestamp())
 DAY = 86_400
-TOKEN_FIELDS = {
-    "id",
-    "account_id",
-    "name",
-    "key_preview",
-    "status",
-    "created_at",
-    "expires_at",
-    "quota_units",
-    "quota_usd",
-    "used_units",
-    "remaining_units",
-    "total_used_units",
-    "reset_period",
-    "next_reset_at",
-    "group",
-    "models",
-    "allow_ips",
-    "last_used_at",
-}
-EXTRA_FIELDS = {"used_usd", "remaining_usd", "reserved_units"}
 
 
 def sha256(text: str) -> str:
@@ -123,7 +103,7 @@ def test_creating_a_token_returns_every_field_and_its_key_once(owner: Owner) -> 
     assert status == 201
     assert set(body) == {"data"}
     [token] = body["data"]
-    assert set(token) == TOKEN_FIELDS | EXTRA_FIELDS | {"key"}
+    assert set(token) == TOKEN_CONTRACT_FIELDS | TOKEN_EXTRA_FIELDS | {"key"}
     key = token["key"]
     assert re.fullmatch(r"sk-[A-Za-z0-9]{48}", key)
     assert token["key_preview"] == f"{key[:7]}…{key[-4:]}"

@@ -6,47 +6,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from support import ACCOUNT_FIELDS, TOKEN_FIELDS
 
 from chalicelib import views
 from chalicelib.records import NEVER, AccountRecord, TokenRecord
 
 NOW = int(datetime(2027, 3, 10, 12, 0, tzinfo=UTC).timestamp())
-TOKEN_FIELDS = {
-    "id",
-    "account_id",
-    "name",
-    "key_preview",
-    "status",
-    "created_at",
-    "expires_at",
-    "quota_units",
-    "quota_usd",
-    "used_units",
-    "used_usd",
-    "reserved_units",
-    "remaining_units",
-    "remaining_usd",
-    "total_used_units",
-    "reset_period",
-    "next_reset_at",
-    "group",
-    "models",
-    "allow_ips",
-    "last_used_at",
-}
-ACCOUNT_FIELDS = {
-    "id",
-    "name",
-    "status",
-    "quota_units",
-    "quota_usd",
-    "used_units",
-    "used_usd",
-    "reserved_units",
-    "remaining_units",
-    "remaining_usd",
-    "created_at",
-}
 HASH = "f" * 64
 
 
