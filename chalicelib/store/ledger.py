@@ -18,11 +18,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import ServiceUnavailable, TooManyRequests
 from chalicelib.records import AccountRecord, TokenRecord
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
-from chalicelib.store.common import THROTTLE_CODES, connection, retrying
+from chalicelib.store.common import connection, error_code, old_item, retrying, translated
 from chalicelib.store.models import Account, Token
 
 _pool: ThreadPoolExecutor | None = None
@@ -53,17 +52,14 @@ class Outcome:
 
 
 def _update(**request: Any) -> Outcome:
-    try:
-        retrying(lambda: _client().update_item(**request))
-        return Outcome(ok=True)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        if code == "ConditionalCheckFailedException":
-            item = exc.response.get("Item")
-            return Outcome(ok=False, old_item=item if isinstance(item, dict) else None)
-        if code in THROTTLE_CODES:
-            raise TooManyRequests() from exc
-        raise ServiceUnavailable() from exc
+    with translated():
+        try:
+            retrying(lambda: _client().update_item(**request))
+            return Outcome(ok=True)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return Outcome(ok=False, old_item=old_item(exc))
+            raise
 
 
 def _reserve_token(token_id: str, key_hash: str, rid: str, units: int, now: int) -> Outcome:
