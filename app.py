@@ -11,7 +11,9 @@ from typing import Any
 
 from chalice import Chalice, Rate, Response
 
-from chalicelib import auth, console, routes_config, routes_resets, web
+from chalicelib.api import auth, console, web
+from chalicelib.api import config_routes as routes_config
+from chalicelib.api import reset_routes as routes_resets
 from chalicelib.store import configure_store
 
 app = Chalice(app_name="sluice")
@@ -23,13 +25,13 @@ app.register_blueprint(routes_resets.bp)  # /admin/resets/run and the hourly res
 
 
 def _management() -> ModuleType:
-    from chalicelib import management
+    from chalicelib.services import management
 
     return management
 
 
 def _schemas() -> ModuleType:
-    from chalicelib import schemas
+    from chalicelib.services import schemas
 
     return schemas
 
@@ -55,7 +57,7 @@ def health() -> dict[str, str]:
 
 @route("/openapi.json")
 def openapi() -> dict[str, Any]:
-    from chalicelib.openapi import document
+    from chalicelib.api.openapi import document
 
     return document(app)
 
@@ -166,7 +168,7 @@ def regenerate_token(token_id: str) -> dict[str, Any]:
 
 # OpenAI-compatible relay (Bearer sk-…) --------------------------------------------------------
 def _relay(kind: str) -> Response:
-    from chalicelib import gateway
+    from chalicelib.services import gateway
 
     result = gateway.relay_call(
         kind,  # type: ignore[arg-type]
@@ -194,7 +196,7 @@ def embeddings() -> Response:
 
 @route("/v1/models", methods=["GET"])
 def models() -> dict[str, Any]:
-    from chalicelib import gateway
+    from chalicelib.services import gateway
 
     token = gateway.authenticate(web.header(app, "authorization")).token
     return {
@@ -208,21 +210,21 @@ def models() -> dict[str, Any]:
 
 @route("/v1/key", methods=["GET"])
 def own_key() -> dict[str, Any]:
-    from chalicelib import billing
+    from chalicelib.services import billing
 
     return billing.key_json(web.header(app, "authorization"), web.now())
 
 
 @route("/v1/dashboard/billing/subscription", methods=["GET"])
 def billing_subscription() -> dict[str, Any]:
-    from chalicelib import billing
+    from chalicelib.services import billing
 
     return billing.subscription(web.header(app, "authorization"), web.now())
 
 
 @route("/v1/dashboard/billing/usage", methods=["GET"])
 def billing_usage() -> dict[str, Any]:
-    from chalicelib import billing
+    from chalicelib.services import billing
 
     return billing.usage(web.header(app, "authorization"), web.now())
 
@@ -230,7 +232,7 @@ def billing_usage() -> dict[str, Any]:
 # Logs and usage (management key, or admin with ?account_id=) ----------------------------------
 @route("/logs", methods=["GET"])
 def logs() -> dict[str, Any]:
-    from chalicelib import reports
+    from chalicelib.services import reports
 
     account_id = _caller().account_for(web.query(app, "account_id"))
     web.only_query(app, "account_id", "limit", "cursor", "start", "end", "token_id", "model")
@@ -248,7 +250,7 @@ def logs() -> dict[str, Any]:
 
 @route("/usage", methods=["GET"])
 def usage() -> dict[str, Any]:
-    from chalicelib import reports
+    from chalicelib.services import reports
 
     account_id = _caller().account_for(web.query(app, "account_id"))
     web.only_query(app, "account_id", "start", "end", "group_by")
@@ -264,7 +266,7 @@ def usage() -> dict[str, Any]:
 # Scheduled jobs -------------------------------------------------------------------------------
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_reservations")
 def sweep_reservations(event: Any) -> dict[str, Any]:
-    from chalicelib import sweeper
+    from chalicelib.services import sweeper
 
     context = getattr(event, "context", None)
     remaining = (
@@ -280,6 +282,6 @@ def sweep_reservations(event: Any) -> dict[str, Any]:
 # inside the app: an OpenAI-shaped 404 that repeats nothing.
 @route("/{proxy+}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def not_found() -> Response:
-    from chalicelib.errors import NotFound
+    from chalicelib.core.errors import NotFound
 
     raise NotFound("Unknown path. See /openapi.json for the routes Sluice serves.")

@@ -20,9 +20,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from chalicelib import jobs, resets
-from chalicelib.records import TokenRecord
-from chalicelib.settings import Settings
+from chalicelib.core import calendar as resets
+from chalicelib.core.records import TokenRecord
+from chalicelib.core.settings import Settings
+from chalicelib.services import resets as jobs
 from chalicelib.store import configure_store, models
 from chalicelib.store import resets as reset_store
 from chalicelib.store import tokens as token_store

@@ -69,7 +69,7 @@ def _instrument_handler() -> None:
 
 def _instrument_upstream() -> None:
     """Time ``relay.forward`` (the upstream call), to split the handler's time into parts."""
-    from chalicelib import relay
+    from chalicelib import upstream as relay
 
     original = relay.forward
 

@@ -20,7 +20,7 @@ UNSET_FOR_LOCAL = (
 @contextlib.contextmanager
 def store_bound_to(env: dict[str, str]) -> Iterator[Any]:
     """Run with ``env`` applied to ``os.environ`` and the store (and its caches) bound to it."""
-    from chalicelib.settings import get_settings, reset_settings
+    from chalicelib.core.settings import get_settings, reset_settings
     from chalicelib.store import configure_store
 
     names = set(env) | set(UNSET_FOR_LOCAL)
@@ -45,9 +45,9 @@ def store_bound_to(env: dict[str, str]) -> Iterator[Any]:
 
 def _forget_caches() -> None:
     """Per-container caches (config, key metadata, HTTP client) belong to the previous binding."""
-    from chalicelib import gateway
-    from chalicelib.relay.client import reset_http_client
+    from chalicelib.services import gateway
     from chalicelib.store import config as config_store
+    from chalicelib.upstream.client import reset_http_client
 
     config_store.invalidate()
     gateway.cache().entries.clear()

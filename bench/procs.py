@@ -193,9 +193,9 @@ def bootstrap_sluice(env: dict[str, str], upstream_url: str, upstream_key: str) 
     from bench.inprocess import store_bound_to
 
     with store_bound_to(env):
-        from chalicelib import management, schemas
-        from chalicelib.relay.demo import register_demo
+        from chalicelib.services import management, schemas
         from chalicelib.store import models
+        from devtools.demo_seed import register_demo
 
         models.create_tables()
         register_demo(upstream_url.rstrip("/") + "/v1", upstream_key)

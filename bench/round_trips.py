@@ -36,7 +36,7 @@ def _row(counter: CallCounter, phase: str | None = None) -> dict[str, Any]:
 @contextmanager
 def _phased(counter: CallCounter) -> Iterator[None]:
     """Label calls "before" until upstream is called, "upstream" during, "after" once back."""
-    from chalicelib import relay
+    from chalicelib import upstream as relay
 
     original = relay.forward
 
@@ -75,8 +75,8 @@ def _measured(counter: CallCounter, action: Callable[[], Any]) -> tuple[dict[str
 
 
 def _due_token(account_id: str, name: str) -> Any:
-    from chalicelib import keys
-    from chalicelib.records import TokenRecord
+    from chalicelib.core import keys
+    from chalicelib.core.records import TokenRecord
     from chalicelib.store import tokens as token_store
 
     record = TokenRecord(
@@ -97,7 +97,7 @@ def _due_token(account_id: str, name: str) -> Any:
 
 def _pending_reservations(account_id: str, token: Any, key: str, now: int) -> list[str]:
     """Reservations whose process "died" before settling: reserved, record pending, stale."""
-    from chalicelib import keys
+    from chalicelib.core import keys
     from chalicelib.store import ledger
     from chalicelib.store import usage as usage_store
 
@@ -134,11 +134,12 @@ def measure(ddb_endpoint: str) -> dict[str, Any]:
     env["SLUICE_TABLE_PREFIX"] = "benchrt" + secrets.token_hex(3)
     with MockUpstream(api_key=UPSTREAM_KEY) as upstream, store_bound_to(env):
         from app import app
-        from chalicelib import jobs, sweeper
-        from chalicelib.relay.demo import register_demo
+        from chalicelib.services import resets as jobs
+        from chalicelib.services import sweeper
         from chalicelib.store import models
         from chalicelib.store import tokens as token_store
         from chalicelib.store.common import connection
+        from devtools.demo_seed import register_demo
 
         models.create_tables()
         try:

@@ -90,7 +90,7 @@ class Stack:
 
     @property
     def settings(self) -> Any:
-        from chalicelib.settings import Settings
+        from chalicelib.core.settings import Settings
 
         return Settings.from_env(self.env)
 
@@ -141,7 +141,7 @@ def bootstrap_relay(stack: Stack) -> None:
     """
     if stack.upstream_kind == "none" or not stack.upstream_base_url:
         return
-    from chalicelib.relay.demo import register_demo, register_provider
+    from devtools.demo_seed import register_demo, register_provider
 
     with stack.using_store():
         if stack.upstream_kind == "demo":
@@ -198,7 +198,7 @@ def _store_bound_to(env: dict[str, str]) -> Iterator[Any]:
     ``get_settings()`` or calls ``configure_store()`` itself inside the block sees the stack too.
     """
     import chalicelib.store as store
-    from chalicelib.settings import Settings, reset_settings
+    from chalicelib.core.settings import Settings, reset_settings
 
     settings = Settings.from_env(env)
     previous_store = store._configured_for  # read-only peek, to hand the store back as it was
@@ -225,7 +225,7 @@ def _store_bound_to(env: dict[str, str]) -> Iterator[Any]:
 
 
 def _find_account(name: str) -> dict[str, Any] | None:
-    from chalicelib import management
+    from chalicelib.services import management
 
     cursor = None
     for _ in range(1000):  # bounded: 100 per page
@@ -245,7 +245,7 @@ def bootstrap_demo(now: int) -> tuple[str, str | None, str]:
     Keys are stored only as hashes and cannot be shown again, so a reused (persisted) account
     gets a new management key and one new API key on each start.
     """
-    from chalicelib import management, schemas
+    from chalicelib.services import management, schemas
 
     existing = _find_account(DEMO_ACCOUNT)
     if existing is None:

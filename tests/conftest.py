@@ -38,7 +38,7 @@ for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "SLUICE_DYNAMODB_ENDPOINT"):
 
 
 def _apply_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
-    from chalicelib.settings import get_settings, reset_settings
+    from chalicelib.core.settings import get_settings, reset_settings
     from chalicelib.store import configure_store
 
     for name, value in env.items():

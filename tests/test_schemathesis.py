@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app import app
-from chalicelib.openapi import document
+from chalicelib.api.openapi import document
 from devtools.stack import Stack, start_stack
 
 pytestmark = [pytest.mark.ddb_local, pytest.mark.slow]

@@ -6,7 +6,7 @@ modules (``accounts``, ``tokens``, ``quota``, ``usage``, ``config``) are used as
 
 from __future__ import annotations
 
-from chalicelib.settings import Settings, get_settings
+from chalicelib.core.settings import Settings, get_settings
 from chalicelib.store import models
 
 _configured_for: Settings | None = None

@@ -9,8 +9,8 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.errors import Conflict, InvalidRequest, NotFound
-from chalicelib.records import AccountRecord, Page, TokenRecord
+from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.core.records import AccountRecord, Page, TokenRecord
 from chalicelib.store import tokens
 from chalicelib.store.common import (
     decode_cursor,

@@ -18,8 +18,8 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.errors import InvalidRequest, ServiceUnavailable, TooManyRequests
-from chalicelib.records import Page
+from chalicelib.core.errors import InvalidRequest, ServiceUnavailable, TooManyRequests
+from chalicelib.core.records import Page
 
 THROTTLE_CODES = {
     "ProvisionedThroughputExceededException",

@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import DeleteError, PutError
 
-from chalicelib.errors import Conflict, NotFound, ServiceUnavailable
-from chalicelib.pricing import ModelPrice
-from chalicelib.relay.channels import Channel
-from chalicelib.settings import get_settings
+from chalicelib.core.channels import Channel
+from chalicelib.core.errors import Conflict, NotFound, ServiceUnavailable
+from chalicelib.core.pricing import ModelPrice
+from chalicelib.core.settings import get_settings
 from chalicelib.store import secrets
 from chalicelib.store.common import error_code, translated
 from chalicelib.store.models import ConfigItem

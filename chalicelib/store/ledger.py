@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.records import AccountRecord, TokenRecord
+from chalicelib.core.records import AccountRecord, TokenRecord
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
 from chalicelib.store.common import connection, error_code, old_item, retrying, translated

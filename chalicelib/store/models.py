@@ -28,7 +28,7 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
 
 NEVER = 0  # expires_at / next_reset_at value meaning "never"
 ACCOUNT_KIND = "account"

@@ -40,10 +40,10 @@ A charge racing the reset is counted exactly once, in whichever period it settle
 
 History: one write per key
 --------------------------
-The item keeps ``last_reset_at``; the use case (``chalicelib.jobs``) logs one JSON line per reset
-with the usage it cleared, taken from this write's ``ALL_OLD`` image. An ``Event`` item per reset
-would double the write cost of the hourly run (a transaction doubles it again), and the schedule
-must stay at one write per key, plus one index page and one ``BatchGetItem`` per 100 keys.
+The item keeps ``last_reset_at``; the use case (``chalicelib.services.resets``) logs one JSON line
+per reset with the usage it cleared, taken from this write's ``ALL_OLD`` image. An ``Event`` item
+per reset would double the write cost of the hourly run (a transaction doubles it again), and the
+schedule must stay at one write per key, plus one index page and one ``BatchGetItem`` per 100 keys.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import resets
-from chalicelib.records import TokenRecord
+from chalicelib.core import calendar as resets
+from chalicelib.core.records import TokenRecord
 from chalicelib.store.common import client_of, old_item, translated
 from chalicelib.store.models import RESET_BUCKET, Token
 from chalicelib.store.tokens import record_from_raw

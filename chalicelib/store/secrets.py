@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
 
 
 @lru_cache(maxsize=32)

@@ -15,8 +15,8 @@ from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.errors import Conflict, InvalidRequest, NotFound
-from chalicelib.records import NEVER, Page, TokenRecord
+from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.core.records import NEVER, Page, TokenRecord
 from chalicelib.store.common import (
     decode_cursor,
     error_code,

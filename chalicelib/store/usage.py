@@ -16,7 +16,7 @@ from typing import Any
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
-from chalicelib.records import Page
+from chalicelib.core.records import Page
 from chalicelib.store.common import (
     decode_cursor,
     error_code,

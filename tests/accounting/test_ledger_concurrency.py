@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import keys, management, schemas
+from chalicelib.core import keys
+from chalicelib.services import management, schemas
 from chalicelib.store import accounts as account_store
 from chalicelib.store import ledger
 from chalicelib.store import tokens as token_store

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from chalicelib import management, schemas
+from chalicelib.services import management, schemas
 from chalicelib.store import accounts as account_store
 from chalicelib.store.common import connection
 

@@ -21,7 +21,7 @@ def main() -> None:
     from chalice.local import create_local_server
 
     from app import app
-    from chalicelib import console
+    from chalicelib.api import console
     from chalicelib.store import models
 
     if "/console" not in app.routes:

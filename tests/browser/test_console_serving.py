@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import console
+from chalicelib.api import console
 
 STATIC = Path(console.__file__).with_name("static")
 SHIPPED = sorted(p.name for p in STATIC.iterdir() if p.suffix in console.CONTENT_TYPES)

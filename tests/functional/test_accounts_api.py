@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from support import ACCOUNT_FIELDS
 
-from chalicelib import keys
+from chalicelib.core import keys
 from chalicelib.store import accounts as account_store
 
 T0 = datetime(2027, 5, 4, 9, 30, tzinfo=UTC)

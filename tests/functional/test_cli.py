@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from chalicelib.cli import cli, table
+from chalicelib.cli.main import cli, table
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
 

@@ -22,10 +22,10 @@ def upstream() -> Iterator[MockUpstream]:
 
 
 def _register(upstream: MockUpstream) -> None:
-    from chalicelib import gateway
-    from chalicelib.relay.channels import Channel
-    from chalicelib.relay.demo import DEMO_PRICES, register_demo
+    from chalicelib.core.channels import Channel
+    from chalicelib.services import gateway
     from chalicelib.store import config as config_store
+    from devtools.demo_seed import DEMO_PRICES, register_demo
 
     register_demo(upstream.base_url, UPSTREAM_KEY)
     # The demo upstream fails on purpose for these model names; serve and price them too.
@@ -54,8 +54,8 @@ def _register(upstream: MockUpstream) -> None:
 def relay_api(api: Any, upstream: MockUpstream, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The chalice test client on moto, with the demo upstream as channel and seeded prices."""
     monkeypatch.setenv("SLUICE_UPSTREAM_READ_TIMEOUT", "1")
-    from chalicelib.relay.client import reset_http_client
-    from chalicelib.settings import reset_settings
+    from chalicelib.core.settings import reset_settings
+    from chalicelib.upstream.client import reset_http_client
 
     reset_settings()
     reset_http_client()

@@ -394,7 +394,8 @@ def test_sweeper_refunds_a_reservation_left_by_a_crash_once(relay_api: Any) -> N
     # GIVEN a reservation whose process died before settling (simulated at the store level)
     import time
 
-    from chalicelib import keys, sweeper
+    from chalicelib.core import keys
+    from chalicelib.services import sweeper
     from chalicelib.store import ledger
 
     created, token = _setup(relay_api, quota_units=10_000)
@@ -471,7 +472,7 @@ def test_no_prompt_or_answer_is_stored_by_default(relay_api: Any) -> None:
 def test_operator_can_enable_storing_prompt_and_answer(
     relay_api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib.settings import reset_settings
+    from chalicelib.core.settings import reset_settings
 
     monkeypatch.setenv("SLUICE_STORE_CONTENT", "1")
     reset_settings()

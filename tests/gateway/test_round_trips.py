@@ -14,7 +14,7 @@ import httpx
 import pytest
 from support import ADMIN_KEY
 
-from chalicelib import relay
+from chalicelib import upstream as relay
 from chalicelib.store.common import connection
 
 pytestmark = pytest.mark.ddb_local

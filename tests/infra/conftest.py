@@ -34,7 +34,7 @@ def packaged_prod(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
 
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from chalicelib.settings import get_settings, reset_settings
+    from chalicelib.core.settings import get_settings, reset_settings
     from chalicelib.store import configure_store, secrets
 
     for name, value in stage_environment("prod").items():

@@ -96,9 +96,9 @@ def management(driver: Driver) -> None:
 
 def relay(driver: Driver) -> None:
     """Calls with an sk- key through a demo upstream on 127.0.0.1, then the key's own reports."""
-    from chalicelib import gateway
-    from chalicelib.relay.demo import register_demo
+    from chalicelib.services import gateway
     from chalicelib.store import config as config_store
+    from devtools.demo_seed import register_demo
     from devtools.mock_upstream import MockUpstream
 
     with MockUpstream(api_key=UPSTREAM_KEY).start() as upstream:
@@ -159,7 +159,7 @@ def sweeper(driver: Driver) -> None:
     """A reservation left pending by a process that died, refunded by the schedule."""
     import time_machine
 
-    from chalicelib import keys
+    from chalicelib.core import keys
     from chalicelib.store import ledger
     from chalicelib.store import usage as usage_store
 

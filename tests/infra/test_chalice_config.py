@@ -8,7 +8,7 @@ import re
 import pytest
 from infra_checks import CHALICE_DIR, STAGES, as_list, chalice_config, policy, stage_environment
 
-from chalicelib.settings import Settings
+from chalicelib.core.settings import Settings
 
 # Variables that hold a secret's value: only their SSM *names* may be configured for a stage.
 SECRET_VALUES = {"SLUICE_ADMIN_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}

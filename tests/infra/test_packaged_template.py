@@ -295,7 +295,7 @@ def test_custom_metric_alarms_match_what_the_code_emits(
     packaged_prod: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN the alarms on the app's own metrics
-    from chalicelib import observe
+    from chalicelib.core import observe
 
     _, template = packaged_prod
     custom = [a for a in _alarms(template) if a.get("Namespace") == observe.NAMESPACE]

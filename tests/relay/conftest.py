@@ -17,9 +17,9 @@ from devtools.mock_upstream import MockUpstream
 @pytest.fixture(autouse=True)
 def _fresh_relay_state() -> Iterator[None]:
     """No cached config, HTTP client or secret survives a test."""
-    from chalicelib.relay import client
     from chalicelib.store import config as config_store
     from chalicelib.store import secrets
+    from chalicelib.upstream import client
 
     yield
     config_store.invalidate()
@@ -46,7 +46,7 @@ def upstreams() -> Iterator[Callable[..., MockUpstream]]:
 @pytest.fixture
 def add_channel(tables: Any) -> Callable[..., Any]:
     """Store a channel with sensible defaults (on moto); returns the stored ``Channel``."""
-    from chalicelib.relay.channels import Channel
+    from chalicelib.core.channels import Channel
     from chalicelib.store import config as config_store
 
     def add(
@@ -72,7 +72,7 @@ def add_channel(tables: Any) -> Callable[..., Any]:
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, tables: Any) -> Callable[..., Any]:
     """Change settings mid-test (timeouts, SSM prefix); the store keeps its tables."""
-    from chalicelib.settings import get_settings, reset_settings
+    from chalicelib.core.settings import get_settings, reset_settings
     from chalicelib.store import configure_store
 
     def apply(**variables: str) -> Any:
@@ -137,7 +137,7 @@ def _app_with_config_routes() -> Any:
     from chalice import Chalice
 
     from app import app as main_app
-    from chalicelib import routes_config
+    from chalicelib.api import config_routes as routes_config
 
     if any(path == "/admin/channels" for path in main_app.routes):
         return main_app

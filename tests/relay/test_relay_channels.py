@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from chalicelib.relay.channels import Channel, failover_order, models_for_group, weighted_order
+from chalicelib.core.channels import Channel, failover_order, models_for_group, weighted_order
 
 
 def channel(channel_id: str, **fields: object) -> Channel:

@@ -10,10 +10,11 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from chalicelib import cli_config, relay
-from chalicelib.pricing import ModelPrice
-from chalicelib.relay.demo import DEMO_MODELS, register_demo
+from chalicelib import upstream as relay
+from chalicelib.cli import config as cli_config
+from chalicelib.core.pricing import ModelPrice
 from chalicelib.store import config as config_store
+from devtools.demo_seed import DEMO_MODELS, register_demo
 from devtools.mock_upstream import MockUpstream
 
 PROVIDER_KEY = "sk-provider-" + "c" * 30

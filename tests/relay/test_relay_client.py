@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from chalicelib.relay.client import get_http_client
+from chalicelib.upstream.client import get_http_client
 
 
 def test_client_has_explicit_timeouts_and_ignores_proxy_variables(

@@ -9,9 +9,9 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.errors import Conflict, NotFound
-from chalicelib.pricing import ModelPrice
-from chalicelib.relay.channels import Channel
+from chalicelib.core.channels import Channel
+from chalicelib.core.errors import Conflict, NotFound
+from chalicelib.core.pricing import ModelPrice
 from chalicelib.store import config as config_store
 from chalicelib.store.models import ConfigItem
 

@@ -11,8 +11,8 @@ from typing import Any
 import openai
 import pytest
 
-from chalicelib import relay
-from chalicelib.errors import ModelNotFound, UpstreamError, UpstreamTimeout
+from chalicelib import upstream as relay
+from chalicelib.core.errors import ModelNotFound, UpstreamError, UpstreamTimeout
 from devtools.mock_upstream import REPLY_PREFIX, MockUpstream, count_tokens, prompt_tokens
 
 MESSAGES = [

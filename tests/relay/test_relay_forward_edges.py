@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from chalicelib import relay
-from chalicelib.errors import ResponseTooLarge, UpstreamError, UpstreamTimeout
-from chalicelib.relay import client as relay_client
-from chalicelib.relay.rejections import sanitize
+from chalicelib import upstream as relay
+from chalicelib.core.errors import ResponseTooLarge, UpstreamError, UpstreamTimeout
+from chalicelib.upstream import client as relay_client
+from chalicelib.upstream.rejections import sanitize
 
 PROVIDER_KEY = "sk-provider-" + "k" * 30
 Handler = Callable[[httpx.Request], httpx.Response]

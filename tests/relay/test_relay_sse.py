@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.relay.sse import SseAssembler, StreamCut, StreamFailed, StreamTooLarge
+from chalicelib.upstream.sse import SseAssembler, StreamCut, StreamFailed, StreamTooLarge
 
 
 def chunk(content: str | None = None, *, usage: dict[str, int] | None = None, **extra: Any) -> str:

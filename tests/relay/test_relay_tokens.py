@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from chalicelib.relay.tokens import (
+from chalicelib.core.token_count import (
     IMAGE_TOKENS,
     IMAGE_TOKENS_LOW_DETAIL,
     estimate_completion_tokens,

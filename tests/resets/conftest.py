@@ -20,7 +20,7 @@ _added: dict[str, Any] = {}
 @contextmanager
 def _resets_registered() -> Iterator[Any]:
     from app import app
-    from chalicelib import routes_resets
+    from chalicelib.api import reset_routes as routes_resets
 
     if "reset_quotas" in app.handler_map and not _added:
         yield app  # app.py registers the blueprint: nothing to do
@@ -60,7 +60,7 @@ def one_reset_writer(monkeypatch: pytest.MonkeyPatch) -> None:
 
     Tests that exercise concurrent writers pass ``workers`` explicitly on DynamoDB Local.
     """
-    from chalicelib import jobs
+    from chalicelib.services import resets as jobs
 
     monkeypatch.setattr(jobs, "SCHEDULE_WORKERS", 1)
 

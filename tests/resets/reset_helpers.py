@@ -13,8 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import keys
-from chalicelib.records import TokenRecord
+from chalicelib.core import keys
+from chalicelib.core.records import TokenRecord
 from chalicelib.store import tokens as token_store
 from chalicelib.store.common import client_of
 from chalicelib.store.models import Token

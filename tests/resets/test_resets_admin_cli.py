@@ -10,7 +10,7 @@ import time_machine
 from click.testing import CliRunner
 from reset_helpers import at, raw_item, seed_tokens, spend
 
-from chalicelib.cli_resets import resets
+from chalicelib.cli.resets import resets
 
 TEN_MARCH = datetime(2027, 3, 10, 15, 0, tzinfo=UTC)
 ELEVEN_MARCH = datetime(2027, 3, 11, 0, 5, tzinfo=UTC)

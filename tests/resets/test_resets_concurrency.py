@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from reset_helpers import Settled, assert_invariant, at, raw_item, reserve, seed_tokens, settle
 
-from chalicelib import jobs
+from chalicelib.services import resets as jobs
 from chalicelib.store import resets as reset_store
 
 pytestmark = pytest.mark.ddb_local

@@ -6,7 +6,7 @@ from typing import Any
 
 from reset_helpers import assert_invariant, at, raw_item, seed_tokens, spend
 
-from chalicelib import jobs
+from chalicelib.services import resets as jobs
 from chalicelib.store import tokens as token_store
 
 MIDNIGHT = at(2027, 3, 11)

@@ -13,7 +13,7 @@ from typing import Any
 import time_machine
 from reset_helpers import assert_invariant, at, raw_item, seed_tokens, spend
 
-from chalicelib import routes_resets
+from chalicelib.api import reset_routes as routes_resets
 
 
 def utc(*parts: int) -> datetime:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from reset_helpers import assert_invariant, at, raw_item, reserve, seed_tokens, settle, spend
 
-from chalicelib import jobs
+from chalicelib.services import resets as jobs
 from chalicelib.store import resets as reset_store
 from chalicelib.store import tokens as token_store
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import keys
-from chalicelib.errors import Conflict, InvalidRequest, NotFound
-from chalicelib.records import AccountRecord, TokenRecord
+from chalicelib.core import keys
+from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.core.records import AccountRecord, TokenRecord
 from chalicelib.store import accounts as store
 from chalicelib.store import tokens as token_store
 

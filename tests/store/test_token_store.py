@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import keys
-from chalicelib.errors import Conflict, GatewayError, InvalidRequest, NotFound
-from chalicelib.records import NEVER, TokenRecord
+from chalicelib.core import keys
+from chalicelib.core.errors import Conflict, GatewayError, InvalidRequest, NotFound
+from chalicelib.core.records import NEVER, TokenRecord
 from chalicelib.store import tokens as store
 from chalicelib.store.tokens import TokenChanges
 

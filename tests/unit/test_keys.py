@@ -1,4 +1,4 @@
-"""Behaviour of API-key generation, parsing, hashing and comparison (chalicelib.keys, pure)."""
+"""Behaviour of API-key generation, parsing, hashing and comparison (chalicelib.core.keys, pure)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import string
 
 import pytest
 
-from chalicelib import auth, keys
+from chalicelib.api import auth
+from chalicelib.core import keys
 
 KEY_SHAPE = re.compile(r"^sk-[A-Za-z0-9]{48}$")
 SAMPLE = 2_000
@@ -209,7 +210,7 @@ def test_secrets_match_compares_equal_length_digests_whatever_the_input_lengths(
 
 def test_admin_key_is_checked_through_secrets_match(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN an admin key in the settings and secrets_match replaced by a recorder
-    from chalicelib.settings import reset_settings
+    from chalicelib.core.settings import reset_settings
 
     monkeypatch.setenv("SLUICE_ADMIN_KEY", "the-admin-key-0123456789")
     reset_settings()

@@ -1,4 +1,4 @@
-"""Behaviour of money conversion and call pricing (chalicelib.pricing, pure)."""
+"""Behaviour of money conversion and call pricing (chalicelib.core.pricing, pure)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.pricing import (
+from chalicelib.core.pricing import (
     UNITS_PER_USD,
     ModelPrice,
     MoneyError,

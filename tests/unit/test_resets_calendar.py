@@ -1,4 +1,4 @@
-"""Behaviour of the pure UTC reset calendar (chalicelib.resets)."""
+"""Behaviour of the pure UTC reset calendar (chalicelib.core.calendar)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import get_args
 
 import pytest
 
-from chalicelib.resets import (
+from chalicelib.core.calendar import (
     RESET_PERIODS,
     ResetPeriod,
     after_reset,

@@ -1,4 +1,4 @@
-"""Request body validation (chalicelib.schemas): each rule and the ``param`` it reports."""
+"""Request body validation (chalicelib.services.schemas): each rule and the ``param`` it reports."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib import schemas
-from chalicelib.errors import InvalidRequest
+from chalicelib.core.errors import InvalidRequest
+from chalicelib.services import schemas
 
 
 def rejected(schema: type[schemas.Body], raw: bytes | str) -> InvalidRequest:

@@ -1,4 +1,4 @@
-"""The public JSON shapes of tokens and accounts (chalicelib.views, pure)."""
+"""The public JSON shapes of tokens and accounts (chalicelib.core.views, pure)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from support import ACCOUNT_FIELDS, TOKEN_FIELDS
 
-from chalicelib import views
-from chalicelib.records import NEVER, AccountRecord, TokenRecord
+from chalicelib.core import views
+from chalicelib.core.records import NEVER, AccountRecord, TokenRecord
 
 NOW = int(datetime(2027, 3, 10, 12, 0, tzinfo=UTC).timestamp())
 HASH = "f" * 64

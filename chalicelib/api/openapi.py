@@ -1,0 +1,630 @@
+"""The OpenAPI 3.1 document of every route, built from the app's own route table.
+
+Request bodies come from the pydantic classes in ``chalicelib.services.schemas`` and the relay's
+field table in ``chalicelib.core.payloads`` (the code that validates them), so what is validated
+and what is documented cannot drift apart. Responses are plain JSON Schema written here against
+``chalicelib.core.views`` and friends; they are strict (``additionalProperties: false``) so the
+schemathesis suite notices a new field, or a key leaking into a listing.
+
+``OPERATIONS`` maps every (path, method) to its documentation in one entry; who may call it, its
+implicit query parameters and its usual errors follow from the path (``_audience``). A route
+registered in the app but missing there still appears in the document, with a generic schema
+and the flag ``x-undocumented: true``, and ``undocumented_routes()`` lists it so the test suite
+fails until someone writes its entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from chalicelib.core import payloads
+from chalicelib.services import schemas
+
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "0.1.0"
+JSON = "application/json"
+PAGE = ("limit", "cursor")
+
+# Who may call an operation; each name is a security scheme below.
+ADMIN = ("adminKey",)
+ACCOUNT = ("managementKey", "adminKey")
+API_KEY = ("apiKey",)
+PUBLIC: tuple[str, ...] = ()
+PUBLIC_PATHS = ("/health", "/openapi.json")
+STATIC_MEDIA = ("text/html", "text/css", "text/javascript", "image/svg+xml")
+
+# Errors every authenticated operation can answer; 404 comes with a path parameter, 413 with a
+# request body.
+AUTH_ERRORS = (400, 401, 403, 429, 500, 503)
+UPSTREAM_ERRORS = (404, 502, 504)
+
+
+@dataclass(frozen=True)
+class Op:
+    """The documentation of one operation.
+
+    ``request`` and ``response`` name a schema of ``REQUESTS``/``RESPONSES`` or a pydantic class in
+    ``chalicelib.services.schemas`` or ``chalicelib.services.schemas_config``; ``response=None``
+    means no body
+    (204). Who may call it follows from the path (see ``_audience``); ``errors`` lists statuses
+    beyond the usual ones.
+    """
+
+    summary: str
+    response: str | None
+    status: int = 200
+    request: str | None = None
+    query: tuple[str, ...] = ()
+    errors: tuple[int, ...] = ()
+    events: bool = False  # also answers text/event-stream (stream: true)
+    media: tuple[str, ...] = (JSON,)  # of the success body; anything but JSON is text
+    redirects: bool = False  # may answer 308 with a Location (and no body)
+
+
+# One line per route, in the order of app.py.
+OPERATIONS: dict[tuple[str, str], Op] = {
+    ("/health", "GET"): Op("Liveness probe", "Health"),
+    ("/openapi.json", "GET"): Op("This document", "Document"),
+    ("/admin/accounts", "POST"): Op(
+        "Create an account, its management key and its default API key",
+        "AccountCreated",
+        201,
+        "CreateAccount",
+    ),
+    ("/admin/accounts", "GET"): Op("List accounts, newest first", "AccountList", query=PAGE),
+    ("/admin/accounts/{account_id}", "GET"): Op("Read an account", "Account"),
+    ("/admin/accounts/{account_id}", "PATCH"): Op(
+        "Rename, disable or enable an account", "Account", request="PatchAccount"
+    ),
+    ("/admin/accounts/{account_id}/credit", "POST"): Op(
+        "Add balance to an account", "Account", request="CreditAccount"
+    ),
+    ("/admin/accounts/{account_id}/management-key", "POST"): Op(
+        "Issue a new management key (shown once); the old one stops at once", "ManagementKey"
+    ),
+    ("/account", "GET"): Op("Read the caller's account", "Account", errors=(404,)),
+    ("/tokens", "POST"): Op(
+        "Create API keys; the full keys appear in this response only",
+        "TokensCreated",
+        201,
+        "CreateTokens",
+        errors=(404,),
+    ),
+    ("/tokens", "GET"): Op("List API keys, newest first", "TokenList", query=(*PAGE, "status")),
+    ("/tokens/{token_id}", "GET"): Op("Read an API key", "Token"),
+    ("/tokens/{token_id}", "PATCH"): Op(
+        "Edit an API key: name, status, expiry, quota, reset, group, models, IPs",
+        "Token",
+        request="PatchToken",
+        errors=(409,),
+    ),
+    ("/tokens/{token_id}", "DELETE"): Op("Delete an API key", None, 204),
+    ("/tokens/{token_id}/regenerate", "POST"): Op(
+        "Replace an API key's secret; the old key stops working at once", "TokenWithKey"
+    ),
+    ("/v1/chat/completions", "POST"): Op(
+        "Chat completion, OpenAI-compatible; stream: true answers text/event-stream",
+        "ChatCompletion",
+        request="ChatCompletionRequest",
+        errors=UPSTREAM_ERRORS,
+        events=True,
+    ),
+    ("/v1/embeddings", "POST"): Op(
+        "Embeddings, OpenAI-compatible",
+        "Embeddings",
+        request="EmbeddingsRequest",
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/models", "GET"): Op("Models this key may use", "ModelList"),
+    ("/v1/key", "GET"): Op("The calling key's own quota and use", "Token"),
+    ("/v1/dashboard/billing/subscription", "GET"): Op("Limit in US$", "Subscription"),
+    ("/v1/dashboard/billing/usage", "GET"): Op("Spend in US cents", "BillingUsage"),
+    ("/console", "GET"): Op("The web console", "Text", media=("text/html",), redirects=True),
+    ("/console/{asset}", "GET"): Op("A file of the web console", "Text", media=STATIC_MEDIA),
+    ("/admin/channels", "POST"): Op(
+        "Add an upstream channel", "Channel", 201, "CreateChannel", errors=(409,)
+    ),
+    ("/admin/channels", "GET"): Op("List channels", "ChannelList"),
+    ("/admin/channels/{channel_id}", "GET"): Op("Read a channel", "Channel"),
+    ("/admin/channels/{channel_id}", "PATCH"): Op(
+        "Edit a channel", "Channel", request="PatchChannel", errors=(409,)
+    ),
+    ("/admin/channels/{channel_id}", "DELETE"): Op("Delete a channel", None, 204),
+    ("/admin/models", "GET"): Op("List model prices", "PriceList"),
+    ("/admin/models/{model}", "PUT"): Op("Set a model's price", "Price", request="SetPrice"),
+    ("/admin/models/{model}", "DELETE"): Op("Delete a model's price", None, 204),
+    ("/admin/groups", "GET"): Op("List group price ratios", "GroupList"),
+    ("/admin/groups/{group}", "PUT"): Op(
+        "Set a group's price ratio", "GroupRatio", request="SetGroupRatio"
+    ),
+    ("/admin/resets/run", "POST"): Op("Run due quota resets now", "ResetRun"),
+    ("/logs", "GET"): Op(
+        "One line per relayed request, newest first",
+        "LogList",
+        query=(*PAGE, "start", "end", "token_id", "model"),
+    ),
+    ("/usage", "GET"): Op(
+        "Requests, tokens and cost per day, key or model",
+        "UsageReport",
+        query=("start", "end", "group_by"),
+    ),
+}
+
+
+def _audience(path: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(tag, security schemes, implicit query parameters) of a path, as app.py wires them."""
+    if path in PUBLIC_PATHS:
+        return "meta", PUBLIC, ()
+    if path == "/console" or path.startswith("/console/"):
+        return "console", PUBLIC, ()
+    if path.startswith("/admin/"):
+        return "admin", ADMIN, ()
+    if path.startswith("/v1/"):
+        return "relay", API_KEY, ()
+    # Account routes act on the caller's account, or on ?account_id= for the admin key.
+    return "account", ACCOUNT, ("account_id",)
+
+
+QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
+    "limit": {
+        "description": "Items per page.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    },
+    "cursor": {
+        "description": "The next_cursor of the previous page; empty: the first page.",
+        "schema": {"type": "string"},
+    },
+    "status": {
+        "description": "Only keys in this effective status.",
+        "schema": {"type": "string", "enum": ["enabled", "disabled", "expired", "exhausted"]},
+    },
+    "account_id": {
+        "description": "The account to act on; required with the admin key, ignored otherwise.",
+        "schema": {"type": "string"},
+    },
+    "start": {
+        "description": "ISO-8601 date or date-time (UTC if no offset), or epoch seconds.",
+        "schema": {"type": "string"},
+    },
+    "end": {"description": "Like start; default now.", "schema": {"type": "string"}},
+    "token_id": {"description": "Only this key's requests.", "schema": {"type": "string"}},
+    "model": {"description": "Only this model's requests.", "schema": {"type": "string"}},
+    "group_by": {"schema": {"type": "string", "enum": ["day", "token", "model"], "default": "day"}},
+}
+# The handlers read an empty value (?limit=) as an absent one; only a status filter must be real.
+for _name, _parameter in QUERY_PARAMETERS.items():
+    if _name != "status":
+        _parameter["allowEmptyValue"] = True
+
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    name: {"type": "http", "scheme": "bearer", "description": description}
+    for name, description in (
+        ("adminKey", "The operator's admin key."),
+        ("managementKey", "An account's management key (mk-...)."),
+        ("apiKey", "An API key (sk-...), for the OpenAI-compatible /v1 routes."),
+    )
+}
+
+
+# Response schemas ------------------------------------------------------------------------------
+def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
+    return {"type": [kind, "null"], **extra}
+
+
+def _object(properties: dict[str, Any], description: str = "") -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_TIME = {"type": "string", "format": "date-time", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"}
+_USD = {"type": "string", "pattern": r"^\d+\.\d{6}$", "description": "US dollars, 6 decimals"}
+_NULLABLE_TIME = {**_TIME, "type": ["string", "null"]}
+_NULLABLE_USD = {**_USD, "type": ["string", "null"], "description": "US dollars; null: unlimited"}
+
+_ACCOUNT = {
+    "id": {"type": "string"},
+    "name": {"type": "string"},
+    "status": {"type": "string", "enum": ["enabled", "disabled"]},
+    "quota_units": _nullable("integer", description="Total granted; null: unlimited"),
+    "quota_usd": _NULLABLE_USD,
+    "used_units": {"type": "integer"},
+    "used_usd": _USD,
+    "reserved_units": {"type": "integer", "description": "Held by requests in flight"},
+    "remaining_units": _nullable("integer", minimum=0),
+    "remaining_usd": _NULLABLE_USD,
+    "created_at": _TIME,
+}
+
+_TOKEN = {
+    "id": {"type": "string"},
+    "account_id": {"type": "string"},
+    "name": {"type": "string"},
+    "key_preview": {"type": "string", "description": "Enough of the key to recognise it"},
+    "status": {"type": "string", "enum": ["enabled", "disabled", "expired", "exhausted"]},
+    "created_at": _TIME,
+    "expires_at": {**_TIME, "type": ["string", "null"], "description": "null: never"},
+    "quota_units": _nullable("integer", description="null: unlimited"),
+    "quota_usd": _NULLABLE_USD,
+    "used_units": {"type": "integer", "description": "Since the last reset"},
+    "used_usd": _USD,
+    "reserved_units": {"type": "integer"},
+    "remaining_units": _nullable("integer", minimum=0),
+    "remaining_usd": _NULLABLE_USD,
+    "total_used_units": {"type": "integer", "description": "Since creation"},
+    "reset_period": {"type": "string", "enum": ["never", "daily", "weekly", "monthly"]},
+    "next_reset_at": {**_TIME, "type": ["string", "null"]},
+    "group": {"type": "string"},
+    "models": {"type": "array", "items": {"type": "string"}, "description": "[]: any model"},
+    "allow_ips": {"type": "array", "items": {"type": "string"}, "description": "[]: any IP"},
+    "last_used_at": {**_TIME, "type": ["string", "null"]},
+}
+
+_KEY = {"type": "string", "pattern": "^sk-", "description": "The full key, shown once"}
+
+
+def _page(item: str) -> dict[str, Any]:
+    return _object(
+        {
+            "data": {"type": "array", "items": _ref(item)},
+            "next_cursor": _nullable("string", description="null on the last page"),
+        }
+    )
+
+
+RESPONSES: dict[str, dict[str, Any]] = {
+    "Error": _object(
+        {
+            "error": _object(
+                {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": _nullable("string"),
+                    "code": _nullable("string"),
+                }
+            )
+        },
+        "The OpenAI error shape; every error of this API has it.",
+    ),
+    "Health": _object({"status": {"const": "ok"}}),
+    "Document": {"type": "object", "required": ["openapi", "paths"]},
+    "Account": _object(_ACCOUNT),
+    "AccountList": _page("Account"),
+    "Token": _object(_TOKEN, "An API key; the secret itself is never listed."),
+    "TokenWithKey": _object({**_TOKEN, "key": _KEY}, "An API key just created or regenerated."),
+    "TokenList": _page("Token"),
+    "TokensCreated": _object({"data": {"type": "array", "items": _ref("TokenWithKey")}}),
+    "AccountCreated": _object(
+        {
+            "account": _ref("Account"),
+            "management_key": {"type": "string", "pattern": "^mk-", "description": "Shown once"},
+            "default_token": _ref("TokenWithKey"),
+        }
+    ),
+    "ManagementKey": _object(
+        {
+            "account": _ref("Account"),
+            "management_key": {"type": "string", "pattern": "^mk-", "description": "Shown once"},
+        }
+    ),
+    "ChatCompletion": {
+        "type": "object",
+        "required": ["choices"],
+        "description": "The provider's chat.completion object, as it answered.",
+    },
+    "Embeddings": {"type": "object", "required": ["data"], "description": "As the provider sent"},
+    "ModelList": _object(
+        {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": {"type": "string"},
+                        "object": {"const": "model"},
+                        "created": {"type": "integer"},
+                        "owned_by": {"type": "string"},
+                    }
+                ),
+            },
+        }
+    ),
+    "Subscription": _object(
+        {
+            "object": {"const": "billing_subscription"},
+            "has_payment_method": {"type": "boolean"},
+            "soft_limit_usd": {"type": "number"},
+            "hard_limit_usd": {"type": "number"},
+            "system_hard_limit_usd": {"type": "number"},
+            "access_until": {"type": "integer", "description": "Epoch seconds; 0: never"},
+        }
+    ),
+    "BillingUsage": _object(
+        {"object": {"const": "list"}, "total_usage": {"type": "number", "description": "cents"}}
+    ),
+    "Log": _object(
+        {
+            "request_id": {"type": "string"},
+            "created_at": _TIME,
+            "account_id": {"type": "string"},
+            "token_id": {"type": "string"},
+            "token_name": {"type": "string"},
+            "model": {"type": "string"},
+            "channel": {"type": "string"},
+            "prompt_tokens": {"type": "integer"},
+            "completion_tokens": {"type": "integer"},
+            "cost_units": {"type": "integer"},
+            "cost_usd": _USD,
+            "reserved_units": {"type": "integer"},
+            "status": {"type": "string"},
+            "state": {"type": "string", "enum": ["pending", "settled", "refunded", "rejected"]},
+            "latency_ms": {"type": "integer"},
+            "stream": {"type": "boolean"},
+            "usage_estimated": {"type": "boolean"},
+            "detail": _nullable("string"),
+        }
+    ),
+    "LogList": _page("Log"),
+    "UsageReport": _object(
+        {
+            "data": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "key": {"type": "string", "description": "Day, key id or model"},
+                        "requests": {"type": "integer"},
+                        "prompt_tokens": {"type": "integer"},
+                        "completion_tokens": {"type": "integer"},
+                        "cost_units": {"type": "integer"},
+                        "cost_usd": _USD,
+                    }
+                ),
+            },
+            "group_by": {"type": "string", "enum": ["day", "token", "model"]},
+            "start": _TIME,
+            "end": _TIME,
+        }
+    ),
+    "Channel": _object(
+        {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "base_url": {"type": "string"},
+            "models": {"type": "array", "items": {"type": "string"}},
+            "model_map": {"type": "object", "additionalProperties": {"type": "string"}},
+            "group": {"type": "string"},
+            "priority": {"type": "integer"},
+            "weight": {"type": "integer"},
+            "enabled": {"type": "boolean"},
+            "api_key_set": {"type": "boolean", "description": "The key itself is never shown"},
+            "created_at": _NULLABLE_TIME,
+            "updated_at": _NULLABLE_TIME,
+        },
+        "An upstream provider.",
+    ),
+    "ChannelList": _page("Channel"),
+    "Price": {
+        "type": "object",
+        "required": ["model"],
+        "additionalProperties": False,
+        "properties": {
+            "model": {"type": "string"},
+            "usd_per_request": {"type": "string"},
+            "input_usd_per_mtok": {"type": "string"},
+            "output_usd_per_mtok": {"type": "string"},
+        },
+        "description": "Either usd_per_request, or input and output prices per million tokens.",
+    },
+    "PriceList": _page("Price"),
+    "GroupRatio": _object({"group": {"type": "string"}, "ratio": {"type": "string"}}),
+    "GroupList": _page("GroupRatio"),
+    "ResetRun": _object(
+        {
+            "reset": {"type": "integer"},
+            "skipped": {"type": "integer"},
+            "pages": {"type": "integer"},
+            "complete": {"type": "boolean", "description": "false: call again to finish"},
+        }
+    ),
+    "Text": {"type": "string"},
+    "Any": {"description": "Not documented yet."},
+}
+
+_JSON_TYPES = {str: "string", list: "array", bool: "boolean", int: "integer", dict: "object"}
+
+
+def _relay_request(kind: payloads.Kind, description: str) -> dict[str, Any]:
+    """The relay's own field table as JSON Schema; other fields pass through to the provider."""
+    fields = payloads.FIELDS[kind]
+    properties: dict[str, Any] = {}
+    for name, (types, _) in fields.items():
+        kinds = [_JSON_TYPES[t] for t in types]
+        properties[name] = {"type": kinds[0] if len(kinds) == 1 else kinds}
+    return {
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "required": [name for name, (_, required) in fields.items() if required],
+    }
+
+
+REQUESTS: dict[str, dict[str, Any]] = {
+    "ChatCompletionRequest": _relay_request(
+        "chat", "OpenAI's chat completion request; fields not listed go to the provider as sent."
+    ),
+    "EmbeddingsRequest": _relay_request(
+        "embeddings", "OpenAI's embeddings request; fields not listed go to the provider as sent."
+    ),
+}
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid request",
+    401: "Missing, unknown, expired or disabled key",
+    403: "Wrong kind of key, model or IP not allowed",
+    404: "Not found",
+    409: "Changed concurrently; retry",
+    413: "Body too large",
+    429: "Quota exhausted or too many concurrent updates",
+    500: "Server error",
+    502: "Upstream failed",
+    503: "Temporarily unavailable",
+    504: "Upstream timed out",
+}
+
+
+# The document ----------------------------------------------------------------------------------
+class _Components:
+    """Collects component schemas: pydantic models with their $defs, and ours."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
+
+    def model(self, model: type[BaseModel]) -> dict[str, str]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            self.schemas.setdefault(name, definition)
+        self.schemas[model.__name__] = schema
+        return _ref(model.__name__)
+
+    def named(self, name: str) -> dict[str, str]:
+        ours = RESPONSES.get(name) or REQUESTS.get(name)
+        if ours is not None:
+            self.schemas[name] = ours
+            # Our schemas refer to each other (a page of tokens); pull those in too.
+            for other in _refs(ours):
+                self.named(other)
+            return _ref(name)
+        # The relay's configuration schemas live next to the API's.
+        from chalicelib.services import schemas_config
+
+        candidate = getattr(schemas, name, None) or getattr(schemas_config, name, None)
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return self.model(candidate)
+        raise KeyError(f"no response schema or pydantic class named {name!r}")
+
+
+def _refs(schema: Any) -> list[str]:
+    if isinstance(schema, dict):
+        found = [schema["$ref"].rsplit("/", 1)[-1]] if "$ref" in schema else []
+        return found + [name for value in schema.values() for name in _refs(value)]
+    if isinstance(schema, list):
+        return [name for value in schema for name in _refs(value)]
+    return []
+
+
+def _operation(path: str, method: str, op: Op, route: Any, comps: _Components) -> dict[str, Any]:
+    tag, auth, implicit_query = _audience(path)
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for name in route.view_args
+    ]
+    parameters += [
+        {"name": name, "in": "query", **QUERY_PARAMETERS[name]}
+        for name in (*implicit_query, *op.query)
+    ]
+    success: dict[str, Any] = {"description": op.summary}
+    if op.response is not None:
+        success["content"] = {
+            media: {"schema": comps.named(op.response) if media == JSON else {"type": "string"}}
+            for media in op.media
+        }
+        if op.events:
+            success["content"]["text/event-stream"] = {"schema": {"type": "string"}}
+    errors = set(op.errors) | ({500} if auth == PUBLIC else set(AUTH_ERRORS))
+    if route.view_args:
+        errors.add(404)
+    if op.request is not None:
+        errors.add(413)
+    responses: dict[str, Any] = {str(op.status): success}
+    if op.redirects:
+        responses["308"] = {
+            "description": "Redirect to the canonical URL",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        }
+    for status in sorted(errors):
+        responses[str(status)] = {
+            "description": ERROR_DESCRIPTIONS.get(status, "Error"),
+            "content": {JSON: {"schema": comps.named("Error")}},
+        }
+    operation: dict[str, Any] = {
+        "operationId": f"{method.lower()}_{route.view_name}",
+        "summary": op.summary,
+        "tags": [tag],
+        "security": [{scheme: []} for scheme in auth],
+        "responses": responses,
+    }
+    if parameters:
+        operation["parameters"] = parameters
+    if op.request is not None:
+        # The management API reads an empty body as {}; the relay needs its JSON object.
+        operation["requestBody"] = {
+            "required": op.request in REQUESTS,
+            "content": {JSON: {"schema": comps.named(op.request)}},
+        }
+    return operation
+
+
+def _undocumented(path: str, method: str) -> Op:
+    return Op(f"{method} {path} (not documented yet)", "Any")
+
+
+# The greedy catch-all that answers unknown paths with a 404 is not an operation to document.
+CATCH_ALL = "/{proxy+}"
+
+
+def undocumented_routes(app: Any) -> list[tuple[str, str]]:
+    """Routes of ``app`` without a line in ``OPERATIONS`` (the test suite fails on any)."""
+    return sorted(
+        (path, method)
+        for path, methods in app.routes.items()
+        for method in methods
+        if (path, method) not in OPERATIONS and path != CATCH_ALL
+    )
+
+
+def document(app: Any) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route of ``app`` (a Chalice app)."""
+    comps = _Components()
+    paths: dict[str, dict[str, Any]] = {}
+    for path, methods in sorted(app.routes.items()):
+        if path == CATCH_ALL:
+            continue
+        for method, route in sorted(methods.items()):
+            op = OPERATIONS.get((path, method))
+            operation = _operation(path, method, op or _undocumented(path, method), route, comps)
+            if op is None:
+                operation["x-undocumented"] = True
+                if method in {"POST", "PUT", "PATCH"}:
+                    operation["requestBody"] = {"content": {JSON: {"schema": {}}}}
+            paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Sluice",
+            "version": API_VERSION,
+            "description": (
+                "LLM API-key gateway: accounts, API keys with exact quotas, and an "
+                "OpenAI-compatible relay. Money is in integer units (500,000 units = US$1.00)."
+            ),
+        },
+        # Relative to this document, so a deployed stage's path prefix (/api) is kept.
+        "servers": [{"url": "./"}],
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(comps.schemas.items())),
+            "securitySchemes": SECURITY_SCHEMES,
+        },
+    }

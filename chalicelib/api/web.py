@@ -1,0 +1,127 @@
+"""The HTTP edge: turn results and ``GatewayError``s into Chalice responses.
+
+``routes(app)`` returns a decorator like ``app.route`` whose handlers may raise any
+``GatewayError``; it becomes OpenAI-shaped JSON here and nowhere else. Anything unexpected becomes
+a 500 in the same shape, logged with its traceback but never with request headers or bodies
+(which carry keys).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Blueprint, Chalice, Response
+from chalice.app import Request
+
+from chalicelib.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
+
+logger = logging.getLogger("sluice")
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+# Accept what clients really send: curl without -H sends form-urlencoded, some SDKs add charset.
+CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "application/octet-stream",
+]
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        status_code=status,
+        headers={"Content-Type": "application/json", **SECURITY_HEADERS, **(headers or {})},
+    )
+
+
+def error_response(error: GatewayError) -> Response:
+    return json_response(error_body(error), error.status, error.headers)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def request_id(app: Chalice | Blueprint) -> str:
+    context = getattr(app.current_request, "context", None) or {}
+    return str(context.get("requestId") or uuid.uuid4().hex)
+
+
+def routes(
+    app: Chalice | Blueprint,
+) -> Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]:
+    """``app.route`` with our error mapping; works on the app and on blueprints alike."""
+
+    def route(path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        if set(options.get("methods", ["GET"])) & {"POST", "PUT", "PATCH"}:
+            options.setdefault("content_types", CONTENT_TYPES)
+
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(handler)
+            def view(**uri_params: Any) -> Response:
+                try:
+                    result = handler(**uri_params)
+                except GatewayError as exc:
+                    return error_response(exc)
+                except Exception:
+                    logger.exception("unhandled error on %s", path)
+                    return error_response(GatewayError())
+                if isinstance(result, Response):
+                    result.headers = {**SECURITY_HEADERS, **result.headers}
+                    return result
+                return json_response(result)
+
+            app.route(path, **options)(view)
+            return handler
+
+        return register
+
+    return route
+
+
+def _request(app: Chalice | Blueprint) -> Request:
+    request = app.current_request
+    assert request is not None, "only called while handling a request"
+    return request
+
+
+def raw_body(app: Chalice | Blueprint) -> bytes:
+    """The body as bytes, refusing oversize ones before any parsing."""
+    raw = _request(app).raw_body or b""
+    raw = raw.encode() if isinstance(raw, str) else raw
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES // (1024 * 1024)} MB.")
+    return raw
+
+
+def query(app: Chalice | Blueprint, name: str) -> str | None:
+    params: Any = _request(app).query_params or {}
+    return params.get(name)
+
+
+def only_query(app: Chalice | Blueprint, *allowed: str) -> None:
+    """Refuse unknown query parameters: a typo must not silently widen a listing."""
+    for name in _request(app).query_params or {}:
+        if name not in allowed:
+            raise InvalidRequest(f"Unknown query parameter '{name}'.", param=name)
+
+
+def header(app: Chalice | Blueprint, name: str) -> str | None:
+    value = _request(app).headers.get(name)
+    return None if value is None else str(value)
+
+
+def source_ip(app: Chalice | Blueprint) -> str:
+    context = _request(app).context or {}
+    return str((context.get("identity") or {}).get("sourceIp") or "")

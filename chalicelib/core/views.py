@@ -1,0 +1,68 @@
+"""JSON shapes of tokens and accounts (pure). Field names are part of the public contract.
+
+Nothing here can print a secret: records carry only hashes and previews, and the full key is
+passed in explicitly by the one response that creates or regenerates it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from chalicelib.core.pricing import units_to_usd
+from chalicelib.core.records import NEVER, AccountRecord, TokenRecord
+
+
+def iso(epoch: int | None) -> str | None:
+    if epoch is None or epoch == NEVER:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def token_json(token: TokenRecord, now: int, key: str | None = None) -> dict[str, Any]:
+    quota = None if token.unlimited else token.quota_units
+    remaining = None if token.unlimited else max(token.remaining_units, 0)
+    body: dict[str, Any] = {
+        "id": token.id,
+        "account_id": token.account_id,
+        "name": token.name,
+        "key_preview": token.key_preview,
+        "status": token.effective_status(now),
+        "created_at": iso(token.created_at),
+        "expires_at": iso(token.expires_at),
+        "quota_units": quota,
+        "quota_usd": units_to_usd(quota),
+        "used_units": token.used_units,
+        "used_usd": units_to_usd(token.used_units),
+        "reserved_units": token.reserved_units,
+        "remaining_units": remaining,
+        "remaining_usd": units_to_usd(remaining),
+        "total_used_units": token.total_used_units,
+        "reset_period": token.reset_period,
+        "next_reset_at": iso(token.next_reset_at),
+        "group": token.group,
+        "models": list(token.models),
+        "allow_ips": list(token.allow_ips),
+        "last_used_at": iso(token.last_used_at),
+    }
+    if key is not None:
+        body["key"] = key
+    return body
+
+
+def account_json(account: AccountRecord) -> dict[str, Any]:
+    quota = None if account.unlimited else account.quota_units
+    remaining = None if account.unlimited else max(account.remaining_units, 0)
+    return {
+        "id": account.id,
+        "name": account.name,
+        "status": account.status,
+        "quota_units": quota,
+        "quota_usd": units_to_usd(quota),
+        "used_units": account.used_units,
+        "used_usd": units_to_usd(account.used_units),
+        "reserved_units": account.reserved_units,
+        "remaining_units": remaining,
+        "remaining_usd": units_to_usd(remaining),
+        "created_at": iso(account.created_at),
+    }

@@ -1,0 +1,160 @@
+"""Configuration use cases: channels, model prices and group ratios (validated input -> store).
+
+Shared by the admin routes (``routes_config``) and the CLI (``cli_config``), so both validate and
+answer alike. The JSON of a channel shows whether it has a provider key (``api_key_set``), never
+the key or any part of it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+from chalicelib.core import keys
+from chalicelib.core.channels import Channel
+from chalicelib.core.errors import InvalidRequest
+from chalicelib.core.pricing import ModelPrice, MoneyError, parse_decimal
+from chalicelib.core.views import iso
+from chalicelib.services import schemas, schemas_config
+from chalicelib.store import config as config_store
+
+GROUP_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+MODEL_PATTERN = re.compile(r"^\S{1,128}$")
+
+
+def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Configuration is small: one page holds all of it, so the cursor is always null."""
+    return {"data": items, "next_cursor": None}
+
+
+# Channels ---------------------------------------------------------------------------------------
+def channel_json(channel: Channel) -> dict[str, Any]:
+    return {
+        "id": channel.id,
+        "name": channel.name,
+        "base_url": channel.base_url,
+        "models": list(channel.models),
+        "model_map": dict(channel.model_map),
+        "group": channel.group,
+        "priority": channel.priority,
+        "weight": channel.weight,
+        "enabled": channel.enabled,
+        "api_key_set": channel.has_api_key,
+        "created_at": iso(channel.created_at),
+        "updated_at": iso(channel.updated_at),
+    }
+
+
+def create_channel(body: schemas_config.CreateChannel, now: int) -> dict[str, Any]:
+    channel = Channel(
+        id=body.id or keys.new_id(),
+        name=body.name,
+        base_url=body.base_url,
+        models=tuple(body.models),
+        model_map=dict(body.model_map),
+        group=body.group,
+        priority=body.priority,
+        weight=body.weight,
+        enabled=body.enabled,
+    )
+    return channel_json(config_store.create_channel(channel, body.api_key, now))
+
+
+def list_channels() -> dict[str, Any]:
+    ordered = sorted(
+        config_store.load_channels(), key=lambda c: (c.group, -c.priority, c.name, c.id)
+    )
+    return _page([channel_json(channel) for channel in ordered])
+
+
+def get_channel(channel_id: str) -> dict[str, Any]:
+    return channel_json(config_store.require_channel(channel_id))
+
+
+def patch_channel(channel_id: str, body: schemas_config.PatchChannel, now: int) -> dict[str, Any]:
+    fields = body.model_fields_set
+    current = config_store.require_channel(channel_id)
+    changes: dict[str, Any] = {
+        name: getattr(body, name)
+        for name in ("name", "base_url", "group", "priority", "weight", "enabled")
+        if name in fields
+    }
+    if "models" in fields and body.models is not None:
+        changes["models"] = tuple(body.models)
+    if "model_map" in fields and body.model_map is not None:
+        changes["model_map"] = dict(body.model_map)
+    changed = replace(current, **changes)
+    try:
+        schemas_config.check_models(changed.models, changed.model_map)
+    except schemas.FieldError as exc:
+        raise InvalidRequest(f"{exc.param}: {exc}", param=exc.param) from exc
+    api_key = body.api_key if "api_key" in fields else config_store.KEEP
+    return channel_json(config_store.update_channel(current, changed, api_key, now))
+
+
+def set_channel_enabled(channel_id: str, enabled: bool, now: int) -> dict[str, Any]:
+    return patch_channel(channel_id, schemas_config.PatchChannel(enabled=enabled), now)
+
+
+def delete_channel(channel_id: str) -> None:
+    config_store.delete_channel(channel_id)
+
+
+# Prices -----------------------------------------------------------------------------------------
+def _model_name(model: str) -> str:
+    if not MODEL_PATTERN.fullmatch(model):
+        raise InvalidRequest("model must be 1 to 128 characters without spaces.", param="model")
+    return model
+
+
+def _amount(text: str | None, param: str) -> Any:
+    try:
+        return parse_decimal(text or "0")
+    except MoneyError as exc:
+        raise InvalidRequest(f"{param} {exc}.", param=param) from exc
+
+
+def price_json(model: str, model_price: ModelPrice) -> dict[str, Any]:
+    return {"model": model, **model_price.to_json()}
+
+
+def set_price(model: str, body: schemas.SetPrice, now: int) -> dict[str, Any]:
+    model = _model_name(model)
+    if body.usd_per_request is not None:
+        model_price = ModelPrice(usd_per_request=_amount(body.usd_per_request, "usd_per_request"))
+    else:
+        model_price = ModelPrice(
+            input_usd_per_mtok=_amount(body.input_usd_per_mtok, "input_usd_per_mtok"),
+            output_usd_per_mtok=_amount(body.output_usd_per_mtok, "output_usd_per_mtok"),
+        )
+    config_store.set_price(model, model_price, now)
+    return price_json(model, model_price)
+
+
+def list_prices() -> dict[str, Any]:
+    prices = config_store.load_prices()
+    return _page([price_json(model, prices[model]) for model in sorted(prices)])
+
+
+def delete_price(model: str) -> None:
+    config_store.delete_price(_model_name(model))
+
+
+# Group ratios -----------------------------------------------------------------------------------
+def set_group_ratio(group: str, body: schemas.SetGroupRatio, now: int) -> dict[str, Any]:
+    if not GROUP_PATTERN.fullmatch(group):
+        raise InvalidRequest(
+            "group must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'.", param="group"
+        )
+    try:
+        ratio = parse_decimal(body.ratio, allow_zero=False)
+    except MoneyError as exc:
+        raise InvalidRequest(f"ratio {exc}.", param="ratio") from exc
+    config_store.set_group_ratio(group, ratio, now)
+    return {"group": group, "ratio": str(ratio)}
+
+
+def list_group_ratios() -> dict[str, Any]:
+    ratios = config_store.load_group_ratios()
+    return _page([{"group": group, "ratio": str(ratios[group])} for group in sorted(ratios)])

@@ -1,0 +1,239 @@
+"""Account and token use cases: validated input in, JSON-ready dicts out.
+
+Every function checks everything it can before the first write, so a rejected request writes
+nothing. Ownership is enforced by the store's conditions (``account_id`` must match), and a token
+of another account is reported exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.core import calendar as resets
+from chalicelib.core import keys, views
+from chalicelib.core.errors import InvalidRequest
+from chalicelib.core.pricing import MoneyError, usd_to_units
+from chalicelib.core.records import NEVER, AccountRecord, Page, TokenRecord
+from chalicelib.services import resets as jobs
+from chalicelib.services import schemas
+from chalicelib.store import accounts as account_store
+from chalicelib.store import tokens as token_store
+
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
+MAX_EXPIRY_DAYS = 3650
+
+
+def _units(units: int | None, usd: str | None, param: str = "quota_usd") -> int | None:
+    if usd is not None:
+        try:
+            return usd_to_units(usd)
+        except MoneyError as exc:
+            raise InvalidRequest(f"{param} {exc}.", param=param) from exc
+    return units
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIST_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}.", param="limit")
+    return int(raw)
+
+
+def page_json(page: Page, render: Any) -> dict[str, Any]:
+    return {"data": [render(item) for item in page.items], "next_cursor": page.next_cursor}
+
+
+# Accounts -------------------------------------------------------------------------------------
+def create_account(body: schemas.CreateAccount, now: int) -> dict[str, Any]:
+    quota = _units(body.quota_units, body.quota_usd) or 0
+    account_id = keys.new_id()
+    management_key = keys.new_key(keys.MANAGEMENT_PREFIX, account_id)
+    account = AccountRecord(
+        id=account_id,
+        name=body.name,
+        status="enabled",
+        unlimited=body.unlimited,
+        quota_units=0 if body.unlimited else quota,
+        used_units=0,
+        reserved_units=0,
+        remaining_units=0 if body.unlimited else quota,
+        created_at=now,
+        management_key_hash=keys.hash_key(management_key),
+    )
+    token, key = _new_token(account_id, now, name="default")
+    account_store.create(account, token)
+    return {
+        "account": views.account_json(account),
+        "management_key": management_key,
+        "default_token": views.token_json(token, now, key=key),
+    }
+
+
+def list_accounts(limit: int, cursor: str | None) -> dict[str, Any]:
+    return page_json(account_store.list_page(limit, cursor), views.account_json)
+
+
+def get_account(account_id: str) -> dict[str, Any]:
+    return views.account_json(account_store.require(account_id))
+
+
+def _refuse_nulls(body: schemas.Body, *names: str) -> None:
+    """A field sent as null would otherwise read as "not sent" and silently change nothing."""
+    for name in names:
+        if name in body.model_fields_set and getattr(body, name) is None:
+            raise InvalidRequest(f"{name} cannot be null.", param=name)
+
+
+def patch_account(account_id: str, body: schemas.PatchAccount) -> dict[str, Any]:
+    _refuse_nulls(body, "name", "status")
+    return views.account_json(account_store.update(account_id, name=body.name, status=body.status))
+
+
+def regenerate_management_key(account_id: str) -> dict[str, Any]:
+    """A new ``mk-`` key for the account, shown once; the old one stops working at once."""
+    account_store.require(account_id)
+    management_key = keys.new_key(keys.MANAGEMENT_PREFIX, account_id)
+    account = account_store.set_management_key_hash(account_id, keys.hash_key(management_key))
+    return {"account": views.account_json(account), "management_key": management_key}
+
+
+def credit_account(account_id: str, body: schemas.CreditAccount, now: int) -> dict[str, Any]:
+    units = _units(body.quota_units, body.quota_usd)
+    if not units:
+        param = "quota_usd" if body.quota_usd is not None else "quota_units"
+        raise InvalidRequest("The credit must be at least one unit.", param=param)
+    account_store.require(account_id)
+    return views.account_json(account_store.credit(account_id, units, body.note, now))
+
+
+# Tokens ---------------------------------------------------------------------------------------
+def _new_token(
+    account_id: str,
+    now: int,
+    *,
+    name: str,
+    expires_at: int = NEVER,
+    quota_units: int | None = None,
+    reset_period: str = "never",
+    group: str = "default",
+    models: tuple[str, ...] = (),
+    allow_ips: tuple[str, ...] = (),
+) -> tuple[TokenRecord, str]:
+    token_id = keys.new_id()
+    key = keys.new_key(keys.TOKEN_PREFIX, token_id)
+    record = TokenRecord(
+        id=token_id,
+        account_id=account_id,
+        name=name,
+        key_hash=keys.hash_key(key),
+        key_preview=keys.preview(key),
+        status="enabled",
+        created_at=now,
+        expires_at=expires_at,
+        unlimited=quota_units is None,
+        quota_units=quota_units or 0,
+        remaining_units=quota_units or 0,
+        reset_period=reset_period,
+        next_reset_at=resets.next_boundary(reset_period, now),
+        group=group,
+        models=models,
+        allow_ips=allow_ips,
+    )
+    return record, key
+
+
+def _expiry(body: schemas.TokenFields, now: int) -> int | None:
+    """The new expires_at (NEVER for never), or None when the body does not touch expiry."""
+    fields = body.model_fields_set
+    if "expires_in_days" in fields and body.expires_in_days is not None:
+        return now + body.expires_in_days * 86_400
+    if "expires_at" in fields:
+        if body.expires_at is None:
+            return NEVER
+        expires_at = int(body.expires_at.timestamp())
+        if expires_at <= now:
+            raise InvalidRequest("expires_at must be in the future.", param="expires_at")
+        if expires_at > now + MAX_EXPIRY_DAYS * 86_400:
+            raise InvalidRequest("expires_at is more than 10 years away.", param="expires_at")
+        return expires_at
+    return None
+
+
+def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict[str, Any]:
+    account_store.require(account_id)
+    expires_at = _expiry(body, now)
+    quota = _units(body.quota_units, body.quota_usd)
+    created = [
+        _new_token(
+            account_id,
+            now,
+            name=body.name,
+            expires_at=expires_at or NEVER,
+            quota_units=quota,
+            reset_period=body.reset_period or "never",
+            group=body.group or "default",
+            models=tuple(body.models or ()),
+            allow_ips=tuple(body.allow_ips or ()),
+        )
+        for _ in range(body.count)
+    ]
+    token_store.create_many([record for record, _ in created])
+    return {"data": [views.token_json(record, now, key=key) for record, key in created]}
+
+
+def list_tokens(
+    account_id: str, limit: int, cursor: str | None, status: str | None, now: int
+) -> dict[str, Any]:
+    if status is not None and status not in token_store.STATUS_FILTERS:
+        raise InvalidRequest(
+            "status must be one of enabled, disabled, expired, exhausted.", param="status"
+        )
+    account_store.require(account_id)  # an admin's unknown ?account_id= is a 404, as elsewhere
+    page = token_store.list_for_account(account_id, limit, cursor, status=status, now=now)
+    return page_json(page, lambda token: views.token_json(token, now))
+
+
+def get_token(account_id: str, token_id: str, now: int) -> dict[str, Any]:
+    return views.token_json(token_store.get_owned(token_id, account_id), now)
+
+
+def patch_token(
+    account_id: str, token_id: str, body: schemas.PatchToken, now: int
+) -> dict[str, Any]:
+    fields = body.model_fields_set
+    _refuse_nulls(
+        body, "name", "status", "reset_period", "group", "models", "allow_ips", "expires_in_days"
+    )
+    expires_at = _expiry(body, now)
+    current = token_store.get_owned(token_id, account_id)
+    changes: dict[str, Any] = {
+        name: getattr(body, name) for name in ("name", "status", "group") if name in fields
+    }
+    for name in ("models", "allow_ips"):
+        if name in fields:
+            changes[name] = tuple(getattr(body, name))
+    if expires_at is not None:
+        changes["expires_at"] = expires_at
+    if "quota_units" in fields or "quota_usd" in fields:
+        changes["quota_units"] = _units(body.quota_units, body.quota_usd)
+    if "reset_period" in fields and body.reset_period != current.reset_period:
+        # A key already past its boundary closes its period first, so the old period's usage
+        # does not carry into the new one.
+        current = jobs.reset_if_due(current, now) or current
+        changes["reset_period"] = body.reset_period
+        changes["next_reset_at"] = resets.next_boundary(body.reset_period or "never", now)
+    updated = token_store.update(current, token_store.TokenChanges(**changes))
+    return views.token_json(updated, now)
+
+
+def delete_token(account_id: str, token_id: str) -> None:
+    token_store.delete(token_id, account_id)
+
+
+def regenerate_token(account_id: str, token_id: str, now: int) -> dict[str, Any]:
+    current = token_store.get_owned(token_id, account_id)
+    key = keys.new_key(keys.TOKEN_PREFIX, current.id)
+    updated = token_store.regenerate(current, keys.hash_key(key), keys.preview(key))
+    return views.token_json(updated, now, key=key)

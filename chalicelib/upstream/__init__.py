@@ -1,0 +1,70 @@
+"""The relay's upstream side: which channel serves a call, forwarding it, reading the answer.
+
+What the gateway uses:
+
+* ``forward(kind, payload, ...)`` -> ``UpstreamReply``: sends the call to the best channel, fails
+  over on errors, and returns the complete body with the usage upstream reported (or a flagged
+  estimate when it reported none);
+* ``prompt_tokens_upper_bound(kind, payload)``: prompt tokens upstream can never exceed, to size
+  the reservation;
+* ``list_models(group)``: the models the enabled channels of a group serve.
+
+The HTTP machinery is imported on the first ``forward``, so routes that never relay (the admin
+and management API) do not pay for it at cold start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from chalicelib.core.token_count import prompt_tokens_upper_bound
+
+Kind = Literal["chat", "embeddings"]
+
+
+@dataclass(frozen=True)
+class UpstreamReply:
+    status: int  # HTTP status to return to the client (200 on success)
+    body: bytes  # the complete body: JSON, or a complete text/event-stream when streaming
+    content_type: str  # "application/json" or "text/event-stream"
+    prompt_tokens: int
+    completion_tokens: int
+    usage_estimated: bool  # True when upstream sent no usage and it was estimated
+    channel: str  # name of the channel that answered (for the log)
+    model: str  # the model name the client asked for
+
+
+def forward(
+    kind: Kind,
+    payload: dict[str, Any],
+    *,
+    group: str,
+    stream: bool,
+    client_wants_usage: bool,
+    request_id: str,
+    **options: Any,
+) -> UpstreamReply:
+    """Send one call upstream; see ``chalicelib.upstream.forwarder.forward``."""
+    from chalicelib.upstream import forwarder
+
+    return forwarder.forward(
+        kind,
+        payload,
+        group=group,
+        stream=stream,
+        client_wants_usage=client_wants_usage,
+        request_id=request_id,
+        **options,
+    )
+
+
+def list_models(group: str) -> list[str]:
+    """Models served by the enabled channels of ``group`` (cached per container)."""
+    from chalicelib.core.channels import models_for_group
+    from chalicelib.store import config as config_store
+
+    return models_for_group(config_store.channels(), group)
+
+
+__all__ = ["Kind", "UpstreamReply", "forward", "list_models", "prompt_tokens_upper_bound"]

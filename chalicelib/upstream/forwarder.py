@@ -1,0 +1,320 @@
+"""Forward one call to an upstream channel, failing over to the next one when it breaks.
+
+For each candidate channel, in ``channels.failover_order``::
+
+    send ──> connection error / timeout / 429 / 5xx / 401,402,403,408 ──> next channel
+         ──> 200 but not JSON, or a stream cut before [DONE] ────────────> next channel
+         ──> other 4xx (the request itself is wrong) ──> passed to the client, usage 0, no retry
+         ──> 200 with a complete body ──> UpstreamReply with upstream's usage (or an estimate)
+
+Nothing reaches the client before the whole answer is in (Chalice buffers every response), so a
+failed attempt is invisible to it and the next channel can simply be tried. When every attempt
+failed, the call raises ``UpstreamTimeout`` (504) if the last failure was a timeout and
+``UpstreamError`` (502) otherwise; the gateway then refunds the reservation. A stream cut mid-way
+is such a failure too: the content is incomplete, and charging for a reply the client never got
+whole would be wrong, even if upstream may bill the tokens it sent (that gap is the operator's).
+
+Upstream 401/402/403 are treated as the *channel's* failure, not the client's: they mean the
+provider key is wrong or out of credit, which the client can neither see nor fix.
+
+All attempts share one budget below API Gateway's 29 s, so failover never outlives the request.
+Messages and logs name channels by name; provider keys and URLs never appear in either.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from chalicelib.core.channels import Channel, failover_order
+from chalicelib.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    ModelNotFound,
+    ResponseTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from chalicelib.core.settings import Settings, get_settings
+from chalicelib.core.token_count import estimate_completion_tokens, prompt_tokens_upper_bound
+from chalicelib.store import config as config_store
+from chalicelib.upstream import Kind, UpstreamReply
+from chalicelib.upstream.client import POOL_TIMEOUT_SECONDS, WRITE_TIMEOUT_SECONDS, get_http_client
+from chalicelib.upstream.rejections import rejection_body
+from chalicelib.upstream.sse import (
+    MAX_RESPONSE_BYTES,
+    SseAssembler,
+    StreamCut,
+    StreamFailed,
+    StreamTooLarge,
+    encoded_size,
+    generated_text,
+    usage_pair,
+)
+
+logger = logging.getLogger("sluice")
+
+PATHS: dict[str, str] = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+# Below API Gateway's 29 s, leaving time to settle and log after the last attempt.
+REQUEST_BUDGET_SECONDS = 26.0
+MIN_ATTEMPT_SECONDS = 0.05
+CHANNEL_FAULT_STATUSES = frozenset({401, 402, 403, 408, 429})
+MAX_ERROR_BODY_BYTES = 64 * 1024
+_rng = random.Random()
+
+
+class _Failure(Exception):
+    """One attempt failed in a way the next channel may not share."""
+
+    def __init__(self, reason: str, *, timeout: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.timeout = timeout
+
+
+def forward(
+    kind: Kind,
+    payload: dict[str, Any],
+    *,
+    group: str,
+    stream: bool,
+    client_wants_usage: bool,
+    request_id: str,
+    rng: random.Random | None = None,
+    budget_seconds: float = REQUEST_BUDGET_SECONDS,
+) -> UpstreamReply:
+    settings = get_settings()
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    candidates = failover_order(
+        config_store.channels(), model, group, rng or _rng, settings.upstream_max_attempts
+    )
+    if not candidates:
+        raise ModelNotFound(
+            f"The model '{model}' does not exist or no upstream serves it.", param="model"
+        )
+    call = _Call(
+        kind=kind,
+        payload=payload,
+        model=model,
+        stream=stream and kind == "chat",
+        client_wants_usage=client_wants_usage,
+        prompt_bound=prompt_tokens_upper_bound(kind, payload),
+        deadline=time.monotonic() + budget_seconds,
+        settings=settings,
+    )
+    failures: list[str] = []
+    last = _Failure("no attempt was made", timeout=True)
+    for channel in candidates:
+        if call.seconds_left() < MIN_ATTEMPT_SECONDS:
+            last = _Failure("the request's time budget ran out", timeout=True)
+            failures.append(last.reason)
+            break
+        try:
+            return call.attempt(channel)
+        except _Failure as failure:
+            logger.warning(
+                "relay %s: channel %s failed: %s", request_id, channel.name, failure.reason
+            )
+            failures.append(f"channel '{channel.name}' {failure.reason}")
+            last = failure
+    summary = "; ".join(failures)
+    if last.timeout:
+        raise UpstreamTimeout(f"The upstream provider did not answer in time ({summary}).")
+    raise UpstreamError(f"The upstream provider failed to answer ({summary}).")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One client request and what every attempt at it needs."""
+
+    kind: Kind
+    payload: dict[str, Any]
+    model: str
+    stream: bool
+    client_wants_usage: bool
+    prompt_bound: int
+    deadline: float
+    settings: Settings
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def timeout(self) -> httpx.Timeout:
+        """The configured timeouts, cut to what is left of the request's budget."""
+        left = max(self.seconds_left(), MIN_ATTEMPT_SECONDS)
+        return httpx.Timeout(
+            connect=min(self.settings.upstream_connect_timeout, left),
+            read=min(self.settings.upstream_read_timeout, left),
+            write=min(WRITE_TIMEOUT_SECONDS, left),
+            pool=min(POOL_TIMEOUT_SECONDS, left),
+        )
+
+    def upstream_body(self, upstream_model: str) -> dict[str, Any]:
+        """The client's payload with the channel's model name and our stream options.
+
+        Everything else (including the gateway's ``max_tokens`` cap) goes through untouched.
+        """
+        body = {**self.payload, "model": upstream_model}
+        if self.kind == "chat" and self.stream:
+            options = body.get("stream_options")
+            body["stream"] = True
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,  # always: usage is what the charge is computed from
+            }
+        elif self.kind == "chat":
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        return body
+
+    # One attempt ------------------------------------------------------------------------------
+    def attempt(self, channel: Channel) -> UpstreamReply:
+        try:
+            api_key = config_store.api_key_for(channel)
+        except GatewayError as exc:
+            raise _Failure("has no readable provider key") from exc
+        upstream_model = channel.upstream_model(self.model)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream" if self.stream else "application/json",
+        }
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        content = json.dumps(self.upstream_body(upstream_model), ensure_ascii=False).encode()
+        url = channel.base_url.rstrip("/") + PATHS[self.kind]
+        try:
+            with get_http_client().stream(
+                "POST", url, content=content, headers=headers, timeout=self.timeout()
+            ) as response:
+                status = response.status_code
+                if status in CHANNEL_FAULT_STATUSES or status >= 500 or status < 200:
+                    raise _Failure(f"answered HTTP {status}")
+                if 300 <= status < 400:
+                    raise _Failure(f"answered with a redirect (HTTP {status})")
+                if status >= 400:
+                    raw = self._read(response, MAX_ERROR_BODY_BYTES, truncate=True)
+                    return self._rejected(status, raw, channel, api_key)
+                if self.stream:
+                    return self._read_stream(response, channel, upstream_model)
+                raw = self._read(response, MAX_RESPONSE_BYTES, truncate=False)
+        except httpx.TimeoutException as exc:
+            raise _Failure("timed out", timeout=True) from exc
+        except httpx.HTTPError as exc:
+            raise _Failure(f"could not be reached or hung up ({type(exc).__name__})") from exc
+        return self._reply(raw, channel, upstream_model)
+
+    def _read(self, response: httpx.Response, limit: int, *, truncate: bool) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                if truncate:
+                    break
+                raise ResponseTooLarge()
+            chunks.append(chunk)
+            if self.seconds_left() <= 0:
+                raise _Failure("took longer than the request's time budget", timeout=True)
+        return b"".join(chunks)
+
+    def _reply(self, raw: bytes, channel: Channel, upstream_model: str) -> UpstreamReply:
+        """A complete JSON answer: its usage, or an estimate flagged as such."""
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise _Failure("answered with a body that is not JSON") from exc
+        expected = "choices" if self.kind == "chat" else "data"
+        if not isinstance(data, dict) or not isinstance(data.get(expected), list):
+            raise _Failure("answered with an error or an unexpected body")
+        usage = usage_pair(data.get("usage"))
+        estimated = usage is None
+        if usage is not None:
+            prompt, completion = usage
+        elif self.kind == "chat":
+            prompt = self.prompt_bound
+            completion = estimate_completion_tokens(generated_text(data["choices"], "message"))
+        else:
+            prompt, completion = self.prompt_bound, 0
+        if self.kind == "embeddings":
+            completion = 0
+        if upstream_model != self.model and data.get("model") == upstream_model:
+            data["model"] = self.model
+            raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        if encoded_size(raw.decode("utf-8", errors="replace")) > MAX_RESPONSE_BYTES:
+            raise ResponseTooLarge()
+        return self._result(200, raw, "application/json", channel, prompt, completion, estimated)
+
+    def _read_stream(
+        self, response: httpx.Response, channel: Channel, upstream_model: str
+    ) -> UpstreamReply:
+        content_type = response.headers.get("content-type", "")
+        if "text/event-stream" not in content_type:
+            raise _Failure("did not answer with an event stream")
+        assembler = SseAssembler(
+            client_model=self.model,
+            upstream_model=upstream_model,
+            client_wants_usage=self.client_wants_usage,
+        )
+        raw_size = 0
+        try:
+            for line in response.iter_lines():
+                raw_size += len(line) + 1
+                if raw_size > 2 * MAX_RESPONSE_BYTES:
+                    raise ResponseTooLarge()
+                assembler.feed(line)
+                if self.seconds_left() <= 0:
+                    raise _Failure("took longer than the request's time budget", timeout=True)
+            assembled = assembler.finish(self.prompt_bound)
+        except httpx.TimeoutException as exc:
+            raise _Failure("stalled mid-stream", timeout=True) from exc
+        except (httpx.HTTPError, StreamCut) as exc:
+            raise _Failure("cut the stream before it finished") from exc
+        except StreamFailed as exc:
+            raise _Failure(str(exc)) from exc
+        except StreamTooLarge as exc:
+            raise ResponseTooLarge() from exc
+        return self._result(
+            200,
+            assembled.body,
+            "text/event-stream",
+            channel,
+            assembled.prompt_tokens,
+            assembled.completion_tokens,
+            assembled.usage_estimated,
+        )
+
+    def _rejected(
+        self, status: int, raw: bytes, channel: Channel, api_key: str | None
+    ) -> UpstreamReply:
+        """Upstream refused the request itself: pass its error on, minus anything secret."""
+        body = rejection_body(status, raw, channel.base_url, api_key)
+        return self._result(status, body, "application/json", channel, 0, 0, False)
+
+    def _result(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        channel: Channel,
+        prompt: int,
+        completion: int,
+        estimated: bool,
+    ) -> UpstreamReply:
+        return UpstreamReply(
+            status=status,
+            body=body,
+            content_type=content_type,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            usage_estimated=estimated,
+            channel=channel.name,
+            model=self.model,
+        )
