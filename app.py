@@ -1,44 +1,30 @@
 """Sluice: routes, schedules and their wiring. No business logic lives here.
 
-Management modules (pydantic schemas, use cases) are imported on first use, so the relay's cold
-start does not pay for them.
+Use cases and their pydantic schemas are imported inside the handlers that need them (a local
+``from chalicelib.services import management`` keeps mypy's types), so the relay's cold start
+does not pay for them.
+
+Every ``@app.schedule`` is declared here and nowhere else: Chalice gives each schedule its own
+Lambda whose handler is ``app.<name>``, so each one imports this module and finds the store
+configured below, without a second ``configure_store()`` of its own.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, Rate, Response
+from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib.api import auth, console, web
-from chalicelib.api import config_routes as routes_config
-from chalicelib.api import reset_routes as routes_resets
+from chalicelib.api import auth, config_routes, console, reset_routes, web
 from chalicelib.store import configure_store
 
 app = Chalice(app_name="sluice")
 route = web.routes(app)
 configure_store()
 app.register_blueprint(console.bp)  # /console: the web console's static files
-app.register_blueprint(routes_config.bp)  # /admin/channels, /admin/models, /admin/groups
-app.register_blueprint(routes_resets.bp)  # /admin/resets/run and the hourly reset_quotas
-
-
-def _management() -> ModuleType:
-    from chalicelib.services import management
-
-    return management
-
-
-def _schemas() -> ModuleType:
-    from chalicelib.services import schemas
-
-    return schemas
-
-
-def _body(schema_name: str) -> Any:
-    schemas = _schemas()
-    return schemas.parse(getattr(schemas, schema_name), web.raw_body(app))
+app.register_blueprint(config_routes.bp)  # /admin/channels, /admin/models, /admin/groups
+app.register_blueprint(reset_routes.bp)  # /admin/resets/run
 
 
 def _caller() -> auth.Caller:
@@ -65,72 +51,91 @@ def openapi() -> dict[str, Any]:
 # Admin: accounts ------------------------------------------------------------------------------
 @route("/admin/accounts", methods=["POST"])
 def create_account() -> Response:
+    from chalicelib.services import management, schemas
+
     _admin()
-    body = _body("CreateAccount")
-    return web.json_response(_management().create_account(body, web.now()), status=201)
+    body = schemas.parse(schemas.CreateAccount, web.raw_body(app))
+    return web.json_response(management.create_account(body, web.now()), status=201)
 
 
 @route("/admin/accounts", methods=["GET"])
 def list_accounts() -> dict[str, Any]:
+    from chalicelib.services import management
+
     _admin()
     web.only_query(app, "limit", "cursor")
-    m = _management()
-    return m.list_accounts(m.parse_limit(web.query(app, "limit")), web.query(app, "cursor"))
+    limit = management.parse_limit(web.query(app, "limit"))
+    return management.list_accounts(limit, web.query(app, "cursor"))
 
 
 @route("/admin/accounts/{account_id}", methods=["GET"])
 def get_account(account_id: str) -> dict[str, Any]:
+    from chalicelib.services import management
+
     _admin()
     web.only_query(app)
-    return _management().get_account(account_id)
+    return management.get_account(account_id)
 
 
 @route("/admin/accounts/{account_id}", methods=["PATCH"])
 def patch_account(account_id: str) -> dict[str, Any]:
+    from chalicelib.services import management, schemas
+
     _admin()
     web.only_query(app)
-    return _management().patch_account(account_id, _body("PatchAccount"))
+    body = schemas.parse(schemas.PatchAccount, web.raw_body(app))
+    return management.patch_account(account_id, body)
 
 
 @route("/admin/accounts/{account_id}/credit", methods=["POST"])
 def credit_account(account_id: str) -> dict[str, Any]:
+    from chalicelib.services import management, schemas
+
     _admin()
     web.only_query(app)
-    return _management().credit_account(account_id, _body("CreditAccount"), web.now())
+    body = schemas.parse(schemas.CreditAccount, web.raw_body(app))
+    return management.credit_account(account_id, body, web.now())
 
 
 @route("/admin/accounts/{account_id}/management-key", methods=["POST"])
 def regenerate_management_key(account_id: str) -> dict[str, Any]:
+    from chalicelib.services import management
+
     _admin()
     web.only_query(app)
-    return _management().regenerate_management_key(account_id)
+    return management.regenerate_management_key(account_id)
 
 
 # Account (management key) ---------------------------------------------------------------------
 @route("/account", methods=["GET"])
 def own_account() -> dict[str, Any]:
+    from chalicelib.services import management
+
     caller = _caller()
     web.only_query(app, "account_id")
-    return _management().get_account(caller.account_for(web.query(app, "account_id")))
+    return management.get_account(caller.account_for(web.query(app, "account_id")))
 
 
 @route("/tokens", methods=["POST"])
 def create_tokens() -> Response:
+    from chalicelib.services import management, schemas
+
     caller = _caller()
     web.only_query(app, "account_id")
     account_id = caller.account_for(web.query(app, "account_id"))
-    body = _body("CreateTokens")
-    return web.json_response(_management().create_tokens(account_id, body, web.now()), status=201)
+    body = schemas.parse(schemas.CreateTokens, web.raw_body(app))
+    return web.json_response(management.create_tokens(account_id, body, web.now()), status=201)
 
 
 @route("/tokens", methods=["GET"])
 def list_tokens() -> dict[str, Any]:
+    from chalicelib.services import management
+
     caller = _caller()
     web.only_query(app, "account_id", "limit", "cursor", "status")
-    m = _management()
-    return m.list_tokens(
+    return management.list_tokens(
         caller.account_for(web.query(app, "account_id")),
-        m.parse_limit(web.query(app, "limit")),
+        management.parse_limit(web.query(app, "limit")),
         web.query(app, "cursor"),
         web.query(app, "status"),
         web.now(),
@@ -139,31 +144,40 @@ def list_tokens() -> dict[str, Any]:
 
 @route("/tokens/{token_id}", methods=["GET"])
 def get_token(token_id: str) -> dict[str, Any]:
+    from chalicelib.services import management
+
     web.only_query(app, "account_id")
     account_id = _caller().account_for(web.query(app, "account_id"))
-    return _management().get_token(account_id, token_id, web.now())
+    return management.get_token(account_id, token_id, web.now())
 
 
 @route("/tokens/{token_id}", methods=["PATCH"])
 def patch_token(token_id: str) -> dict[str, Any]:
+    from chalicelib.services import management, schemas
+
     web.only_query(app, "account_id")
     account_id = _caller().account_for(web.query(app, "account_id"))
-    return _management().patch_token(account_id, token_id, _body("PatchToken"), web.now())
+    body = schemas.parse(schemas.PatchToken, web.raw_body(app))
+    return management.patch_token(account_id, token_id, body, web.now())
 
 
 @route("/tokens/{token_id}", methods=["DELETE"])
 def delete_token(token_id: str) -> Response:
+    from chalicelib.services import management
+
     web.only_query(app, "account_id")
     account_id = _caller().account_for(web.query(app, "account_id"))
-    _management().delete_token(account_id, token_id)
+    management.delete_token(account_id, token_id)
     return Response(body="", status_code=204)
 
 
 @route("/tokens/{token_id}/regenerate", methods=["POST"])
 def regenerate_token(token_id: str) -> dict[str, Any]:
+    from chalicelib.services import management
+
     web.only_query(app, "account_id")
     account_id = _caller().account_for(web.query(app, "account_id"))
-    return _management().regenerate_token(account_id, token_id, web.now())
+    return management.regenerate_token(account_id, token_id, web.now())
 
 
 # OpenAI-compatible relay (Bearer sk-…) --------------------------------------------------------
@@ -232,13 +246,13 @@ def billing_usage() -> dict[str, Any]:
 # Logs and usage (management key, or admin with ?account_id=) ----------------------------------
 @route("/logs", methods=["GET"])
 def logs() -> dict[str, Any]:
-    from chalicelib.services import reports
+    from chalicelib.services import management, reports
 
     account_id = _caller().account_for(web.query(app, "account_id"))
     web.only_query(app, "account_id", "limit", "cursor", "start", "end", "token_id", "model")
     return reports.logs(
         account_id,
-        _management().parse_limit(web.query(app, "limit")),
+        management.parse_limit(web.query(app, "limit")),
         web.query(app, "cursor"),
         start=web.query(app, "start"),
         end=web.query(app, "end"),
@@ -263,17 +277,35 @@ def usage() -> dict[str, Any]:
     )
 
 
-# Scheduled jobs -------------------------------------------------------------------------------
+# Scheduled jobs (each its own Lambda, whose handler is app.<name>) ----------------------------
+@app.schedule(Cron(0, "*", "*", "*", "?", "*"), name="reset_quotas")
+def reset_quotas(event: Any) -> dict[str, Any]:
+    """Hourly at minute 0 UTC; stops cleanly before the Lambda's own time limit.
+
+    Every boundary (daily, Monday, the 1st) falls at 00:00 UTC, so the run at minute 0 covers it;
+    the schedule still fires every hour so that a run which failed or stopped early is finished
+    within the hour. Until a run reaches a due key, the request path resets it lazily.
+    """
+    from chalicelib.services import resets
+
+    run = resets.run_resets(web.now(), deadline=_time_left(event), workers=resets.SCHEDULE_WORKERS)
+    return run.as_json()
+
+
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="sweep_reservations")
 def sweep_reservations(event: Any) -> dict[str, Any]:
     from chalicelib.services import sweeper
 
-    context = getattr(event, "context", None)
-    remaining = (
-        (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
-    )
-    run = sweeper.sweep(web.now(), remaining)
+    run = sweeper.sweep(web.now(), _time_left(event))
     return {"refunded": run.refunded, "skipped": run.skipped, "complete": run.complete}
+
+
+def _time_left(event: Any) -> Callable[[], float] | None:
+    """Seconds this invocation has left, from the Lambda context (None: no limit known)."""
+    context = getattr(event, "context", None)
+    if context is None or not hasattr(context, "get_remaining_time_in_millis"):
+        return None
+    return lambda: float(context.get_remaining_time_in_millis()) / 1000
 
 
 # Anything else ----------------------------------------------------------------------------------

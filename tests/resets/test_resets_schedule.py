@@ -13,7 +13,7 @@ from typing import Any
 import time_machine
 from reset_helpers import assert_invariant, at, raw_item, seed_tokens, spend
 
-from chalicelib.api import reset_routes as routes_resets
+import app as app_module
 
 
 def utc(*parts: int) -> datetime:
@@ -187,9 +187,9 @@ def test_schedule_handler_stops_when_lambda_is_out_of_time_and_the_next_run_fini
     event |= {"resources": [], "detail": {}}
     with time_machine.travel(utc(2027, 3, 11, 1, 0), tick=False):
         # WHEN the handler (as Lambda imports it) runs with no time left, then with a minute
-        starved = routes_resets.reset_quotas(event, LambdaContext(0))
+        starved = app_module.reset_quotas(event, LambdaContext(0))
         assert stored(token_id)["used_units"] == 80
-        relaxed = routes_resets.reset_quotas(event, LambdaContext(60_000))
+        relaxed = app_module.reset_quotas(event, LambdaContext(60_000))
     # THEN the first stops before its first page, the second resets the key
     assert starved == {"reset": 0, "skipped": 0, "pages": 0, "complete": False}
     assert relaxed == {"reset": 1, "skipped": 0, "pages": 1, "complete": True}
