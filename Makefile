@@ -54,6 +54,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 fmt: $(VENV)/.installed
 	$(BIN)/ruff format .
