@@ -212,7 +212,7 @@ def embeddings() -> Response:
 def models() -> dict[str, Any]:
     from chalicelib.services import gateway
 
-    token = gateway.authenticate(web.header(app, "authorization")).token
+    token = gateway.key_for_route(web.header(app, "authorization"), web.source_ip(app))
     return {
         "object": "list",
         "data": [
@@ -226,21 +226,21 @@ def models() -> dict[str, Any]:
 def own_key() -> dict[str, Any]:
     from chalicelib.services import billing
 
-    return billing.key_json(web.header(app, "authorization"), web.now())
+    return billing.key_json(web.header(app, "authorization"), web.source_ip(app), web.now())
 
 
 @route("/v1/dashboard/billing/subscription", methods=["GET"])
 def billing_subscription() -> dict[str, Any]:
     from chalicelib.services import billing
 
-    return billing.subscription(web.header(app, "authorization"), web.now())
+    return billing.subscription(web.header(app, "authorization"), web.source_ip(app))
 
 
 @route("/v1/dashboard/billing/usage", methods=["GET"])
 def billing_usage() -> dict[str, Any]:
     from chalicelib.services import billing
 
-    return billing.usage(web.header(app, "authorization"), web.now())
+    return billing.usage(web.header(app, "authorization"), web.source_ip(app))
 
 
 # Logs and usage (management key, or admin with ?account_id=) ----------------------------------

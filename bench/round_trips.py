@@ -115,7 +115,12 @@ def _pending_reservations(account_id: str, token: Any, key: str, now: int) -> li
         )
         side = functools.partial(usage_store.put, record, 1, now - 60)
         reservation = ledger.Reservation(rid, token["id"], account_id, PENDING_UNITS)
-        refusal = ledger.reserve(reservation, keys.hash_key(key), now - 3600, side_write=side)
+        refusal = ledger.reserve(
+            reservation,
+            ledger.KeyCheck(reservation.token_id, keys.hash_key(key), 0, "default"),
+            now - 3600,
+            side_write=side,
+        )
         if refusal is not None:
             raise RuntimeError(f"seeding a pending reservation was refused: {refusal}")
         rids.append(rid)

@@ -51,5 +51,6 @@ ACCOUNT_FIELDS = frozenset(
         "remaining_units",
         "remaining_usd",
         "created_at",
+        "groups",
     }
 )

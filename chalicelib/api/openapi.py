@@ -247,6 +247,11 @@ _ACCOUNT = {
     "remaining_units": _nullable("integer", minimum=0),
     "remaining_usd": _NULLABLE_USD,
     "created_at": _TIME,
+    "groups": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "The channel groups this account's keys may use (granted by the operator)",
+    },
 }
 
 _TOKEN = {

@@ -206,15 +206,24 @@ quota_units_option = click.option("--quota-units", type=int, help="500,000 units
 @quota_usd_option
 @quota_units_option
 @click.option("--unlimited", is_flag=True, help="No balance limit.")
+@click.option(
+    "--group", "groups", multiple=True, help="Channel group its keys may use; repeatable."
+)
 @json_option
 def create_account(
-    name: str, quota_usd: str | None, quota_units: int | None, unlimited: bool, as_json: bool
+    name: str,
+    quota_usd: str | None,
+    quota_units: int | None,
+    unlimited: bool,
+    groups: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Create account NAME with its management key and a default API key (shown once)."""
     management = _store()
+    fields = {"name": name, "quota_usd": quota_usd, "quota_units": quota_units}
     body = _body(
         "CreateAccount",
-        {"name": name, "quota_usd": quota_usd, "quota_units": quota_units, "unlimited": unlimited},
+        {**fields, "unlimited": unlimited, "groups": list(groups) or None},
     )
     created = management.create_account(body, _now())
     if as_json:
@@ -234,6 +243,17 @@ def list_accounts(as_json: bool) -> None:
     management = _store()
     rows = _pages(lambda cursor: management.list_accounts(management.MAX_LIST_LIMIT, cursor))
     _show({"data": rows}, rows, ACCOUNT_COLUMNS, as_json)
+
+
+@accounts.command("groups")
+@click.argument("account_id")
+@click.argument("groups", nargs=-1, required=True)
+@json_option
+def set_account_groups(account_id: str, groups: tuple[str, ...], as_json: bool) -> None:
+    """Grant ACCOUNT_ID exactly GROUPS (its keys in any other group stop relaying at once)."""
+    management = _store()
+    account = management.patch_account(account_id, _body("PatchAccount", {"groups": list(groups)}))
+    _show(account, [account], ACCOUNT_COLUMNS, as_json)
 
 
 @accounts.command("credit")

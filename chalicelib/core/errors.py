@@ -106,6 +106,11 @@ class ModelNotAllowed(Forbidden):
     default_message = "This API key is not allowed to use this model."
 
 
+class GroupNotAllowed(Forbidden):
+    code = "group_not_allowed"
+    default_message = "This account may not use this channel group."
+
+
 class IpNotAllowed(Forbidden):
     code = "ip_not_allowed"
     default_message = "This API key may not be used from this IP address."

@@ -78,6 +78,13 @@ def _check_chat(payload: dict[str, Any]) -> None:
     for name in ("max_tokens", "max_completion_tokens"):
         if name in payload and payload[name] is not None and payload[name] < 1:
             raise InvalidRequest(f"'{name}' must be at least 1.", param=name)
+    caps = [payload[name] for name in OUTPUT_CAP_FIELDS if payload.get(name) is not None]
+    if len(set(caps)) > 1:
+        # Providers differ in which one they honour; the reservation must size the one they use.
+        raise InvalidRequest(
+            "Give max_tokens or max_completion_tokens, not both with different values.",
+            param="max_tokens",
+        )
     if payload.get("n") not in (None, 1):
         raise InvalidRequest("Only n = 1 is supported.", param="n")
     options = payload.get("stream_options")
@@ -87,15 +94,26 @@ def _check_chat(payload: dict[str, Any]) -> None:
         )
 
 
+# The output caps of chat; ``parse`` lets a body give both only with the same value.
+OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens")
+
+
 def requested_output(payload: dict[str, Any]) -> int | None:
-    value = payload.get("max_completion_tokens") or payload.get("max_tokens")
-    return int(value) if value is not None else None
+    for name in OUTPUT_CAP_FIELDS:
+        if payload.get(name) is not None:
+            return int(payload[name])
+    return None
 
 
 def set_output_cap(payload: dict[str, Any], tokens: int) -> None:
-    """Write the cap where the client put its own (o-series models want max_completion_tokens)."""
-    field = "max_completion_tokens" if "max_completion_tokens" in payload else "max_tokens"
-    payload[field] = tokens
+    """Send upstream exactly the cap that was reserved, in every cap field the client used.
+
+    The field the client chose is kept (o-series models want ``max_completion_tokens``); with
+    none, ``max_tokens``. No field can carry a larger cap than the reservation was sized for.
+    """
+    given = [name for name in OUTPUT_CAP_FIELDS if payload.get(name) is not None]
+    for name in given or ["max_tokens"]:
+        payload[name] = tokens
 
 
 def client_wants_usage(payload: dict[str, Any]) -> bool:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Final, Literal
 
 from chalicelib.core import errors
 from chalicelib.core.pricing import ModelPrice, cost_units, max_affordable_output
@@ -90,18 +91,27 @@ def charge(reserved: int, real_cost: int) -> int:
 
 
 # Why a reservation was refused, from the item as it was (ReturnValuesOnConditionCheckFailure).
+# Two refusals are not final: the key was due for a reset (reset it and try again), or it was
+# edited since its permissions were checked (check them again on the item as it now is).
+RESET_DUE: Final = "reset_due"
+CHANGED: Final = "changed"
+Retry = Literal["reset_due", "changed"]
+
+
 def token_refusal(
-    token: TokenRecord | None, key_hash: str, reserve_units: int, now: int
-) -> errors.GatewayError | None:
-    """The precise error for a refused token reservation; None means "due for a reset"."""
+    token: TokenRecord | None, key_hash: str, revision: int, reserve_units: int, now: int
+) -> errors.GatewayError | Retry:
+    """The precise error for a refused token reservation, or why it may be tried again."""
     if token is None or token.key_hash != key_hash:
         return errors.InvalidKey()
     if token.status != "enabled":
         return errors.KeyDisabled()
     if token.is_expired(now):
         return errors.KeyExpired()
+    if token.revision != revision:
+        return CHANGED
     if token.next_reset_at is not None and token.next_reset_at <= now:
-        return None
+        return RESET_DUE
     if not token.unlimited and token.remaining_units < reserve_units:
         return errors.KeyQuotaExhausted(
             f"This API key's quota is exhausted: {max(token.remaining_units, 0)} units left, "
@@ -110,14 +120,25 @@ def token_refusal(
     return errors.Conflict("This request id is already in use.")
 
 
-def account_refusal(account: AccountRecord | None, reserve_units: int) -> errors.GatewayError:
+def account_refusal(
+    account: AccountRecord | None, group: str, reserve_units: int
+) -> errors.GatewayError:
     if account is None:
         return errors.InvalidKey()
     if account.status != "enabled":
         return errors.AccountDisabled()
+    if group not in account.groups:
+        return group_refusal(group)
     if not account.unlimited and account.remaining_units < reserve_units:
         return errors.AccountQuotaExhausted(
             f"The account's balance is exhausted: {max(account.remaining_units, 0)} units left, "
             f"this request needs up to {reserve_units}."
         )
     return errors.Conflict("This request id is already in use.")
+
+
+def group_refusal(group: str) -> errors.GroupNotAllowed:
+    return errors.GroupNotAllowed(
+        f"This account may not use the channel group '{group}'; the operator grants groups.",
+        param="group",
+    )

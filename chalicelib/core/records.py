@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 NEVER = 0
 
+DEFAULT_GROUP = "default"
 TOKEN_STATUSES = ("enabled", "disabled")
 EFFECTIVE_STATUSES = ("enabled", "disabled", "expired", "exhausted")
 
@@ -25,6 +26,12 @@ class AccountRecord:
     remaining_units: int
     created_at: int
     management_key_hash: str = field(repr=False)
+    # The channel groups this account's keys may use; the operator grants them (price ratios and
+    # dedicated channels are the operator's, not the tenant's, to choose).
+    groups: tuple[str, ...] = (DEFAULT_GROUP,)
+
+    def is_exhausted(self) -> bool:
+        return not self.unlimited and self.remaining_units <= 0
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,14 @@ class TokenRecord:
     reset_period: str = "never"
     next_reset_at: int | None = None
     last_reset_at: int | None = None
-    group: str = "default"
+    group: str = DEFAULT_GROUP
     models: tuple[str, ...] = ()
     allow_ips: tuple[str, ...] = ()
     last_used_at: int | None = None
+    # Bumped by every edit of the key; the reservation's condition pins the revision the
+    # gateway checked permissions (group, models, allowed IPs) against, so a cached copy is never
+    # trusted for them.
+    revision: int = 0
 
     def is_expired(self, now: int) -> bool:
         return self.expires_at != NEVER and self.expires_at <= now

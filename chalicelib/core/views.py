@@ -65,4 +65,5 @@ def account_json(account: AccountRecord) -> dict[str, Any]:
         "remaining_units": remaining,
         "remaining_usd": units_to_usd(remaining),
         "created_at": iso(account.created_at),
+        "groups": list(account.groups),
     }

@@ -1,56 +1,84 @@
 """The key's own view of its balance: GET /v1/key and the one-api-compatible billing routes.
 
 Clients such as ChatGPT-Next-Web and LobeChat read ``/v1/dashboard/billing/subscription`` (the
-limit) and ``/v1/dashboard/billing/usage`` (``total_usage`` in US cents) to show a balance. A
-key with its own quota reports that quota; an unlimited key reports its account's balance.
+limit) and ``/v1/dashboard/billing/usage`` (``total_usage`` in US cents) to show a balance, as
+``limit - usage``. What a key can still spend is the smaller of its own remaining quota and its
+account's balance, so the limit reported is ``usage + that``: a client shows exactly what the
+next call can use. The status is the effective one too: a key of a disabled account is disabled.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from chalicelib.core import views
-from chalicelib.core.pricing import UNITS_PER_USD
+from chalicelib.core.pricing import UNITS_PER_USD, units_to_usd
+from chalicelib.core.records import AccountRecord, TokenRecord
 from chalicelib.services import gateway
 from chalicelib.store import accounts as account_store
 
 UNLIMITED_USD = 100_000_000.0  # what one-api reports for "no limit"
 
 
-def key_json(authorization: str | None, now: int) -> dict[str, Any]:
-    context = gateway.authenticate(authorization)
-    return views.token_json(gateway.fresh_token(context), now)
+@dataclass(frozen=True)
+class Balance:
+    """What the key has used and can still spend (None: no limit at all)."""
+
+    used_units: int
+    spendable_units: int | None
 
 
-def _limit_and_used(authorization: str | None, now: int) -> tuple[float, int, int]:
-    """(limit in USD, used units, expires_at) as an OpenAI billing client should see them."""
-    token = gateway.fresh_token(gateway.authenticate(authorization))
+def balance(token: TokenRecord, account: AccountRecord | None) -> Balance:
+    """A key with its own quota reports its own use; an unlimited key its account's."""
+    limits = []
     if not token.unlimited:
-        return float(Decimal(token.quota_units) / UNITS_PER_USD), token.used_units, token.expires_at
+        limits.append(max(token.remaining_units, 0))
+    if account is not None and not account.unlimited:
+        limits.append(max(account.remaining_units, 0))
+    used = token.used_units if not token.unlimited or account is None else account.used_units
+    return Balance(used, min(limits) if limits else None)
+
+
+def key_json(authorization: str | None, source_ip: str, now: int) -> dict[str, Any]:
+    """The key's JSON with what it can really spend and its effective status."""
+    token = gateway.key_for_route(authorization, source_ip)
     account = account_store.get(token.account_id)
-    if account is None or account.unlimited:
-        return UNLIMITED_USD, account.used_units if account else 0, token.expires_at
-    return (
-        float(Decimal(account.quota_units) / UNITS_PER_USD),
-        account.used_units,
-        token.expires_at,
+    body = views.token_json(token, now)
+    spendable = balance(token, account).spendable_units
+    body["remaining_units"] = spendable
+    body["remaining_usd"] = units_to_usd(spendable)
+    if body["status"] == "enabled" and (account is None or account.status != "enabled"):
+        body["status"] = "disabled"
+    elif body["status"] == "enabled" and spendable == 0:
+        body["status"] = "exhausted"
+    return body
+
+
+def _usd(units: int) -> float:
+    return float(Decimal(units) / UNITS_PER_USD)
+
+
+def subscription(authorization: str | None, source_ip: str) -> dict[str, Any]:
+    token = gateway.key_for_route(authorization, source_ip)
+    held = balance(token, account_store.get(token.account_id))
+    limit_usd = (
+        UNLIMITED_USD
+        if held.spendable_units is None
+        else _usd(held.used_units + held.spendable_units)
     )
-
-
-def subscription(authorization: str | None, now: int) -> dict[str, Any]:
-    limit_usd, _, expires_at = _limit_and_used(authorization, now)
     return {
         "object": "billing_subscription",
         "has_payment_method": True,
         "soft_limit_usd": limit_usd,
         "hard_limit_usd": limit_usd,
         "system_hard_limit_usd": limit_usd,
-        "access_until": expires_at,
+        "access_until": token.expires_at,
     }
 
 
-def usage(authorization: str | None, now: int) -> dict[str, Any]:
-    _, used_units, _ = _limit_and_used(authorization, now)
-    cents = float(Decimal(used_units) * 100 / UNITS_PER_USD)
-    return {"object": "list", "total_usage": cents}
+def usage(authorization: str | None, source_ip: str) -> dict[str, Any]:
+    token = gateway.key_for_route(authorization, source_ip)
+    held = balance(token, account_store.get(token.account_id))
+    return {"object": "list", "total_usage": _usd(held.used_units) * 100}

@@ -1,10 +1,17 @@
-"""One relayed call, start to finish: key -> checks -> reserve -> upstream -> settle -> log.
+"""One relayed call, in four steps: admit -> reserve -> forward -> settle.
+
+* ``admit``: the key, the body, and what this key may do with it (model, client IP, group);
+  the price and the worst case the call can cost.
+* ``reserve``: the worst case, held on the key and on its account (``store.ledger``).
+* ``forward``: the call upstream (``upstream``), refunded in full if nothing came back.
+* ``settle``: the real cost charged, the rest released, the call logged.
 
 Round trips on a warm container: one before upstream (token reservation, account reservation
 and the pending usage record, in parallel) and one after (both settles and the record's final
-state, in parallel). Key and account metadata are cached per container for a few seconds; that
-is safe because the reservation's condition re-checks everything that must be current (the key's
-hash, status, expiry, reset due, remaining quota, account status and balance).
+state, in parallel). Key and account metadata are cached per container for a few seconds; the
+cache is never trusted for anything that must be current: the reservation's condition re-checks
+the key's hash, revision (so an edit of its models, IPs or group counts at once), status, expiry,
+reset due and remaining quota, and the account's status, granted groups and balance.
 """
 
 from __future__ import annotations
@@ -14,16 +21,18 @@ import ipaddress
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
-from chalicelib import upstream as relay
+from chalicelib import upstream
 from chalicelib.core import errors, keys, observe, payloads, quota
 from chalicelib.core.payloads import Kind
-from chalicelib.core.pricing import cost_units
+from chalicelib.core.pricing import ModelPrice, cost_units
 from chalicelib.core.records import AccountRecord, TokenRecord
 from chalicelib.core.settings import get_settings
-from chalicelib.services import resets as jobs
+from chalicelib.services import resets
 from chalicelib.store import accounts as account_store
 from chalicelib.store import config as config_store
 from chalicelib.store import ledger
@@ -129,8 +138,17 @@ def ip_allowed(allow_ips: tuple[str, ...], source_ip: str) -> bool:
     return any(address in ipaddress.ip_network(cidr, strict=False) for cidr in allow_ips)
 
 
+def key_for_route(authorization: str | None, source_ip: str) -> TokenRecord:
+    """For /v1/key, /v1/models and billing: the key as stored now, from an allowed client IP."""
+    context = authenticate(authorization)
+    token = fresh_token(context)
+    if not ip_allowed(token.allow_ips, source_ip):
+        raise errors.IpNotAllowed()
+    return token
+
+
 def models_for(token: TokenRecord) -> list[str]:
-    served = relay.list_models(token.group)
+    served = upstream.list_models(token.group)
     return [m for m in served if not token.models or m in token.models]
 
 
@@ -143,91 +161,249 @@ class CallResult:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Call:
+    """An admitted call: the key as checked, the body, its price and its prompt's bound."""
+
+    kind: Kind
+    key: KeyContext
+    payload: dict[str, Any]
+    model: str
+    price: ModelPrice
+    ratio: Decimal
+    prompt_bound: int
+    stream: bool
+    started: float
+
+    @property
+    def token(self) -> TokenRecord:
+        return self.key.token
+
+    def plan(self, budget: int | None) -> quota.Plan:
+        """The reservation for ``budget`` (the smaller balance of key and account)."""
+        produces_output = self.kind == "chat"
+        return quota.plan(
+            self.price,
+            self.ratio,
+            self.prompt_bound,
+            payloads.requested_output(self.payload) if produces_output else None,
+            budget,
+            produces_output=produces_output,
+        )
+
+    def key_check(self) -> ledger.KeyCheck:
+        token = self.token
+        return ledger.KeyCheck(token.id, self.key.key_hash, token.revision, token.group)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A reservation that landed on both items, and the call's pending record."""
+
+    reservation: ledger.Reservation
+    plan: quota.Plan
+    record: usage_store.Usage
+
+
 def relay_call(
     kind: Kind, raw_body: bytes, authorization: str | None, source_ip: str, request_id: str
 ) -> CallResult:
-    started = time.monotonic()
+    call = admit(kind, raw_body, authorization, source_ip, started=time.monotonic())
+    held = reserve(call, source_ip)
+    reply = forward(call, held)
+    return settle(call, held, reply)
+
+
+def admit(
+    kind: Kind, raw_body: bytes, authorization: str | None, source_ip: str, *, started: float
+) -> Call:
+    """Who calls, with what, and may they: every refusal here happens before money moves."""
     context = authenticate(authorization)
-    token = context.token
     payload = payloads.parse(kind, raw_body)
     model = payload["model"]
+    price = config_store.price(model)
+    try:
+        ratio = check_key(context.token, model, source_ip, _account(context.token.account_id))
+    except (errors.Forbidden, errors.ModelNotFound):
+        # Refusing on a cached copy would make a widened key wait for the cache: decide again
+        # on the key and account as stored now (only refusals pay this read).
+        context = _reread(context)
+        ratio = check_key(context.token, model, source_ip, _account(context.token.account_id))
+    if price is None:
+        raise _not_served(model)
+    return Call(
+        kind=kind,
+        key=context,
+        payload=payload,
+        model=model,
+        price=price,
+        ratio=ratio,
+        prompt_bound=upstream.prompt_tokens_upper_bound(kind, payload),
+        stream=bool(payload.get("stream")) if kind == "chat" else False,
+        started=started,
+    )
+
+
+def _reread(context: KeyContext) -> KeyContext:
+    token = fresh_token(context)
+    cache().put("t:" + token.id, token)
+    cache().drop("a:" + token.account_id)
+    return replace(context, token=token)
+
+
+def check_key(
+    token: TokenRecord, model: str, source_ip: str, account: AccountRecord | None
+) -> Decimal:
+    """Refuse what this key may not do; the price ratio of its group if it may."""
     if token.models and model not in token.models:
         raise errors.ModelNotAllowed(
             f"This API key may not use the model '{model}'.", param="model"
         )
     if not ip_allowed(token.allow_ips, source_ip):
         raise errors.IpNotAllowed()
-    price = config_store.price(model)
-    if price is None or model not in relay.list_models(token.group):
-        raise errors.ModelNotFound(
-            f"The model '{model}' does not exist or is not served for this key.", param="model"
-        )
-    ratio = config_store.group_ratio(token.group)
-    stream = bool(payload.get("stream")) if kind == "chat" else False
-    prompt_bound = relay.prompt_tokens_upper_bound(kind, payload)
-    rid = f"req_{uuid.uuid4().hex}"
-    now = int(time.time())
+    if account is not None and token.group not in account.groups:
+        raise quota.group_refusal(token.group)
+    if model not in upstream.list_models(token.group):
+        raise _not_served(model)
+    return config_store.group_ratio(token.group)
 
-    def plan_for(budget: int | None) -> quota.Plan:
-        return quota.plan(
-            price,
-            ratio,
-            prompt_bound,
-            payloads.requested_output(payload) if kind == "chat" else None,
-            budget,
-            produces_output=kind == "chat",
-        )
 
-    plan = plan_for(quota.budget(token, _account(token.account_id)))
-    record = usage_store.Usage(
-        request_id=rid,
-        account_id=token.account_id,
-        token_id=token.id,
-        token_name=token.name,
-        created_ms=int(time.time() * 1000),
-        model=model,
-        reserved_units=plan.reserve_units,
-        stream=stream,
+def _not_served(model: str) -> errors.ModelNotFound:
+    return errors.ModelNotFound(
+        f"The model '{model}' does not exist or is not served for this key.", param="model"
     )
-    plan = _reserve(context, record, plan, plan_for, now)
-    record = replace(record, reserved_units=plan.reserve_units)
-    reservation = ledger.Reservation(rid, token.id, token.account_id, plan.reserve_units)
-    if plan.max_output_tokens is not None:
-        payloads.set_output_cap(payload, plan.max_output_tokens)
+
+
+def reserve(call: Call, source_ip: str) -> Held:
+    """Hold the worst case on key and account: retried after a lazy reset, an edit of the key,
+    or with a fresh budget; raises the precise refusal otherwise (logged as rejected)."""
+    now = int(time.time())
+    plan = call.plan(quota.budget(call.token, _account(call.token.account_id)))
+    record = _pending_record(call, plan)
+    side: Callable[[], None] | None = functools.partial(
+        usage_store.put,
+        record,
+        get_settings().log_retention_days,
+        now + get_settings().reservation_max_age_seconds,
+    )
+    for _ in range(MAX_RESERVE_ATTEMPTS):
+        reservation = ledger.Reservation(
+            record.request_id, call.token.id, call.token.account_id, plan.reserve_units
+        )
+        refusal = ledger.reserve(reservation, call.key_check(), now, side_write=side)
+        side = None  # the pending record is written once, with the first attempt
+        if refusal is None:
+            return Held(reservation, plan, replace(record, reserved_units=plan.reserve_units))
+        cache().drop("t:" + call.token.id)
+        cache().drop("a:" + call.token.account_id)
+        retry = _after_refusal(call, plan, refusal, source_ip, now)
+        if isinstance(retry, errors.GatewayError):
+            _finish_rejected(record, retry)
+            raise retry
+        call, plan = retry
+    busy = errors.TooManyRequests(
+        "The key was being reset or edited while this request was admitted; retry."
+    )
+    _finish_rejected(record, busy)
+    raise busy
+
+
+MAX_RESERVE_ATTEMPTS = 3
+
+
+def _after_refusal(
+    call: Call, plan: quota.Plan, refusal: ledger.Refusal, source_ip: str, now: int
+) -> errors.GatewayError | tuple[Call, quota.Plan]:
+    """The refusal's error, or the call and plan to try again with."""
+    if not refusal.token_refused:
+        error = quota.account_refusal(refusal.account, call.token.group, plan.reserve_units)
+    else:
+        verdict = quota.token_refusal(
+            refusal.token, call.key.key_hash, call.token.revision, plan.reserve_units, now
+        )
+        if verdict == quota.RESET_DUE and refusal.token is not None:
+            resets.reset_if_due(refusal.token, now)
+            return call, plan
+        if verdict == quota.CHANGED and refusal.token is not None:
+            return _readmitted(call, refusal.token, source_ip)
+        error = verdict if isinstance(verdict, errors.GatewayError) else errors.InvalidKey()
+    if isinstance(error, errors.QuotaExhausted):
+        # The cached budget may have been stale: re-plan with what the items really hold.
+        fresh = quota.budget(
+            refusal.token or call.token, refusal.account or _account(call.token.account_id)
+        )
+        smaller = call.plan(fresh)
+        if smaller.reserve_units < plan.reserve_units:
+            return call, smaller
+    return error
+
+
+def _readmitted(call: Call, token: TokenRecord, source_ip: str) -> tuple[Call, quota.Plan]:
+    """The key was edited since it was checked: check it again as it now is."""
+    cache().put("t:" + token.id, token)
+    account = _account(token.account_id)
+    ratio = check_key(token, call.model, source_ip, account)
+    again = replace(call, key=replace(call.key, token=token), ratio=ratio)
+    return again, again.plan(quota.budget(token, account))
+
+
+def _pending_record(call: Call, plan: quota.Plan) -> usage_store.Usage:
+    return usage_store.Usage(
+        request_id=f"req_{uuid.uuid4().hex}",
+        account_id=call.token.account_id,
+        token_id=call.token.id,
+        token_name=call.token.name,
+        created_ms=int(time.time() * 1000),
+        model=call.model,
+        reserved_units=plan.reserve_units,
+        stream=call.stream,
+    )
+
+
+def forward(call: Call, held: Held) -> upstream.UpstreamReply:
+    """The call upstream with the reserved output cap; refunded in full if nothing came back."""
+    payload = dict(call.payload)
+    if held.plan.max_output_tokens is not None:
+        payloads.set_output_cap(payload, held.plan.max_output_tokens)
     try:
-        reply = relay.forward(
-            kind,
+        return upstream.forward(
+            call.kind,
             payload,
-            group=token.group,
-            stream=stream,
+            group=call.token.group,
+            stream=call.stream,
             client_wants_usage=payloads.client_wants_usage(payload),
-            request_id=rid,
+            request_id=held.record.request_id,
         )
     except Exception as exc:
         # Whatever went wrong, nothing was delivered: give the reservation back now rather
         # than leave it to the sweeper.
-        _finish(reservation, record, started, charged=0, status="upstream_error", detail=exc)
+        _finish(held, call.started, charged=0, status="upstream_error", detail=exc)
         observe.metric("UpstreamFailures")
         raise
+
+
+def settle(call: Call, held: Held, reply: upstream.UpstreamReply) -> CallResult:
+    """Charge the real cost (never more than was reserved), release the rest, log the call."""
+    ok = reply.status < 400
     real_cost = (
-        0
-        if reply.status >= 400
-        else cost_units(price, reply.prompt_tokens, reply.completion_tokens, ratio)
+        cost_units(call.price, reply.prompt_tokens, reply.completion_tokens, call.ratio)
+        if ok
+        else 0
     )
-    charged = quota.charge(plan.reserve_units, real_cost)
+    charged = quota.charge(held.plan.reserve_units, real_cost)
+    answered = replace(
+        held.record,
+        channel=reply.channel,
+        prompt_tokens=reply.prompt_tokens,
+        completion_tokens=reply.completion_tokens,
+        usage_estimated=reply.usage_estimated,
+        content=_content(call.payload, reply.body) if get_settings().store_content else None,
+    )
     _finish(
-        reservation,
-        replace(
-            record,
-            channel=reply.channel,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-            usage_estimated=reply.usage_estimated,
-            content=_content(payload, reply.body) if get_settings().store_content else None,
-        ),
-        started,
+        replace(held, record=answered),
+        call.started,
         charged=charged,
-        status="ok" if reply.status < 400 else "upstream_error",
+        status="ok" if ok else "upstream_error",
         detail=None if charged == real_cost else f"cost {real_cost} capped at reservation",
     )
     observe.metric("RelayedCalls")
@@ -235,64 +411,8 @@ def relay_call(
         status=reply.status,
         body=reply.body,
         content_type=reply.content_type,
-        headers={
-            "X-Request-Id": rid,
-            "X-Sluice-Cost-Units": str(charged),
-        },
+        headers={"X-Request-Id": held.record.request_id, "X-Sluice-Cost-Units": str(charged)},
     )
-
-
-def _reserve(
-    context: KeyContext,
-    record: usage_store.Usage,
-    plan: quota.Plan,
-    plan_for: Any,
-    now: int,
-) -> quota.Plan:
-    """Reserve, retrying once after a lazy reset or with a fresh budget; raise if refused."""
-    settings = get_settings()
-    token = context.token
-    sweep_at = now + settings.reservation_max_age_seconds
-    record_written = False
-    for attempt in range(3):
-        reservation = ledger.Reservation(
-            record.request_id, token.id, token.account_id, plan.reserve_units
-        )
-        side = None
-        if not record_written:
-            pending = replace(record, reserved_units=plan.reserve_units)
-            side = functools.partial(
-                usage_store.put, pending, settings.log_retention_days, sweep_at
-            )
-            record_written = True
-        refusal = ledger.reserve(reservation, context.key_hash, now, side_write=side)
-        if refusal is None:
-            return plan
-        cache().drop("t:" + token.id)
-        cache().drop("a:" + token.account_id)
-        error: errors.GatewayError | None
-        if refusal.token_refused:
-            error = quota.token_refusal(refusal.token, context.key_hash, plan.reserve_units, now)
-            if error is None and refusal.token is not None and attempt < 2:
-                jobs.reset_if_due(refusal.token, now)
-                continue
-        else:
-            error = quota.account_refusal(refusal.account, plan.reserve_units)
-        if isinstance(error, errors.QuotaExhausted) and attempt < 2:
-            # The cached budget may have been stale: re-plan with what the items really hold.
-            fresh = quota.budget(
-                refusal.token or token, refusal.account or _account(token.account_id)
-            )
-            smaller = plan_for(fresh)
-            if smaller.reserve_units < plan.reserve_units:
-                plan = smaller
-                continue
-        error = error or errors.InvalidKey()
-        _finish_rejected(record, error)
-        raise error
-    busy = errors.TooManyRequests()
-    _finish_rejected(record, busy)
-    raise busy
 
 
 def _finish_rejected(record: usage_store.Usage, error: errors.GatewayError) -> None:
@@ -322,18 +442,10 @@ def _describe(detail: Any) -> str | None:
     return type(detail).__name__
 
 
-def _finish(
-    reservation: ledger.Reservation,
-    record: usage_store.Usage,
-    started: float,
-    *,
-    charged: int,
-    status: str,
-    detail: Any,
-) -> None:
+def _finish(held: Held, started: float, *, charged: int, status: str, detail: Any) -> None:
     """Settle (or refund when ``charged`` is 0) and close the record, in one round trip."""
     final = replace(
-        record,
+        held.record,
         state="settled" if charged else "refunded",
         status=status,
         cost_units=charged,
@@ -341,7 +453,7 @@ def _finish(
         detail=_describe(detail),
     )
     record_future = ledger.pool().submit(usage_store.finish, final)
-    ledger.release(reservation, charged)
+    ledger.release(held.reservation, charged)
     record_future.result()
     if not charged:
         observe.metric("Refunds")

@@ -13,7 +13,8 @@ from chalicelib.core import calendar as resets
 from chalicelib.core import keys, views
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.pricing import MoneyError, usd_to_units
-from chalicelib.core.records import NEVER, AccountRecord, Page, TokenRecord
+from chalicelib.core.quota import group_refusal
+from chalicelib.core.records import DEFAULT_GROUP, NEVER, AccountRecord, Page, TokenRecord
 from chalicelib.services import resets as jobs
 from chalicelib.services import schemas
 from chalicelib.store import accounts as account_store
@@ -61,8 +62,10 @@ def create_account(body: schemas.CreateAccount, now: int) -> dict[str, Any]:
         remaining_units=0 if body.unlimited else quota,
         created_at=now,
         management_key_hash=keys.hash_key(management_key),
+        groups=tuple(body.groups or (DEFAULT_GROUP,)),
     )
-    token, key = _new_token(account_id, now, name="default")
+    # The default key uses the first granted group, so it works from the start.
+    token, key = _new_token(account_id, now, name="default", group=account.groups[0])
     account_store.create(account, token)
     return {
         "account": views.account_json(account),
@@ -87,8 +90,10 @@ def _refuse_nulls(body: schemas.Body, *names: str) -> None:
 
 
 def patch_account(account_id: str, body: schemas.PatchAccount) -> dict[str, Any]:
-    _refuse_nulls(body, "name", "status")
-    return views.account_json(account_store.update(account_id, name=body.name, status=body.status))
+    _refuse_nulls(body, "name", "status", "groups")
+    groups = tuple(body.groups) if body.groups is not None else None
+    updated = account_store.update(account_id, name=body.name, status=body.status, groups=groups)
+    return views.account_json(updated)
 
 
 def regenerate_management_key(account_id: str) -> dict[str, Any]:
@@ -161,9 +166,17 @@ def _expiry(body: schemas.TokenFields, now: int) -> int | None:
     return None
 
 
+def _granted_group(account: AccountRecord, group: str) -> str:
+    """``group`` if the operator granted it to the account; 403 otherwise (nothing written)."""
+    if group not in account.groups:
+        raise group_refusal(group)
+    return group
+
+
 def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict[str, Any]:
-    account_store.require(account_id)
+    account = account_store.require(account_id)
     expires_at = _expiry(body, now)
+    group = _granted_group(account, body.group or account.groups[0])
     quota = _units(body.quota_units, body.quota_usd)
     created = [
         _new_token(
@@ -173,7 +186,7 @@ def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict
             expires_at=expires_at or NEVER,
             quota_units=quota,
             reset_period=body.reset_period or "never",
-            group=body.group or "default",
+            group=group,
             models=tuple(body.models or ()),
             allow_ips=tuple(body.allow_ips or ()),
         )
@@ -208,6 +221,8 @@ def patch_token(
     )
     expires_at = _expiry(body, now)
     current = token_store.get_owned(token_id, account_id)
+    if "group" in fields and body.group != current.group:
+        _granted_group(account_store.require(account_id), body.group or DEFAULT_GROUP)
     changes: dict[str, Any] = {
         name: getattr(body, name) for name in ("name", "status", "group") if name in fields
     }

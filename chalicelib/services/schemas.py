@@ -30,6 +30,16 @@ Group = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
 ]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+def _distinct(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not repeat a group")
+    return values
+
+
+# The channel groups an account's keys may use (granted by the operator only).
+Groups = Annotated[list[Group], Field(min_length=1, max_length=50), AfterValidator(_distinct)]
 Units = Annotated[int, Field(ge=0, le=10**15)]
 PositiveUnits = Annotated[int, Field(ge=1, le=10**15)]
 
@@ -100,6 +110,7 @@ class CreateAccount(Body):
     quota_units: Units | None = None
     quota_usd: UsdString | None = None
     unlimited: bool = False
+    groups: Groups | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -118,6 +129,7 @@ class CreateAccount(Body):
 class PatchAccount(Body):
     name: Name | None = None
     status: Status | None = None
+    groups: Groups | None = None
 
 
 class CreditAccount(Body):

@@ -10,7 +10,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
-from chalicelib.core.records import AccountRecord, Page, TokenRecord
+from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, Page, TokenRecord
 from chalicelib.store import tokens
 from chalicelib.store.common import (
     decode_cursor,
@@ -34,6 +34,7 @@ def to_record(item: Account) -> AccountRecord:
         remaining_units=int(item.remaining_units or 0),
         created_at=int(item.created_at),
         management_key_hash=item.management_key_hash,
+        groups=tuple(item.groups) if item.groups is not None else (DEFAULT_GROUP,),
     )
 
 
@@ -55,6 +56,7 @@ def create(account: AccountRecord, default_token: TokenRecord) -> None:
         remaining_units=account.quota_units,
         created_at=account.created_at,
         management_key_hash=account.management_key_hash,
+        groups=list(account.groups),
         pending={},
     )
 
@@ -109,12 +111,20 @@ def _position(item: Account) -> dict[str, Any]:
     }
 
 
-def update(account_id: str, *, name: str | None = None, status: str | None = None) -> AccountRecord:
+def update(
+    account_id: str,
+    *,
+    name: str | None = None,
+    status: str | None = None,
+    groups: tuple[str, ...] | None = None,
+) -> AccountRecord:
     actions: list[Action] = []
     if name is not None:
         actions.append(Account.name.set(name))
     if status is not None:
         actions.append(Account.status.set(status))
+    if groups is not None:
+        actions.append(Account.groups.set(list(groups)))
     if not actions or not tokens.plausible_id(account_id):
         return require(account_id)
     item = Account(account_id)

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.core.records import AccountRecord, TokenRecord
+from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, TokenRecord
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
 from chalicelib.store.common import connection, error_code, old_item, retrying, translated
@@ -62,31 +62,38 @@ def _update(**request: Any) -> Outcome:
             raise
 
 
-def _reserve_token(token_id: str, key_hash: str, rid: str, units: int, now: int) -> Outcome:
-    # The rule, in one condition: the key is this key (not regenerated or deleted), enabled,
-    # not expired, not due for a reset, can afford the worst case, and this request has not
-    # reserved yet (a retried write must not reserve twice).
+def _reserve_token(key: KeyCheck, rid: str, units: int, now: int) -> Outcome:
+    # The rule, in one condition: the key is this key (not regenerated or deleted), unchanged
+    # since its permissions were checked (same revision), enabled, not expired, not due for a
+    # reset, can afford the worst case, and this request has not reserved yet (a retried write
+    # must not reserve twice). Items older than the revision attribute are revision 0.
+    revision = (
+        "#revision = :rev"
+        if key.revision
+        else "(attribute_not_exists(#revision) OR #revision = :rev)"
+    )
     return _update(
         TableName=Token.Meta.table_name,
-        Key={"id": {"S": token_id}},
+        Key={"id": {"S": key.token_id}},
         UpdateExpression=(
             "ADD remaining_units :neg, reserved_units :r"
             " SET pending.#rid = :entry, last_used_at = :now"
         ),
         ConditionExpression=(
-            "key_hash = :h AND #status = :enabled"
+            f"key_hash = :h AND {revision} AND #status = :enabled"
             " AND (expires_at = :never OR expires_at > :now)"
             " AND (attribute_not_exists(next_reset_at) OR next_reset_at > :now)"
             " AND (unlimited = :true OR remaining_units >= :r)"
             " AND attribute_not_exists(pending.#rid)"
         ),
-        ExpressionAttributeNames={"#status": "status", "#rid": rid},
+        ExpressionAttributeNames={"#status": "status", "#rid": rid, "#revision": "revision"},
         ExpressionAttributeValues={
             ":neg": _n(-units),
             ":r": _n(units),
             ":entry": {"L": [_n(units), _n(now)]},
             ":now": _n(now),
-            ":h": {"S": key_hash},
+            ":h": {"S": key.key_hash},
+            ":rev": _n(key.revision),
             ":enabled": {"S": "enabled"},
             ":never": _n(0),
             ":true": {"BOOL": True},
@@ -95,23 +102,29 @@ def _reserve_token(token_id: str, key_hash: str, rid: str, units: int, now: int)
     )
 
 
-def _reserve_account(account_id: str, rid: str, units: int, now: int) -> Outcome:
-    # The account is enabled, can afford the worst case, and this request has not reserved yet.
+def _reserve_account(account_id: str, group: str, rid: str, units: int, now: int) -> Outcome:
+    # The account is enabled, still grants the key's group (an operator's revocation stops the
+    # very next call), can afford the worst case, and this request has not reserved yet. Items
+    # older than the groups attribute grant only the default group.
+    granted = "contains(#groups, :group)"
+    if group == DEFAULT_GROUP:
+        granted = f"(attribute_not_exists(#groups) OR {granted})"
     return _update(
         TableName=Account.Meta.table_name,
         Key={"id": {"S": account_id}},
         UpdateExpression="ADD remaining_units :neg, reserved_units :r SET pending.#rid = :entry",
         ConditionExpression=(
-            "#status = :enabled AND (unlimited = :true OR remaining_units >= :r)"
+            f"#status = :enabled AND {granted} AND (unlimited = :true OR remaining_units >= :r)"
             " AND attribute_not_exists(pending.#rid)"
         ),
-        ExpressionAttributeNames={"#status": "status", "#rid": rid},
+        ExpressionAttributeNames={"#status": "status", "#rid": rid, "#groups": "groups"},
         ExpressionAttributeValues={
             ":neg": _n(-units),
             ":r": _n(units),
             ":entry": {"L": [_n(units), _n(now)]},
             ":enabled": {"S": "enabled"},
             ":true": {"BOOL": True},
+            ":group": {"S": group},
         },
         ReturnValuesOnConditionCheckFailure="ALL_OLD",
     )
@@ -149,6 +162,16 @@ class Reservation:
 
 
 @dataclass(frozen=True)
+class KeyCheck:
+    """What the reservation's condition pins of the key: it is still the key that was checked."""
+
+    token_id: str
+    key_hash: str
+    revision: int
+    group: str
+
+
+@dataclass(frozen=True)
 class Refusal:
     """A reservation refused by the token or the account, with what each looked like."""
 
@@ -156,12 +179,10 @@ class Refusal:
     account_refused: bool
     token: TokenRecord | None
     account: AccountRecord | None
-    token_missing: bool = False
-    account_missing: bool = False
 
 
 def reserve(
-    reservation: Reservation, key_hash: str, now: int, side_write: Any = None
+    reservation: Reservation, key: KeyCheck, now: int, side_write: Any = None
 ) -> Refusal | None:
     """Reserve on token and account at once; None on success, else why it was refused.
 
@@ -170,11 +191,9 @@ def reserve(
     """
     r = reservation
     executor = pool()
-    token_future: Future[Outcome] = executor.submit(
-        _reserve_token, r.token_id, key_hash, r.rid, r.units, now
-    )
+    token_future: Future[Outcome] = executor.submit(_reserve_token, key, r.rid, r.units, now)
     side_future = executor.submit(side_write) if side_write is not None else None
-    account_outcome = _reserve_account(r.account_id, r.rid, r.units, now)
+    account_outcome = _reserve_account(r.account_id, key.group, r.rid, r.units, now)
     token_outcome = token_future.result()
     if side_future is not None:
         side_future.result()
@@ -193,8 +212,6 @@ def reserve(
         account_refused=not account_ok,
         token=token_store.record_from_raw(token_item) if token_item else None,
         account=account_store.record_from_raw(account_item) if account_item else None,
-        token_missing=not token_ok and token_item is None,
-        account_missing=not account_ok and account_item is None,
     )
 
 

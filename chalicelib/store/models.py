@@ -72,6 +72,9 @@ class Account(Model):
     remaining_units = NumberAttribute(default=0)
     created_at = NumberAttribute()
     management_key_hash = UnicodeAttribute()
+    # The groups the account's keys may use; absent on items older than the attribute, which
+    # then hold only "default" (see store.ledger's reservation condition).
+    groups = ListAttribute[str](of=UnicodeAttribute, null=True)  # type: ignore[arg-type]
     # request id -> [reserved units, epoch seconds]; see chalicelib/quota.py
     pending = MapAttribute[str, Any](default=dict)
 
@@ -126,6 +129,8 @@ class Token(Model):
     allow_ips = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
     last_used_at = NumberAttribute(null=True)
     pending = MapAttribute[str, Any](default=dict)
+    # Bumped by every edit; absent (0) on items older than the attribute.
+    revision = NumberAttribute(null=True)
 
     by_account = TokensByAccount()
     due_for_reset = TokensDueForReset()

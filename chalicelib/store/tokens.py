@@ -52,6 +52,7 @@ def to_record(item: Token) -> TokenRecord:
         models=tuple(item.models or ()),
         allow_ips=tuple(item.allow_ips or ()),
         last_used_at=None if item.last_used_at is None else int(item.last_used_at),
+        revision=int(item.revision or 0),
     )
 
 
@@ -82,6 +83,7 @@ def new_item(record: TokenRecord) -> Token:
         models=list(record.models),
         allow_ips=list(record.allow_ips),
         pending={},
+        revision=0,
     )
     if record.next_reset_at is not None:
         item.next_reset_at = record.next_reset_at
@@ -266,6 +268,7 @@ def update(current: TokenRecord, changes: TokenChanges) -> TokenRecord:
         actions += _quota_actions(current, changes.quota_units)
     if not actions:
         return current
+    actions.append(Token.revision.add(1))
     condition = (
         (Token.account_id == current.account_id)
         & (Token.unlimited == current.unlimited)
@@ -303,7 +306,11 @@ def regenerate(current: TokenRecord, key_hash: str, key_preview: str) -> TokenRe
         try:
             item = Token(current.id)
             item.update(
-                actions=[Token.key_hash.set(key_hash), Token.key_preview.set(key_preview)],
+                actions=[
+                    Token.key_hash.set(key_hash),
+                    Token.key_preview.set(key_preview),
+                    Token.revision.add(1),
+                ],
                 condition=(Token.account_id == current.account_id),
             )
         except UpdateError as exc:

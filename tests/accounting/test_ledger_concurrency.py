@@ -48,7 +48,11 @@ def _call(token: dict[str, Any], gate: threading.Event) -> bool:
         f"req_{uuid.uuid4().hex}", token["id"], token["account_id"], PRICE
     )
     gate.wait(timeout=30)
-    refusal = ledger.reserve(reservation, keys.hash_key(token["key"]), int(time.time()))
+    refusal = ledger.reserve(
+        reservation,
+        ledger.KeyCheck(reservation.token_id, keys.hash_key(token["key"]), 0, "default"),
+        int(time.time()),
+    )
     if refusal is not None:
         return False
     ledger.release(reservation, PRICE)

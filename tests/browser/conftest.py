@@ -244,6 +244,8 @@ class Console:
             page.check(f"#f-expiry-{fields.pop('expiry')}")
         if "reset" in fields:
             page.select_option("#f-reset_period", fields.pop("reset"))
+        if "group" in fields:
+            page.select_option("#f-group", fields.pop("group"))
         for name, value in fields.items():
             page.fill(f"#f-{name}", value)
 

@@ -326,3 +326,25 @@ def test_wrong_key_is_refused_with_the_api_message(console: Any) -> None:
     # THEN the API's refusal is shown and nothing is kept
     expect(console.page.locator("#signin-error")).to_contain_text("Incorrect API key")
     assert console.page.evaluate("sessionStorage.length") == 0
+
+
+def test_the_group_picker_offers_exactly_the_groups_the_operator_granted(
+    console: Any, stack: Any, account: Any
+) -> None:
+    # GIVEN an account the operator granted "default" and "vip"
+    status, body = stack.call(
+        "PATCH", f"/admin/accounts/{account.id}", stack.admin_key, {"groups": ["default", "vip"]}
+    )
+    assert status == 200, body
+    # WHEN its owner opens the create form
+    console.sign_in(account.management_key)
+    console.open("/tokens/new")
+    console.page.wait_for_selector("#token-form")
+    # THEN the group is a choice of exactly those groups, and a key is created in the one picked
+    options = console.page.locator("#f-group option")
+    expect(options).to_have_text(["default", "vip"])
+    console.fill_token_form(name="vip-bot", group="vip")
+    console.page.click("#f-submit")
+    expect(console.page.locator("#new-key-0")).to_have_value(KEY_PATTERN)
+    [created] = [t for t in stored_tokens(stack, account) if t["name"] == "vip-bot"]
+    assert created["group"] == "vip"

@@ -31,7 +31,9 @@ def run_json(*args: str) -> Any:
 
 @pytest.fixture
 def account(tables: Any) -> dict[str, Any]:
-    return run_json("accounts", "create", "acme", "--quota-usd", "10")
+    return run_json(
+        "accounts", "create", "acme", "--quota-usd", "10", "--group", "default", "--group", "vip"
+    )
 
 
 def assert_clean_error(result: Result, *fragments: str) -> None:

@@ -49,7 +49,7 @@ class Owner:
     """An account and its management key, with shortcuts for its /tokens calls."""
 
     def __init__(self, api: Any, name: str = "acme") -> None:
-        created = api.new_account(name, quota_units=10_000_000)
+        created = api.new_account(name, quota_units=10_000_000, groups=["default", "vip"])
         self.api = api
         self.id: str = created["account"]["id"]
         self.key: str = created["management_key"]

@@ -414,7 +414,14 @@ def test_sweeper_refunds_a_reservation_left_by_a_crash_once(relay_api: Any) -> N
         retention_days=90,
         sweep_at=now + 960,
     )
-    assert ledger.reserve(reservation, keys.hash_key(token["key"]), now) is None
+    assert (
+        ledger.reserve(
+            reservation,
+            ledger.KeyCheck(reservation.token_id, keys.hash_key(token["key"]), 0, "default"),
+            now,
+        )
+        is None
+    )
     assert token_store.get(token["id"]).remaining_units == 6000  # type: ignore[union-attr]
 
     # WHEN the sweeper runs before the reservation is stale, then after, then again

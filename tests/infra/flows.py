@@ -180,7 +180,14 @@ def sweeper(driver: Driver) -> None:
         sweep_at=now + 60,
     )
     reservation = ledger.Reservation("req_flow_crashed", token["id"], token["account_id"], 100)
-    assert ledger.reserve(reservation, keys.hash_key(token["key"]), now) is None
+    assert (
+        ledger.reserve(
+            reservation,
+            ledger.KeyCheck(reservation.token_id, keys.hash_key(token["key"]), 0, "default"),
+            now,
+        )
+        is None
+    )
     with time_machine.travel(now + 3600, tick=False):
         result = driver.run_schedule("sweep_reservations")
     assert result["complete"] is True and result["refunded"] >= 1, result

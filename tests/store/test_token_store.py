@@ -366,7 +366,7 @@ def test_an_empty_change_writes_nothing(backend: Any) -> None:
 # --- regenerate / delete ----------------------------------------------------------------------
 
 
-def test_regenerate_swaps_hash_and_preview_and_nothing_else(backend: Any) -> None:
+def test_regenerate_swaps_hash_and_preview_and_bumps_the_revision(backend: Any) -> None:
     record = new_record(quota_units=100)
     store.create_many([record])
     seed(record.id, used_units=10, remaining_units=90)
@@ -376,8 +376,10 @@ def test_regenerate_swaps_hash_and_preview_and_nothing_else(backend: Any) -> Non
     after = raw_item(record.id)
     assert after["key_hash"] == {"S": keys.hash_key(new_key)}
     assert after["key_preview"] == {"S": keys.preview(new_key)}
-    assert {k: v for k, v in after.items() if k not in {"key_hash", "key_preview"}} == {
-        k: v for k, v in before.items() if k not in {"key_hash", "key_preview"}
+    assert after["revision"] == {"N": str(int(before["revision"]["N"]) + 1)}
+    changed = {"key_hash", "key_preview", "revision"}
+    assert {k: v for k, v in after.items() if k not in changed} == {
+        k: v for k, v in before.items() if k not in changed
     }
     assert updated.remaining_units == 90
     assert not keys.hashes_match(keys.new_key(keys.TOKEN_PREFIX, record.id), updated.key_hash)

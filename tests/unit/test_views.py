@@ -180,6 +180,7 @@ def test_limited_account_shows_every_field_in_units_and_usd() -> None:
         "remaining_units": 750_000,
         "remaining_usd": "1.500000",
         "created_at": "2027-03-10T12:00:00Z",
+        "groups": ["default"],
     }
 
 

@@ -68,7 +68,22 @@ function listBox(name, values) {
   return h("textarea", { id: `f-${name}`, name, rows: 2, value: (values || []).join("\n") });
 }
 
-function buildForm(token) {
+// The groups the operator granted the account: a tenant cannot pick any other one.
+function groupSelect(groups, current) {
+  const choices = current && !groups.includes(current) ? [...groups, current] : groups;
+  return h(
+    "select",
+    { id: "f-group", name: "group" },
+    choices.map((name) => h("option", { value: name, text: name, selected: name === current })),
+  );
+}
+
+async function accountGroups() {
+  const account = await api("GET", "/account", { scoped: true });
+  return account.groups?.length ? account.groups : ["default"];
+}
+
+function buildForm(token, groups) {
   const editing = Boolean(token);
   const limited = editing && token.quota_units !== null;
   const quota = input("quota_usd", {
@@ -112,7 +127,7 @@ function buildForm(token) {
     ),
     field("Quota reset (UTC)", reset, errorSlot("reset_period")),
     editing ? null : field("How many keys (1–100)", count, errorSlot("count")),
-    field("Group", input("group", { value: token?.group ?? "default" }), errorSlot("group")),
+    field("Group", groupSelect(groups, token?.group ?? groups[0]), errorSlot("group")),
     field(
       "Allowed models (comma or newline separated; empty allows all)",
       listBox("models", token?.models),
@@ -182,7 +197,7 @@ function body(form, token) {
   const fields = {
     name: elements.name.value,
     reset_period: elements.reset_period.value,
-    group: elements.group.value.trim(),
+    group: elements.group.value,
     models: splitList(elements.models.value),
     allow_ips: splitList(elements.allow_ips.value),
     ...expiryFields(form),
@@ -235,14 +250,14 @@ function submitHandler(form, token) {
 }
 
 export async function renderCreate(view) {
-  const form = buildForm(null);
+  const form = buildForm(null, await accountGroups());
   form.addEventListener("submit", submitHandler(form, null));
   view.append(h("h1", { text: "Create token" }), form);
 }
 
 export async function renderEdit(view, tokenId) {
   const token = await api("GET", `/tokens/${encodeURIComponent(tokenId)}`, { scoped: true });
-  const form = buildForm(token);
+  const form = buildForm(token, await accountGroups());
   form.addEventListener("submit", submitHandler(form, token));
   const preview = h("span", { class: "mono", text: token.key_preview });
   view.append(h("h1", {}, "Edit token ", preview), form);
