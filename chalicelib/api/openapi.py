@@ -141,6 +141,11 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Set a group's price ratio", "GroupRatio", request="SetGroupRatio"
     ),
     ("/admin/resets/run", "POST"): Op("Run due quota resets now", "ResetRun"),
+    ("/admin/ledger/verify", "POST"): Op(
+        "Check every key and account against the ledger's invariants (reads only)",
+        "LedgerReport",
+        query=("cursor",),
+    ),
     ("/logs", "GET"): Op(
         "One line per relayed request, newest first",
         "LogList",
@@ -436,6 +441,34 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "PriceList": _page("Price"),
     "GroupRatio": _object({"group": {"type": "string"}, "ratio": {"type": "string"}}),
     "GroupList": _page("GroupRatio"),
+    "LedgerReport": _object(
+        {
+            "ok": {"type": "boolean"},
+            "drift": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "kind": {
+                            "type": "string",
+                            "enum": ["counters", "reserved", "stale_pending", "logged"],
+                        },
+                        "item": {"type": "string", "enum": ["token", "account"]},
+                        "id": {"type": "string"},
+                        "expected": {"type": "integer"},
+                        "found": {"type": "integer"},
+                        "request_id": {"type": "string"},
+                    },
+                    "required": ["kind", "item", "id", "expected", "found"],
+                    "additionalProperties": False,
+                },
+            },
+            "accounts": {"type": "integer"},
+            "tokens": {"type": "integer"},
+            "complete": {"type": "boolean"},
+            "next_cursor": _nullable("string", description="Continue from here when incomplete"),
+        }
+    ),
     "ResetRun": _object(
         {
             "reset": {"type": "integer"},

@@ -22,6 +22,7 @@ import click
 from pydantic import ValidationError
 
 from chalicelib.cli import config as cli_config
+from chalicelib.cli import ledger as cli_ledger
 from chalicelib.cli import resets as cli_resets
 from chalicelib.core.errors import GatewayError, InvalidRequest, ServiceUnavailable
 
@@ -376,6 +377,7 @@ cli.add_command(cli_config.channels)
 cli.add_command(cli_config.models)
 cli.add_command(cli_config.groups)
 cli.add_command(cli_resets.resets)
+cli.add_command(cli_ledger.ledger)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ METRICS = (
     "QuotaRejections",
     "Refunds",
     "SweeperRefunds",
+    "LedgerDrift",
     "Resets",
 )
 

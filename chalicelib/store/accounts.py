@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError, UpdateError
@@ -90,7 +91,10 @@ def require(account_id: str) -> AccountRecord:
     return record
 
 
-def list_page(limit: int, cursor: str | None) -> Page:
+def list_page(
+    limit: int, cursor: str | None, convert: Callable[[Account], Any] = to_record
+) -> Page:
+    """Accounts newest first; ``convert`` turns each item into what the caller needs."""
     start = decode_cursor(cursor, expected={"kind": ACCOUNT_KIND})
     if start is not None and not tokens.is_listing_position(
         start, strings=("id", "kind"), numbers=("created_at",)
@@ -100,7 +104,7 @@ def list_page(limit: int, cursor: str | None) -> Page:
         results = Account.by_created.query(
             ACCOUNT_KIND, scan_index_forward=False, last_evaluated_key=start, page_size=limit
         )
-        return take_page(results, limit, to_record, _position)
+        return take_page(results, limit, convert, _position)
 
 
 def _position(item: Account) -> dict[str, Any]:

@@ -193,6 +193,14 @@ def sweeper(driver: Driver) -> None:
     assert result["complete"] is True and result["refunded"] >= 1, result
 
 
+def ledger_verifier(driver: Driver) -> None:
+    """The verifier on demand (admin route) and as the daily schedule: reads only."""
+    created = driver.admin("POST", "/admin/accounts", {"name": "verified", "quota_usd": "1"}, 201)
+    driver.call("GET", "/v1/key", key=created["default_token"]["key"])
+    assert driver.admin("POST", "/admin/ledger/verify")["ok"] is True
+    assert driver.run_schedule("verify_ledger")["ok"] is True
+
+
 FLOWS: list[Callable[[Driver], None]] = [
     health_and_docs,
     management,
@@ -200,4 +208,5 @@ FLOWS: list[Callable[[Driver], None]] = [
     relay,
     resets,
     sweeper,
+    ledger_verifier,
 ]

@@ -34,10 +34,12 @@ EXPECTED_FUNCTIONS = {
     f"sluice-{STAGE}": (60, 512),
     f"sluice-{STAGE}-reset_quotas": (300, 256),
     f"sluice-{STAGE}-sweep_reservations": (300, 256),
+    f"sluice-{STAGE}-verify_ledger": (300, 256),
 }
 EXPECTED_SCHEDULES = {
     f"sluice-{STAGE}-reset_quotas": "cron(0 * * * ? *)",  # hourly at minute 0; EventBridge is UTC
     f"sluice-{STAGE}-sweep_reservations": "rate(5 minutes)",
+    f"sluice-{STAGE}-verify_ledger": "cron(30 3 * * ? *)",
 }
 # The only wildcards a resource may hold (after "arn:<partition>:<svc>:<region>:<account>:").
 ALLOWED_WILDCARDS = {
