@@ -21,19 +21,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DeleteError, PutError
 
 from chalicelib.core.channels import Channel
 from chalicelib.core.errors import Conflict, NotFound, ServiceUnavailable
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
 from chalicelib.store import secrets
-from chalicelib.store.common import error_code, translated
+from chalicelib.store.common import error_code, refused_as, translated
 from chalicelib.store.models import ConfigItem
 
 logger = logging.getLogger("sluice")
@@ -185,13 +185,8 @@ def _drop_parameter(parameter: str | None) -> None:
 def _save(channel: Channel, now: int, condition: Any, conflict: Exception | None = None) -> None:
     """Put the channel's item; a failed ``condition`` raises ``conflict``."""
     item = ConfigItem(CHANNEL, channel.id, body=_channel_body(channel), updated_at=now)
-    with translated():
-        try:
-            item.save(condition=condition)
-        except PutError as exc:
-            if conflict is not None and error_code(exc) == "ConditionalCheckFailedException":
-                raise conflict from exc
-            raise
+    with translated(), nullcontext() if conflict is None else refused_as(conflict):
+        item.save(condition=condition)
 
 
 def create_channel(channel: Channel, api_key: str | None, now: int) -> Channel:
@@ -248,13 +243,8 @@ def update_channel(current: Channel, changed: Channel, api_key: Any, now: int) -
 
 def delete_channel(channel_id: str) -> None:
     current = require_channel(channel_id)
-    with translated():
-        try:
-            ConfigItem(CHANNEL, channel_id).delete(condition=ConfigItem.name.exists())
-        except DeleteError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("No channel with this id.", param="id") from exc
-            raise
+    with translated(), refused_as(NotFound("No channel with this id.", param="id")):
+        ConfigItem(CHANNEL, channel_id).delete(condition=ConfigItem.name.exists())
     _drop_parameter(current.api_key_parameter)
     invalidate()
 
@@ -291,13 +281,8 @@ def set_price(model: str, model_price: ModelPrice, now: int) -> None:
 
 
 def delete_price(model: str) -> None:
-    with translated():
-        try:
-            ConfigItem(PRICE, model).delete(condition=ConfigItem.name.exists())
-        except DeleteError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("No price is set for this model.", param="model") from exc
-            raise
+    with translated(), refused_as(NotFound("No price is set for this model.", param="model")):
+        ConfigItem(PRICE, model).delete(condition=ConfigItem.name.exists())
     invalidate()
 
 
