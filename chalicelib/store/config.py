@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.core.channels import Channel
+from chalicelib.core.channels import PUBLIC_FIELDS, Channel
 from chalicelib.core.errors import Conflict, NotFound, ServiceUnavailable
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
@@ -82,38 +82,56 @@ def _query(kind: str) -> list[ConfigItem]:
 
 
 # Channels ---------------------------------------------------------------------------------------
+# The body of a channel's item: its public fields but those the item keeps elsewhere (the id is
+# the item's key, updated_at its own attribute, api_key_set follows from the key), the revision,
+# and apart from these the key or the name of its SSM parameter.
+_BODY_FIELDS: dict[str, str] = {
+    **{
+        name: kind
+        for name, kind in PUBLIC_FIELDS.items()
+        if name not in ("id", "updated_at", "api_key_set")
+    },
+    "revision": "integer",
+}
+_READ: dict[str, Callable[[Any], Any]] = {
+    "string": str,
+    "integer": int,
+    "boolean": bool,
+    "string list": lambda value: tuple(str(item) for item in value),
+    "string map": lambda value: {str(k): str(v) for k, v in value.items()},
+    "time": int,
+}
+_WRITE: dict[str, Callable[[Any], Any]] = {"string list": list, "string map": dict}
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
 def _to_channel(item: ConfigItem) -> Channel:
+    """The channel in an item; a field missing or empty in it takes ``Channel``'s default (a
+    boolean only when missing), so items written before a field existed still load."""
     body = item.body.as_dict()
+    stored = {
+        name: _READ[kind](body[name])
+        for name, kind in _BODY_FIELDS.items()
+        if (name in body if kind == "boolean" else body.get(name))
+    }
+    values = {"name": item.name, "models": (), **stored, "base_url": str(body["base_url"])}
+    values["weight"] = max(values.get("weight", 1), 1)
     return Channel(
+        **values,
         id=item.name,
-        name=str(body.get("name") or item.name),
-        base_url=str(body["base_url"]),
-        models=tuple(str(model) for model in body.get("models") or ()),
-        model_map={str(k): str(v) for k, v in (body.get("model_map") or {}).items()},
-        group=str(body.get("group") or "default"),
-        priority=int(body.get("priority") or 0),
-        weight=max(int(body.get("weight") or 1), 1),
-        enabled=bool(body.get("enabled", True)),
         api_key=body.get("api_key"),
         api_key_parameter=body.get("api_key_parameter"),
-        created_at=int(body.get("created_at") or 0),
         updated_at=int(item.updated_at or 0),
-        revision=int(body.get("revision") or 0),
     )
 
 
 def _channel_body(channel: Channel) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "name": channel.name,
-        "base_url": channel.base_url,
-        "models": list(channel.models),
-        "model_map": dict(channel.model_map),
-        "group": channel.group,
-        "priority": channel.priority,
-        "weight": channel.weight,
-        "enabled": channel.enabled,
-        "created_at": channel.created_at,
-        "revision": channel.revision,
+        name: _WRITE.get(kind, _as_is)(getattr(channel, name))
+        for name, kind in _BODY_FIELDS.items()
     }
     if channel.api_key_parameter:
         body["api_key_parameter"] = channel.api_key_parameter
