@@ -28,9 +28,9 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
+from chalicelib.core.records import NEVER
 from chalicelib.core.settings import Settings
 
-NEVER = 0  # expires_at / next_reset_at value meaning "never"
 ACCOUNT_KIND = "account"
 RESET_BUCKET = "due"  # the one partition of the sparse reset index
 SWEEP_BUCKET = "pending"  # the one partition of the sparse sweeper index

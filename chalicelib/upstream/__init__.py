@@ -16,11 +16,10 @@ and management API) do not pay for it at cold start.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from chalicelib.core.payloads import Kind
 from chalicelib.core.token_count import prompt_tokens_upper_bound
-
-Kind = Literal["chat", "embeddings"]
 
 
 @dataclass(frozen=True)
