@@ -18,7 +18,6 @@ values forever. Locally the key sits in the item. No function here returns it ex
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib.core import observe
 from chalicelib.core.channels import PUBLIC_FIELDS, Channel
 from chalicelib.core.errors import Conflict, NotFound, ServiceUnavailable
 from chalicelib.core.pricing import ModelPrice
@@ -35,8 +35,6 @@ from chalicelib.core.settings import get_settings
 from chalicelib.store import secrets
 from chalicelib.store.common import error_code, refused_as, translated
 from chalicelib.store.models import ConfigItem
-
-logger = logging.getLogger("sluice")
 
 CHANNEL, PRICE, GROUP = "channel", "price", "group"
 DEFAULT_RATIO = Decimal(1)
@@ -147,7 +145,7 @@ def load_channels() -> list[Channel]:
         try:
             loaded.append(_to_channel(item))
         except (KeyError, TypeError, ValueError):
-            logger.warning("config: skipping malformed channel item %s", item.name)
+            observe.log("config_channel_malformed", level="WARNING", channel_id=item.name)
     return loaded
 
 
@@ -197,7 +195,9 @@ def _drop_parameter(parameter: str | None) -> None:
         _ssm().delete_parameter(Name=parameter.rsplit(":", 1)[0])
     except (BotoCoreError, ClientError) as exc:
         if error_code(exc) != "ParameterNotFound":
-            logger.warning("config: could not delete a channel key parameter (%s)", error_code(exc))
+            observe.log(
+                "config_key_parameter_not_deleted", level="WARNING", error_code=error_code(exc)
+            )
 
 
 def _save(channel: Channel, now: int, condition: Any, conflict: Exception | None = None) -> None:
