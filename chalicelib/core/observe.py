@@ -25,7 +25,6 @@ METRICS = (
     "QuotaRejections",
     "Refunds",
     "SweeperRefunds",
-    "Resets",
 )
 
 

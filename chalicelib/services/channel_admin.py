@@ -1,8 +1,8 @@
 """Configuration use cases: channels, model prices and group ratios (validated input -> store).
 
-Shared by the admin routes (``routes_config``) and the CLI (``cli_config``), so both validate and
-answer alike. The JSON of a channel shows whether it has a provider key (``api_key_set``), never
-the key or any part of it.
+Shared by the admin routes (``chalicelib.api.config_routes``) and the CLI
+(``chalicelib.cli.config``), so both validate and answer alike. The JSON of a channel shows whether
+it has a provider key (``api_key_set``), never the key or any part of it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``infra/tables.yaml`` must declare exactly these keys, indexes and TTL attributes; a test compares
 them. Table names come from ``Settings`` through ``configure()``, which every entry point calls
-before the first request (``store.get_store()`` does it).
+before the first request (through ``chalicelib.store.configure_store()``).
 
 Money counters on tokens and accounts keep one invariant that every write preserves::
 
@@ -72,7 +72,7 @@ class Account(Model):
     remaining_units = NumberAttribute(default=0)
     created_at = NumberAttribute()
     management_key_hash = UnicodeAttribute()
-    # request id -> [reserved units, epoch seconds]; see chalicelib/quota.py
+    # request id -> [reserved units, epoch seconds]; see the timeline in chalicelib/core/quota.py
     pending = MapAttribute[str, Any](default=dict)
 
     by_created = AccountsByCreated()
@@ -118,6 +118,7 @@ class Token(Model):
     remaining_units = NumberAttribute(default=0)
     total_used_units = NumberAttribute(default=0)
     reset_period = UnicodeAttribute(default="never")
+    # Absent when the key has no reset period; ``reset_bucket`` is set exactly when it is present.
     next_reset_at = NumberAttribute(null=True)
     reset_bucket = UnicodeAttribute(null=True)
     last_reset_at = NumberAttribute(null=True)

@@ -1,9 +1,10 @@
 """Fixtures for the reset tests: the app with the resets blueprint, the schedule as an invoker.
 
-Until app.py registers ``routes_resets.bp`` itself, these tests register it on the shared app
-for the duration of each test only, so other suites (e.g. the OpenAPI coverage test) see the app
-exactly as app.py builds it. Chalice cannot register one blueprint twice (registration consumes
-its route options), so the entries it adds are captured once and put back per test.
+Until app.py registers ``chalicelib.api.reset_routes.bp`` itself, these tests register it on the
+shared app for the duration of each test only, so other suites (e.g. the OpenAPI coverage test)
+see the app exactly as app.py builds it. Chalice cannot register one blueprint twice
+(registration consumes its route options), so the entries it adds are captured once and put back
+per test.
 """
 
 from __future__ import annotations
