@@ -26,7 +26,8 @@ from typing import Any
 
 from bench import cold_start, floor, hot_key, overhead, report, round_trips, tools
 from bench.load import Target
-from bench.procs import LOCAL_AWS, STRIPPED_ENV, WORK, Proc, start_litellm, start_mock, start_sluice
+from bench.procs import STRIPPED_ENV, WORK, Proc, start_litellm, start_mock, start_sluice
+from devtools.ddblocal import LOCAL_AWS
 
 MODEL = "gpt-4o-mini"
 UPSTREAM_DELAY_MS = 20

@@ -22,20 +22,12 @@ from typing import Any
 
 import httpx
 
-from devtools.ddblocal import free_port
+from devtools.ddblocal import LOCAL_AWS, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / ".work"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_GRACE_SECONDS = 5.0
-# DynamoDB Local keeps one namespace per access key and region: the app and the bench must share.
-LOCAL_AWS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 STRIPPED_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL")
 
 

@@ -28,6 +28,16 @@ from botocore.config import Config
 
 DEFAULT_START_TIMEOUT = 60.0
 STOP_GRACE_SECONDS = 5.0
+# Dummy credentials for everything that talks to DynamoDB Local. It keeps a separate namespace
+# per access key and region (without -sharedDb), so the app, the bootstrap of a local stack and
+# the benchmarks must all use these very same ones.
+LOCAL_AWS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 MOTO_WARNING = (
     "Java not found: using moto's server instead of DynamoDB Local; "
     "concurrency results are not meaningful"

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import httpx
 
-from devtools.ddblocal import LocalDynamo, free_port, start_local_dynamodb
+from devtools.ddblocal import LOCAL_AWS, LocalDynamo, free_port, start_local_dynamodb
 from devtools.mock_upstream import MockUpstream
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,15 +42,6 @@ DEMO_BALANCE_USD = "10"
 READY_TIMEOUT = 60.0
 STOP_GRACE_SECONDS = 5.0
 UPSTREAM_KINDS = ("demo", "external", "none")
-# Dummy credentials: DynamoDB Local keeps a separate namespace per access key (without
-# -sharedDb), so the bootstrap here and the app must use the very same ones.
-LOCAL_AWS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 # Anything that could point the local app at a real AWS account or secret.
 STRIPPED_ENV = (
     "AWS_PROFILE",

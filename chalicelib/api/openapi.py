@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from chalicelib.core import payloads
+from chalicelib.core import channels, payloads
 from chalicelib.services import schemas
 
 OPENAPI_VERSION = "3.1.0"
@@ -238,6 +238,15 @@ def _ref(name: str) -> dict[str, str]:
 _TIME = {"type": "string", "format": "date-time", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"}
 _USD = {"type": "string", "pattern": r"^\d+\.\d{6}$", "description": "US dollars, 6 decimals"}
 _NULLABLE_TIME = {**_TIME, "type": ["string", "null"]}
+# The JSON types of the field tables in ``chalicelib.core`` (e.g. ``channels.PUBLIC_FIELDS``).
+_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "integer": {"type": "integer"},
+    "boolean": {"type": "boolean"},
+    "string list": {"type": "array", "items": {"type": "string"}},
+    "string map": {"type": "object", "additionalProperties": {"type": "string"}},
+    "time": _NULLABLE_TIME,
+}
 _NULLABLE_USD = {**_USD, "type": ["string", "null"], "description": "US dollars; null: unlimited"}
 
 _ACCOUNT = {
@@ -410,18 +419,15 @@ RESPONSES: dict[str, dict[str, Any]] = {
     ),
     "Channel": _object(
         {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
-            "base_url": {"type": "string"},
-            "models": {"type": "array", "items": {"type": "string"}},
-            "model_map": {"type": "object", "additionalProperties": {"type": "string"}},
-            "group": {"type": "string"},
-            "priority": {"type": "integer"},
-            "weight": {"type": "integer"},
-            "enabled": {"type": "boolean"},
-            "api_key_set": {"type": "boolean", "description": "The key itself is never shown"},
-            "created_at": _NULLABLE_TIME,
-            "updated_at": _NULLABLE_TIME,
+            name: {
+                **_FIELD_SCHEMAS[kind],
+                **(
+                    {"description": "The key itself is never shown"}
+                    if name == "api_key_set"
+                    else {}
+                ),
+            }
+            for name, kind in channels.PUBLIC_FIELDS.items()
         },
         "An upstream provider.",
     ),

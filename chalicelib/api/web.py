@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -19,9 +18,8 @@ from typing import Any
 from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 
+from chalicelib.core import observe
 from chalicelib.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
-
-logger = logging.getLogger("sluice")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # Accept what clients really send: curl without -H sends form-urlencoded, some SDKs add charset.
@@ -74,8 +72,8 @@ def routes(
                     result = handler(**uri_params)
                 except GatewayError as exc:
                     return error_response(exc)
-                except Exception:
-                    logger.exception("unhandled error on %s", path)
+                except Exception as exc:
+                    observe.log("unhandled_error", level="ERROR", error=exc, route=path)
                     return error_response(GatewayError())
                 if isinstance(result, Response):
                     result.headers = {**SECURITY_HEADERS, **result.headers}

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from chalicelib.cli import logs_to_stderr
 from chalicelib.core.errors import GatewayError
 from chalicelib.store import configure_store
 
@@ -63,6 +64,7 @@ def _model_map(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.group("channels")
 def channels() -> None:
     """Upstream providers: where calls go, with which key, for which models and group."""
+    logs_to_stderr()
 
 
 @channels.command("create")
@@ -147,6 +149,7 @@ def delete_channel(channel_id: str) -> None:
 @click.group("models")
 def models() -> None:
     """Model prices in US$ (per million tokens, or per request)."""
+    logs_to_stderr()
 
 
 @models.command("set")
@@ -188,6 +191,7 @@ def delete_price(model: str) -> None:
 @click.group("groups")
 def groups() -> None:
     """Price multipliers per key group (a group without one pays 1x)."""
+    logs_to_stderr()
 
 
 @groups.command("set")

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from chalicelib.cli import config as cli_config
 from chalicelib.cli import ledger as cli_ledger
+from chalicelib.cli import logs_to_stderr
 from chalicelib.cli import resets as cli_resets
 from chalicelib.core.errors import GatewayError, InvalidRequest, ServiceUnavailable
 
@@ -167,6 +168,7 @@ TOKEN_COLUMNS: list[tuple[str, Callable]] = [
 )
 def cli(stage: str | None) -> None:
     """Operate a Sluice stage: tables, accounts, API keys, upstream channels, prices, resets."""
+    logs_to_stderr()
     if stage:
         from chalicelib.core.settings import reset_settings
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import click
 
+from chalicelib.cli import logs_to_stderr
 from chalicelib.services import resets as jobs
 from chalicelib.store import configure_store
 
@@ -28,6 +29,7 @@ def _count(n: int, noun: str) -> str:
 @click.group("resets")
 def resets() -> None:
     """Scheduled UTC quota resets (daily, weekly on Monday, monthly on the 1st)."""
+    logs_to_stderr()
 
 
 @resets.command("run")

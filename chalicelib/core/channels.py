@@ -15,6 +15,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
+# The channel as the admin API and the CLI show it: each field, in output order, and its JSON
+# type ("time" is an ISO 8601 UTC string or null). The JSON renderer, the OpenAPI schema and the
+# stored item are derived from this table. The provider key is not in it, only whether one is set
+# (``api_key_set``, from ``Channel.has_api_key``), and must never be.
+PUBLIC_FIELDS: dict[str, str] = {
+    "id": "string",
+    "name": "string",
+    "base_url": "string",
+    "models": "string list",
+    "model_map": "string map",
+    "group": "string",
+    "priority": "integer",
+    "weight": "integer",
+    "enabled": "boolean",
+    "api_key_set": "boolean",
+    "created_at": "time",
+    "updated_at": "time",
+}
+
 
 @dataclass(frozen=True)
 class Channel:

@@ -92,8 +92,9 @@ def max_affordable_output(
 ) -> int:
     """The most completion tokens whose worst-case cost, with the prompt, fits ``budget_units``.
 
-    Used to cap ``max_tokens`` sent upstream when the client set none, so that a call can never
-    cost more than what the key and account have left.
+    ``quota.plan`` caps the ``max_tokens`` sent upstream with it -- the client's own value or,
+    when it set none, the model default -- so that a call can never cost more than what the key
+    and account have left.
     """
     per_output = (price.output_usd_per_mtok or Decimal(0)) * ratio * UNITS_PER_USD / MTOK
     if per_output <= 0:

@@ -30,7 +30,7 @@ class Settings:
     # Only set locally (DynamoDB Local or moto's server); in AWS the SDK finds the endpoint itself.
     dynamodb_endpoint: str | None = None
     # Local runs pass the admin key itself; in AWS it is the *name* of an SSM SecureString parameter
-    # or a Secrets Manager secret, fetched once per container (see chalicelib.secrets).
+    # or a Secrets Manager secret, fetched once per container (see chalicelib.store.secrets).
     admin_key: str | None = field(default=None, repr=False)
     admin_key_ssm_parameter: str | None = None
     admin_key_secret_id: str | None = None

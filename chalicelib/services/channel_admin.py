@@ -1,18 +1,19 @@
 """Configuration use cases: channels, model prices and group ratios (validated input -> store).
 
-Shared by the admin routes (``routes_config``) and the CLI (``cli_config``), so both validate and
-answer alike. The JSON of a channel shows whether it has a provider key (``api_key_set``), never
-the key or any part of it.
+Shared by the admin routes (``chalicelib.api.config_routes``) and the CLI
+(``chalicelib.cli.config``), so both validate and answer alike. The JSON of a channel shows whether
+it has a provider key (``api_key_set``), never the key or any part of it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from chalicelib.core import keys
-from chalicelib.core.channels import Channel
+from chalicelib.core.channels import PUBLIC_FIELDS, Channel
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.pricing import ModelPrice, MoneyError, parse_decimal
 from chalicelib.core.views import iso
@@ -29,20 +30,21 @@ def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # Channels ---------------------------------------------------------------------------------------
+# How a ``PUBLIC_FIELDS`` type is rendered; the others are JSON values already.
+_RENDER: dict[str, Callable[[Any], Any]] = {"string list": list, "string map": dict, "time": iso}
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
 def channel_json(channel: Channel) -> dict[str, Any]:
+    """The fields of ``PUBLIC_FIELDS``, nothing else: a provider key cannot slip in."""
     return {
-        "id": channel.id,
-        "name": channel.name,
-        "base_url": channel.base_url,
-        "models": list(channel.models),
-        "model_map": dict(channel.model_map),
-        "group": channel.group,
-        "priority": channel.priority,
-        "weight": channel.weight,
-        "enabled": channel.enabled,
-        "api_key_set": channel.has_api_key,
-        "created_at": iso(channel.created_at),
-        "updated_at": iso(channel.updated_at),
+        name: _RENDER.get(kind, _as_is)(
+            channel.has_api_key if name == "api_key_set" else getattr(channel, name)
+        )
+        for name, kind in PUBLIC_FIELDS.items()
     }
 
 

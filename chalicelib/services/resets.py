@@ -15,8 +15,6 @@ key either reset or still due, so the next run (or the next request) finishes th
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -24,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.core import calendar as resets
+from chalicelib.core import observe
 from chalicelib.core.records import TokenRecord
 from chalicelib.store import resets as reset_store
 
@@ -35,11 +34,8 @@ MAX_LAZY_ATTEMPTS = 3
 # Concurrent writes for the schedule, the admin route and the CLI (see ``run_resets``).
 SCHEDULE_WORKERS = 8
 
-# The history of resets is this log, one JSON line per reset (see store/resets.py for why it is
-# not an item). Chalice leaves the app logger at ERROR outside debug mode, so this one logs INFO
-# on its own.
-history_log = logging.getLogger("sluice.resets")
-history_log.setLevel(logging.INFO)
+# The history of resets is the log: one ``quota_reset`` line per reset (see store/resets.py for
+# why it is not an item).
 
 
 @dataclass(frozen=True)
@@ -156,9 +152,7 @@ def _try_reset(
     except ValueError:
         # A stored period this code does not know (only a hand-edited item can hold one): leave
         # the key alone rather than fail the run or the request.
-        history_log.warning(
-            json.dumps({"event": "quota_reset_skipped", "token_id": token_id, "reason": "period"})
-        )
+        observe.log("quota_reset_skipped", level="WARNING", token_id=token_id, reason="period")
         return reset_store.ResetOutcome(reset=False)
 
 
@@ -166,21 +160,16 @@ def _record(outcome: reset_store.ResetOutcome, now: int, trigger: str) -> None:
     """One JSON line per reset: the key's history (ids and amounts only, never a secret)."""
     before, after = outcome.before, outcome.after
     assert before is not None and after is not None
-    history_log.info(
-        json.dumps(
-            {
-                "event": "quota_reset",
-                "trigger": trigger,
-                "token_id": before.id,
-                "account_id": before.account_id,
-                "period": before.reset_period,
-                "boundary": before.next_reset_at,
-                "reset_at": now,
-                "next_reset_at": after.next_reset_at,
-                "used_units_before": before.used_units,
-                "reserved_units": before.reserved_units,
-                "remaining_units": after.remaining_units,
-            },
-            separators=(",", ":"),
-        )
+    observe.log(
+        "quota_reset",
+        trigger=trigger,
+        token_id=before.id,
+        account_id=before.account_id,
+        period=before.reset_period,
+        boundary=before.next_reset_at,
+        reset_at=now,
+        next_reset_at=after.next_reset_at,
+        used_units_before=before.used_units,
+        reserved_units=before.reserved_units,
+        remaining_units=after.remaining_units,
     )

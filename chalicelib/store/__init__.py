@@ -1,7 +1,9 @@
 """The only package that talks to DynamoDB.
 
 ``configure_store(settings)`` points the models at the stage's tables once per container; the
-modules (``accounts``, ``tokens``, ``quota``, ``usage``, ``config``) are used as namespaces.
+modules are used as namespaces: ``accounts``, ``tokens``, ``usage``, ``ledger`` (the money writes
+of a relayed call), ``resets``, ``config`` (channels, prices, group ratios), ``secrets`` (SSM),
+``models`` (the PynamoDB tables) and ``common`` (what they share).
 """
 
 from __future__ import annotations

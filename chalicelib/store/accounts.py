@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -15,7 +15,7 @@ from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, Page, TokenRec
 from chalicelib.store import tokens
 from chalicelib.store.common import (
     decode_cursor,
-    error_code,
+    refused_as,
     take_page,
     transact,
     translated,
@@ -132,28 +132,18 @@ def update(
     if not actions or not tokens.plausible_id(account_id):
         return require(account_id)
     item = Account(account_id)
-    with translated():
-        try:
-            item.update(actions=actions, condition=Account.id.exists())
-        except UpdateError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("No account with this id.", param="id") from exc
-            raise
+    with translated(), refused_as(NotFound("No account with this id.", param="id")):
+        item.update(actions=actions, condition=Account.id.exists())
     return to_record(item)
 
 
 def set_management_key_hash(account_id: str, key_hash: str) -> AccountRecord:
     item = Account(account_id)
-    with translated():
-        try:
-            item.update(
-                actions=[Account.management_key_hash.set(key_hash)],
-                condition=Account.id.exists(),
-            )
-        except UpdateError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("No account with this id.", param="id") from exc
-            raise
+    with translated(), refused_as(NotFound("No account with this id.", param="id")):
+        item.update(
+            actions=[Account.management_key_hash.set(key_hash)],
+            condition=Account.id.exists(),
+        )
     return to_record(item)
 
 

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -169,3 +170,48 @@ def old_item(exc: BaseException) -> dict[str, Any] | None:
         item = exc.response.get("Item")
         return item if isinstance(item, dict) else None
     return None
+
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def _condition_failed(exc: BaseException) -> bool:
+    return error_code(exc) == CONDITION_FAILED
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A conditional write that DynamoDB refused: its condition was false, nothing changed."""
+
+    cause: Exception
+
+    @property
+    def old_item(self) -> dict[str, Any] | None:
+        """The item as it was, when the write asked for ``ReturnValuesOnConditionCheckFailure``."""
+        return old_item(self.cause)
+
+
+def conditional(write: Callable[[], T]) -> T | Refused:
+    """Run one conditional write: what it returned if it landed, ``Refused`` if its condition
+    failed. Any other failure propagates (inside ``translated()`` it becomes our error)."""
+    try:
+        return write()
+    except (PynamoDBException, ClientError) as exc:
+        if _condition_failed(exc):
+            return Refused(exc)
+        raise
+
+
+@contextmanager
+def refused_as(error: Exception) -> Iterator[None]:
+    """Inside, a write whose condition fails raises ``error`` instead, with ``__cause__`` kept.
+
+    For the writes whose condition *is* a domain rule ("the account exists", "nobody edited it
+    since it was read"); anything else DynamoDB raises passes through unchanged.
+    """
+    try:
+        yield
+    except (PynamoDBException, ClientError) as exc:
+        if _condition_failed(exc):
+            raise error from exc
+        raise

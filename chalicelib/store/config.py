@@ -18,25 +18,23 @@ values forever. Locally the key sits in the item. No function here returns it ex
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import DeleteError, PutError
 
-from chalicelib.core.channels import Channel
+from chalicelib.core import observe
+from chalicelib.core.channels import PUBLIC_FIELDS, Channel
 from chalicelib.core.errors import Conflict, NotFound, ServiceUnavailable
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
 from chalicelib.store import secrets
-from chalicelib.store.common import error_code, translated
+from chalicelib.store.common import error_code, refused_as, translated
 from chalicelib.store.models import ConfigItem
-
-logger = logging.getLogger("sluice")
 
 CHANNEL, PRICE, GROUP = "channel", "price", "group"
 DEFAULT_RATIO = Decimal(1)
@@ -82,38 +80,56 @@ def _query(kind: str) -> list[ConfigItem]:
 
 
 # Channels ---------------------------------------------------------------------------------------
+# The body of a channel's item: its public fields but those the item keeps elsewhere (the id is
+# the item's key, updated_at its own attribute, api_key_set follows from the key), the revision,
+# and apart from these the key or the name of its SSM parameter.
+_BODY_FIELDS: dict[str, str] = {
+    **{
+        name: kind
+        for name, kind in PUBLIC_FIELDS.items()
+        if name not in ("id", "updated_at", "api_key_set")
+    },
+    "revision": "integer",
+}
+_READ: dict[str, Callable[[Any], Any]] = {
+    "string": str,
+    "integer": int,
+    "boolean": bool,
+    "string list": lambda value: tuple(str(item) for item in value),
+    "string map": lambda value: {str(k): str(v) for k, v in value.items()},
+    "time": int,
+}
+_WRITE: dict[str, Callable[[Any], Any]] = {"string list": list, "string map": dict}
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
 def _to_channel(item: ConfigItem) -> Channel:
+    """The channel in an item; a field missing or empty in it takes ``Channel``'s default (a
+    boolean only when missing), so items written before a field existed still load."""
     body = item.body.as_dict()
+    stored = {
+        name: _READ[kind](body[name])
+        for name, kind in _BODY_FIELDS.items()
+        if (name in body if kind == "boolean" else body.get(name))
+    }
+    values = {"name": item.name, "models": (), **stored, "base_url": str(body["base_url"])}
+    values["weight"] = max(values.get("weight", 1), 1)
     return Channel(
+        **values,
         id=item.name,
-        name=str(body.get("name") or item.name),
-        base_url=str(body["base_url"]),
-        models=tuple(str(model) for model in body.get("models") or ()),
-        model_map={str(k): str(v) for k, v in (body.get("model_map") or {}).items()},
-        group=str(body.get("group") or "default"),
-        priority=int(body.get("priority") or 0),
-        weight=max(int(body.get("weight") or 1), 1),
-        enabled=bool(body.get("enabled", True)),
         api_key=body.get("api_key"),
         api_key_parameter=body.get("api_key_parameter"),
-        created_at=int(body.get("created_at") or 0),
         updated_at=int(item.updated_at or 0),
-        revision=int(body.get("revision") or 0),
     )
 
 
 def _channel_body(channel: Channel) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "name": channel.name,
-        "base_url": channel.base_url,
-        "models": list(channel.models),
-        "model_map": dict(channel.model_map),
-        "group": channel.group,
-        "priority": channel.priority,
-        "weight": channel.weight,
-        "enabled": channel.enabled,
-        "created_at": channel.created_at,
-        "revision": channel.revision,
+        name: _WRITE.get(kind, _as_is)(getattr(channel, name))
+        for name, kind in _BODY_FIELDS.items()
     }
     if channel.api_key_parameter:
         body["api_key_parameter"] = channel.api_key_parameter
@@ -129,7 +145,7 @@ def load_channels() -> list[Channel]:
         try:
             loaded.append(_to_channel(item))
         except (KeyError, TypeError, ValueError):
-            logger.warning("config: skipping malformed channel item %s", item.name)
+            observe.log("config_channel_malformed", level="WARNING", channel_id=item.name)
     return loaded
 
 
@@ -179,19 +195,16 @@ def _drop_parameter(parameter: str | None) -> None:
         _ssm().delete_parameter(Name=parameter.rsplit(":", 1)[0])
     except (BotoCoreError, ClientError) as exc:
         if error_code(exc) != "ParameterNotFound":
-            logger.warning("config: could not delete a channel key parameter (%s)", error_code(exc))
+            observe.log(
+                "config_key_parameter_not_deleted", level="WARNING", error_code=error_code(exc)
+            )
 
 
 def _save(channel: Channel, now: int, condition: Any, conflict: Exception | None = None) -> None:
     """Put the channel's item; a failed ``condition`` raises ``conflict``."""
     item = ConfigItem(CHANNEL, channel.id, body=_channel_body(channel), updated_at=now)
-    with translated():
-        try:
-            item.save(condition=condition)
-        except PutError as exc:
-            if conflict is not None and error_code(exc) == "ConditionalCheckFailedException":
-                raise conflict from exc
-            raise
+    with translated(), nullcontext() if conflict is None else refused_as(conflict):
+        item.save(condition=condition)
 
 
 def create_channel(channel: Channel, api_key: str | None, now: int) -> Channel:
@@ -248,13 +261,8 @@ def update_channel(current: Channel, changed: Channel, api_key: Any, now: int) -
 
 def delete_channel(channel_id: str) -> None:
     current = require_channel(channel_id)
-    with translated():
-        try:
-            ConfigItem(CHANNEL, channel_id).delete(condition=ConfigItem.name.exists())
-        except DeleteError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("No channel with this id.", param="id") from exc
-            raise
+    with translated(), refused_as(NotFound("No channel with this id.", param="id")):
+        ConfigItem(CHANNEL, channel_id).delete(condition=ConfigItem.name.exists())
     _drop_parameter(current.api_key_parameter)
     invalidate()
 
@@ -291,13 +299,8 @@ def set_price(model: str, model_price: ModelPrice, now: int) -> None:
 
 
 def delete_price(model: str) -> None:
-    with translated():
-        try:
-            ConfigItem(PRICE, model).delete(condition=ConfigItem.name.exists())
-        except DeleteError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("No price is set for this model.", param="model") from exc
-            raise
+    with translated(), refused_as(NotFound("No price is set for this model.", param="model")):
+        ConfigItem(PRICE, model).delete(condition=ConfigItem.name.exists())
     invalidate()
 
 

@@ -16,12 +16,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, TokenRecord
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
-from chalicelib.store.common import connection, error_code, old_item, retrying, translated
+from chalicelib.store.common import Refused, conditional, connection, retrying, translated
 from chalicelib.store.models import Account, Token
 
 _pool: ThreadPoolExecutor | None = None
@@ -53,13 +51,10 @@ class Outcome:
 
 def _update(**request: Any) -> Outcome:
     with translated():
-        try:
-            retrying(lambda: _client().update_item(**request))
-            return Outcome(ok=True)
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return Outcome(ok=False, old_item=old_item(exc))
-            raise
+        written = conditional(lambda: retrying(lambda: _client().update_item(**request)))
+    if isinstance(written, Refused):
+        return Outcome(ok=False, old_item=written.old_item)
+    return Outcome(ok=True)
 
 
 def _reserve_token(key: KeyCheck, rid: str, units: int, now: int) -> Outcome:

@@ -2,7 +2,7 @@
 
 ``infra/tables.yaml`` must declare exactly these keys, indexes and TTL attributes; a test compares
 them. Table names come from ``Settings`` through ``configure()``, which every entry point calls
-before the first request (``store.get_store()`` does it).
+before the first request (through ``chalicelib.store.configure_store()``).
 
 Money counters on tokens and accounts keep one invariant that every write preserves::
 
@@ -28,9 +28,9 @@ from pynamodb.attributes import (
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
+from chalicelib.core.records import NEVER
 from chalicelib.core.settings import Settings
 
-NEVER = 0  # expires_at / next_reset_at value meaning "never"
 ACCOUNT_KIND = "account"
 RESET_BUCKET = "due"  # the one partition of the sparse reset index
 SWEEP_BUCKET = "pending"  # the one partition of the sparse sweeper index
@@ -75,7 +75,7 @@ class Account(Model):
     # The groups the account's keys may use; absent on items older than the attribute, which
     # then hold only "default" (see store.ledger's reservation condition).
     groups = ListAttribute[str](of=UnicodeAttribute, null=True)  # type: ignore[arg-type]
-    # request id -> [reserved units, epoch seconds]; see chalicelib/quota.py
+    # request id -> [reserved units, epoch seconds]; see the timeline in chalicelib/core/quota.py
     pending = MapAttribute[str, Any](default=dict)
 
     by_created = AccountsByCreated()
@@ -121,6 +121,7 @@ class Token(Model):
     remaining_units = NumberAttribute(default=0)
     total_used_units = NumberAttribute(default=0)
     reset_period = UnicodeAttribute(default="never")
+    # Absent when the key has no reset period; ``reset_bucket`` is set exactly when it is present.
     next_reset_at = NumberAttribute(null=True)
     reset_bucket = UnicodeAttribute(null=True)
     last_reset_at = NumberAttribute(null=True)

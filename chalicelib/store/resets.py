@@ -51,11 +51,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from chalicelib.core import calendar as resets
 from chalicelib.core.records import TokenRecord
-from chalicelib.store.common import client_of, old_item, translated
+from chalicelib.store.common import Refused, client_of, conditional, translated
 from chalicelib.store.models import RESET_BUCKET, Token
 from chalicelib.store.tokens import record_from_raw
 
@@ -149,8 +147,8 @@ def try_reset(token_id: str, expected_next_reset_at: int, period: str, now: int)
         return ResetOutcome(reset=False)
     next_reset_at = resets.after_reset(checked, expected_next_reset_at, now)
     with translated():
-        try:
-            response = client_of(Token).update_item(
+        response = conditional(
+            lambda: client_of(Token).update_item(
                 TableName=Token.Meta.table_name,
                 Key={"id": {"S": token_id}},
                 UpdateExpression=(
@@ -168,12 +166,11 @@ def try_reset(token_id: str, expected_next_reset_at: int, period: str, now: int)
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            current = old_item(exc)
-            record = None if current is None else record_from_raw(current)
-            return ResetOutcome(reset=False, before=record, after=record)
+        )
+    if isinstance(response, Refused):
+        current = response.old_item
+        record = None if current is None else record_from_raw(current)
+        return ResetOutcome(reset=False, before=record, after=record)
     before = record_from_raw(response["Attributes"])
     # The write is atomic on exactly this image, so the new item follows from it exactly.
     after = replace(

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, TransactWriteError, UpdateError
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -19,7 +19,7 @@ from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.core.records import NEVER, Page, TokenRecord
 from chalicelib.store.common import (
     decode_cursor,
-    error_code,
+    refused_as,
     take_page,
     transact,
     translated,
@@ -274,14 +274,9 @@ def update(current: TokenRecord, changes: TokenChanges) -> TokenRecord:
         & (Token.unlimited == current.unlimited)
         & (Token.quota_units == current.quota_units)
     )
-    with translated():
-        try:
-            item = Token(current.id)
-            item.update(actions=actions, condition=condition)
-        except UpdateError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise Conflict("The token changed while it was being edited; retry.") from exc
-            raise
+    item = Token(current.id)
+    with translated(), refused_as(Conflict("The token changed while it was being edited; retry.")):
+        item.update(actions=actions, condition=condition)
     return to_record(item)
 
 
@@ -302,31 +297,21 @@ def _quota_actions(current: TokenRecord, quota: int | None) -> list[Action]:
 
 def regenerate(current: TokenRecord, key_hash: str, key_preview: str) -> TokenRecord:
     """Swap the stored hash: the old key fails the very next request's hash check."""
-    with translated():
-        try:
-            item = Token(current.id)
-            item.update(
-                actions=[
-                    Token.key_hash.set(key_hash),
-                    Token.key_preview.set(key_preview),
-                    Token.revision.add(1),
-                ],
-                condition=(Token.account_id == current.account_id),
-            )
-        except UpdateError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("No token with this id.", param="id") from exc
-            raise
+    item = Token(current.id)
+    with translated(), refused_as(NotFound("No token with this id.", param="id")):
+        item.update(
+            actions=[
+                Token.key_hash.set(key_hash),
+                Token.key_preview.set(key_preview),
+                Token.revision.add(1),
+            ],
+            condition=(Token.account_id == current.account_id),
+        )
     return to_record(item)
 
 
 def delete(token_id: str, account_id: str) -> None:
     if not plausible_id(token_id):
         raise NotFound("No token with this id.", param="id")
-    with translated():
-        try:
-            Token(token_id).delete(condition=(Token.account_id == account_id))
-        except DeleteError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise NotFound("No token with this id.", param="id") from exc
-            raise
+    with translated(), refused_as(NotFound("No token with this id.", param="id")):
+        Token(token_id).delete(condition=(Token.account_id == account_id))

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
 from chalicelib.core.records import Page
 from chalicelib.store.common import (
+    Refused,
+    conditional,
     decode_cursor,
-    error_code,
     retrying,
     take_page,
     translated,
@@ -99,14 +99,12 @@ def put(usage: Usage, retention_days: int, sweep_at: int | None) -> None:
     if sweep_at is not None:
         item.sweep_bucket = SWEEP_BUCKET
         item.sweep_at = sweep_at
+    # Request ids are fresh UUIDs: an existing record is this very write, retried by botocore
+    # after its first answer was lost. Writing it again must change nothing, so a refusal is fine.
     with translated():
-        try:
-            retrying(lambda: item.save(condition=UsageRecord.request_id.does_not_exist()))
-        except PutError as exc:
-            # Request ids are fresh UUIDs: an existing record is this very write, retried by
-            # botocore after its first answer was lost. Writing it again must change nothing.
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        conditional(
+            lambda: retrying(lambda: item.save(condition=UsageRecord.request_id.does_not_exist()))
+        )
 
 
 def finish(usage: Usage) -> bool:
@@ -129,13 +127,12 @@ def finish(usage: Usage) -> bool:
     if usage.content is not None:
         actions.append(UsageRecord.content.set(usage.content))
     with translated():
-        try:
-            retrying(lambda: item.update(actions=actions, condition=UsageRecord.state == "pending"))
-        except UpdateError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-    return True
+        written = conditional(
+            lambda: retrying(
+                lambda: item.update(actions=actions, condition=UsageRecord.state == "pending")
+            )
+        )
+    return not isinstance(written, Refused)
 
 
 def get(request_id: str) -> Usage | None:

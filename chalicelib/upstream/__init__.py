@@ -16,11 +16,10 @@ and management API) do not pay for it at cold start.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from chalicelib.core.payloads import Kind
 from chalicelib.core.token_count import prompt_tokens_upper_bound
-
-Kind = Literal["chat", "embeddings"]
 
 
 @dataclass(frozen=True)
@@ -35,28 +34,16 @@ class UpstreamReply:
     model: str  # the model name the client asked for
 
 
-def forward(
-    kind: Kind,
-    payload: dict[str, Any],
-    *,
-    group: str,
-    stream: bool,
-    client_wants_usage: bool,
-    request_id: str,
-    **options: Any,
-) -> UpstreamReply:
-    """Send one call upstream; see ``chalicelib.upstream.forwarder.forward``."""
-    from chalicelib.upstream import forwarder
+if TYPE_CHECKING:  # the checker sees the real signature; the runtime imports it on first use
+    from chalicelib.upstream.forwarder import forward
+else:
 
-    return forwarder.forward(
-        kind,
-        payload,
-        group=group,
-        stream=stream,
-        client_wants_usage=client_wants_usage,
-        request_id=request_id,
-        **options,
-    )
+    def forward(*args: Any, **kwargs: Any) -> UpstreamReply:
+        """Send one call upstream: ``chalicelib.upstream.forwarder.forward``, imported on first
+        call so that routes which never relay do not load httpx."""
+        from chalicelib.upstream import forwarder
+
+        return forwarder.forward(*args, **kwargs)
 
 
 def list_models(group: str) -> list[str]:

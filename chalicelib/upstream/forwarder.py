@@ -24,7 +24,6 @@ Messages and logs name channels by name; provider keys and URLs never appear in 
 from __future__ import annotations
 
 import json
-import logging
 import random
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from chalicelib.core import observe
 from chalicelib.core.channels import Channel, failover_order
 from chalicelib.core.errors import (
     GatewayError,
@@ -57,8 +57,6 @@ from chalicelib.upstream.sse import (
     generated_text,
     usage_pair,
 )
-
-logger = logging.getLogger("sluice")
 
 PATHS: dict[str, str] = {"chat": "/chat/completions", "embeddings": "/embeddings"}
 # Below API Gateway's 29 s, leaving time to settle and log after the last attempt.
@@ -120,8 +118,12 @@ def forward(
         try:
             return call.attempt(channel)
         except _Failure as failure:
-            logger.warning(
-                "relay %s: channel %s failed: %s", request_id, channel.name, failure.reason
+            observe.log(
+                "relay_channel_failed",
+                level="WARNING",
+                request_id=request_id,
+                channel=channel.name,
+                reason=failure.reason,
             )
             failures.append(f"channel '{channel.name}' {failure.reason}")
             last = failure
