@@ -318,7 +318,12 @@ def sweep_reservations(event: Any) -> dict[str, Any]:
     from chalicelib.services import sweeper
 
     run = sweeper.sweep(web.now(), _time_left(event))
-    return {"refunded": run.refunded, "skipped": run.skipped, "complete": run.complete}
+    return {
+        "refunded": run.refunded,
+        "settled": run.settled,
+        "skipped": run.skipped,
+        "complete": run.complete,
+    }
 
 
 @app.schedule(Cron(30, 3, "*", "*", "?", "*"), name="verify_ledger")

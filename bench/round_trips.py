@@ -8,7 +8,6 @@ the upstream call. Parallel writes overlap in time and count as one round trip.
 
 from __future__ import annotations
 
-import functools
 import json
 import secrets
 import time
@@ -96,30 +95,18 @@ def _due_token(account_id: str, name: str) -> Any:
 
 
 def _pending_reservations(account_id: str, token: Any, key: str, now: int) -> list[str]:
-    """Reservations whose process "died" before settling: reserved, record pending, stale."""
+    """Reservations whose process "died" before settling: reserved, no record, stale."""
     from chalicelib.core import keys
     from chalicelib.store import ledger
-    from chalicelib.store import usage as usage_store
 
     rids = []
     for _ in range(SWEPT_RESERVATIONS):
         rid = f"req_{uuid.uuid4().hex}"
-        record = usage_store.Usage(
-            request_id=rid,
-            account_id=account_id,
-            token_id=token["id"],
-            token_name=token["name"],
-            created_ms=(now - 3600) * 1000,
-            model="gpt-4o-mini",
-            reserved_units=PENDING_UNITS,
-        )
-        side = functools.partial(usage_store.put, record, 1, now - 60)
-        reservation = ledger.Reservation(rid, token["id"], account_id, PENDING_UNITS)
+        reservation = ledger.Reservation(rid, token["id"], account_id, PENDING_UNITS, "gpt-4o-mini")
         refusal = ledger.reserve(
             reservation,
             ledger.KeyCheck(reservation.token_id, keys.hash_key(key), 0, "default"),
             now - 3600,
-            side_write=side,
         )
         if refusal is not None:
             raise RuntimeError(f"seeding a pending reservation was refused: {refusal}")

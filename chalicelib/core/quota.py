@@ -1,19 +1,35 @@
 """Quota arithmetic for one relayed call, as decisions without I/O (pure).
 
-A call's life as the ledger sees it (one ``UsageRecord`` per call, plus an entry keyed by the
-request id in the ``pending`` map of the token item and of the account item)::
+A call's life as the ledger sees it: an entry keyed by the request id in the ``pending`` map of
+the token item and of the account item, and one ``UsageRecord`` written when the outcome is
+decided::
 
-    reserve ──► pending ──► settled    charge = real cost (capped at the reservation)
-                       └──► refunded   charge = 0 (upstream failed, or the sweeper found it stale)
+    arrive ─► admit ─► reserve ─► upstream ─► decide ─► settle ─► done
+                 │         │                     │         └─ token ADD used +c, remaining R-c,
+                 │         │                     │            reserved -R; REMOVE pending[rid]
+                 │         │                     │            IF pending[rid]   ‖ the same on
+                 │         │                     │            the account (in parallel)
+                 │         │                     └─ record PUT state=settled cost=c (or refunded
+                 │         │                        c=0) IF no record: the decision, first
+                 │         └─ token  ADD remaining -R, reserved +R; SET pending[rid]=[R, t, model,
+                 │            token], sweep mark IF the rule & no pending[rid]  ‖ the same on the
+                 │            account (in parallel); a refused half is undone, record "rejected"
+                 └─ 403/404 refusals (model, IP, group) write the record "rejected" (one write)
 
-    reserve  : token   ADD remaining -R, reserved +R; SET pending[rid]   IF rule & no pending[rid]
-               account ADD remaining -R, reserved +R; SET pending[rid]   IF rule & no pending[rid]
-               record  PUT state=pending, sweep_at=now+max_age            (all three in parallel)
-    settle   : token   ADD remaining R-c, reserved -R, used +c; REMOVE pending[rid] IF pending[rid]
-               account (same)                                             (in parallel)
-               record  SET state=settled, cost=c; REMOVE sweep_at          IF state=pending
-    refund   : settle with c = 0, record state=refunded
-    sweeper  : records with sweep_at <= now and state=pending -> refund   (idempotent)
+    sweeper  : items whose sweep mark is due -> each entry older than the sweep age: settle it
+               at the record's cost if the record says settled, else refund it (writing the
+               record "refunded" first when there is none); then move or clear the mark
+
+What is guaranteed wherever the process dies (each row is a test in tests/accounting/):
+
+    dies ...                                  key and account end up  log record
+    before either reservation lands           nothing reserved        none (nothing happened)
+    after one reservation, before the other   refunded by sweeper     refunded (swept)
+    after both, before/during upstream        refunded by sweeper     refunded (swept)
+    after the answer, before the record       refunded by sweeper     refunded (swept)
+    after the record, before the settles      settled at c by sweeper settled, cost c
+    between the token and account settle      the rest settled at c   settled, cost c
+    after both settles                        settled at c            settled, cost c
 
 Why it holds:
 - Never overspend: the reservation is the only write that lowers ``remaining_units`` before the
@@ -21,9 +37,12 @@ Why it holds:
   than R, so remaining can only go up at settle time.
 - Never double-apply: every money write is keyed by the request id. A reservation retried after
   a lost response finds ``pending[rid]`` already there and is recognised as ours; a settle or
-  refund retried finds it gone and does nothing.
-- Never leak: a reservation whose process died stays ``pending`` in its record, which the sparse
-  ``usage_pending`` index hands to the sweeper once it is older than any live request can be.
+  refund retried finds it gone and does nothing; a record is never overwritten.
+- Never leak: an entry carries what the sweeper needs (units, time, model, key), and its item
+  carries a sweep mark no later than the entry's deadline, so every entry whose process died is
+  found (the sparse ``tokens_pending``/``accounts_pending`` indexes) and finished once.
+- Key, account and log agree: the record is written before either settle, and the sweeper
+  follows it, so both items are charged the same c (or nothing) and the record says which.
 """
 
 from __future__ import annotations

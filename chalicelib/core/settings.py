@@ -45,6 +45,10 @@ class Settings:
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 25.0
     upstream_max_attempts: int = 3
+    # One deadline per call, from its arrival: API Gateway's buffered integration gives up at
+    # 29 s, so the Chalice edge answers within 26 s; the settle keeps its margin inside it.
+    request_budget_seconds: float = 26.0
+    settle_margin_seconds: float = 2.0
     # Reservations still pending after this many seconds belong to a request that cannot be alive
     # any more (Lambda's hard limit is 900 s); the sweeper refunds them.
     reservation_max_age_seconds: int = 960
@@ -89,6 +93,8 @@ class Settings:
             upstream_connect_timeout=_float(env, "SLUICE_UPSTREAM_CONNECT_TIMEOUT", 5.0),
             upstream_read_timeout=_float(env, "SLUICE_UPSTREAM_READ_TIMEOUT", 25.0),
             upstream_max_attempts=_int(env, "SLUICE_UPSTREAM_MAX_ATTEMPTS", 3),
+            request_budget_seconds=_float(env, "SLUICE_REQUEST_BUDGET_SECONDS", 26.0),
+            settle_margin_seconds=_float(env, "SLUICE_SETTLE_MARGIN_SECONDS", 2.0),
             reservation_max_age_seconds=_int(env, "SLUICE_RESERVATION_MAX_AGE", 960),
         )
 

@@ -16,18 +16,17 @@ reset due and remaining quota, and the account's status, granted groups and bala
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
 from chalicelib import upstream
 from chalicelib.core import errors, keys, observe, payloads, quota
+from chalicelib.core.deadline import Deadline
 from chalicelib.core.payloads import Kind
 from chalicelib.core.pricing import ModelPrice, cost_units
 from chalicelib.core.records import AccountRecord, TokenRecord
@@ -174,6 +173,7 @@ class Call:
     prompt_bound: int
     stream: bool
     started: float
+    deadline: Deadline
 
     @property
     def token(self) -> TokenRecord:
@@ -198,7 +198,7 @@ class Call:
 
 @dataclass(frozen=True)
 class Held:
-    """A reservation that landed on both items, and the call's pending record."""
+    """A reservation that landed on both items, and the call's record (written at the end)."""
 
     reservation: ledger.Reservation
     plan: quota.Plan
@@ -215,22 +215,36 @@ def relay_call(
 
 
 def admit(
-    kind: Kind, raw_body: bytes, authorization: str | None, source_ip: str, *, started: float
+    kind: Kind,
+    raw_body: bytes,
+    authorization: str | None,
+    source_ip: str,
+    *,
+    started: float,
+    deadline: Deadline | None = None,
 ) -> Call:
-    """Who calls, with what, and may they: every refusal here happens before money moves."""
+    """Who calls, with what, and may they: every refusal here happens before money moves.
+
+    ``deadline`` defaults to the settings' request budget from ``started``.
+    """
     context = authenticate(authorization)
     payload = payloads.parse(kind, raw_body)
     model = payload["model"]
     price = config_store.price(model)
     try:
-        ratio = check_key(context.token, model, source_ip, _account(context.token.account_id))
-    except (errors.Forbidden, errors.ModelNotFound):
-        # Refusing on a cached copy would make a widened key wait for the cache: decide again
-        # on the key and account as stored now (only refusals pay this read).
-        context = _reread(context)
-        ratio = check_key(context.token, model, source_ip, _account(context.token.account_id))
-    if price is None:
-        raise _not_served(model)
+        try:
+            ratio = check_key(context.token, model, source_ip, _account(context.token.account_id))
+        except (errors.Forbidden, errors.ModelNotFound):
+            # Refusing on a cached copy would make a widened key wait for the cache: decide
+            # again on the key and account as stored now (only refusals pay this read).
+            context = _reread(context)
+            ratio = check_key(context.token, model, source_ip, _account(context.token.account_id))
+        if price is None:
+            raise _not_served(model)
+    except (errors.Forbidden, errors.ModelNotFound) as refused:
+        _log_rejected(_record(context.token, model, kind, payload, 0), refused)
+        raise
+    settings = get_settings()
     return Call(
         kind=kind,
         key=context,
@@ -241,6 +255,7 @@ def admit(
         prompt_bound=upstream.prompt_tokens_upper_bound(kind, payload),
         stream=bool(payload.get("stream")) if kind == "chat" else False,
         started=started,
+        deadline=deadline or Deadline(started + settings.request_budget_seconds),
     )
 
 
@@ -279,32 +294,25 @@ def reserve(call: Call, source_ip: str) -> Held:
     or with a fresh budget; raises the precise refusal otherwise (logged as rejected)."""
     now = int(time.time())
     plan = call.plan(quota.budget(call.token, _account(call.token.account_id)))
-    record = _pending_record(call, plan)
-    side: Callable[[], None] | None = functools.partial(
-        usage_store.put,
-        record,
-        get_settings().log_retention_days,
-        now + get_settings().reservation_max_age_seconds,
-    )
+    record = _record(call.token, call.model, call.kind, call.payload, plan.reserve_units)
     for _ in range(MAX_RESERVE_ATTEMPTS):
         reservation = ledger.Reservation(
-            record.request_id, call.token.id, call.token.account_id, plan.reserve_units
+            record.request_id, call.token.id, call.token.account_id, plan.reserve_units, call.model
         )
-        refusal = ledger.reserve(reservation, call.key_check(), now, side_write=side)
-        side = None  # the pending record is written once, with the first attempt
+        refusal = ledger.reserve(reservation, call.key_check(), now)
         if refusal is None:
             return Held(reservation, plan, replace(record, reserved_units=plan.reserve_units))
         cache().drop("t:" + call.token.id)
         cache().drop("a:" + call.token.account_id)
         retry = _after_refusal(call, plan, refusal, source_ip, now)
         if isinstance(retry, errors.GatewayError):
-            _finish_rejected(record, retry)
+            _log_rejected(record, retry)
             raise retry
         call, plan = retry
     busy = errors.TooManyRequests(
         "The key was being reset or edited while this request was admitted; retry."
     )
-    _finish_rejected(record, busy)
+    _log_rejected(record, busy)
     raise busy
 
 
@@ -347,16 +355,19 @@ def _readmitted(call: Call, token: TokenRecord, source_ip: str) -> tuple[Call, q
     return again, again.plan(quota.budget(token, account))
 
 
-def _pending_record(call: Call, plan: quota.Plan) -> usage_store.Usage:
+def _record(
+    token: TokenRecord, model: str, kind: Kind, payload: dict[str, Any], reserved: int
+) -> usage_store.Usage:
+    """The call's log record as it starts; it is written once, when the outcome is decided."""
     return usage_store.Usage(
         request_id=f"req_{uuid.uuid4().hex}",
-        account_id=call.token.account_id,
-        token_id=call.token.id,
-        token_name=call.token.name,
+        account_id=token.account_id,
+        token_id=token.id,
+        token_name=token.name,
         created_ms=int(time.time() * 1000),
-        model=call.model,
-        reserved_units=plan.reserve_units,
-        stream=call.stream,
+        model=model,
+        reserved_units=reserved,
+        stream=bool(payload.get("stream")) if kind == "chat" else False,
     )
 
 
@@ -373,6 +384,7 @@ def forward(call: Call, held: Held) -> upstream.UpstreamReply:
             stream=call.stream,
             client_wants_usage=payloads.client_wants_usage(payload),
             request_id=held.record.request_id,
+            budget_seconds=call.deadline.left() - get_settings().settle_margin_seconds,
         )
     except Exception as exc:
         # Whatever went wrong, nothing was delivered: give the reservation back now rather
@@ -383,7 +395,14 @@ def forward(call: Call, held: Held) -> upstream.UpstreamReply:
 
 
 def settle(call: Call, held: Held, reply: upstream.UpstreamReply) -> CallResult:
-    """Charge the real cost (never more than was reserved), release the rest, log the call."""
+    """Charge the real cost (never more than was reserved), release the rest, log the call.
+
+    Past the call's deadline the answer can no longer reach the client (its gateway has given
+    up): it is refunded instead of charged, and answered 504.
+    """
+    if call.deadline.passed():
+        _finish(held, call.started, charged=0, status="deadline_exceeded", detail=None)
+        raise errors.UpstreamTimeout("The call did not finish within its deadline.")
     ok = reply.status < 400
     real_cost = (
         cost_units(call.price, reply.prompt_tokens, reply.completion_tokens, call.ratio)
@@ -415,10 +434,21 @@ def settle(call: Call, held: Held, reply: upstream.UpstreamReply) -> CallResult:
     )
 
 
-def _finish_rejected(record: usage_store.Usage, error: errors.GatewayError) -> None:
-    usage_store.finish(
-        replace(record, state="rejected", status="rejected", detail=error.instance_code)
+def _log_rejected(record: usage_store.Usage, error: errors.GatewayError) -> None:
+    """One write: the log record of a call refused before anything was reserved (or after its
+    reservation was undone)."""
+    rejected = replace(
+        record, state="rejected", status="rejected", reserved_units=0, detail=error.instance_code
     )
+    try:
+        usage_store.put(rejected, get_settings().log_retention_days)
+    except errors.GatewayError as exc:
+        observe.log(
+            "log_record_lost",
+            level="WARNING",
+            request_id=record.request_id,
+            code=exc.instance_code,
+        )
     if isinstance(error, errors.QuotaExhausted):
         observe.metric("QuotaRejections")
 
@@ -443,7 +473,14 @@ def _describe(detail: Any) -> str | None:
 
 
 def _finish(held: Held, started: float, *, charged: int, status: str, detail: Any) -> None:
-    """Settle (or refund when ``charged`` is 0) and close the record, in one round trip."""
+    """Decide the call's outcome, then apply it: the record first, then both items' settles.
+
+    The record is the decision. Written first, it lets the sweeper finish a call whose process
+    dies before (or between) the settles, at exactly this cost; a call that dies before it is
+    written is refunded whole by the sweeper. Either way key, account and log agree. A write
+    that fails here is left to the sweeper the same way (logged, never raised at the client,
+    who already has the answer).
+    """
     final = replace(
         held.record,
         state="settled" if charged else "refunded",
@@ -452,9 +489,16 @@ def _finish(held: Held, started: float, *, charged: int, status: str, detail: An
         latency_ms=int((time.monotonic() - started) * 1000),
         detail=_describe(detail),
     )
-    record_future = ledger.pool().submit(usage_store.finish, final)
-    ledger.release(held.reservation, charged)
-    record_future.result()
+    try:
+        usage_store.put(final, get_settings().log_retention_days)
+        ledger.release(held.reservation, charged)
+    except errors.GatewayError as exc:
+        observe.log(
+            "settle_left_to_sweeper",
+            level="WARNING",
+            request_id=final.request_id,
+            code=exc.instance_code,
+        )
     if not charged:
         observe.metric("Refunds")
     observe.log(

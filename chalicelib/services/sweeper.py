@@ -1,27 +1,35 @@
-"""The reservation sweeper: refunds reservations whose request can no longer be alive.
+"""The reservation sweeper: finishes the calls whose process died holding a reservation.
 
-A request holds a reservation for at most Lambda's timeout; ``reservation_max_age_seconds`` is
-set above it. A record still ``pending`` past that age belongs to a process that died between
-reserving and settling. The sweeper refunds both items (each refund is conditional on the
-request's entry still being there, so it happens at most once per item, and is a no-op where
-the reservation never landed) and then closes the record as ``refunded`` (conditional on it
-still being pending, so two sweepers never both count it).
+A call holds its reservation for at most its deadline (Lambda's hard limit is 900 s), and
+``reservation_max_age_seconds`` is set above it, so an entry older than that belongs to a
+process that is gone. The sweeper finds the items that may hold one through their sweep mark
+(the sparse ``tokens_pending`` / ``accounts_pending`` indexes: a Query, never a Scan), reads each
+such item strongly consistently and, for every stale entry, follows the call's record:
 
-One residual case is refunded rather than settled: a process killed after its token settle
-landed but before the account settle and the record update did. The account side is then
-refunded in full, in the customer's favour, and the record says ``swept``.
+* the record says ``settled`` at cost c (the process died after deciding, before or between
+  its settles): the entry is settled at c;
+* any other record (refunded, rejected): the entry is refunded;
+* no record (the process died before deciding): the record is written ``refunded`` first, then
+  the entry is refunded. Keys are swept before accounts, so the record carries the key's name.
+
+Every write is conditional (an entry is released at most once; a record is never overwritten),
+so sweepers may overlap and be killed at any line. Then the item's mark is moved to its oldest
+remaining entry's deadline, or cleared when none is left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from chalicelib.core import observe
+from chalicelib.core import observe, quota
+from chalicelib.core.settings import get_settings
 from chalicelib.store import ledger
 from chalicelib.store import usage as usage_store
+from chalicelib.store.ledger import ItemKind, PendingEntry, PendingItem
 
 MAX_PER_RUN = 10_000
+KINDS: tuple[ItemKind, ...] = ("token", "account")
 
 
 @dataclass(frozen=True)
@@ -29,41 +37,76 @@ class SweepRun:
     refunded: int
     skipped: int
     complete: bool
+    settled: int = 0
 
 
 def sweep(now: int, remaining_seconds: Callable[[], float] | None = None) -> SweepRun:
-    """Refund every stale pending reservation (paged Query) until done or out of time."""
-    refunded = skipped = 0
-    # Keep a margin to finish the refund in hand: 10 s, or a quarter of a short budget.
+    """Finish every stale reservation (paged Query) until done or out of time."""
+    refunded = settled = skipped = 0
+    # Keep a margin to finish the item in hand: 10 s, or a quarter of a short budget.
     margin = min(10.0, remaining_seconds() / 4) if remaining_seconds is not None else 0.0
-    for request_id in usage_store.stale_pending(before=now, limit=MAX_PER_RUN):
-        if remaining_seconds is not None and remaining_seconds() < margin:
-            return SweepRun(refunded, skipped, complete=False)
-        if refund_one(request_id):
-            refunded += 1
-        else:
-            skipped += 1
-    return SweepRun(refunded, skipped, complete=True)
+    for kind in KINDS:
+        for item_id in ledger.marked_items(kind, before=now, limit=MAX_PER_RUN):
+            if remaining_seconds is not None and remaining_seconds() < margin:
+                return SweepRun(refunded, skipped, complete=False, settled=settled)
+            done = sweep_item(kind, item_id, now)
+            refunded += done.refunded
+            settled += done.settled
+            skipped += done.skipped
+    return SweepRun(refunded, skipped, complete=True, settled=settled)
 
 
-def refund_one(request_id: str) -> bool:
-    record = usage_store.get(request_id)
-    if record is None or record.state != "pending":
-        return False
-    reservation = ledger.Reservation(
-        request_id, record.token_id, record.account_id, record.reserved_units
-    )
-    ledger.release(reservation, 0)
-    closed = usage_store.finish(
-        replace(record, state="refunded", status="upstream_error", detail="swept")
-    )
-    if closed:
-        observe.metric("SweeperRefunds")
-        observe.log(
-            "sweeper_refund",
-            request_id=request_id,
-            token_id=record.token_id,
-            account_id=record.account_id,
-            reserved_units=record.reserved_units,
+def sweep_item(kind: ItemKind, item_id: str, now: int) -> SweepRun:
+    item = ledger.read_pending(kind, item_id)
+    if item is None:
+        return SweepRun(0, 1, complete=True)
+    max_age = get_settings().reservation_max_age_seconds
+    stale = [e for e in item.entries if e.reserved_at + max_age <= now]
+    refunded = settled = 0
+    for entry in stale:
+        charged = _decided_cost(item, entry)
+        if ledger.release_entry(kind, item_id, entry, charged):
+            if charged:
+                settled += 1
+            else:
+                refunded += 1
+                observe.metric("SweeperRefunds")
+            observe.log(
+                "sweeper_finished",
+                request_id=entry.request_id,
+                item=kind,
+                item_id=item_id,
+                reserved_units=entry.units,
+                cost_units=charged,
+            )
+    left = [e for e in item.entries if e not in stale]
+    next_at = min(e.reserved_at for e in left) + max_age if left else None
+    ledger.move_mark(kind, item_id, len(left), next_at)
+    return SweepRun(refunded, 0, complete=True, settled=settled)
+
+
+def _decided_cost(item: PendingItem, entry: PendingEntry) -> int:
+    """What the call's record decided, writing "refunded" first if it decided nothing."""
+    record = usage_store.get(entry.request_id)
+    if record is None:
+        written = usage_store.put(
+            usage_store.Usage(
+                request_id=entry.request_id,
+                account_id=item.account_id,
+                token_id=entry.token_id,
+                token_name=item.name,
+                created_ms=entry.reserved_at * 1000,
+                model=entry.model,
+                state="refunded",
+                status="upstream_error",
+                reserved_units=entry.units,
+                detail="swept",
+            ),
+            get_settings().log_retention_days,
         )
-    return closed
+        if written:
+            return 0
+        record = usage_store.get(entry.request_id)  # written by someone else meanwhile
+    if record is not None and record.state == "settled":
+        return quota.charge(entry.units, record.cost_units)
+    return 0

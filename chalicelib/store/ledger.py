@@ -1,9 +1,21 @@
-"""The money writes of a relayed call: reserve, settle, refund (see the timeline in quota.py).
+"""The money writes of a relayed call: reserve, settle, refund, and the sweeper's reads and
+writes (the state timeline and the crash table are in ``chalicelib/core/quota.py``).
 
-Each is a single-item conditional UpdateItem keyed by the request id, sent to the token item and
-the account item in parallel (one round trip of latency). No transactions: on a hot key they
-would be cancelled by TransactionConflict over and over; single-item writes with compensation
-(undo the half that succeeded) are what DynamoDB serves well.
+Each money write is a single-item conditional UpdateItem keyed by the request id, sent to the
+token item and the account item in parallel (one round trip of latency). No transactions: on a
+hot key they would be cancelled by TransactionConflict over and over; single-item writes with
+compensation (undo the half that succeeded) are what DynamoDB serves well.
+
+A reservation leaves an entry ``pending[rid] = [units, reserved_at, model, token_id]`` on each
+item: what the sweeper needs to give the units back and to write the call's log record if the
+process died. It also marks the item for the sweeper's sparse index (``sweep_bucket`` and
+``sweep_at``, with ``if_not_exists`` so a busy item's mark is set once, not rewritten, and is
+never later than its oldest entry's sweep deadline). Only the sweeper moves or clears the mark,
+conditional on the number of entries it saw (``size(pending)``), so the mark can never end up
+later than an entry that arrived meanwhile.
+
+Retries are botocore's (standard mode on the one client the store shares): every write here
+is keyed by its request id, so a retry after a lost answer can never apply it twice.
 
 These calls use the low-level client because PynamoDB cannot ask for
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD``, which turns a refused reservation into the
@@ -12,16 +24,19 @@ precise error (disabled vs expired vs exhausted) without a second read.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, TokenRecord
+from chalicelib.core.settings import get_settings
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
-from chalicelib.store.common import Refused, conditional, connection, retrying, translated
-from chalicelib.store.models import Account, Token
+from chalicelib.store.common import Refused, conditional, connection, translated
+from chalicelib.store.models import SWEEP_BUCKET, Account, Token
 
+ItemKind = Literal["token", "account"]
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -41,9 +56,13 @@ def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
 
+def _table(kind: ItemKind) -> str:
+    return Token.Meta.table_name if kind == "token" else Account.Meta.table_name
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """One item's answer to a reservation: ok, or refused with the item as it was (or None)."""
+    """One item's answer to a write: ok, or refused with the item as it was (or None)."""
 
     ok: bool
     old_item: dict[str, Any] | None = None
@@ -51,13 +70,51 @@ class Outcome:
 
 def _update(**request: Any) -> Outcome:
     with translated():
-        written = conditional(lambda: retrying(lambda: _client().update_item(**request)))
+        written = conditional(lambda: _client().update_item(**request))
     if isinstance(written, Refused):
         return Outcome(ok=False, old_item=written.old_item)
     return Outcome(ok=True)
 
 
-def _reserve_token(key: KeyCheck, rid: str, units: int, now: int) -> Outcome:
+@dataclass(frozen=True)
+class Reservation:
+    rid: str
+    token_id: str
+    account_id: str
+    units: int
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """What the reservation's condition pins of the key: it is still the key that was checked."""
+
+    token_id: str
+    key_hash: str
+    revision: int
+    group: str
+
+
+def _reserving(r: Reservation, now: int) -> dict[str, Any]:
+    """The parts of a reservation write both items share: the entry and the sweeper's mark."""
+    entry = [_n(r.units), _n(now), {"S": r.model}, {"S": r.token_id}]
+    return {
+        "update": (
+            "ADD remaining_units :neg, reserved_units :r"
+            " SET pending.#rid = :entry, sweep_bucket = :bucket,"
+            " sweep_at = if_not_exists(sweep_at, :sweep_at)"
+        ),
+        "values": {
+            ":neg": _n(-r.units),
+            ":r": _n(r.units),
+            ":entry": {"L": entry},
+            ":bucket": {"S": SWEEP_BUCKET},
+            ":sweep_at": _n(now + get_settings().reservation_max_age_seconds),
+        },
+    }
+
+
+def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
     # The rule, in one condition: the key is this key (not regenerated or deleted), unchanged
     # since its permissions were checked (same revision), enabled, not expired, not due for a
     # reset, can afford the worst case, and this request has not reserved yet (a retried write
@@ -67,13 +124,11 @@ def _reserve_token(key: KeyCheck, rid: str, units: int, now: int) -> Outcome:
         if key.revision
         else "(attribute_not_exists(#revision) OR #revision = :rev)"
     )
+    shared = _reserving(r, now)
     return _update(
         TableName=Token.Meta.table_name,
         Key={"id": {"S": key.token_id}},
-        UpdateExpression=(
-            "ADD remaining_units :neg, reserved_units :r"
-            " SET pending.#rid = :entry, last_used_at = :now"
-        ),
+        UpdateExpression=shared["update"] + ", last_used_at = :now",
         ConditionExpression=(
             f"key_hash = :h AND {revision} AND #status = :enabled"
             " AND (expires_at = :never OR expires_at > :now)"
@@ -81,11 +136,9 @@ def _reserve_token(key: KeyCheck, rid: str, units: int, now: int) -> Outcome:
             " AND (unlimited = :true OR remaining_units >= :r)"
             " AND attribute_not_exists(pending.#rid)"
         ),
-        ExpressionAttributeNames={"#status": "status", "#rid": rid, "#revision": "revision"},
+        ExpressionAttributeNames={"#status": "status", "#rid": r.rid, "#revision": "revision"},
         ExpressionAttributeValues={
-            ":neg": _n(-units),
-            ":r": _n(units),
-            ":entry": {"L": [_n(units), _n(now)]},
+            **shared["values"],
             ":now": _n(now),
             ":h": {"S": key.key_hash},
             ":rev": _n(key.revision),
@@ -97,26 +150,25 @@ def _reserve_token(key: KeyCheck, rid: str, units: int, now: int) -> Outcome:
     )
 
 
-def _reserve_account(account_id: str, group: str, rid: str, units: int, now: int) -> Outcome:
+def _reserve_account(group: str, r: Reservation, now: int) -> Outcome:
     # The account is enabled, still grants the key's group (an operator's revocation stops the
     # very next call), can afford the worst case, and this request has not reserved yet. Items
     # older than the groups attribute grant only the default group.
     granted = "contains(#groups, :group)"
     if group == DEFAULT_GROUP:
         granted = f"(attribute_not_exists(#groups) OR {granted})"
+    shared = _reserving(r, now)
     return _update(
         TableName=Account.Meta.table_name,
-        Key={"id": {"S": account_id}},
-        UpdateExpression="ADD remaining_units :neg, reserved_units :r SET pending.#rid = :entry",
+        Key={"id": {"S": r.account_id}},
+        UpdateExpression=shared["update"],
         ConditionExpression=(
             f"#status = :enabled AND {granted} AND (unlimited = :true OR remaining_units >= :r)"
             " AND attribute_not_exists(pending.#rid)"
         ),
-        ExpressionAttributeNames={"#status": "status", "#rid": rid, "#groups": "groups"},
+        ExpressionAttributeNames={"#status": "status", "#rid": r.rid, "#groups": "groups"},
         ExpressionAttributeValues={
-            ":neg": _n(-units),
-            ":r": _n(units),
-            ":entry": {"L": [_n(units), _n(now)]},
+            **shared["values"],
             ":enabled": {"S": "enabled"},
             ":true": {"BOOL": True},
             ":group": {"S": group},
@@ -125,15 +177,13 @@ def _reserve_account(account_id: str, group: str, rid: str, units: int, now: int
     )
 
 
-def _release(
-    table: str, item_id: str, rid: str, reserved: int, charged: int, count_total: bool
-) -> bool:
-    """Settle (charged > 0) or refund (charged == 0) one item; False if already done."""
+def _release(kind: ItemKind, item_id: str, rid: str, reserved: int, charged: int) -> bool:
+    """Settle (charged > 0) or refund (charged == 0) one item's entry; False if already done."""
     adds = "remaining_units :back, reserved_units :unreserve, used_units :c"
-    if count_total:
+    if kind == "token":
         adds += ", total_used_units :c"
     outcome = _update(
-        TableName=table,
+        TableName=_table(kind),
         Key={"id": {"S": item_id}},
         UpdateExpression=f"ADD {adds} REMOVE pending.#rid",
         # Only while this request's reservation is still there: a retry is a no-op.
@@ -149,24 +199,6 @@ def _release(
 
 
 @dataclass(frozen=True)
-class Reservation:
-    rid: str
-    token_id: str
-    account_id: str
-    units: int
-
-
-@dataclass(frozen=True)
-class KeyCheck:
-    """What the reservation's condition pins of the key: it is still the key that was checked."""
-
-    token_id: str
-    key_hash: str
-    revision: int
-    group: str
-
-
-@dataclass(frozen=True)
 class Refusal:
     """A reservation refused by the token or the account, with what each looked like."""
 
@@ -176,31 +208,24 @@ class Refusal:
     account: AccountRecord | None
 
 
-def reserve(
-    reservation: Reservation, key: KeyCheck, now: int, side_write: Any = None
-) -> Refusal | None:
+def reserve(reservation: Reservation, key: KeyCheck, now: int) -> Refusal | None:
     """Reserve on token and account at once; None on success, else why it was refused.
 
-    ``side_write`` (a callable) goes out in the same round trip: the pending usage record. If
-    one side refuses, the other side's reservation is undone before returning.
+    If one side refuses, the other side's reservation is undone before returning.
     """
     r = reservation
-    executor = pool()
-    token_future: Future[Outcome] = executor.submit(_reserve_token, key, r.rid, r.units, now)
-    side_future = executor.submit(side_write) if side_write is not None else None
-    account_outcome = _reserve_account(r.account_id, key.group, r.rid, r.units, now)
+    token_future: Future[Outcome] = pool().submit(_reserve_token, key, r, now)
+    account_outcome = _reserve_account(key.group, r, now)
     token_outcome = token_future.result()
-    if side_future is not None:
-        side_future.result()
     token_ok = token_outcome.ok or _is_ours(token_outcome.old_item, r.rid)
     account_ok = account_outcome.ok or _is_ours(account_outcome.old_item, r.rid)
     if token_ok and account_ok:
         return None
     # Compensate the half that succeeded, so a refused request holds nothing.
     if token_ok:
-        _release(Token.Meta.table_name, r.token_id, r.rid, r.units, 0, True)
+        _release("token", r.token_id, r.rid, r.units, 0)
     if account_ok:
-        _release(Account.Meta.table_name, r.account_id, r.rid, r.units, 0, False)
+        _release("account", r.account_id, r.rid, r.units, 0)
     token_item, account_item = token_outcome.old_item, account_outcome.old_item
     return Refusal(
         token_refused=not token_ok,
@@ -219,8 +244,90 @@ def _is_ours(old_item: dict[str, Any] | None, rid: str) -> bool:
 def release(reservation: Reservation, charged: int) -> tuple[bool, bool]:
     """Settle both items at ``charged`` (0 = refund), in parallel; idempotent."""
     r = reservation
-    token_future = pool().submit(
-        _release, Token.Meta.table_name, r.token_id, r.rid, r.units, charged, True
-    )
-    account_done = _release(Account.Meta.table_name, r.account_id, r.rid, r.units, charged, False)
+    token_future = pool().submit(_release, "token", r.token_id, r.rid, r.units, charged)
+    account_done = _release("account", r.account_id, r.rid, r.units, charged)
     return token_future.result(), account_done
+
+
+# The sweeper's side ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PendingEntry:
+    request_id: str
+    units: int
+    reserved_at: int
+    model: str
+    token_id: str
+
+
+@dataclass(frozen=True)
+class PendingItem:
+    """An item's pending entries, read strongly consistently, and who it belongs to."""
+
+    kind: ItemKind
+    id: str
+    account_id: str
+    name: str  # a key's name ("" for an account): the log record shows it
+    entries: tuple[PendingEntry, ...]
+
+
+def marked_items(kind: ItemKind, before: int, limit: int) -> Iterator[str]:
+    """Ids of items whose sweep mark is at or before ``before``, oldest mark first (lazy)."""
+    model: Any = Token if kind == "token" else Account
+    with translated():
+        for item in model.pending_index.query(
+            SWEEP_BUCKET, model.sweep_at <= before, limit=limit, page_size=100
+        ):
+            yield item.id
+
+
+def _entry(rid: str, raw: Any, item_id: str, kind: ItemKind) -> PendingEntry:
+    values = [*list(raw), None, None]
+    return PendingEntry(
+        request_id=rid,
+        units=int(values[0]),
+        reserved_at=int(values[1]),
+        model=str(values[2] or ""),
+        token_id=str(values[3] or (item_id if kind == "token" else "")),
+    )
+
+
+def read_pending(kind: ItemKind, item_id: str) -> PendingItem | None:
+    model: Any = Token if kind == "token" else Account
+    with translated():
+        try:
+            item = model.get(item_id, consistent_read=True)
+        except model.DoesNotExist:
+            return None
+    entries = (item.pending.as_dict() if item.pending is not None else {}) or {}
+    return PendingItem(
+        kind=kind,
+        id=item_id,
+        account_id=item.account_id if kind == "token" else item_id,
+        name=item.name if kind == "token" else "",
+        entries=tuple(_entry(rid, raw, item_id, kind) for rid, raw in sorted(entries.items())),
+    )
+
+
+def release_entry(kind: ItemKind, item_id: str, entry: PendingEntry, charged: int) -> bool:
+    """Settle or refund one stale entry (idempotent, like the live settle)."""
+    return _release(kind, item_id, entry.request_id, entry.units, charged)
+
+
+def move_mark(kind: ItemKind, item_id: str, entries_left: int, next_sweep_at: int | None) -> bool:
+    """Clear the sweep mark of an item with no entries left, or move it to ``next_sweep_at``.
+
+    Conditional on the item still holding ``entries_left`` entries: one that gained an entry
+    meanwhile keeps its mark (it is no later than the new entry's deadline) until the next run.
+    """
+    if next_sweep_at is None:
+        update, values = "REMOVE sweep_bucket, sweep_at", {":n": _n(entries_left)}
+    else:
+        update = "SET sweep_at = :next"
+        values = {":n": _n(entries_left), ":next": _n(next_sweep_at)}
+    return _update(
+        TableName=_table(kind),
+        Key={"id": {"S": item_id}},
+        UpdateExpression=update,
+        ConditionExpression="size(pending) = :n",
+        ExpressionAttributeValues=values,
+    ).ok

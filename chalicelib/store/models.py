@@ -33,7 +33,17 @@ from chalicelib.core.settings import Settings
 
 ACCOUNT_KIND = "account"
 RESET_BUCKET = "due"  # the one partition of the sparse reset index
-SWEEP_BUCKET = "pending"  # the one partition of the sparse sweeper index
+SWEEP_BUCKET = "pending"  # the one partition of the sparse sweeper indexes
+
+
+# The one retry layer of every DynamoDB call: botocore's, in legacy mode. Standard mode keeps a
+# client-wide retry quota that a burst of throttling on one hot key drains in seconds, after
+# which every write fails at once; legacy mode retries each call up to its own limit, with
+# jittered exponential backoff (DynamoDB's: 50 ms doubling), so a retried call waits at most
+# about 0.75 s on top of its attempts. Every money write is keyed by its request id, so a retry
+# after a lost answer can never apply it twice. (PynamoDB reads this from its settings only;
+# set on the shared connection before its client is created.)
+RETRIES: Any = {"mode": "legacy", "total_max_attempts": 5}
 
 
 class _Meta:
@@ -57,6 +67,17 @@ class AccountsByCreated(GlobalSecondaryIndex["Account"]):
     created_at = NumberAttribute(range_key=True)
 
 
+class AccountsPending(GlobalSecondaryIndex["Account"]):
+    """Sparse: accounts that may hold a reservation carry ``sweep_bucket`` (see core/quota.py)."""
+
+    class Meta:
+        index_name = "accounts_pending"
+        projection = KeysOnlyProjection()
+
+    sweep_bucket = UnicodeAttribute(hash_key=True)
+    sweep_at = NumberAttribute(range_key=True)
+
+
 class Account(Model):
     class Meta(_Meta):
         table_name = "sluice-dev-accounts"
@@ -78,7 +99,12 @@ class Account(Model):
     # request id -> [reserved units, epoch seconds]; see the timeline in chalicelib/core/quota.py
     pending = MapAttribute[str, Any](default=dict)
 
+    # No later than the sweep deadline of its oldest pending entry (see core/quota.py).
+    sweep_bucket = UnicodeAttribute(null=True)
+    sweep_at = NumberAttribute(null=True)
+
     by_created = AccountsByCreated()
+    pending_index = AccountsPending()
 
 
 # Tokens ----------------------------------------------------------------------------------------
@@ -100,6 +126,17 @@ class TokensDueForReset(GlobalSecondaryIndex["Token"]):
 
     reset_bucket = UnicodeAttribute(hash_key=True)
     next_reset_at = NumberAttribute(range_key=True)
+
+
+class TokensPending(GlobalSecondaryIndex["Token"]):
+    """Sparse: keys that may hold a reservation carry ``sweep_bucket`` (see core/quota.py)."""
+
+    class Meta:
+        index_name = "tokens_pending"
+        projection = KeysOnlyProjection()
+
+    sweep_bucket = UnicodeAttribute(hash_key=True)
+    sweep_at = NumberAttribute(range_key=True)
 
 
 class Token(Model):
@@ -133,8 +170,12 @@ class Token(Model):
     # Bumped by every edit; absent (0) on items older than the attribute.
     revision = NumberAttribute(null=True)
 
+    sweep_bucket = UnicodeAttribute(null=True)
+    sweep_at = NumberAttribute(null=True)
+
     by_account = TokensByAccount()
     due_for_reset = TokensDueForReset()
+    pending_index = TokensPending()
 
 
 # Usage log / reservation ledger ----------------------------------------------------------------
@@ -145,17 +186,6 @@ class UsageByAccount(GlobalSecondaryIndex["UsageRecord"]):
 
     account_id = UnicodeAttribute(hash_key=True)
     created_ms = NumberAttribute(range_key=True)
-
-
-class UsagePending(GlobalSecondaryIndex["UsageRecord"]):
-    """Sparse: only reservations not yet settled or refunded carry ``sweep_bucket``."""
-
-    class Meta:
-        index_name = "usage_pending"
-        projection = KeysOnlyProjection()
-
-    sweep_bucket = UnicodeAttribute(hash_key=True)
-    sweep_at = NumberAttribute(range_key=True)
 
 
 class UsageRecord(Model):
@@ -182,12 +212,9 @@ class UsageRecord(Model):
     usage_estimated = BooleanAttribute(default=False)
     detail = UnicodeAttribute(null=True)
     content = UnicodeAttribute(null=True)
-    sweep_bucket = UnicodeAttribute(null=True)
-    sweep_at = NumberAttribute(null=True)
     expire_at = TTLAttribute(null=True)
 
     by_account = UsageByAccount()
-    pending_index = UsagePending()
 
 
 # Configuration: channels, model prices, group ratios -------------------------------------------
@@ -242,6 +269,7 @@ def configure(settings: Settings) -> None:
         table_connection = model._get_connection()
         if shared is None:
             shared = table_connection.connection
+            shared._retry_configuration = RETRIES
         else:
             table_name = model.Meta.table_name
             if table_name not in shared._tables:

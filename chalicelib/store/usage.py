@@ -1,9 +1,8 @@
-"""Usage records: one item per relayed call, both its log line and its reservation's ledger entry.
+"""Usage records: one item per relayed call, its log line, written once when the call's outcome
+is decided (see the timeline in ``chalicelib/core/quota.py``).
 
-A record is written ``pending`` in the same round trip as the reservation and carries the
-sparse-index attributes ``sweep_bucket``/``sweep_at`` until it is settled or refunded; the
-sweeper finds forgotten reservations through that index (a Query, never a Scan). The log
-queries read the ``usage_by_account`` index; TTL (``expire_at``) ages records out.
+The log queries read the ``usage_by_account`` index (a Query, never a Scan); TTL
+(``expire_at``) ages records out.
 """
 
 from __future__ import annotations
@@ -13,18 +12,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pynamodb.expressions.update import Action
-
 from chalicelib.core.records import Page
 from chalicelib.store.common import (
     Refused,
     conditional,
     decode_cursor,
-    retrying,
     take_page,
     translated,
 )
-from chalicelib.store.models import SWEEP_BUCKET, UsageRecord
+from chalicelib.store.models import UsageRecord
 
 STATES = ("pending", "settled", "refunded", "rejected")
 
@@ -74,8 +70,14 @@ def to_usage(item: UsageRecord) -> Usage:
     )
 
 
-def put(usage: Usage, retention_days: int, sweep_at: int | None) -> None:
-    """Write a new record; ``sweep_at`` (pending reservations only) puts it in the sweep index."""
+def put(usage: Usage, retention_days: int) -> bool:
+    """Write a call's record, once: False if a record with its request id is already there.
+
+    The record is written when the call's outcome is decided (settled, refunded, rejected), and
+    by the sweeper for a call whose process died. Request ids are fresh UUIDs, so an existing
+    record is this very write retried after its answer was lost, or the decision the sweeper
+    must follow: it is never overwritten.
+    """
     item = UsageRecord(
         usage.request_id,
         account_id=usage.account_id,
@@ -94,44 +96,11 @@ def put(usage: Usage, retention_days: int, sweep_at: int | None) -> None:
         stream=usage.stream,
         usage_estimated=usage.usage_estimated,
         detail=usage.detail,
+        content=usage.content,
         expire_at=timedelta(days=retention_days),
     )
-    if sweep_at is not None:
-        item.sweep_bucket = SWEEP_BUCKET
-        item.sweep_at = sweep_at
-    # Request ids are fresh UUIDs: an existing record is this very write, retried by botocore
-    # after its first answer was lost. Writing it again must change nothing, so a refusal is fine.
     with translated():
-        conditional(
-            lambda: retrying(lambda: item.save(condition=UsageRecord.request_id.does_not_exist()))
-        )
-
-
-def finish(usage: Usage) -> bool:
-    """Move a pending record to its final state; False if it was no longer pending."""
-    item = UsageRecord(usage.request_id)
-    actions: list[Action] = [
-        UsageRecord.state.set(usage.state),
-        UsageRecord.status.set(usage.status),
-        UsageRecord.channel.set(usage.channel),
-        UsageRecord.cost_units.set(usage.cost_units),
-        UsageRecord.prompt_tokens.set(usage.prompt_tokens),
-        UsageRecord.completion_tokens.set(usage.completion_tokens),
-        UsageRecord.latency_ms.set(usage.latency_ms),
-        UsageRecord.usage_estimated.set(usage.usage_estimated),
-        UsageRecord.sweep_bucket.remove(),
-        UsageRecord.sweep_at.remove(),
-    ]
-    if usage.detail is not None:
-        actions.append(UsageRecord.detail.set(usage.detail))
-    if usage.content is not None:
-        actions.append(UsageRecord.content.set(usage.content))
-    with translated():
-        written = conditional(
-            lambda: retrying(
-                lambda: item.update(actions=actions, condition=UsageRecord.state == "pending")
-            )
-        )
+        written = conditional(lambda: item.save(condition=UsageRecord.request_id.does_not_exist()))
     return not isinstance(written, Refused)
 
 
@@ -141,18 +110,6 @@ def get(request_id: str) -> Usage | None:
             return to_usage(UsageRecord.get(request_id, consistent_read=True))
         except UsageRecord.DoesNotExist:
             return None
-
-
-def stale_pending(before: int, limit: int) -> Iterator[str]:
-    """Request ids of reservations still pending with ``sweep_at <= before``, oldest first.
-
-    Lazy: pages are fetched as the caller iterates, so it can stop when its time runs out.
-    """
-    with translated():
-        for item in UsageRecord.pending_index.query(
-            SWEEP_BUCKET, UsageRecord.sweep_at <= before, limit=limit, page_size=100
-        ):
-            yield item.request_id
 
 
 def list_for_account(

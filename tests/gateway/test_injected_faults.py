@@ -117,7 +117,7 @@ def test_every_write_failing_once_still_charges_each_call_exactly_once(
     # THEN faults were injected, exactly 20 calls were answered, and every counter is exact:
     # no reservation applied twice, no settle applied twice, nothing left reserved
     assert injector.injected > 0
-    assert statuses.count(200) == 20 and statuses.count(429) == 20
+    assert statuses.count(200) == 20 and statuses.count(429) == 20, statuses
     stored = token_store.get(token["id"])
     account = account_store.get(created["account"]["id"])
     assert stored is not None and account is not None

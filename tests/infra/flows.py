@@ -161,24 +161,10 @@ def sweeper(driver: Driver) -> None:
 
     from chalicelib.core import keys
     from chalicelib.store import ledger
-    from chalicelib.store import usage as usage_store
 
     created = driver.admin("POST", "/admin/accounts", {"name": "crashed", "quota_usd": "1"}, 201)
     token = created["default_token"]
     now = int(time.time())
-    usage_store.put(
-        usage_store.Usage(
-            request_id="req_flow_crashed",
-            account_id=token["account_id"],
-            token_id=token["id"],
-            token_name="default",
-            created_ms=now * 1000,
-            model="gpt-4o-mini",
-            reserved_units=100,
-        ),
-        retention_days=1,
-        sweep_at=now + 60,
-    )
     reservation = ledger.Reservation("req_flow_crashed", token["id"], token["account_id"], 100)
     assert (
         ledger.reserve(
