@@ -19,6 +19,7 @@ from typing import Any
 from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 
+from chalicelib.core import payloads
 from chalicelib.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
 
 logger = logging.getLogger("sluice")
@@ -38,8 +39,13 @@ SECURITY_HEADERS = {
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    if not payloads.is_text(text):
+        # A lone surrogate somewhere (an old stored value, say) cannot be sent as UTF-8, and the
+        # server would drop the connection; \u escapes carry the same JSON in ASCII.
+        text = json.dumps(body, separators=(",", ":"))
     return Response(
-        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        body=text,
         status_code=status,
         headers={"Content-Type": "application/json", **SECURITY_HEADERS, **(headers or {})},
     )
@@ -71,6 +77,9 @@ def routes(
             @functools.wraps(handler)
             def view(**uri_params: Any) -> Response:
                 try:
+                    for name, value in uri_params.items():
+                        if name != "proxy":  # the catch-all 404 takes any path
+                            payloads.check_id(value)
                     result = handler(**uri_params)
                 except GatewayError as exc:
                     return error_response(exc)

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from chalicelib.core import payloads
 from chalicelib.core.errors import InvalidRequest
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -197,6 +198,8 @@ def parse(schema: type[Body], raw: bytes | str | None) -> Any:
     """Validate a raw JSON body; any failure is a 400 naming the first offending field."""
     if raw is None or (isinstance(raw, bytes | str) and not raw.strip()):
         raw = b"{}"
+    # The limits every edge shares (depth, lone surrogates, non-finite numbers), before pydantic.
+    payloads.load_json(raw)
     try:
         return schema.model_validate_json(raw)
     except ValidationError as exc:

@@ -16,10 +16,12 @@ from typing import Any
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.expressions.update import Action
 
+from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.records import Page
 from chalicelib.store.common import (
     decode_cursor,
     error_code,
+    is_listing_position,
     retrying,
     take_page,
     translated,
@@ -170,6 +172,10 @@ def list_for_account(
 ) -> Page:
     """Newest first within [start_ms, end_ms), optionally for one key and/or one model."""
     start_key = decode_cursor(cursor, expected={"account_id": account_id})
+    if start_key is not None and not is_listing_position(
+        start_key, strings=("request_id", "account_id"), numbers=("created_ms",)
+    ):
+        raise InvalidRequest("cursor is not valid.", param="cursor")
     condition = None
     if token_id:
         condition = UsageRecord.token_id == token_id

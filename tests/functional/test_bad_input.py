@@ -309,3 +309,79 @@ def test_unknown_query_parameters_are_refused_on_every_token_route(
 ) -> None:
     param = path.split("?")[1].split("=")[0]
     expect_refused(world, "mk", method, path, payload, param)
+
+
+# Hostile input: limits shared with the relay (chalicelib.core.payloads) ----------------------
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "path", "payload", "param"),
+    [
+        ("admin", "POST", "/admin/accounts", '{"name":' + DEEP + "}", MISSING),
+        ("admin", "POST", "/admin/accounts", "[" * 100 + "]" * 100, MISSING),
+        ("admin", "POST", "/admin/accounts", b'{"name":"a\\ud800"}', "name"),
+        ("admin", "POST", "/admin/accounts", b'{"name":"a","\\udc00":1}', MISSING),
+        ("admin", "POST", "/admin/accounts", b'{"name":"a","quota_units":NaN}', MISSING),
+        (
+            "admin",
+            "POST",
+            "/admin/accounts/{account}/credit",
+            b'{"quota_units":1e999}',
+            "quota_units",
+        ),
+        ("mk", "POST", "/tokens", '{"models":' + DEEP + "}", MISSING),
+        ("mk", "PATCH", "/tokens/{token}", b'{"models":["gpt\\udfff"]}', "models.0"),
+        ("admin", "POST", "/admin/channels", '{"name":"c","models":' + DEEP + "}", MISSING),
+        ("admin", "PATCH", "/admin/channels/demo", b'{"name":"\\ud800"}', "name"),
+    ],
+)
+def test_hostile_management_bodies_are_400(
+    world: World, who: str, method: str, path: str, payload: Any, param: Any
+) -> None:
+    expect_refused(world, who, method, path, payload, param)
+
+
+LONG_ID = "c" * 3000
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "path", "payload"),
+    [
+        ("admin", "GET", f"/admin/channels/{LONG_ID}", None),
+        ("admin", "PATCH", f"/admin/channels/{LONG_ID}", {"name": "x"}),
+        ("admin", "DELETE", f"/admin/channels/{LONG_ID}", None),
+        ("admin", "PUT", f"/admin/models/{LONG_ID}", {"usd_per_request": "1"}),
+        ("admin", "PUT", f"/admin/groups/{LONG_ID}", {"ratio": "1"}),
+        ("admin", "GET", f"/admin/accounts/{LONG_ID}", None),
+        ("admin", "PATCH", f"/admin/accounts/{LONG_ID}", {"name": "x"}),
+        ("admin", "POST", f"/admin/accounts/{LONG_ID}/credit", {"quota_units": 1}),
+        ("mk", "GET", f"/tokens/{LONG_ID}", None),
+        ("mk", "PATCH", f"/tokens/{LONG_ID}", {"name": "x"}),
+        ("mk", "DELETE", f"/tokens/{LONG_ID}", None),
+        ("mk", "POST", f"/tokens/{LONG_ID}/regenerate", None),
+    ],
+)
+def test_an_overlong_path_id_is_400(
+    world: World, who: str, method: str, path: str, payload: Any
+) -> None:
+    expect_refused(world, who, method, path, payload, "id")
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        {"request_id": {"S": "x"}},
+        {"request_id": {"S": "x"}, "created_ms": {"N": "soon"}},
+        {"request_id": {"N": "1"}, "created_ms": {"N": "1"}},
+        {"request_id": {"S": "x"}, "created_ms": {"S": "1"}},
+        {"request_id": {"S": "x" * 3000}, "created_ms": {"N": "1"}},
+        {"request_id": {"S": "x"}, "created_ms": {"N": "1"}, "extra": {"S": "y"}},
+    ],
+)
+def test_a_forged_logs_cursor_is_refused_as_a_bad_cursor(
+    world: World, rest: dict[str, Any]
+) -> None:
+    # GIVEN a cursor naming the caller's own account but not shaped like a usage-log position
+    cursor = cursor_of({"account_id": {"S": world.account}, **rest})
+    expect_refused(world, "mk", "GET", f"/logs?cursor={cursor}", None, "cursor")
