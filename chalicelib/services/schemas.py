@@ -23,10 +23,22 @@ from pydantic import (
     model_validator,
 )
 
-from chalicelib.core import payloads
+from chalicelib.core import payloads, text
 from chalicelib.core.errors import InvalidRequest
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+def _plain_text(value: Any) -> Any:
+    # Before stripping: a name must not lose a control character silently either.
+    if isinstance(value, str) and text.has_unsafe(value):
+        raise ValueError("must not contain control characters or bidirectional overrides")
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    BeforeValidator(_plain_text),
+]
 Group = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
 ]
