@@ -73,13 +73,15 @@ def routes(
         if set(options.get("methods", ["GET"])) & {"POST", "PUT", "PATCH"}:
             options.setdefault("content_types", CONTENT_TYPES)
 
+        creates = "PUT" in options.get("methods", ["GET"])
+
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(handler)
             def view(**uri_params: Any) -> Response:
                 try:
                     for name, value in uri_params.items():
                         if name != "proxy":  # the catch-all 404 takes any path
-                            payloads.check_id(value)
+                            payloads.check_id(value, name, creates=creates)
                     result = handler(**uri_params)
                 except GatewayError as exc:
                     return error_response(exc)

@@ -20,7 +20,7 @@ import math
 import re
 from typing import Any, Literal
 
-from chalicelib.core.errors import InvalidRequest
+from chalicelib.core.errors import InvalidRequest, NotFound
 
 Kind = Literal["chat", "embeddings"]
 
@@ -130,16 +130,20 @@ def _not_text(path: tuple[str, ...]) -> InvalidRequest:
 _ID = re.compile(r"[^\x00-\x20\x7f-\x9f]+")
 
 
-def check_id(value: str, param: str = "id") -> str:
+def check_id(value: str, param: str = "id", *, creates: bool = False) -> str:
     """A path id (token, account or channel id, model or group name) within the shared limits.
 
-    Only the shape is checked; whether such an item exists is the store's question (404).
+    An id outside them cannot name a stored item, so reading or changing it is the same 404 as
+    any unknown id (param "id", as the stores say); naming a new item with it (``creates``, a
+    PUT) is a 400 naming the path parameter.
     """
-    if not 0 < len(value) <= MAX_ID_CHARS or not is_text(value) or not _ID.fullmatch(value):
+    if 0 < len(value) <= MAX_ID_CHARS and is_text(value) and _ID.fullmatch(value):
+        return value
+    if creates:
         raise InvalidRequest(
             f"'{param}' must be 1 to {MAX_ID_CHARS} printable characters.", param=param
         )
-    return value
+    raise NotFound("No item with this id.", param="id")
 
 
 def parse(kind: Kind, raw: bytes) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def world(api: Any) -> World:
 
 
 def expect_refused(
-    world: World, who: str, method: str, path: str, payload: Any, param: Any
+    world: World, who: str, method: str, path: str, payload: Any, param: Any, status: int = 400
 ) -> None:
     # GIVEN the store as it is
     before = snapshot()
@@ -71,9 +71,9 @@ def expect_refused(
         kwargs["key"] = key
     # WHEN the bad request is sent
     with time_machine.travel(T0, tick=False):
-        status, body = call(method, world.fill(path), **kwargs)
-    # THEN 400 invalid_request_error naming the param, in the OpenAI error shape
-    assert status == 400, body
+        got, body = call(method, world.fill(path), **kwargs)
+    # THEN a 4xx (400 unless told) invalid_request_error naming the param, in the OpenAI shape
+    assert got == status, body
     assert set(body) == {"error"}
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert body["error"]["type"] == "invalid_request_error"
@@ -351,8 +351,6 @@ LONG_ID = "c" * 3000
         ("admin", "GET", f"/admin/channels/{LONG_ID}", None),
         ("admin", "PATCH", f"/admin/channels/{LONG_ID}", {"name": "x"}),
         ("admin", "DELETE", f"/admin/channels/{LONG_ID}", None),
-        ("admin", "PUT", f"/admin/models/{LONG_ID}", {"usd_per_request": "1"}),
-        ("admin", "PUT", f"/admin/groups/{LONG_ID}", {"ratio": "1"}),
         ("admin", "GET", f"/admin/accounts/{LONG_ID}", None),
         ("admin", "PATCH", f"/admin/accounts/{LONG_ID}", {"name": "x"}),
         ("admin", "POST", f"/admin/accounts/{LONG_ID}/credit", {"quota_units": 1}),
@@ -362,10 +360,24 @@ LONG_ID = "c" * 3000
         ("mk", "POST", f"/tokens/{LONG_ID}/regenerate", None),
     ],
 )
-def test_an_overlong_path_id_is_400(
+def test_an_overlong_path_id_is_a_plain_404(
     world: World, who: str, method: str, path: str, payload: Any
 ) -> None:
-    expect_refused(world, who, method, path, payload, "id")
+    # An id no item can have is as unknown as any other (tests/functional/test_security.py).
+    expect_refused(world, who, method, path, payload, "id", status=404)
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "param"),
+    [
+        (f"/admin/models/{LONG_ID}", {"usd_per_request": "1"}, "model"),
+        (f"/admin/groups/{LONG_ID}", {"ratio": "1"}, "group"),
+    ],
+)
+def test_an_overlong_name_for_a_new_item_is_400(
+    world: World, path: str, payload: Any, param: str
+) -> None:
+    expect_refused(world, "admin", "PUT", path, payload, param)
 
 
 @pytest.mark.parametrize(
