@@ -269,7 +269,8 @@ def billing_usage() -> dict[str, Any]:
 def logs() -> dict[str, Any]:
     from chalicelib.services import management, reports
 
-    account_id = _caller().account_for(web.query(app, "account_id"))
+    caller = _caller()
+    account_id = caller.account_for(web.query(app, "account_id"))
     web.only_query(app, "account_id", "limit", "cursor", "start", "end", "token_id", "model")
     return reports.logs(
         account_id,
@@ -280,6 +281,7 @@ def logs() -> dict[str, Any]:
         token_id=web.query(app, "token_id"),
         model=web.query(app, "model"),
         now=web.now(),
+        show_channel=caller.is_admin,
     )
 
 

@@ -382,7 +382,10 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "token_id": {"type": "string"},
             "token_name": {"type": "string"},
             "model": {"type": "string"},
-            "channel": {"type": "string"},
+            "channel": _nullable(
+                "string",
+                description="The channel that answered; null unless read with the admin key",
+            ),
             "prompt_tokens": {"type": "integer"},
             "completion_tokens": {"type": "integer"},
             "cost_units": {"type": "integer"},

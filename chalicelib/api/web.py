@@ -18,7 +18,7 @@ from typing import Any
 from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 
-from chalicelib.core import observe
+from chalicelib.core import observe, payloads
 from chalicelib.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -36,8 +36,13 @@ SECURITY_HEADERS = {
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    if not payloads.is_text(text):
+        # A lone surrogate somewhere (an old stored value, say) cannot be sent as UTF-8, and the
+        # server would drop the connection; \u escapes carry the same JSON in ASCII.
+        text = json.dumps(body, separators=(",", ":"))
     return Response(
-        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        body=text,
         status_code=status,
         headers={"Content-Type": "application/json", **SECURITY_HEADERS, **(headers or {})},
     )
@@ -65,10 +70,15 @@ def routes(
         if set(options.get("methods", ["GET"])) & {"POST", "PUT", "PATCH"}:
             options.setdefault("content_types", CONTENT_TYPES)
 
+        creates = "PUT" in options.get("methods", ["GET"])
+
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(handler)
             def view(**uri_params: Any) -> Response:
                 try:
+                    for name, value in uri_params.items():
+                        if name != "proxy":  # the catch-all 404 takes any path
+                            payloads.check_id(value, name, creates=creates)
                     result = handler(**uri_params)
                 except GatewayError as exc:
                     return error_response(exc)

@@ -26,6 +26,7 @@ from chalicelib.cli import ledger as cli_ledger
 from chalicelib.cli import logs_to_stderr
 from chalicelib.cli import resets as cli_resets
 from chalicelib.core.errors import GatewayError, InvalidRequest, ServiceUnavailable
+from chalicelib.core.text import escaped
 
 MAX_PAGES = 100  # listings follow cursors, 100 items a page, up to this many pages
 
@@ -116,10 +117,15 @@ def _show(
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, Callable]]) -> str:
-    """Rows as left-aligned columns under upper-case headers."""
+    """Rows as left-aligned columns under upper-case headers.
+
+    Control and bidi characters are printed as escapes: items stored before names were checked
+    may hold them, and printed raw they would drive the operator's terminal.
+    """
     cells = [[header.upper() for header, _ in columns]]
     cells += [
-        ["" if (v := render(row)) is None else str(v) for _, render in columns] for row in rows
+        ["" if (v := render(row)) is None else escaped(str(v)) for _, render in columns]
+        for row in rows
     ]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join(

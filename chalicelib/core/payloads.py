@@ -4,16 +4,34 @@ Only the fields the gateway relies on are checked (model, messages/input, stream
 everything else passes through to the provider untouched, as clients expect of a proxy. The
 table below is the schema: field -> (accepted JSON types, required?). Kept free of pydantic so
 the relay's cold start stays short.
+
+``load_json`` holds the limits every body must meet whatever the edge (Chalice routes, the
+management schemas, a future ASGI relay): it parses, and refuses as a 400 what would otherwise
+fail later as a 5xx, namely nesting deeper than any real request (the parser and every later
+``json.dumps`` recurse), lone surrogates (valid JSON escapes, but no UTF-8 encoder accepts them,
+so the upstream body or the error message echoing them could not be sent) and non-finite
+numbers (``NaN``, ``1e999``: Python's parser takes them, JSON has no way to send them on).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any, Literal
 
-from chalicelib.core.errors import InvalidRequest
+from chalicelib.core.errors import InvalidRequest, NotFound
 
 Kind = Literal["chat", "embeddings"]
+
+MAX_DEPTH = 64
+# Above the largest output any provider documents (a few hundred thousand tokens); a value past
+# it is a mistake, and past 38 digits DynamoDB could not even store the reservation it sizes.
+MAX_OUTPUT_TOKENS = 1_000_000
+MAX_MODEL_CHARS = 256
+# Path ids (token, account, channel ids, model and group names) are at most 128 characters
+# wherever they are created; DynamoDB refuses keys above 2,048 bytes with a 5xx-looking error.
+MAX_ID_CHARS = 256
 
 _INT = (int,)
 FIELDS: dict[Kind, dict[str, tuple[tuple[type, ...], bool]]] = {
@@ -40,11 +58,96 @@ TYPE_NAMES = {
 }
 
 
-def parse(kind: Kind, raw: bytes) -> dict[str, Any]:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(raw: bytes | str) -> Any:
+    """The JSON value of ``raw``, or a 400 naming where it breaks the limits above."""
     try:
-        payload = json.loads(raw or b"")
+        value = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError as exc:
+        raise _too_deep() from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("The request body is not valid JSON.") from exc
+    check_json(value)
+    return value
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(f"The request body is nested more than {MAX_DEPTH} levels deep.")
+
+
+def is_text(value: str) -> bool:
+    """True if ``value`` can be encoded as UTF-8 (it holds no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_json(value: Any) -> None:
+    """Refuse nesting beyond ``MAX_DEPTH``, lone surrogates and non-finite numbers.
+
+    Iterative, so a value nested deeper than the interpreter's recursion limit is refused too.
+    """
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
+    # Children are pushed last-first, so the first offence in document order is the one named.
+    while stack:
+        item, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise _too_deep()
+        if isinstance(item, str):
+            if not is_text(item):
+                raise _not_text(path)
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidRequest(
+                    f"{_where(path)} must be a finite number.", param=".".join(path) or None
+                )
+        elif isinstance(item, dict):
+            for key in item:
+                if not is_text(key):
+                    raise _not_text(path)
+            stack.extend((item[key], (*path, key)) for key in reversed(item))
+        elif isinstance(item, list):
+            stack.extend((item[i], (*path, str(i))) for i in range(len(item) - 1, -1, -1))
+
+
+def _where(path: tuple[str, ...]) -> str:
+    return f"'{'.'.join(path)}'" if path else "The request body"
+
+
+def _not_text(path: tuple[str, ...]) -> InvalidRequest:
+    # The offending text is not quoted: it could not be encoded into the answer.
+    return InvalidRequest(
+        f"{_where(path)} is not valid Unicode text (it holds a lone surrogate escape).",
+        param=".".join(path) or None,
+    )
+
+
+_ID = re.compile(r"[^\x00-\x20\x7f-\x9f]+")
+
+
+def check_id(value: str, param: str = "id", *, creates: bool = False) -> str:
+    """A path id (token, account or channel id, model or group name) within the shared limits.
+
+    An id outside them cannot name a stored item, so reading or changing it is the same 404 as
+    any unknown id (param "id", as the stores say); naming a new item with it (``creates``, a
+    PUT) is a 400 naming the path parameter.
+    """
+    if 0 < len(value) <= MAX_ID_CHARS and is_text(value) and _ID.fullmatch(value):
+        return value
+    if creates:
+        raise InvalidRequest(
+            f"'{param}' must be 1 to {MAX_ID_CHARS} printable characters.", param=param
+        )
+    raise NotFound("No item with this id.", param="id")
+
+
+def parse(kind: Kind, raw: bytes) -> dict[str, Any]:
+    payload = load_json(raw or b"")
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     for name, (types, required) in FIELDS[kind].items():
@@ -59,6 +162,10 @@ def parse(kind: Kind, raw: bytes) -> dict[str, Any]:
             raise InvalidRequest(f"'{name}' must be {wanted}.", param=name)
     if not payload["model"].strip():
         raise InvalidRequest("'model' must not be empty.", param="model")
+    if len(payload["model"]) > MAX_MODEL_CHARS:
+        raise InvalidRequest(
+            f"'model' must be at most {MAX_MODEL_CHARS} characters.", param="model"
+        )
     if kind == "chat":
         _check_chat(payload)
     elif not payload["input"]:
@@ -78,6 +185,8 @@ def _check_chat(payload: dict[str, Any]) -> None:
     for name in ("max_tokens", "max_completion_tokens"):
         if name in payload and payload[name] is not None and payload[name] < 1:
             raise InvalidRequest(f"'{name}' must be at least 1.", param=name)
+        if name in payload and payload[name] is not None and payload[name] > MAX_OUTPUT_TOKENS:
+            raise InvalidRequest(f"'{name}' must be at most {MAX_OUTPUT_TOKENS}.", param=name)
     caps = [payload[name] for name in OUTPUT_CAP_FIELDS if payload.get(name) is not None]
     if len(set(caps)) > 1:
         # Providers differ in which one they honour; the reservation must size the one they use.

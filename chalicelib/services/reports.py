@@ -7,6 +7,7 @@ of the requested range in memory; ranges are capped at 366 days.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -59,7 +60,18 @@ def time_range(start: str | None, end: str | None, now: int) -> tuple[int, int]:
     return start_ms, end_ms
 
 
-def log_json(record: Usage) -> dict[str, Any]:
+UPSTREAM = "the upstream provider"
+
+
+def _tenant_detail(detail: str | None, channel: str) -> str | None:
+    """``detail`` without the channel's name: which channels exist is the operator's business."""
+    if detail is None or not channel:
+        return detail
+    return re.sub(rf"(?<!\w){re.escape(channel)}(?!\w)", UPSTREAM, detail)
+
+
+def log_json(record: Usage, *, show_channel: bool) -> dict[str, Any]:
+    """One log line; ``show_channel`` (admin views only) names the channel that answered."""
     return {
         "request_id": record.request_id,
         "created_at": iso(record.created_ms // 1000),
@@ -67,7 +79,7 @@ def log_json(record: Usage) -> dict[str, Any]:
         "token_id": record.token_id,
         "token_name": record.token_name,
         "model": record.model,
-        "channel": record.channel,
+        "channel": record.channel if show_channel else None,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "cost_units": record.cost_units,
@@ -78,7 +90,7 @@ def log_json(record: Usage) -> dict[str, Any]:
         "latency_ms": record.latency_ms,
         "stream": record.stream,
         "usage_estimated": record.usage_estimated,
-        "detail": record.detail,
+        "detail": record.detail if show_channel else _tenant_detail(record.detail, record.channel),
     }
 
 
@@ -92,7 +104,9 @@ def logs(
     token_id: str | None,
     model: str | None,
     now: int,
+    show_channel: bool = False,
 ) -> dict[str, Any]:
+    """A page of the account's log; channels are named only if ``show_channel`` (the admin)."""
     start_ms, end_ms = time_range(start, end, now)
     page = usage_store.list_for_account(
         account_id,
@@ -103,7 +117,10 @@ def logs(
         token_id=token_id or None,
         model=model or None,
     )
-    return {"data": [log_json(r) for r in page.items], "next_cursor": page.next_cursor}
+    return {
+        "data": [log_json(r, show_channel=show_channel) for r in page.items],
+        "next_cursor": page.next_cursor,
+    }
 
 
 def usage(

@@ -23,9 +23,22 @@ from pydantic import (
     model_validator,
 )
 
+from chalicelib.core import payloads, text
 from chalicelib.core.errors import InvalidRequest
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+def _plain_text(value: Any) -> Any:
+    # Before stripping: a name must not lose a control character silently either.
+    if isinstance(value, str) and text.has_unsafe(value):
+        raise ValueError("must not contain control characters or bidirectional overrides")
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    BeforeValidator(_plain_text),
+]
 Group = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
 ]
@@ -209,6 +222,8 @@ def parse(schema: type[Body], raw: bytes | str | None) -> Any:
     """Validate a raw JSON body; any failure is a 400 naming the first offending field."""
     if raw is None or (isinstance(raw, bytes | str) and not raw.strip()):
         raw = b"{}"
+    # The limits every edge shares (depth, lone surrogates, non-finite numbers), before pydantic.
+    payloads.load_json(raw)
     try:
         return schema.model_validate_json(raw)
     except ValidationError as exc:

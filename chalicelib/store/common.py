@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -58,6 +59,30 @@ def decode_cursor(cursor: str | None, expected: dict[str, str] | None = None) ->
         if key.get(name) != {"S": value}:
             raise InvalidRequest("cursor is not valid.", param="cursor")
     return key
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+
+
+def is_listing_position(
+    key: dict[str, Any], *, strings: tuple[str, ...], numbers: tuple[str, ...]
+) -> bool:
+    """True if a decoded cursor has exactly the attributes of a GSI position, typed as such.
+
+    Anything else would reach DynamoDB as an ExclusiveStartKey it refuses with a
+    ValidationException, i.e. a 5xx for what is really a bad cursor.
+    """
+    if set(key) != {*strings, *numbers}:
+        return False
+    for name in strings:
+        value = key[name].get("S")
+        if not isinstance(value, str) or not 0 < len(value) <= 256:
+            return False
+    for name in numbers:
+        value = key[name].get("N")
+        if not isinstance(value, str) or not _INTEGER.fullmatch(value):
+            return False
+    return True
 
 
 M = TypeVar("M")

@@ -7,7 +7,6 @@ concurrent charge is never lost (see the invariant in ``models.py``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.core.records import NEVER, Page, TokenRecord
 from chalicelib.store.common import (
     decode_cursor,
+    is_listing_position,
     refused_as,
     take_page,
     transact,
@@ -152,28 +152,6 @@ def get_owned(token_id: str, account_id: str) -> TokenRecord:
 
 
 STATUS_FILTERS = ("enabled", "disabled", "expired", "exhausted")
-_INTEGER = re.compile(r"-?[0-9]{1,20}")
-
-
-def is_listing_position(
-    key: dict[str, Any], *, strings: tuple[str, ...], numbers: tuple[str, ...]
-) -> bool:
-    """True if a decoded cursor has exactly the attributes of a GSI position, typed as such.
-
-    Anything else would reach DynamoDB as an ExclusiveStartKey it refuses with a
-    ValidationException, i.e. a 5xx for what is really a bad cursor.
-    """
-    if set(key) != {*strings, *numbers}:
-        return False
-    for name in strings:
-        value = key[name].get("S")
-        if not isinstance(value, str) or not 0 < len(value) <= 256:
-            return False
-    for name in numbers:
-        value = key[name].get("N")
-        if not isinstance(value, str) or not _INTEGER.fullmatch(value):
-            return False
-    return True
 
 
 def _status_condition(status: str | None, now: int) -> Any:

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.records import Page
 from chalicelib.store.common import (
     Refused,
     conditional,
     decode_cursor,
+    is_listing_position,
     take_page,
     translated,
 )
@@ -124,6 +126,10 @@ def list_for_account(
 ) -> Page:
     """Newest first within [start_ms, end_ms), optionally for one key and/or one model."""
     start_key = decode_cursor(cursor, expected={"account_id": account_id})
+    if start_key is not None and not is_listing_position(
+        start_key, strings=("request_id", "account_id"), numbers=("created_ms",)
+    ):
+        raise InvalidRequest("cursor is not valid.", param="cursor")
     condition = None
     if token_id:
         condition = UsageRecord.token_id == token_id

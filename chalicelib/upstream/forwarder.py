@@ -18,7 +18,8 @@ Upstream 401/402/403 are treated as the *channel's* failure, not the client's: t
 provider key is wrong or out of credit, which the client can neither see nor fix.
 
 All attempts share one budget below API Gateway's 29 s, so failover never outlives the request.
-Messages and logs name channels by name; provider keys and URLs never appear in either.
+Server logs name channels by name; messages a tenant can read say "the upstream provider" and
+number the attempts instead. Provider keys and URLs appear in neither.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def forward(
     )
     failures: list[str] = []
     last = _Failure("no attempt was made", timeout=True)
-    for channel in candidates:
+    for number, channel in enumerate(candidates, start=1):
         if call.seconds_left() < MIN_ATTEMPT_SECONDS:
             last = _Failure("the request's time budget ran out", timeout=True)
             failures.append(last.reason)
@@ -125,7 +126,8 @@ def forward(
                 channel=channel.name,
                 reason=failure.reason,
             )
-            failures.append(f"channel '{channel.name}' {failure.reason}")
+            # Channel names are the operator's topology: the tenant reads only attempt numbers.
+            failures.append(f"attempt {number} {failure.reason}")
             last = failure
     summary = "; ".join(failures)
     if last.timeout:

@@ -58,7 +58,7 @@ def world(api: Any) -> World:
 
 
 def expect_refused(
-    world: World, who: str, method: str, path: str, payload: Any, param: Any
+    world: World, who: str, method: str, path: str, payload: Any, param: Any, status: int = 400
 ) -> None:
     # GIVEN the store as it is
     before = snapshot()
@@ -71,9 +71,9 @@ def expect_refused(
         kwargs["key"] = key
     # WHEN the bad request is sent
     with time_machine.travel(T0, tick=False):
-        status, body = call(method, world.fill(path), **kwargs)
-    # THEN 400 invalid_request_error naming the param, in the OpenAI error shape
-    assert status == 400, body
+        got, body = call(method, world.fill(path), **kwargs)
+    # THEN a 4xx (400 unless told) invalid_request_error naming the param, in the OpenAI shape
+    assert got == status, body
     assert set(body) == {"error"}
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert body["error"]["type"] == "invalid_request_error"
@@ -309,3 +309,91 @@ def test_unknown_query_parameters_are_refused_on_every_token_route(
 ) -> None:
     param = path.split("?")[1].split("=")[0]
     expect_refused(world, "mk", method, path, payload, param)
+
+
+# Hostile input: limits shared with the relay (chalicelib.core.payloads) ----------------------
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "path", "payload", "param"),
+    [
+        ("admin", "POST", "/admin/accounts", '{"name":' + DEEP + "}", MISSING),
+        ("admin", "POST", "/admin/accounts", "[" * 100 + "]" * 100, MISSING),
+        ("admin", "POST", "/admin/accounts", b'{"name":"a\\ud800"}', "name"),
+        ("admin", "POST", "/admin/accounts", b'{"name":"a","\\udc00":1}', MISSING),
+        ("admin", "POST", "/admin/accounts", b'{"name":"a","quota_units":NaN}', MISSING),
+        (
+            "admin",
+            "POST",
+            "/admin/accounts/{account}/credit",
+            b'{"quota_units":1e999}',
+            "quota_units",
+        ),
+        ("mk", "POST", "/tokens", '{"models":' + DEEP + "}", MISSING),
+        ("mk", "PATCH", "/tokens/{token}", b'{"models":["gpt\\udfff"]}', "models.0"),
+        ("admin", "POST", "/admin/channels", '{"name":"c","models":' + DEEP + "}", MISSING),
+        ("admin", "PATCH", "/admin/channels/demo", b'{"name":"\\ud800"}', "name"),
+    ],
+)
+def test_hostile_management_bodies_are_400(
+    world: World, who: str, method: str, path: str, payload: Any, param: Any
+) -> None:
+    expect_refused(world, who, method, path, payload, param)
+
+
+LONG_ID = "c" * 3000
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "path", "payload"),
+    [
+        ("admin", "GET", f"/admin/channels/{LONG_ID}", None),
+        ("admin", "PATCH", f"/admin/channels/{LONG_ID}", {"name": "x"}),
+        ("admin", "DELETE", f"/admin/channels/{LONG_ID}", None),
+        ("admin", "GET", f"/admin/accounts/{LONG_ID}", None),
+        ("admin", "PATCH", f"/admin/accounts/{LONG_ID}", {"name": "x"}),
+        ("admin", "POST", f"/admin/accounts/{LONG_ID}/credit", {"quota_units": 1}),
+        ("mk", "GET", f"/tokens/{LONG_ID}", None),
+        ("mk", "PATCH", f"/tokens/{LONG_ID}", {"name": "x"}),
+        ("mk", "DELETE", f"/tokens/{LONG_ID}", None),
+        ("mk", "POST", f"/tokens/{LONG_ID}/regenerate", None),
+    ],
+)
+def test_an_overlong_path_id_is_a_plain_404(
+    world: World, who: str, method: str, path: str, payload: Any
+) -> None:
+    # An id no item can have is as unknown as any other (tests/functional/test_security.py).
+    expect_refused(world, who, method, path, payload, "id", status=404)
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "param"),
+    [
+        (f"/admin/models/{LONG_ID}", {"usd_per_request": "1"}, "model"),
+        (f"/admin/groups/{LONG_ID}", {"ratio": "1"}, "group"),
+    ],
+)
+def test_an_overlong_name_for_a_new_item_is_400(
+    world: World, path: str, payload: Any, param: str
+) -> None:
+    expect_refused(world, "admin", "PUT", path, payload, param)
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        {"request_id": {"S": "x"}},
+        {"request_id": {"S": "x"}, "created_ms": {"N": "soon"}},
+        {"request_id": {"N": "1"}, "created_ms": {"N": "1"}},
+        {"request_id": {"S": "x"}, "created_ms": {"S": "1"}},
+        {"request_id": {"S": "x" * 3000}, "created_ms": {"N": "1"}},
+        {"request_id": {"S": "x"}, "created_ms": {"N": "1"}, "extra": {"S": "y"}},
+    ],
+)
+def test_a_forged_logs_cursor_is_refused_as_a_bad_cursor(
+    world: World, rest: dict[str, Any]
+) -> None:
+    # GIVEN a cursor naming the caller's own account but not shaped like a usage-log position
+    cursor = cursor_of({"account_id": {"S": world.account}, **rest})
+    expect_refused(world, "mk", "GET", f"/logs?cursor={cursor}", None, "cursor")

@@ -342,3 +342,37 @@ def test_every_resource_has_its_group_including_the_relay_ones() -> None:
     assert result.exit_code == 0
     for group in ("tables", "accounts", "tokens", "channels", "models", "groups", "resets"):
         assert re.search(rf"^\s+{group}\s", result.stdout, re.MULTILINE), group
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("red\u001b[31m", "red\\x1b[31m"),
+        ("two\r\nlines", "two\\r\\nlines"),
+        ("nul\u0000bell\u0007", "nul\\x00bell\\x07"),
+        ("next\u0085", "next\\x85"),
+        ("evil\u202egpj.exe", "evil\\u202egpj.exe"),
+        ("iso\u2066x\u2069", "iso\\u2066x\\u2069"),
+    ],
+)
+def test_table_prints_stored_control_and_bidi_characters_escaped(stored: str, shown: str) -> None:
+    # GIVEN an item stored before names were checked  WHEN it is printed as a table
+    printed = table([{"name": stored}], [("name", lambda row: row["name"])])
+    # THEN its control and bidi characters appear as escapes, never raw
+    assert printed.splitlines() == ["NAME", shown]
+
+
+def test_tokens_list_escapes_an_old_name_holding_terminal_escapes(
+    account: dict[str, Any],
+) -> None:
+    # GIVEN a key whose name was stored with an escape sequence (written past the schema)
+    token_id = account["default_token"]["id"]
+    stored = token_store.get(token_id)
+    assert stored is not None
+    token_store.update(stored, token_store.TokenChanges(name="x\u001b]0;pwned\u0007"))
+    # WHEN the keys are listed as a table
+    result = run("tokens", "list", "--account", account["account"]["id"])
+    # THEN the name is shown escaped
+    assert result.exit_code == 0, result.output
+    assert "\u001b" not in result.stdout and "\u0007" not in result.stdout
+    assert "x\\x1b]0;pwned\\x07" in result.stdout

@@ -371,10 +371,63 @@ def test_logs_show_the_call_with_its_cost(relay_api: Any) -> None:
     assert status == 200
     [line] = body["data"]
     assert line["token_id"] == token["id"] and line["status"] == "ok" and line["cost_units"] > 0
-    assert line["model"] == "gpt-4o-mini" and line["channel"] == "demo"
+    assert line["model"] == "gpt-4o-mini"
     status, usage = relay_api.call("GET", "/usage?group_by=model", key=created["management_key"])
     assert status == 200
     assert usage["data"][0]["key"] == "gpt-4o-mini" and usage["data"][0]["requests"] == 1
+
+
+def test_logs_name_the_channel_only_to_the_admin(relay_api: Any) -> None:
+    # GIVEN one relayed call, served by the channel named "demo"
+    created, token = _setup(relay_api)
+    relay_api.call("POST", CHAT, key=token["key"], body=HELLO)
+    # WHEN the account reads its logs, and the admin reads the same account's logs
+    _, tenant = relay_api.call("GET", "/logs", key=created["management_key"])
+    _, admin = relay_api.admin("GET", f"/logs?account_id={created['account']['id']}")
+    # THEN only the admin sees which channel answered
+    [tenant_line], [admin_line] = tenant["data"], admin["data"]
+    assert tenant_line["channel"] is None
+    assert "demo" not in json.dumps(tenant_line)
+    assert admin_line["channel"] == "demo"
+    assert tenant_line["request_id"] == admin_line["request_id"]
+
+
+def test_a_log_detail_naming_the_channel_is_hidden_from_the_tenant() -> None:
+    # GIVEN a record whose detail names its channel (as an older release wrote them)
+    from chalicelib.services import reports
+
+    record = usage_store.Usage(
+        request_id="req_1",
+        account_id="a",
+        token_id="t",
+        token_name="k",
+        created_ms=0,
+        model="m",
+        channel="partner",
+        detail="channel 'partner' answered HTTP 401",
+    )
+    # WHEN it is shown to the tenant and to the admin
+    tenant = reports.log_json(record, show_channel=False)
+    admin = reports.log_json(record, show_channel=True)
+    # THEN the tenant's copy names no channel, the admin's is untouched
+    assert tenant["channel"] is None and "partner" not in json.dumps(tenant)
+    assert tenant["detail"] == "channel 'the upstream provider' answered HTTP 401"
+    assert admin["channel"] == "partner" and admin["detail"] == record.detail
+
+
+def test_a_502_message_names_no_channel(relay_api: Any) -> None:
+    # GIVEN a key  WHEN its call fails upstream on every channel
+    created, token = _setup(relay_api)
+    status, body = relay_api.call(
+        "POST", CHAT, key=token["key"], body={**HELLO, "model": "fail-500"}
+    )
+    # THEN the tenant reads about "the upstream provider", never a channel's name
+    assert status == 502, body
+    assert "the upstream provider" in body["error"]["message"].lower()
+    assert "faults" not in body["error"]["message"] and "demo" not in body["error"]["message"]
+    # AND its logs do not name the channel either
+    _, logs = relay_api.call("GET", "/logs", key=created["management_key"])
+    assert "faults" not in json.dumps(logs)
 
 
 def test_another_accounts_logs_are_not_visible(relay_api: Any) -> None:

@@ -222,3 +222,50 @@ def test_error_messages_do_not_echo_pydantic_urls_or_prefixes() -> None:
     error = rejected(schemas.CreateTokens, body(allow_ips=["nope"]))
     assert "errors.pydantic.dev" not in error.message
     assert "Value error" not in error.message
+
+
+# --- names are text, not terminal commands --------------------------------------------------
+UNSAFE_NAMES = [
+    "a\u0000b",
+    "red\u001b[31m",
+    "two\r\nlines",
+    "bell\u0007",
+    "next\u0085line",
+    "\u0085leading",
+    "tab\there",
+    "del\u007f",
+    *[f"bidi{chr(c)}x" for c in range(0x202A, 0x202F)],
+    *[f"isolate{chr(c)}x" for c in range(0x2066, 0x206A)],
+]
+
+
+@pytest.mark.parametrize("name", UNSAFE_NAMES, ids=ascii)
+@pytest.mark.parametrize(
+    ("schema", "extra"),
+    [
+        (schemas.CreateAccount, {}),
+        (schemas.PatchAccount, {}),
+        (schemas.CreateTokens, {}),
+        (schemas.PatchToken, {}),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_names_with_control_or_bidi_characters_are_refused(
+    schema: type[schemas.Body], extra: dict[str, Any], name: str
+) -> None:
+    error = rejected(schema, body(name=name, **extra))
+    assert error.param == "name"
+
+
+@pytest.mark.parametrize("name", UNSAFE_NAMES[:4], ids=ascii)
+def test_channel_names_with_control_characters_are_refused(name: str) -> None:
+    from chalicelib.services import schemas_config
+
+    channel = {"name": name, "base_url": "http://127.0.0.1:9/v1", "models": ["m"]}
+    assert rejected(schemas_config.CreateChannel, body(**channel)).param == "name"
+    assert rejected(schemas_config.PatchChannel, body(name=name)).param == "name"
+
+
+@pytest.mark.parametrize("name", ["Ünïcödé ok", "名前", "emoji 😀", "a-b_c.d (prod)", "عربى"])
+def test_ordinary_unicode_names_are_accepted(name: str) -> None:
+    assert schemas.parse(schemas.CreateAccount, body(name=name)).name == name
