@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 GOALS = {
-    "before_round_trips": 1,
-    "after_round_trips": 1,
+    # DynamoDB calls of a relayed call: the two reservations before upstream (side by side);
+    # the record, then the two settles after it.
+    "before_calls": 2,
+    "after_calls": 3,
     "added_p50_ms": 7.0,
     "cpu_ms": 3.0,
     "import_ratio": 1.3,
@@ -31,14 +33,14 @@ def _round_trip_rows(rt: dict[str, Any], server_scans: int | None) -> list[Row]:
     for name, label in (("chat", "relayed chat call"), ("stream", "streamed chat call")):
         for phase in ("before", "after"):
             part = rt[name][phase]
-            goal = GOALS[f"{phase}_round_trips"]
+            goal = GOALS[f"{phase}_calls"]
             rows.append(
                 (
                     f"1. {label}, warm: {phase} upstream",
-                    f"{part['round_trips']} round trip(s), {part['calls']} calls "
+                    f"{part['calls']} calls in {part['round_trips']} round trip(s) "
                     f"({_ops(part['ops'])})",
-                    f"≤ {goal} round trip",
-                    _verdict(part["round_trips"] <= goal),
+                    f"≤ {goal} calls",
+                    _verdict(part["calls"] <= goal),
                 )
             )
     for name, label in (

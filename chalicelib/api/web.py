@@ -18,7 +18,7 @@ from typing import Any
 from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 
-from chalicelib.core import observe, payloads
+from chalicelib.core import observe
 from chalicelib.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -36,6 +36,8 @@ SECURITY_HEADERS = {
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    from chalicelib.core import payloads  # imported on first use: not a cold-start cost
+
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     if not payloads.is_text(text):
         # A lone surrogate somewhere (an old stored value, say) cannot be sent as UTF-8, and the
@@ -75,6 +77,8 @@ def routes(
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(handler)
             def view(**uri_params: Any) -> Response:
+                from chalicelib.core import payloads  # imported on first use, like the above
+
                 try:
                     for name, value in uri_params.items():
                         if name != "proxy":  # the catch-all 404 takes any path

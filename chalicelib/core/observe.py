@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -64,6 +63,8 @@ def log(
     line = {"level": level, "event": event, "timestamp": int(time.time() * 1000), **fields}
     if error is not None:
         line["error_type"] = type(error).__name__
+        import traceback  # only for the rare unhandled error: its import is a cold-start cost
+
         line["traceback"] = "".join(traceback.format_exception(error))
     stream.write(json.dumps(line, separators=(",", ":"), default=str) + "\n")
 
