@@ -343,3 +343,42 @@ def test_persist_reuses_the_demo_account_and_issues_a_fresh_working_key(tmp_path
     assert old_management.status_code == 401
     assert via_banner.status_code == 200, via_banner.text
     assert via_banner.json()["id"] == first_keys[0]
+
+
+def test_a_tenant_gets_only_the_groups_the_operator_grants(running: Run) -> None:
+    # Last in this module: it adds a key and moves the demo channel to another group.
+    base_url = running.value("Sluice is running at")
+    mk = running.value("demo management key (mk):")
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    tenant = {"Authorization": f"Bearer {mk}"}
+    account_id = httpx.get(f"{base_url}/account", headers=tenant, timeout=30).json()["id"]
+    created = httpx.post(f"{base_url}/tokens", headers=tenant, json={"name": "g"}, timeout=30)
+    token = created.json()["data"][0]
+    # The operator's "vip" group: the demo channel moves there (it keeps its provider key).
+    moved_channel = httpx.patch(
+        f"{base_url}/admin/channels/demo", headers=admin, json={"group": "vip"}, timeout=30
+    )
+    assert moved_channel.status_code == 200, moved_channel.text
+
+    # WHEN the tenant moves its key to "vip" before the operator granted it
+    moved = httpx.patch(f"{base_url}/tokens/{token['id']}", headers=tenant, json={"group": "vip"})
+    # THEN 403 group_not_allowed, and the key is unchanged
+    assert moved.status_code == 403 and moved.json()["error"]["code"] == "group_not_allowed"
+    again = httpx.get(f"{base_url}/tokens/{token['id']}", headers=tenant, timeout=30).json()
+    assert again["group"] == "default"
+
+    # WHEN the operator grants it, the move is accepted and the key relays through vip
+    grant = {"groups": ["default", "vip"]}
+    assert httpx.patch(f"{base_url}/admin/accounts/{account_id}", headers=admin, json=grant)
+    moved = httpx.patch(f"{base_url}/tokens/{token['id']}", headers=tenant, json={"group": "vip"})
+    assert moved.status_code == 200 and moved.json()["group"] == "vip", moved.text
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    key = {"Authorization": f"Bearer {token['key']}"}
+    relayed = httpx.post(f"{base_url}/v1/chat/completions", headers=key, json=chat, timeout=30)
+    assert relayed.status_code == 200, relayed.text
+
+    # WHEN the operator revokes it, the key's very next call is refused
+    revoke = {"groups": ["default"]}
+    assert httpx.patch(f"{base_url}/admin/accounts/{account_id}", headers=admin, json=revoke)
+    refused = httpx.post(f"{base_url}/v1/chat/completions", headers=key, json=chat, timeout=30)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "group_not_allowed"
