@@ -443,12 +443,7 @@ def _log_rejected(record: usage_store.Usage, error: errors.GatewayError) -> None
     try:
         usage_store.put(rejected, get_settings().log_retention_days)
     except errors.GatewayError as exc:
-        observe.log(
-            "log_record_lost",
-            level="WARNING",
-            request_id=record.request_id,
-            code=exc.instance_code,
-        )
+        _write_failed("log_record_lost", record.request_id, exc)
     if isinstance(error, errors.QuotaExhausted):
         observe.metric("QuotaRejections")
 
@@ -461,6 +456,11 @@ def _content(payload: dict[str, Any], answer: bytes) -> str:
     asked = payload.get("messages", payload.get("input"))
     text = json.dumps({"request": asked, "response": answer.decode("utf-8", "replace")})
     return text.encode()[:MAX_CONTENT_BYTES].decode("utf-8", "ignore")
+
+
+def _write_failed(event: str, request_id: str, error: errors.GatewayError) -> None:
+    """A write after the answer failed even after its retries: say so, never fail the client."""
+    observe.log(event, level="WARNING", request_id=request_id, code=error.instance_code)
 
 
 def _describe(detail: Any) -> str | None:
@@ -493,12 +493,7 @@ def _finish(held: Held, started: float, *, charged: int, status: str, detail: An
         usage_store.put(final, get_settings().log_retention_days)
         ledger.release(held.reservation, charged)
     except errors.GatewayError as exc:
-        observe.log(
-            "settle_left_to_sweeper",
-            level="WARNING",
-            request_id=final.request_id,
-            code=exc.instance_code,
-        )
+        _write_failed("settle_left_to_sweeper", final.request_id, exc)
     if not charged:
         observe.metric("Refunds")
     observe.log(

@@ -87,6 +87,21 @@ function creditDialog(account, done) {
   liveUnits(amount, units);
   cancel.addEventListener("click", () => dialog.close());
   dialog.addEventListener("close", () => dialog.remove());
+  onSubmit(form, async () => {
+    await api("POST", `/admin/accounts/${encodeURIComponent(account.id)}/credit`, {
+      body: { quota_usd: amount.value.trim(), note: note.value },
+    });
+    dialog.close();
+    toast(`Credited ${account.name}.`);
+    await done();
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  amount.focus();
+}
+
+// Submit through the API: every field's error appears beside it, the form's own above.
+function onSubmit(form, action) {
   form.addEventListener(
     "submit",
     guarded(
@@ -94,19 +109,11 @@ function creditDialog(account, done) {
         event.preventDefault();
         resetInvalid(form);
         showFieldErrors(form, null);
-        await api("POST", `/admin/accounts/${encodeURIComponent(account.id)}/credit`, {
-          body: { quota_usd: amount.value.trim(), note: note.value },
-        });
-        dialog.close();
-        toast(`Credited ${account.name}.`);
-        await done();
+        await action();
       },
       (error) => showFieldErrors(form, error),
     ),
   );
-  document.body.append(dialog);
-  dialog.showModal();
-  amount.focus();
 }
 
 function createForm(done) {
@@ -144,33 +151,24 @@ function createForm(done) {
   );
   form.errorAliases = { quota_units: "quota_usd" };
   liveUnits(quota, units);
-  form.addEventListener(
-    "submit",
-    guarded(
-      async (event) => {
-        event.preventDefault();
-        resetInvalid(form);
-        showFieldErrors(form, null);
-        const body = { name: name.value };
-        if (unlimited.checked) body.unlimited = true;
-        if (quota.value.trim()) body.quota_usd = quota.value.trim();
-        const created = await api("POST", "/admin/accounts", { body });
-        form.reset();
-        units.textContent = "";
-        await done();
-        const owner = created.account.name;
-        const token = created.default_token;
-        showKeys(
-          [
-            { label: `Management key of "${owner}" (mk-)`, key: created.management_key },
-            { label: `Default API key of "${owner}" (sk-)`, key: token.key, tokenId: token.id },
-          ],
-          { title: "New account keys", testable: true },
-        );
-      },
-      (error) => showFieldErrors(form, error),
-    ),
-  );
+  onSubmit(form, async () => {
+    const body = { name: name.value };
+    if (unlimited.checked) body.unlimited = true;
+    if (quota.value.trim()) body.quota_usd = quota.value.trim();
+    const created = await api("POST", "/admin/accounts", { body });
+    form.reset();
+    units.textContent = "";
+    await done();
+    const owner = created.account.name;
+    const token = created.default_token;
+    showKeys(
+      [
+        { label: `Management key of "${owner}" (mk-)`, key: created.management_key },
+        { label: `Default API key of "${owner}" (sk-)`, key: token.key, tokenId: token.id },
+      ],
+      { title: "New account keys", testable: true },
+    );
+  });
   return form;
 }
 
