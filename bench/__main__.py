@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, floor, hot_key, overhead, report, round_trips, tools
+from bench import cold_start, floor, hot_key, overhead, report, round_trips, soak, tools
 from bench.load import Target
 from bench.procs import STRIPPED_ENV, WORK, Proc, start_litellm, start_mock, start_sluice
 from devtools.ddblocal import LOCAL_AWS
@@ -198,12 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hot-seconds", type=float, default=hot_key.SECONDS)
     parser.add_argument("--reset-keys", type=int, default=10_000)
     parser.add_argument("--import-runs", type=int, default=cold_start.RUNS)
+    parser.add_argument("--soak-calls", type=int, default=soak.CALLS)
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--no-package", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.warmup, args.open_requests, args.rounds = 100, 50, 60, 2
         args.hot_seconds, args.reset_keys, args.import_runs = 5.0, 500, 3
+        args.soak_calls = 200
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     for name in STRIPPED_ENV:
         os.environ.pop(name, None)
@@ -236,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
                 return round_trips.measure(ddb.endpoint)
 
         run.section("round_trips", counted)
+
+        def soaked() -> Any:
+            with _quiet():
+                return soak.run(ddb.endpoint, calls=args.soak_calls)
+
+        run.section("soak", soaked)
         run.section("dynamodb_floor", lambda: floor.dynamodb(ddb.endpoint))
 
         def cold() -> Any:

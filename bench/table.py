@@ -321,6 +321,21 @@ def _reset_rows(reset: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _soak_rows(soak: dict[str, Any]) -> list[Row]:
+    faults = soak["faults"]
+    return [
+        (
+            f"6. ledger soak: {soak['calls']} calls on {soak['keys']} keys with random faults",
+            f"{soak['drift']} drift, {soak['leaked_units']} units left reserved after sweep "
+            f"(faults: {faults['throttled']} throttled, {faults['lost']} answers lost, "
+            f"{faults['killed']} kills, {faults['upstream_failures']} upstream failures; "
+            f"swept {soak['swept']['refunded']} refunded, {soak['swept']['settled']} settled)",
+            "0 drift, 0 leaked",
+            _verdict(soak["drift"] == 0 and soak["leaked_units"] == 0),
+        )
+    ]
+
+
 def rows(figures: dict[str, Any]) -> list[Row]:
     sections: list[Row] = []
     skipped = figures.get("skipped", {})
@@ -334,6 +349,7 @@ def rows(figures: dict[str, Any]) -> list[Row]:
         ("cold_start", _cold_rows),
         ("hot_key", _hot_rows),
         ("resets", _reset_rows),
+        ("soak", _soak_rows),
     )
     sections += _floor_rows(figures)
     for name, build in builders:
