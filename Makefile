@@ -60,8 +60,11 @@ fmt: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Two workers (this is a 2-core machine); a file's tests stay together and in order on one worker,
+# since some share a module-scoped stack (make run's) in sequence.
+PYTEST_WORKERS ?= 2
 test: setup lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/pytest -m "not ddb_local and not browser and not slow" $(PYTEST_ARGS)
