@@ -11,8 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.core import keys, scopes, views
-from chalicelib.core.errors import InvalidRequest, KeyDisabled, KeyExpired, Unauthenticated
+from chalicelib.core import keys, observe, scopes, views
+from chalicelib.core.errors import (
+    InvalidRequest,
+    KeyDisabled,
+    KeyExpired,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthenticated,
+)
 from chalicelib.core.records import NEVER, OperatorKeyRecord
 from chalicelib.store import operator_keys as key_store
 
@@ -81,6 +88,8 @@ def patch_key(
             raise InvalidRequest(f"{name} cannot be null.", param=name)
     current = key_store.require(key_id)
     _may_manage(held, current)
+    if not body.model_fields_set:
+        return views.operator_key_json(current, now)  # nothing to change, nothing written
     if body.scopes is not None:
         scopes.require_grantable(held, body.scopes)
     updated = key_store.update(
@@ -111,5 +120,9 @@ def verify(presented: str, key_id: str, now: int) -> OperatorKeyRecord:
         raise KeyDisabled("This operator key is disabled.")
     if record.is_expired(now):
         raise KeyExpired("This operator key has expired.")
-    key_store.touch(record, now)
+    try:
+        key_store.touch(record, now)
+    except (TooManyRequests, ServiceUnavailable) as exc:
+        # Bookkeeping only: a busy table must not refuse a key that checked out.
+        observe.log("operator_key_touch_failed", level="WARNING", key_id=record.id, error=exc)
     return record

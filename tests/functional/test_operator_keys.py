@@ -385,3 +385,34 @@ def test_admin_writes_name_their_actor_in_the_logs(
         ("admin", "POST", "/admin/accounts/{account_id}/credit", "accounts:write"),
     ]
     assert created["key"] not in json.dumps(lines)
+
+
+def test_an_empty_edit_answers_the_key_and_writes_nothing(api: Any, frozen: Any) -> None:
+    # GIVEN an operator key
+    created = new_key(api, "resets:run")
+    before = snapshot()
+
+    # WHEN an edit without fields is sent
+    status, body = api.admin("PATCH", f"/admin/keys/{created['id']}", {})
+
+    # THEN the key is answered as it is, and nothing was written
+    assert status == 200 and body["scopes"] == ["resets:run"]
+    assert snapshot() == before
+
+
+def test_a_failed_last_used_write_does_not_refuse_a_good_key(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a good key, and a table too busy to record its use
+    from chalicelib.core.errors import TooManyRequests
+    from chalicelib.store import operator_keys as key_store
+
+    key = new_key(api, "resets:run")["key"]
+
+    def busy(*args: Any) -> None:
+        raise TooManyRequests()
+
+    monkeypatch.setattr(key_store, "touch", busy)
+
+    # WHEN the key is used  THEN the call goes through all the same
+    assert api.call("POST", "/admin/resets/run", key=key)[0] == 200
