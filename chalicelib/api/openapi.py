@@ -212,7 +212,9 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "enum": ["enabled", "disabled", "expired", "exhausted"]},
     },
     "account_id": {
-        "description": "The account to act on; required with the admin key, ignored otherwise.",
+        "description": (
+            "The account to act on; required with the admin or an operator key, ignored otherwise."
+        ),
         "schema": {"type": "string"},
     },
     "start": {
