@@ -17,7 +17,7 @@ from typing import Any
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib.api import auth, config_routes, console, reset_routes, web
+from chalicelib.api import auth, config_routes, console, key_routes, reset_routes, web
 from chalicelib.store import configure_store
 
 app = Chalice(app_name="sluice")
@@ -25,15 +25,18 @@ route = web.routes(app)
 configure_store()
 app.register_blueprint(console.bp)  # /console: the web console's static files
 app.register_blueprint(config_routes.bp)  # /admin/channels, /admin/models, /admin/groups
-app.register_blueprint(reset_routes.bp)  # /admin/resets/run
+app.register_blueprint(reset_routes.bp)  # /admin/resets/run, /admin/sweeper/run
+app.register_blueprint(key_routes.bp)  # /admin/keys: operator keys
 
 
 def _caller() -> auth.Caller:
-    return auth.authenticate(web.header(app, "authorization"))
+    """A management key, or an operator with the route's scope (see chalicelib/api/scopes.py)."""
+    return auth.caller(app)
 
 
 def _admin() -> None:
-    auth.require_admin(web.header(app, "authorization"))
+    """The admin key, or an operator key with the route's scope (see chalicelib/api/scopes.py)."""
+    auth.operator(app)
 
 
 # Health & docs --------------------------------------------------------------------------------
@@ -264,7 +267,7 @@ def billing_usage() -> dict[str, Any]:
     return billing.usage(web.header(app, "authorization"), web.source_ip(app))
 
 
-# Logs and usage (management key, or admin with ?account_id=) ----------------------------------
+# Logs and usage (management key, or an operator with ?account_id=) ---------------------------
 @route("/logs", methods=["GET"])
 def logs() -> dict[str, Any]:
     from chalicelib.services import management, reports
@@ -281,7 +284,7 @@ def logs() -> dict[str, Any]:
         token_id=web.query(app, "token_id"),
         model=web.query(app, "model"),
         now=web.now(),
-        show_channel=caller.is_admin,
+        show_channel=caller.is_operator,
     )
 
 

@@ -4,13 +4,15 @@
     python -m devtools.package --stage prod --deploy   # make deploy STAGE=prod
 
 Packaging never calls AWS (no account or credentials needed): it runs ``chalice package`` with
-``infra/tables.yaml`` and ``infra/alarms.yaml`` merged in, then gives the generated template the
-names the rest of the stack relies on:
+``infra/tables.yaml``, ``infra/alarms.yaml`` and ``infra/invokers.yaml`` merged in, then gives the
+generated template the names the rest of the stack relies on:
 
 * every Lambda is named as ``chalice deploy`` would name it (``sluice-prod`` for the API,
   ``sluice-prod-<function>`` for the others), so the log-group ARNs in ``.chalice/policy-*.json``
   and the alarms in ``infra/alarms.yaml`` can name them exactly;
 * the REST API is named ``sluice-<stage>``, the name API Gateway's metrics carry;
+* a Lambda permission in ``infra/`` names its function as deployed; it is pointed at the
+  function's resource instead, so CloudFormation creates it after the function;
 * the ``Stage`` parameter of the infra templates is pinned to the packaged stage, so the tables
   a template creates are always the ones its Lambdas' ``SLUICE_TABLE_PREFIX`` points at;
 * the policy files say ``arn:aws:<service>:*:*:...`` (valid for ``chalice deploy`` too); here the
@@ -39,7 +41,7 @@ import yaml
 from chalice.utils import to_cfn_resource_name
 
 ROOT = Path(__file__).resolve().parent.parent
-INFRA_TEMPLATES = ("tables.yaml", "alarms.yaml")
+INFRA_TEMPLATES = ("tables.yaml", "alarms.yaml", "invokers.yaml")
 APP_NAME = "sluice"
 API_HANDLER = "api_handler"
 DEFAULT_REGION = "us-east-1"
@@ -184,6 +186,20 @@ def finish_template(template: dict[str, Any], stage: str, functions: list[str]) 
         elif kind == "AWS::IAM::Role":
             for policy in properties.get("Policies", []):
                 policy["PolicyDocument"] = pin_to_stack(policy["PolicyDocument"])
+    # Permissions last: every function has its deployed name by now.
+    deployed = {deployed_name(stage, function): cfn_name(function) for function in functions}
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Lambda::Permission":
+            continue
+        properties = resource["Properties"]
+        named = properties.get("FunctionName")
+        if isinstance(named, dict) and isinstance(named.get("Fn::Sub"), str):
+            named = named["Fn::Sub"].replace("${Stage}", stage)
+        if not isinstance(named, str):
+            continue  # chalice's own permissions refer to their function's resource already
+        if named not in deployed:
+            raise ValueError(f"{logical_id}: FunctionName names no function of the app")
+        properties["FunctionName"] = {"Ref": deployed[named]}
 
 
 def set_integration_timeout(template: dict[str, Any], timeout_ms: int) -> None:
@@ -253,7 +269,14 @@ def zip_report(zip_file: Path) -> str:
     )
 
 
-def deploy(stage: str, out_dir: Path, bucket: str, stack_name: str, alarm_email: str) -> None:
+def deploy(
+    stage: str,
+    out_dir: Path,
+    bucket: str,
+    stack_name: str,
+    alarm_email: str,
+    reset_invoker: str = "",
+) -> None:
     """Upload the zip and create or update the stack (needs the aws CLI and credentials)."""
     aws = shutil.which("aws")
     if not aws:
@@ -278,8 +301,11 @@ def deploy(stage: str, out_dir: Path, bucket: str, stack_name: str, alarm_email:
     create = ["cloudformation", "deploy", "--template-file", str(packaged), "--stack-name"]
     options = ["--capabilities", "CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]
     options += ["--no-fail-on-empty-changeset", "--tags", "app=sluice", f"stage={stage}"]
-    if alarm_email:
-        options += ["--parameter-overrides", f"AlarmEmail={alarm_email}"]
+    overrides = [f"AlarmEmail={alarm_email}"] if alarm_email else []
+    if reset_invoker:
+        overrides.append(f"ResetInvokerPrincipal={reset_invoker}")
+    if overrides:
+        options += ["--parameter-overrides", *overrides]
     subprocess.run([aws, *create, stack_name, *options], env=env, check=True)
 
 
@@ -304,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         help="address subscribed to the alarm topic (env SLUICE_ALARM_EMAIL)",
     )
     parser.add_argument(
+        "--reset-invoker",
+        default=os.environ.get("SLUICE_RESET_INVOKER", ""),
+        help="IAM principal allowed to invoke the reset job's Lambda (env SLUICE_RESET_INVOKER)",
+    )
+    parser.add_argument(
         "--api-timeout-ms",
         type=int,
         default=int(os.environ.get("SLUICE_API_TIMEOUT_MS", "0")) or None,
@@ -318,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     print(zip_report(out_dir / "deployment.zip"))
     if args.deploy:
         stack_name = args.stack_name or f"sluice-{args.stage}"
-        deploy(args.stage, out_dir, args.bucket, stack_name, args.alarm_email)
+        deploy(args.stage, out_dir, args.bucket, stack_name, args.alarm_email, args.reset_invoker)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Admin routes for the relay's configuration: channels, model prices, group ratios.
 
 A Chalice blueprint, so ``app.register_blueprint(config_routes.bp)`` is all the wiring it needs.
-Every route needs the admin key; every handler is one use case from
+Every route needs the admin key or an operator key with its scope (``chalicelib.api.scopes``);
+every handler is one use case from
 ``chalicelib.services.channel_admin``. The use cases and their pydantic schemas are imported
 inside the handlers, as in ``app.py``, so the relay's cold start does not pay for them.
 """
@@ -19,8 +20,8 @@ route = web.routes(bp)
 
 
 def _admin() -> None:
-    """Check the admin key, and refuse query parameters (none of these routes takes any)."""
-    auth.require_admin(web.header(bp, "authorization"))
+    """Check the caller's key and scope, and refuse query parameters (none of these takes any)."""
+    auth.operator(bp)
     web.only_query(bp)
 
 

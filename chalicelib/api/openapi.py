@@ -7,10 +7,11 @@ and what is documented cannot drift apart. Responses are plain JSON Schema writt
 schemathesis suite notices a new field, or a key leaking into a listing.
 
 ``OPERATIONS`` maps every (path, method) to its documentation in one entry; who may call it, its
-implicit query parameters and its usual errors follow from the path (``_audience``). A route
-registered in the app but missing there still appears in the document, with a generic schema
-and the flag ``x-undocumented: true``, and ``undocumented_routes()`` lists it so the test suite
-fails until someone writes its entry.
+implicit query parameters and its usual errors follow from the path (``_audience``), and the
+scope an operator key needs for it from ``chalicelib.api.scopes`` (the table ``auth`` enforces).
+A route registered in the app but missing there still appears in the document, with a generic
+schema and the flag ``x-undocumented: true``, and ``undocumented_routes()`` lists it so the test
+suite fails until someone writes its entry.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from chalicelib.api import scopes as route_scopes
 from chalicelib.core import channels, payloads
+from chalicelib.core.scopes import SCOPES
 from chalicelib.services import schemas
 
 OPENAPI_VERSION = "3.1.0"
@@ -28,7 +31,9 @@ API_VERSION = "0.1.0"
 JSON = "application/json"
 PAGE = ("limit", "cursor")
 
-# Who may call an operation; each name is a security scheme below.
+# Who may call an operation; each name is a security scheme below. Operations with a scope in
+# ``chalicelib.api.scopes`` also take an operator key holding it (``OPERATOR_KEY``).
+OPERATOR_KEY = "operatorKey"
 ADMIN = ("adminKey",)
 ACCOUNT = ("managementKey", "adminKey")
 API_KEY = ("apiKey",)
@@ -141,6 +146,26 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Set a group's price ratio", "GroupRatio", request="SetGroupRatio"
     ),
     ("/admin/resets/run", "POST"): Op("Run due quota resets now", "ResetRun"),
+    ("/admin/sweeper/run", "POST"): Op(
+        "Finish reservations left pending by a process that died, now", "SweepRun"
+    ),
+    ("/admin/keys", "POST"): Op(
+        "Create an operator key (ops-); the key appears in this response only",
+        "OperatorKeyWithKey",
+        201,
+        "CreateOperatorKey",
+    ),
+    ("/admin/keys", "GET"): Op("List operator keys", "OperatorKeyList", query=PAGE),
+    ("/admin/keys/{key_id}", "GET"): Op("Read an operator key", "OperatorKey"),
+    ("/admin/keys/{key_id}", "PATCH"): Op(
+        "Rename, re-scope, disable or enable an operator key",
+        "OperatorKey",
+        request="PatchOperatorKey",
+        errors=(409,),
+    ),
+    ("/admin/keys/{key_id}", "DELETE"): Op(
+        "Delete an operator key; it is refused from its next request", None, 204
+    ),
     ("/admin/ledger/verify", "POST"): Op(
         "Check every key and account against the ledger's invariants (reads only)",
         "LedgerReport",
@@ -187,7 +212,9 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "enum": ["enabled", "disabled", "expired", "exhausted"]},
     },
     "account_id": {
-        "description": "The account to act on; required with the admin key, ignored otherwise.",
+        "description": (
+            "The account to act on; required with the admin or an operator key, ignored otherwise."
+        ),
         "schema": {"type": "string"},
     },
     "start": {
@@ -207,7 +234,14 @@ for _name, _parameter in QUERY_PARAMETERS.items():
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     name: {"type": "http", "scheme": "bearer", "description": description}
     for name, description in (
-        ("adminKey", "The operator's admin key."),
+        ("adminKey", "The operator's admin key: every scope."),
+        (
+            OPERATOR_KEY,
+            "An operator key (ops-...), for the operations whose security requirement lists a "
+            "scope it holds. Scopes: "
+            + "; ".join(f"{name}: {meaning}" for name, meaning in SCOPES.items())
+            + ".",
+        ),
         ("managementKey", "An account's management key (mk-...)."),
         ("apiKey", "An API key (sk-...), for the OpenAI-compatible /v1 routes."),
     )
@@ -293,6 +327,17 @@ _TOKEN = {
 }
 
 _KEY = {"type": "string", "pattern": "^sk-", "description": "The full key, shown once"}
+
+_OPERATOR_KEY = {
+    "id": {"type": "string"},
+    "name": {"type": "string"},
+    "scopes": {"type": "array", "items": {"type": "string", "enum": list(SCOPES)}},
+    "status": {"type": "string", "enum": ["enabled", "disabled", "expired"]},
+    "created_at": _TIME,
+    "expires_at": {**_TIME, "type": ["string", "null"], "description": "null: never"},
+    "last_used_at": {**_TIME, "type": ["string", "null"], "description": "To the minute"},
+    "key_preview": {"type": "string", "description": "Enough of the key to recognise it"},
+}
 
 
 def _page(item: str) -> dict[str, Any]:
@@ -486,6 +531,23 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "complete": {"type": "boolean", "description": "false: call again to finish"},
         }
     ),
+    "SweepRun": _object(
+        {
+            "refunded": {"type": "integer"},
+            "settled": {"type": "integer"},
+            "skipped": {"type": "integer"},
+            "complete": {"type": "boolean", "description": "false: call again to finish"},
+        }
+    ),
+    "OperatorKey": _object(_OPERATOR_KEY, "An operator key; the key itself is never listed."),
+    "OperatorKeyWithKey": _object(
+        {
+            **_OPERATOR_KEY,
+            "key": {"type": "string", "pattern": "^ops-", "description": "The key, shown once"},
+        },
+        "An operator key just created.",
+    ),
+    "OperatorKeyList": _page("OperatorKey"),
     "Text": {"type": "string"},
     "Any": {"description": "Not documented yet."},
 }
@@ -520,7 +582,7 @@ REQUESTS: dict[str, dict[str, Any]] = {
 ERROR_DESCRIPTIONS = {
     400: "Invalid request",
     401: "Missing, unknown, expired or disabled key",
-    403: "Wrong kind of key, model or IP not allowed",
+    403: "Wrong kind of key, scope not held, model or IP not allowed",
     404: "Not found",
     409: "Changed concurrently; retry",
     413: "Body too large",
@@ -610,7 +672,7 @@ def _operation(path: str, method: str, op: Op, route: Any, comps: _Components) -
         "operationId": f"{method.lower()}_{route.view_name}",
         "summary": op.summary,
         "tags": [tag],
-        "security": [{scheme: []} for scheme in auth],
+        "security": _security(path, method, auth),
         "responses": responses,
     }
     if parameters:
@@ -622,6 +684,15 @@ def _operation(path: str, method: str, op: Op, route: Any, comps: _Components) -
             "content": {JSON: {"schema": comps.named(op.request)}},
         }
     return operation
+
+
+def _security(path: str, method: str, auth: tuple[str, ...]) -> list[dict[str, list[str]]]:
+    """Who may call: the path's audience, and an operator key with the route's scope if any."""
+    requirements: list[dict[str, list[str]]] = [{scheme: []} for scheme in auth]
+    scope = route_scopes.ROUTE_SCOPES.get((path, method))
+    if scope is not None:
+        requirements.append({OPERATOR_KEY: [scope]})
+    return requirements
 
 
 def _undocumented(path: str, method: str) -> Op:

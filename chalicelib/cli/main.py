@@ -5,8 +5,9 @@ no admin key. The stage comes from ``--stage`` or the usual environment (``SLUIC
 ``SLUICE_TABLE_PREFIX``, ``SLUICE_REGION``/``AWS_REGION``, ``SLUICE_DYNAMODB_ENDPOINT``).
 Arguments are validated by the API's pydantic schemas, so the CLI refuses exactly what the API
 refuses, with the same message. Output is an aligned table for people, or the API's JSON with
-``--json``. One click group per resource; the relay's ``channels``, ``models``, ``groups`` and
-``resets`` groups live in their own modules and are attached below.
+``--json``. One click group per resource; the relay's ``channels``, ``models``, ``groups``,
+``resets``, ``ledger`` and the operator ``keys`` groups live in their own modules and are
+attached below.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import click
 from pydantic import ValidationError
 
 from chalicelib.cli import config as cli_config
+from chalicelib.cli import keys as cli_keys
 from chalicelib.cli import ledger as cli_ledger
 from chalicelib.cli import logs_to_stderr
 from chalicelib.cli import resets as cli_resets
@@ -386,6 +388,7 @@ cli.add_command(cli_config.models)
 cli.add_command(cli_config.groups)
 cli.add_command(cli_resets.resets)
 cli.add_command(cli_ledger.ledger)
+cli.add_command(cli_keys.keys)
 
 
 def main() -> None:

@@ -116,6 +116,19 @@ class IpNotAllowed(Forbidden):
     default_message = "This API key may not be used from this IP address."
 
 
+class InsufficientScope(Forbidden):
+    """An operator key without the scope a route needs; ``needed`` names that scope."""
+
+    code = "insufficient_scope"
+    default_message = "This operator key lacks the scope this route needs."
+
+    def __init__(
+        self, message: str | None = None, *, needed: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message, param=param)
+        self.needed = needed
+
+
 # 404 ---------------------------------------------------------------------------------------------
 class NotFound(GatewayError):
     status = 404

@@ -8,7 +8,8 @@ through a GSI would be eventually consistent: a fresh key could be refused and a
 old hash could linger. Regenerating keeps the id and draws a new secret, so the old key fails the
 hash comparison at once.
 
-Management keys have the same shape with ``mk-`` and the account's id.
+Management keys have the same shape with ``mk-`` and the account's id, and operator keys with
+``ops-`` and the operator key's own id.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ SECRET_LENGTH = 32
 BODY_LENGTH = ID_LENGTH + SECRET_LENGTH  # 48
 TOKEN_PREFIX = "sk-"  # noqa: S105 - a prefix, not a secret
 MANAGEMENT_PREFIX = "mk-"
+OPERATOR_PREFIX = "ops-"
+PREFIXES = (
+    (TOKEN_PREFIX, "token"),
+    (MANAGEMENT_PREFIX, "management"),
+    (OPERATOR_PREFIX, "operator"),
+)
 
 
 def random_string(length: int) -> str:
@@ -36,7 +43,8 @@ def new_id() -> str:
 
 
 def new_key(prefix: str, owner_id: str) -> str:
-    """A fresh key for ``owner_id`` (a token id for ``sk-``, an account id for ``mk-``)."""
+    """A fresh key for ``owner_id`` (a token id for ``sk-``, an account id for ``mk-``, an
+    operator key id for ``ops-``)."""
     if len(owner_id) != ID_LENGTH or not is_alnum(owner_id):
         raise ValueError("owner id must be 16 characters from [A-Za-z0-9]")
     return prefix + owner_id + random_string(SECRET_LENGTH)
@@ -61,8 +69,8 @@ def secrets_match(presented: str, expected: str) -> bool:
 
 def preview(key: str) -> str:
     """``sk-Ab12…xY9z``: enough to recognise a key, far too little to use it."""
-    prefix, body = key[:3], key[3:]
-    return f"{prefix}{body[:4]}…{body[-4:]}"
+    prefix, dash, body = key.partition("-")
+    return f"{prefix}{dash}{body[:4]}…{body[-4:]}"
 
 
 def is_alnum(text: str) -> bool:
@@ -71,14 +79,14 @@ def is_alnum(text: str) -> bool:
 
 @dataclass(frozen=True)
 class ParsedKey:
-    kind: str  # "token" | "management"
+    kind: str  # "token" | "management" | "operator"
     owner_id: str
     key: str
 
 
 def parse_key(key: str) -> ParsedKey | None:
     """Split a presented key into its kind and owner id, or None if it cannot be one of ours."""
-    for prefix, kind in ((TOKEN_PREFIX, "token"), (MANAGEMENT_PREFIX, "management")):
+    for prefix, kind in PREFIXES:
         if key.startswith(prefix):
             body = key[len(prefix) :]
             if len(body) == BODY_LENGTH and is_alnum(body):

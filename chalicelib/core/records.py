@@ -85,3 +85,32 @@ class Page:
 
     items: list  # type: ignore[type-arg]
     next_cursor: str | None
+
+
+OPERATOR_KEY_STATUSES = ("enabled", "disabled")
+
+
+@dataclass(frozen=True)
+class OperatorKeyRecord:
+    """An operator key (``ops-``): a name, its scopes, and the SHA-256 of the key, never the key."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    key_hash: str = field(repr=False)
+    key_preview: str = ""
+    status: str = "enabled"
+    created_at: int = 0
+    expires_at: int = NEVER
+    last_used_at: int | None = None
+    # Bumped by every edit; an edit applies only over the revision it read.
+    revision: int = 1
+
+    def is_expired(self, now: int) -> bool:
+        return self.expires_at != NEVER and self.expires_at <= now
+
+    def effective_status(self, now: int) -> str:
+        """Disabled beats expired beats enabled."""
+        if self.status != "enabled":
+            return "disabled"
+        return "expired" if self.is_expired(now) else "enabled"

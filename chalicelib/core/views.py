@@ -1,4 +1,4 @@
-"""JSON shapes of tokens and accounts (pure). Field names are part of the public contract.
+"""JSON shapes of tokens, accounts and operator keys (pure). Field names are a public contract.
 
 Nothing here can print a secret: records carry only hashes and previews, and the full key is
 passed in explicitly by the one response that creates or regenerates it.
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.core.pricing import units_to_usd
-from chalicelib.core.records import NEVER, AccountRecord, TokenRecord
+from chalicelib.core.records import NEVER, AccountRecord, OperatorKeyRecord, TokenRecord
 
 
 def iso(epoch: int | None) -> str | None:
@@ -67,3 +67,22 @@ def account_json(account: AccountRecord) -> dict[str, Any]:
         "created_at": iso(account.created_at),
         "groups": list(account.groups),
     }
+
+
+def operator_key_json(
+    operator_key: OperatorKeyRecord, now: int, key: str | None = None
+) -> dict[str, Any]:
+    """An operator key as listed: its preview, never its hash; ``key`` only when just created."""
+    body: dict[str, Any] = {
+        "id": operator_key.id,
+        "name": operator_key.name,
+        "scopes": list(operator_key.scopes),
+        "status": operator_key.effective_status(now),
+        "created_at": iso(operator_key.created_at),
+        "expires_at": iso(operator_key.expires_at),
+        "last_used_at": iso(operator_key.last_used_at),
+        "key_preview": operator_key.key_preview,
+    }
+    if key is not None:
+        body["key"] = key
+    return body

@@ -25,6 +25,7 @@ from pydantic import (
 
 from chalicelib.core import payloads, text
 from chalicelib.core.errors import InvalidRequest
+from chalicelib.core.scopes import SCOPES
 
 
 def _plain_text(value: Any) -> Any:
@@ -216,6 +217,46 @@ class SetPrice(Body):
 
 class SetGroupRatio(Body):
     ratio: UsdString
+
+
+def _known_scope(value: str) -> str:
+    if value not in SCOPES:
+        raise ValueError(f"'{value}' is not a scope; the scopes are {', '.join(SCOPES)}")
+    return value
+
+
+def _distinct_scopes(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not repeat a scope")
+    return values
+
+
+Scope = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_scope)]
+Scopes = Annotated[
+    list[Scope], Field(min_length=1, max_length=len(SCOPES)), AfterValidator(_distinct_scopes)
+]
+
+
+class CreateOperatorKey(Body):
+    """An operator key (ops-): what it may do, and until when (no expiry: never)."""
+
+    name: Name
+    scopes: Scopes
+    expires_at: IsoDatetime | None = None
+    expires_in_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_expiry(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            _only_one(values, "expires_at", "expires_in_days")
+        return values
+
+
+class PatchOperatorKey(Body):
+    name: Name | None = None
+    scopes: Scopes | None = None
+    status: Status | None = None
 
 
 def parse(schema: type[Body], raw: bytes | str | None) -> Any:

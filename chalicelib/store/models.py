@@ -219,9 +219,11 @@ class UsageRecord(Model):
 
 # Configuration: channels, model prices, group ratios -------------------------------------------
 class ConfigItem(Model):
-    """Small, rarely written configuration, read with one Query per kind and cached per container.
+    """Small, rarely written configuration, read with one Query per kind.
 
-    kind = "channel" | "price" | "group"; name = channel id, model name or group name.
+    kind = "channel" | "price" | "group" (cached per container, see store/config.py), or
+    "opkey" (operator keys, never cached, see store/operator_keys.py); name = channel id, model
+    name, group name or operator key id.
     """
 
     class Meta(_Meta):

@@ -187,6 +187,20 @@ def ledger_verifier(driver: Driver) -> None:
     assert driver.run_schedule("verify_ledger")["ok"] is True
 
 
+def operator_keys(driver: Driver) -> None:
+    """A scoped operator key: created, used for the on-demand sweeper, edited, listed, deleted."""
+    body = {"name": "cron", "scopes": ["sweeper:run"], "expires_in_days": 30}
+    created = driver.admin("POST", "/admin/keys", body, 201)
+    key, key_id = created["key"], created["id"]
+    assert driver.call("POST", "/admin/sweeper/run", key=key)["complete"] is True
+    driver.admin("PATCH", f"/admin/keys/{key_id}", {"name": "nightly cron"})
+    page = driver.admin("GET", "/admin/keys?limit=1")
+    assert page["data"][0]["last_used_at"] is not None
+    driver.admin("GET", f"/admin/keys/{key_id}")
+    driver.admin("DELETE", f"/admin/keys/{key_id}", expect=204)
+    driver.call("POST", "/admin/sweeper/run", key=key, expect=401)
+
+
 FLOWS: list[Callable[[Driver], None]] = [
     health_and_docs,
     management,
@@ -195,4 +209,5 @@ FLOWS: list[Callable[[Driver], None]] = [
     resets,
     sweeper,
     ledger_verifier,
+    operator_keys,
 ]

@@ -372,3 +372,23 @@ def test_integration_timeout_can_be_raised_but_only_below_the_lambda_timeout(
 
     assert timeouts(raised) == {50_000}
     assert timeouts(too_long) == timeouts(template) == {None}
+
+
+def test_the_reset_job_may_be_opened_to_one_more_principal_and_is_not_by_default(
+    packaged_prod: tuple[Path, dict[str, Any]],
+) -> None:
+    # GIVEN the packaged prod template
+    _, template = packaged_prod
+
+    # WHEN its optional grant on the reset job is read
+    permission = template["Resources"]["ResetQuotasInvokePermission"]
+    function = template["Resources"][permission["Properties"]["FunctionName"]["Ref"]]
+    condition = template["Conditions"][permission["Condition"]]
+
+    # THEN it lets the ResetInvokerPrincipal parameter invoke the reset function and nothing
+    # else, and only when that parameter is set (empty by default)
+    assert function["Properties"]["FunctionName"] == f"sluice-{STAGE}-reset_quotas"
+    assert permission["Properties"]["Action"] == "lambda:InvokeFunction"
+    assert permission["Properties"]["Principal"] == {"Ref": "ResetInvokerPrincipal"}
+    assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ResetInvokerPrincipal"}, ""]}]}
+    assert template["Parameters"]["ResetInvokerPrincipal"]["Default"] == ""

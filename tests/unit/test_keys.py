@@ -96,6 +96,16 @@ def test_parse_key_recognises_a_management_key() -> None:
     assert (parsed.kind, parsed.owner_id) == ("management", account_id)
 
 
+def test_parse_key_recognises_an_operator_key() -> None:
+    key_id = keys.new_id()
+    key = keys.new_key(keys.OPERATOR_PREFIX, key_id)
+    parsed = keys.parse_key(key)
+    assert parsed is not None
+    assert (parsed.kind, parsed.owner_id) == ("operator", key_id)
+    assert keys.parse_key(key[:-1]) is None
+    assert keys.parse_key("ops" + key[4:]) is None
+
+
 @pytest.mark.parametrize(
     "presented",
     [
@@ -149,6 +159,12 @@ def test_bearer_token_extracts_the_credential_or_none(
 def test_preview_shows_prefix_first_four_and_last_four() -> None:
     key = "sk-Ab12" + "x" * 40 + "xY9z"
     assert keys.preview(key) == "sk-Ab12…xY9z"
+
+
+def test_preview_keeps_the_whole_prefix_of_an_operator_key() -> None:
+    key = "ops-Ab12" + "x" * 40 + "xY9z"
+    assert keys.preview(key) == "ops-Ab12…xY9z"
+    assert keys.preview("mk-Ab12" + "x" * 40 + "xY9z") == "mk-Ab12…xY9z"
 
 
 def test_preview_of_a_real_key_cannot_be_used_as_the_key() -> None:

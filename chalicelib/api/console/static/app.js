@@ -32,7 +32,8 @@ function go(hash) {
 }
 
 // Who the key belongs to: a management key (mk-) names its account; anything else must be the
-// admin key, which is the only other key the management API accepts.
+// admin key or an operator key (ops-), which signs in here only if it may list accounts
+// (accounts:read); a page outside its scopes then shows the API's 403.
 async function identify(key) {
   if (key.startsWith("mk-")) {
     const response = await call("GET", "/account", { key });
