@@ -189,8 +189,12 @@ def _relay(kind: str) -> Response:
         web.raw_body(app),
         web.header(app, "authorization"),
         web.source_ip(app),
-        web.request_id(app),
     )
+    if isinstance(result, gateway.StreamedCall):
+        # Chalice buffers every response: the whole stream, then one body.
+        result = gateway.CallResult(
+            200, b"".join(result.chunks), result.content_type, result.headers
+        )
     return Response(
         body=result.body.decode("utf-8"),
         status_code=result.status,

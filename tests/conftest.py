@@ -143,6 +143,17 @@ class Api:
 
 
 @pytest.fixture
+def relay_client(tables: Any) -> Iterator[Any]:
+    """Starlette's test client over the relay's ASGI app, seen from 127.0.0.1."""
+    from starlette.testclient import TestClient
+
+    from chalicelib.relay.app import app as relay_app
+
+    with TestClient(relay_app, client=("127.0.0.1", 50000)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
 def client(tables: Any) -> Iterator[Any]:
     from chalice.test import Client
 
