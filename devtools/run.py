@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
 
     external = os.environ.get("UPSTREAM_BASE_URL", "").strip()
-    print("Starting DynamoDB, the upstream and chalice local...", flush=True)
+    print("Starting DynamoDB, the upstream, the relay and chalice local...", flush=True)
     try:
         stack = start_stack(
             port=args.port,
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             if stop.wait(timeout=1.0):
                 break
             if not stack.alive():
-                print("error: chalice local exited; stopping.", file=sys.stderr)
+                print("error: the server exited; stopping.", file=sys.stderr)
                 return 1
         print("Stopping...", flush=True)
         return 0
