@@ -104,7 +104,12 @@ class Settings:
             key_cache_seconds=_float(env, "SLUICE_KEY_CACHE_SECONDS", 10.0),
             upstream_connect_timeout=_float(env, "SLUICE_UPSTREAM_CONNECT_TIMEOUT", 5.0),
             upstream_read_timeout=_optional_float(env, "SLUICE_UPSTREAM_READ_TIMEOUT"),
-            relay_timeout_seconds=_float(env, "SLUICE_RELAY_TIMEOUT_SECONDS", 600.0),
+            # The stack passes its integration timeout, in milliseconds as API Gateway has it.
+            relay_timeout_seconds=_float(
+                env,
+                "SLUICE_RELAY_TIMEOUT_SECONDS",
+                _float(env, "SLUICE_RELAY_TIMEOUT_MS", 600_000.0) / 1000,
+            ),
             stream_keepalive_seconds=_float(env, "SLUICE_STREAM_KEEPALIVE_SECONDS", 10.0),
             behind_api_gateway=env.get("SLUICE_BEHIND_API_GATEWAY", "").strip().lower()
             in {"1", "true"},

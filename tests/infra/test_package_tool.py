@@ -9,15 +9,18 @@ from devtools import package
 from devtools.package import infra_template, load_template, merge_templates, pin_to_stack
 
 
-def test_merged_infra_template_holds_both_files_and_can_only_deploy_its_stage() -> None:
-    # GIVEN the two infra templates
+def test_merged_infra_template_holds_every_file_and_can_only_deploy_its_stage() -> None:
+    # GIVEN the infra templates
     tables, alarms = load_template(INFRA / "tables.yaml"), load_template(INFRA / "alarms.yaml")
+    relay = load_template(INFRA / "relay.yaml")
 
     # WHEN they are merged for prod
     merged = infra_template("prod")
 
-    # THEN every resource of both is there, and Stage accepts prod alone
-    assert set(merged["Resources"]) == set(tables["Resources"]) | set(alarms["Resources"])
+    # THEN every resource of each is there, and Stage accepts prod alone
+    assert set(merged["Resources"]) == (
+        set(tables["Resources"]) | set(alarms["Resources"]) | set(relay["Resources"])
+    )
     assert merged["Parameters"]["Stage"]["AllowedValues"] == ["prod"]
     assert merged["Parameters"]["Stage"]["Default"] == "prod"
 
