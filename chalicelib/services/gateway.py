@@ -6,6 +6,10 @@
 * ``forward``: the call upstream (``upstream``), refunded in full if nothing came back.
 * ``settle``: the real cost charged, the rest released, the call logged.
 
+A ``stream: true`` chat takes ``relay_stream`` after ``reserve``: the events are handed on as
+they arrive (``StreamDelivery``) and the call settles, through the same ``_finish``, once the
+stream ends, breaks or the client hangs up, charged for what was delivered.
+
 Round trips on a warm container: one before upstream (token reservation, account reservation
 and the pending usage record, in parallel) and one after (both settles and the record's final
 state, in parallel). Key and account metadata are cached per container for a few seconds; the
