@@ -248,3 +248,14 @@ def test_the_relay_role_allows_every_call_the_relay_makes(
         )
     ]
     assert denied == []
+
+
+def test_the_sweeper_never_refunds_a_call_the_relay_may_still_be_serving(
+    packaged_prod: tuple[Path, dict[str, Any]],
+) -> None:
+    # GIVEN the relay function's hard limit  WHEN compared with the age the sweeper waits for
+    from chalicelib.core.settings import Settings
+
+    _, template = packaged_prod
+    # THEN a reservation is only swept once no invocation that holds it can be alive
+    assert Settings().reservation_max_age_seconds > _relay(template)["Timeout"]
