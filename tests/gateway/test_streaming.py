@@ -291,3 +291,21 @@ def test_the_openai_sdk_sees_the_chunks_one_by_one(
     upstream.release.set()
     rest = [chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices]
     assert WORDS[0] + "".join(rest) == "".join(WORDS)
+
+
+def test_the_openai_sdk_raises_when_a_started_stream_breaks(
+    server: str, held: Callable[..., HeldUpstream]
+) -> None:
+    # GIVEN an upstream that cuts its stream after the first events
+    held("cut")
+    key, _created = _key(server)
+    sdk = openai.OpenAI(base_url=f"{server}/v1", api_key=key, max_retries=0, timeout=30)
+
+    # WHEN the SDK streams  THEN it gets the delivered chunks, then raises the error event
+    received: list[str] = []
+    with pytest.raises(openai.APIError, match="broke off the stream"):
+        for chunk in sdk.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+        ):
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == WORDS[0]
