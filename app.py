@@ -204,67 +204,8 @@ def regenerate_token(token_id: str) -> dict[str, Any]:
     return management.regenerate_token(account_id, token_id, web.now())
 
 
-# OpenAI-compatible relay (Bearer sk-…) --------------------------------------------------------
-def _relay(kind: str) -> Response:
-    from chalicelib.services import gateway
-
-    result = gateway.relay_call(
-        kind,  # type: ignore[arg-type]
-        web.raw_body(app),
-        web.header(app, "authorization"),
-        web.source_ip(app),
-        web.request_id(app),
-    )
-    return Response(
-        body=result.body.decode("utf-8"),
-        status_code=result.status,
-        headers={"Content-Type": result.content_type, **result.headers},
-    )
-
-
-@route("/v1/chat/completions", methods=["POST"])
-def chat_completions() -> Response:
-    return _relay("chat")
-
-
-@route("/v1/embeddings", methods=["POST"])
-def embeddings() -> Response:
-    return _relay("embeddings")
-
-
-@route("/v1/models", methods=["GET"])
-def models() -> dict[str, Any]:
-    from chalicelib.services import gateway
-
-    token = gateway.key_for_route(web.header(app, "authorization"), web.source_ip(app))
-    return {
-        "object": "list",
-        "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "sluice"}
-            for m in gateway.models_for(token)
-        ],
-    }
-
-
-@route("/v1/key", methods=["GET"])
-def own_key() -> dict[str, Any]:
-    from chalicelib.services import billing
-
-    return billing.key_json(web.header(app, "authorization"), web.source_ip(app), web.now())
-
-
-@route("/v1/dashboard/billing/subscription", methods=["GET"])
-def billing_subscription() -> dict[str, Any]:
-    from chalicelib.services import billing
-
-    return billing.subscription(web.header(app, "authorization"), web.source_ip(app))
-
-
-@route("/v1/dashboard/billing/usage", methods=["GET"])
-def billing_usage() -> dict[str, Any]:
-    from chalicelib.services import billing
-
-    return billing.usage(web.header(app, "authorization"), web.source_ip(app))
+# The OpenAI-compatible relay (/v1/*) is its own function: chalicelib/relay (API Gateway routes
+# /v1/{proxy+} there, `make run`'s front does the same locally). Chalice cannot stream.
 
 
 # Logs and usage (management key, or an operator with ?account_id=) ---------------------------

@@ -1,17 +1,18 @@
-"""``devtools.chalice_local`` with two meters inside: DynamoDB calls and the handler's own time.
+"""``devtools.front`` with two meters inside: DynamoDB calls and the relay's own time.
 
     python -m bench.counted_server --stats FILE -- --host 127.0.0.1 --port P --stage dev ...
 
-The server is the very same ``chalice local`` (same backlog, same app); this wrapper only
+The server is the very same front ``make run`` serves (the relay in this process, the management
+API on ``chalice local`` behind it); this wrapper only
 
 * registers a ``CallCounter`` on the store's shared botocore client once the app configures the
   store, so calls, botocore retries, the store's own retries and Scans made while serving HTTP
   are counted where they happen;
-* times every ``app(event, context)`` call, which is what a Lambda bills (chalice local's HTTP
-  parsing and threading around it stand in for API Gateway and are not part of it), and every
-  upstream call (``relay.forward``), so the handler's time splits into upstream, DynamoDB and
-  the rest;
-* turns off Nagle's algorithm on chalice local's responses (see ``_no_nagle``).
+* times every request the relay's ASGI app serves, which is what the relay's Lambda bills
+  (uvicorn's HTTP parsing around it stands in for Web Adapter and API Gateway and is not part
+  of it), and every upstream call (``relay.forward``), so the relay's time splits into upstream,
+  DynamoDB and the rest. Only the relay is metered: the management API runs in chalice local's
+  own process.
 
 ``kill -USR1 <pid>`` writes what was measured since the previous signal to FILE (atomically)
 and starts afresh, so the caller gets per-phase figures without a route in the app.
@@ -51,20 +52,24 @@ def _instrument_store() -> None:
 
 
 def _instrument_handler() -> None:
-    from chalice.app import Chalice
+    """Time the relay's app per request, from its call to its return (the body included)."""
+    from devtools import front
 
-    original = Chalice.__call__
+    original_init = front.Front.__init__
 
-    def timed_call(self: Chalice, event: Any, context: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return original(self, event, context)
-        finally:
-            elapsed = (time.perf_counter() - started) * 1000
-            with _lock:
-                _durations_ms.append(elapsed)
+    def metered_init(self: front.Front, relay: Any, backend_url: str) -> None:
+        async def timed_relay(scope: Any, receive: Any, send: Any) -> None:
+            started = time.perf_counter()
+            try:
+                await relay(scope, receive, send)
+            finally:
+                elapsed = (time.perf_counter() - started) * 1000
+                with _lock:
+                    _durations_ms.append(elapsed)
 
-    Chalice.__call__ = timed_call  # type: ignore[method-assign]
+        original_init(self, timed_relay, backend_url)
+
+    front.Front.__init__ = metered_init  # type: ignore[method-assign]
 
 
 def _instrument_upstream() -> None:
@@ -85,18 +90,6 @@ def _instrument_upstream() -> None:
     relay.forward = timed_forward  # type: ignore[assignment]
 
 
-def _no_nagle() -> None:
-    """Answer without the 40 ms stall a dev server adds and Lambda does not.
-
-    chalice local writes a response's headers and body in two sends; with Nagle's algorithm on,
-    the body waits for the client's delayed ACK of the headers (40 ms on Linux), so every
-    response took 40 ms more than the app did. The mock upstream sets the same flag.
-    """
-    from chalice import local
-
-    local.ChaliceRequestHandler.disable_nagle_algorithm = True
-
-
 def _dump(path: Path) -> None:
     with _lock:
         durations, forwards = list(_durations_ms), list(_forward_ms)
@@ -112,17 +105,16 @@ def _dump(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--stats", type=Path, required=True, help="where SIGUSR1 writes figures")
-    parser.add_argument("chalice_args", nargs=argparse.REMAINDER)
+    parser.add_argument("front_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    chalice_args = [a for a in args.chalice_args if a != "--"]
+    front_args = [a for a in args.front_args if a not in ("--", "--no-autoreload")]
     _instrument_store()
     _instrument_handler()
     _instrument_upstream()
-    _no_nagle()
     signal.signal(signal.SIGUSR1, lambda signum, frame: _dump(args.stats))
-    from devtools import chalice_local
+    from devtools import front
 
-    return chalice_local.main(chalice_args)
+    return front.main(front_args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The processes a benchmark runs: the mock upstream, Sluice on chalice local, LiteLLM's proxy.
+"""The processes a benchmark runs: the mock upstream, Sluice (make run's front), LiteLLM's proxy.
 
 Each runs in its own process group (so stopping it stops its children too), writes to its own log
 under ``bench/.work/`` and binds 127.0.0.1 only. CPU time is read from ``/proc/<pid>/stat``
@@ -198,7 +198,7 @@ def bootstrap_sluice(env: dict[str, str], upstream_url: str, upstream_key: str) 
 
 
 def start_sluice(ddb_endpoint: str, upstream_url: str, upstream_key: str) -> Proc:
-    """Sluice on ``chalice local`` (``devtools.chalice_local``), metered by bench.counted_server."""
+    """Sluice as ``make run`` serves it (``devtools.front``), metered by bench.counted_server."""
     env = sluice_env(ddb_endpoint, "bench-admin-" + secrets.token_urlsafe(18))
     keys = bootstrap_sluice(env, upstream_url, upstream_key)
     port = free_port()

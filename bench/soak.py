@@ -149,9 +149,7 @@ def run(
                 token = key_list[rng.randrange(len(key_list))]
                 body = rng.choice([FLAT, FLAT, CHAT, FAILING])
                 try:
-                    result = gateway.relay_call(
-                        "chat", body, f"Bearer {token['key']}", "127.0.0.1", "soak"
-                    )
+                    result = gateway.relay_call("chat", body, f"Bearer {token['key']}", "127.0.0.1")
                     name = "ok" if result.status < 400 else "failed"
                 except Killed:
                     name = "killed"

@@ -14,7 +14,7 @@ from chalicelib.core.pricing import ModelPrice
 from chalicelib.store import config as config_store
 
 DEMO_CHANNEL_ID = "demo"
-DEMO_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "demo-flat")
+DEMO_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "demo-flat", "demo-slow")
 DEMO_PRICES = {
     "gpt-4o-mini": ModelPrice(
         input_usd_per_mtok=Decimal("0.15"), output_usd_per_mtok=Decimal("0.60")
@@ -24,6 +24,10 @@ DEMO_PRICES = {
         input_usd_per_mtok=Decimal("0.02"), output_usd_per_mtok=Decimal("0")
     ),
     "demo-flat": ModelPrice(usd_per_request=Decimal("0.002")),
+    # The demo upstream streams this one a word at a time (see devtools.mock_upstream).
+    "demo-slow": ModelPrice(
+        input_usd_per_mtok=Decimal("0.15"), output_usd_per_mtok=Decimal("0.60")
+    ),
 }
 
 
@@ -37,7 +41,7 @@ def register_provider(base_url: str, api_key: str, models: tuple[str, ...] = ())
 
     It serves the priced OpenAI models (or ``models``); prices are the demo's list prices.
     """
-    served = models or tuple(m for m in DEMO_MODELS if m != "demo-flat")
+    served = models or tuple(m for m in DEMO_MODELS if not m.startswith("demo-"))
     _register("upstream", base_url, api_key, served)
 
 

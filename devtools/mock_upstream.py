@@ -26,7 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-DEMO_MODELS = ("demo-chat", "demo-chat-large", "demo-embedding")
+DEMO_MODELS = ("demo-chat", "demo-chat-large", "demo-embedding", "demo-slow")
+# ``demo-slow`` streams its answer one word at a time, this far apart, so streaming can be seen
+# with ``curl -N`` or in the console's Playground.
+SLOW_WORD_SECONDS = 0.3
 FAULT_MODELS = (
     "fail-500",
     "fail-429",
@@ -404,8 +407,10 @@ class _Handler(BaseHTTPRequestHandler):
                 ],
             }
 
+        slow = model == "demo-slow"
         events: list[dict[str, Any]] = [chunk({"role": "assistant", "content": ""}, None)]
-        events += [chunk({"content": piece}, None) for piece in split_pieces(reply)]
+        pieces = split_pieces(reply, 1 if slow else WORDS_PER_CHUNK)
+        events += [chunk({"content": piece}, None) for piece in pieces]
         events.append(chunk({}, finish_reason))
         if usage is not None:
             events.append({**chunk({}, None), "choices": [], "usage": usage})
@@ -421,7 +426,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write_event(event)
             self.close_connection = True
             return
-        for event in events:
+        for index, event in enumerate(events):
+            if slow and 1 < index <= len(pieces) and not self.owner._pause(SLOW_WORD_SECONDS):
+                self.close_connection = True
+                return
             self._write_event(event)
         self._write_chunk(b"data: [DONE]\n\n")
         self._write_chunk(b"")

@@ -4,7 +4,8 @@
     python -m devtools.package --stage prod --deploy   # make deploy STAGE=prod
 
 Packaging never calls AWS (no account or credentials needed): it runs ``chalice package`` with
-``infra/tables.yaml``, ``infra/alarms.yaml`` and ``infra/invokers.yaml`` merged in, then gives the
+``infra/tables.yaml``, ``infra/alarms.yaml``, ``infra/invokers.yaml`` and
+``infra/relay.yaml`` merged in, then gives the
 generated template the names the rest of the stack relies on:
 
 * every Lambda is named as ``chalice deploy`` would name it (``sluice-prod`` for the API,
@@ -15,6 +16,8 @@ generated template the names the rest of the stack relies on:
   function's resource instead, so CloudFormation creates it after the function;
 * the ``Stage`` parameter of the infra templates is pinned to the packaged stage, so the tables
   a template creates are always the ones its Lambdas' ``SLUICE_TABLE_PREFIX`` points at;
+* ``/v1/{proxy+}`` goes to the relay function (``wire_relay``): a streaming Lambda proxy
+  integration, with the stage's settings and log retention, and API Gateway allowed to invoke it;
 * the policy files say ``arn:aws:<service>:*:*:...`` (valid for ``chalice deploy`` too); here the
   region and account are pinned to the stack's own with ``Fn::Sub``.
 
@@ -41,7 +44,7 @@ import yaml
 from chalice.utils import to_cfn_resource_name
 
 ROOT = Path(__file__).resolve().parent.parent
-INFRA_TEMPLATES = ("tables.yaml", "alarms.yaml", "invokers.yaml")
+INFRA_TEMPLATES = ("tables.yaml", "alarms.yaml", "invokers.yaml", "relay.yaml")
 APP_NAME = "sluice"
 API_HANDLER = "api_handler"
 DEFAULT_REGION = "us-east-1"
@@ -159,14 +162,98 @@ def pin_to_stack(value: Any) -> Any:
     return value
 
 
+# The relay function (infra/relay.yaml) and its place in the REST API.
+RELAY_FUNCTION = "RelayFunction"
+RELAY_NAME = "relay"
+RELAY_PATH = "/v1/{proxy+}"
+# Lambda's response-streaming invocation (InvokeWithResponseStream), as API Gateway calls it.
+RELAY_URI = (
+    "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/"
+    "${RelayFunction.Arn}/response-streaming-invocations"
+)
+# Settings the relay has no use for: it never reads the admin key (its role cannot either).
+NOT_FOR_THE_RELAY = ("SLUICE_ADMIN_KEY_SSM_PARAMETER",)
+
+
+def wire_relay(template: dict[str, Any], stage: str) -> None:
+    """Route ``/v1/*`` to the relay function, streaming; give it its name and settings (in place).
+
+    API Gateway picks the most specific path, so ``/v1/{proxy+}`` wins over Chalice's greedy
+    ``/{proxy+}`` for every /v1 path, and only there. The route is part of the API's definition
+    (not a separate Method resource), so each deployment of the API carries it.
+    """
+    resources = template["Resources"]
+    relay = resources[RELAY_FUNCTION]["Properties"]
+    relay["FunctionName"] = deployed_name(stage, RELAY_NAME)
+    staged = dict(resources["APIHandler"]["Properties"]["Environment"]["Variables"])
+    for name in NOT_FOR_THE_RELAY:
+        staged.pop(name, None)
+    relay["Environment"]["Variables"] = {**staged, **relay["Environment"]["Variables"]}
+    group = resources["RelayLogGroup"]["Properties"]
+    group["LogGroupName"] = "/aws/lambda/" + deployed_name(stage, RELAY_NAME)
+    group["RetentionInDays"] = resources["ApiHandlerLogGroup"]["Properties"]["RetentionInDays"]
+    role = resources["RelayRole"]["Properties"]
+    role["Policies"] = _with_stage(role["Policies"], stage)
+    paths = resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    paths[RELAY_PATH] = {
+        "x-amazon-apigateway-any-method": {
+            "parameters": [{"name": "proxy", "in": "path", "required": True, "type": "string"}],
+            "responses": {},
+            "x-amazon-apigateway-integration": {
+                "type": "aws_proxy",
+                "httpMethod": "POST",
+                "uri": {"Fn::Sub": RELAY_URI},
+                "responseTransferMode": "STREAM",
+                "timeoutInMillis": {"Ref": "RelayIntegrationTimeoutMillis"},
+                "passthroughBehavior": "when_no_match",
+            },
+        }
+    }
+    resources["RelayInvokePermission"] = {
+        "Type": "AWS::Lambda::Permission",
+        "Properties": {
+            "FunctionName": {"Ref": RELAY_FUNCTION},
+            "Action": "lambda:InvokeFunction",
+            "Principal": "apigateway.amazonaws.com",
+            # This API only, /v1 paths only, any stage and method.
+            "SourceArn": {
+                "Fn::Sub": [
+                    "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+                    "${RestAPIId}/*/*/v1/*",
+                    {"RestAPIId": {"Ref": "RestAPI"}},
+                ]
+            },
+        },
+    }
+
+
+def _with_stage(value: Any, stage: str) -> Any:
+    """``${Stage}`` written out in every ``Fn::Sub`` string: the names are final, like the
+    policy files' (the Stage parameter can only be this stage anyway)."""
+    if isinstance(value, dict):
+        return {
+            key: item.replace("${Stage}", stage)
+            if key == "Fn::Sub" and isinstance(item, str)
+            else _with_stage(item, stage)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_with_stage(item, stage) for item in value]
+    return value
+
+
 def finish_template(template: dict[str, Any], stage: str, functions: list[str]) -> None:
     """Name the functions and the API, and pin the role policies to the stack (in place)."""
+    if RELAY_FUNCTION in template["Resources"]:
+        wire_relay(template, stage)
     by_logical_id = {cfn_name(function): function for function in functions}
     # chalice's log groups say /aws/lambda/${ApiHandler} after renaming that function APIHandler.
     by_logical_id |= {to_cfn_resource_name(function): function for function in functions}
     for logical_id, resource in template["Resources"].items():
         kind = resource.get("Type")
         properties = resource.setdefault("Properties", {})
+        if kind == "AWS::Serverless::Function" and logical_id == RELAY_FUNCTION:
+            continue  # named by wire_relay
         if kind == "AWS::Serverless::Function":
             if logical_id not in by_logical_id:
                 raise ValueError(f"{logical_id}: no chalice function of the app maps to it")
@@ -174,6 +261,8 @@ def finish_template(template: dict[str, Any], stage: str, functions: list[str]) 
         elif kind == "AWS::Serverless::Api":
             properties["Name"] = f"{APP_NAME}-{stage}"
             properties.get("DefinitionBody", {}).get("info", {})["title"] = f"{APP_NAME}-{stage}"
+        elif kind == "AWS::Logs::LogGroup" and isinstance(properties["LogGroupName"], str):
+            continue  # already literal (the relay's)
         elif kind == "AWS::Logs::LogGroup":
             # A literal name: the group no longer waits for the function, so it exists (with its
             # retention) before the first invocation could create it without one.
@@ -216,11 +305,42 @@ def set_integration_timeout(template: dict[str, Any], timeout_ms: int) -> None:
             f"the integration timeout must be 50 ms or more and below the API handler's Lambda "
             f"timeout ({lambda_ms} ms): raise lambda_timeout in .chalice/config.json first"
         )
-    for methods in resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"].values():
+    for path, methods in resources["RestAPI"]["Properties"]["DefinitionBody"]["paths"].items():
+        if path == RELAY_PATH:
+            continue  # the relay's own timeout: the RelayIntegrationTimeoutMillis parameter
         for operation in methods.values():
             integration = operation.get("x-amazon-apigateway-integration")
             if integration is not None:
                 integration["timeoutInMillis"] = timeout_ms
+
+
+def translated_offline(template: dict[str, Any], region: str = DEFAULT_REGION) -> dict[str, Any]:
+    """The template as CloudFormation receives it after the SAM transform, made here, offline.
+
+    ``aws cloudformation package`` would upload the zip and point ``CodeUri`` at S3; a
+    placeholder S3 URI stands in for it. No call leaves the machine: the roles are inline, so
+    the translator's managed-policy loader is never asked.
+    """
+    from samtranslator.translator.transform import transform
+
+    class _NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    packaged = json.loads(json.dumps(template))
+    for resource in packaged["Resources"].values():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://sluice-offline/deployment.zip"
+    saved = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = region
+    try:
+        translated: dict[str, Any] = transform(packaged, {}, _NoManagedPolicies())
+    finally:
+        if saved is None:
+            os.environ.pop("AWS_DEFAULT_REGION", None)
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = saved
+    return translated
 
 
 # Running the tools ------------------------------------------------------------------------------

@@ -22,12 +22,17 @@ from devtools.stack import REPO_ROOT, Stack, StackError, start_stack
 
 PERSIST_DIR = REPO_ROOT / ".ddb" / "data"
 DEMO_MODEL = "gpt-4o-mini"
+SLOW_MODEL = "demo-slow"  # the demo upstream streams it word by word
 # Exit on our own after this long, so a forgotten terminal does not run a JVM for ever.
 MAX_SECONDS = 7 * 24 * 3600.0
 
 
-def _curl(stack: Stack, path: str, key: str, body: str | None = None) -> str:
-    parts = ["curl", "-s", f"{stack.base_url}{path}", "-H", f"Authorization: Bearer {key}"]
+def _curl(
+    stack: Stack, path: str, key: str, body: str | None = None, *, stream: bool = False
+) -> str:
+    # -N: curl prints each event as it arrives instead of buffering the stream.
+    parts = ["curl", "-sN" if stream else "-s", f"{stack.base_url}{path}"]
+    parts += ["-H", f"Authorization: Bearer {key}"]
     if body is not None:
         parts += ["-H", "Content-Type: application/json", "-d", body]
     return shlex.join(parts)
@@ -36,6 +41,8 @@ def _curl(stack: Stack, path: str, key: str, body: str | None = None) -> str:
 def banner(stack: Stack) -> str:
     """What a new user needs to make the first calls, with keys that work right now."""
     chat = json.dumps({"model": DEMO_MODEL, "messages": [{"role": "user", "content": "Hello!"}]})
+    hello = [{"role": "user", "content": "Tell me a story."}]
+    slow = json.dumps({"model": SLOW_MODEL, "messages": hello, "stream": True})
     assert stack.management_key, "the stack issues a management key on every start"
     account_key = mk_line = stack.management_key
     dynamo = (
@@ -64,6 +71,13 @@ def banner(stack: Stack) -> str:
         "  " + _curl(stack, "/account", account_key),
         "  " + _curl(stack, "/tokens", account_key),
         "  " + _curl(stack, "/v1/chat/completions", stack.demo_key, chat),
+    ]
+    if stack.upstream_kind == "demo":
+        lines += [
+            "Streaming, a word every 300 ms:",
+            "  " + _curl(stack, "/v1/chat/completions", stack.demo_key, slow, stream=True),
+        ]
+    lines += [
         f"  API reference: {stack.base_url}/openapi.json",
         "",
         "Press Ctrl-C to stop.",
@@ -93,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
 
     external = os.environ.get("UPSTREAM_BASE_URL", "").strip()
-    print("Starting DynamoDB, the upstream and chalice local...", flush=True)
+    print("Starting DynamoDB, the upstream, the relay and chalice local...", flush=True)
     try:
         stack = start_stack(
             port=args.port,
@@ -119,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             if stop.wait(timeout=1.0):
                 break
             if not stack.alive():
-                print("error: chalice local exited; stopping.", file=sys.stderr)
+                print("error: the server exited; stopping.", file=sys.stderr)
                 return 1
         print("Stopping...", flush=True)
         return 0

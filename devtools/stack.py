@@ -1,4 +1,5 @@
-"""The whole local stack in one call: DynamoDB Local, a demo upstream and ``chalice local``.
+"""The whole local stack in one call: DynamoDB Local, a demo upstream, the relay and
+``chalice local`` behind one port (``devtools.front``).
 
 ``make run``, the HTTP-level tests, the benchmarks and the browser tests all start the gateway
 the same way, so they all exercise the same wiring::
@@ -279,7 +280,7 @@ def _wait_healthy(stack: Stack, timeout: float) -> None:
     for _ in range(int(timeout / 0.1) + 1):
         if not stack.alive():
             raise StackError(
-                f"chalice local exited with code {stack.process and stack.process.poll()}.\n"
+                f"the server exited with code {stack.process and stack.process.poll()}.\n"
                 f"Output:\n{_tail(stack.log_path)}"
             )
         try:
@@ -293,7 +294,7 @@ def _wait_healthy(stack: Stack, timeout: float) -> None:
             break
         time.sleep(0.1)
     raise StackError(
-        f"chalice local not healthy after {timeout:.0f}s ({last_error}).\n"
+        f"the server not healthy after {timeout:.0f}s ({last_error}).\n"
         f"Output:\n{_tail(stack.log_path)}"
     )
 
@@ -330,8 +331,9 @@ def start_stack(
     """Start everything, bootstrap the demo account, and wait until GET /health answers 200.
 
     ``persist_dir`` keeps DynamoDB's data between starts (the demo account is then reused).
-    ``server_output`` is where chalice local writes (default: a temporary log file, whose tail
-    explains a failed start); pass ``sys.stdout.buffer`` to watch requests in a terminal.
+    ``server_output`` is where the server (the front and chalice local) writes (default: a
+    temporary log file, whose tail explains a failed start); pass ``sys.stdout.buffer`` to watch
+    requests in a terminal.
     """
     admin_key = admin_key or "sluice-admin-" + secrets.token_urlsafe(24)
     dynamo = start_local_dynamodb(port=None, data_dir=persist_dir)
@@ -368,9 +370,10 @@ def start_stack(
             fd, name = tempfile.mkstemp(prefix="sluice-chalice-", suffix=".log")
             log_file = os.fdopen(fd, "wb")
             stack.log_path = Path(name)
-        # `chalice local` with API Gateway's greedy paths and a deep backlog (see the module).
-        command = [sys.executable, "-m", "devtools.chalice_local", "--host", "127.0.0.1"]
-        command += ["--port", str(port), "--stage", stage, "--no-autoreload"]
+        # One port, routed as API Gateway routes: /v1/* to the relay (served by the front
+        # itself), the rest to `chalice local` (greedy paths, deep backlog) that it starts.
+        command = [sys.executable, "-m", "devtools.front", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--stage", stage]
         stack.process = subprocess.Popen(
             command,
             cwd=str(REPO_ROOT),

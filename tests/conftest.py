@@ -142,14 +142,84 @@ class Api:
         return data
 
 
+def is_relay_path(path: str) -> bool:
+    """What API Gateway sends to the relay function rather than to Chalice."""
+    route = path.split("?", 1)[0]
+    return route == "/v1" or route.startswith("/v1/")
+
+
+class RelayResponse:
+    """A relay answer shaped like chalice's test ``HTTPResponse``."""
+
+    def __init__(self, body: bytes, headers: Any, status_code: int) -> None:
+        self.body = body
+        self.headers = headers
+        self.status_code = status_code
+
+    @property
+    def json_body(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class RoutedHttp:
+    """chalice's test HTTP client, with ``/v1/*`` served by the relay's ASGI app, as deployed."""
+
+    def __init__(self, chalice_http: Any, relay: Any) -> None:
+        self.chalice_http = chalice_http
+        self.relay = relay
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | str | None = b"",
+    ) -> Any:
+        if not is_relay_path(path):
+            return self.chalice_http.request(method, path, headers=headers, body=body or b"")
+        content = body.encode() if isinstance(body, str) else (body or b"")
+        answer = self.relay.request(method.upper(), path, headers=headers, content=content)
+        return RelayResponse(answer.content, answer.headers, answer.status_code)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in {"get", "post", "put", "patch", "delete", "head", "options"}:
+            return lambda path, **kw: self.request(name, path, **kw)
+        return getattr(self.chalice_http, name)
+
+
+class RoutedClient:
+    """chalice's test client whose ``http`` routes like API Gateway: /v1/* to the relay."""
+
+    def __init__(self, chalice_client: Any, relay: Any) -> None:
+        self.chalice_client = chalice_client
+        self.http = RoutedHttp(chalice_client.http, relay)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.chalice_client, name)
+
+
 @pytest.fixture
-def client(tables: Any) -> Iterator[Any]:
+def relay_client(tables: Any) -> Iterator[Any]:
+    """Starlette's test client over the relay's ASGI app, seen from 127.0.0.1."""
+    from starlette.testclient import TestClient
+
+    from chalicelib.relay.app import app as relay_app
+
+    with TestClient(relay_app, client=("127.0.0.1", 50000)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def client(tables: Any, relay_client: Any) -> Iterator[Any]:
     from chalice.test import Client
 
     from app import app
 
     with Client(app) as test_client:
-        yield test_client
+        yield RoutedClient(test_client, relay_client)
 
 
 @pytest.fixture

@@ -713,11 +713,40 @@ def undocumented_routes(app: Any) -> list[tuple[str, str]]:
     )
 
 
+@dataclass(frozen=True)
+class _RelayRoute:
+    """What ``_operation`` reads of a route, for the relay's, which Chalice does not serve."""
+
+    view_name: str
+    view_args: tuple[str, ...] = ()
+
+
+# The relay function's routes (chalicelib.relay), served under the same API at /v1/{proxy+};
+# the names keep the operation ids they had while Chalice served them.
+RELAY_ROUTES: dict[tuple[str, str], _RelayRoute] = {
+    ("/v1/chat/completions", "POST"): _RelayRoute("chat_completions"),
+    ("/v1/embeddings", "POST"): _RelayRoute("embeddings"),
+    ("/v1/models", "GET"): _RelayRoute("models"),
+    ("/v1/key", "GET"): _RelayRoute("own_key"),
+    ("/v1/dashboard/billing/subscription", "GET"): _RelayRoute("billing_subscription"),
+    ("/v1/dashboard/billing/usage", "GET"): _RelayRoute("billing_usage"),
+}
+
+
+def _all_routes(app: Any) -> dict[str, dict[str, Any]]:
+    routes: dict[str, dict[str, Any]] = {
+        path: dict(methods) for path, methods in app.routes.items()
+    }
+    for (path, method), route in RELAY_ROUTES.items():
+        routes.setdefault(path, {}).setdefault(method, route)
+    return routes
+
+
 def document(app: Any) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route of ``app`` (a Chalice app)."""
+    """The OpenAPI 3.1 document of every route of ``app`` (a Chalice app) and of the relay."""
     comps = _Components()
     paths: dict[str, dict[str, Any]] = {}
-    for path, methods in sorted(app.routes.items()):
+    for path, methods in sorted(_all_routes(app).items()):
         if path == CATCH_ALL:
             continue
         for method, route in sorted(methods.items()):

@@ -1,9 +1,9 @@
 """One deadline per call (pure): set when the request arrives, passed down to every step.
 
-Every upstream attempt and every DynamoDB write of a call happens before it: the forwarder gets
-what is left minus the settle margin, so the settle always has its margin to land. A call whose
-deadline has passed by the time its answer is in cannot deliver that answer any more (the
-client's gateway has given up), so it is refunded, not charged.
+The deadline is the relay's timeout from the call's arrival, less a margin to settle in
+(``services.gateway.call_deadline``): every upstream attempt fits before it, so the settle always
+has its margin to land before the function's time is up. A buffered call whose deadline has
+passed by the time its answer is in is refunded, not charged: the client may no longer get it.
 """
 
 from __future__ import annotations

@@ -142,6 +142,13 @@ class ModelNotFound(NotFound):
     default_message = "The model does not exist or no upstream serves it."
 
 
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+    default_message = "Method not allowed."
+
+
 class Conflict(GatewayError):
     status = 409
     type = "invalid_request_error"

@@ -22,6 +22,11 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _optional_float(env: dict[str, str], name: str) -> float | None:
+    raw = env.get(name, "").strip()
+    return float(raw) if raw else None
+
+
 @dataclass(frozen=True)
 class Settings:
     stage: str = "dev"
@@ -43,12 +48,19 @@ class Settings:
     # group / models / allowed IPs.
     key_cache_seconds: float = 10.0
     upstream_connect_timeout: float = 5.0
-    upstream_read_timeout: float = 25.0
+    # Longest silence between two bytes from upstream; None: as long as the call's deadline
+    # allows (a non-streamed answer is silent until it is complete).
+    upstream_read_timeout: float | None = None
+    # The relay's whole budget per call, from its arrival: the API Gateway integration timeout
+    # (REGIONAL REST APIs with response streaming allow up to 15 minutes).
+    relay_timeout_seconds: float = 600.0
+    # A stream whose provider is silent this long before its first token gets SSE comments, so
+    # clients and proxies do not give up on an idle connection.
+    stream_keepalive_seconds: float = 10.0
+    # True in the relay Lambda, where API Gateway (through Web Adapter's request-context
+    # header) is the only source of the client's IP; nowhere else are such headers trusted.
+    behind_api_gateway: bool = False
     upstream_max_attempts: int = 3
-    # One deadline per call, from its arrival: API Gateway's buffered integration gives up at
-    # 29 s, so the Chalice edge answers within 26 s; the settle keeps its margin inside it.
-    request_budget_seconds: float = 26.0
-    settle_margin_seconds: float = 2.0
     # Reservations still pending after this many seconds belong to a request that cannot be alive
     # any more (Lambda's hard limit is 900 s); the sweeper refunds them.
     reservation_max_age_seconds: int = 960
@@ -91,10 +103,17 @@ class Settings:
             store_content=env.get("SLUICE_STORE_CONTENT", "").strip().lower() in {"1", "true"},
             key_cache_seconds=_float(env, "SLUICE_KEY_CACHE_SECONDS", 10.0),
             upstream_connect_timeout=_float(env, "SLUICE_UPSTREAM_CONNECT_TIMEOUT", 5.0),
-            upstream_read_timeout=_float(env, "SLUICE_UPSTREAM_READ_TIMEOUT", 25.0),
+            upstream_read_timeout=_optional_float(env, "SLUICE_UPSTREAM_READ_TIMEOUT"),
+            # The stack passes its integration timeout, in milliseconds as API Gateway has it.
+            relay_timeout_seconds=_float(
+                env,
+                "SLUICE_RELAY_TIMEOUT_SECONDS",
+                _float(env, "SLUICE_RELAY_TIMEOUT_MS", 600_000.0) / 1000,
+            ),
+            stream_keepalive_seconds=_float(env, "SLUICE_STREAM_KEEPALIVE_SECONDS", 10.0),
+            behind_api_gateway=env.get("SLUICE_BEHIND_API_GATEWAY", "").strip().lower()
+            in {"1", "true"},
             upstream_max_attempts=_int(env, "SLUICE_UPSTREAM_MAX_ATTEMPTS", 3),
-            request_budget_seconds=_float(env, "SLUICE_REQUEST_BUDGET_SECONDS", 26.0),
-            settle_margin_seconds=_float(env, "SLUICE_SETTLE_MARGIN_SECONDS", 2.0),
             reservation_max_age_seconds=_int(env, "SLUICE_RESERVATION_MAX_AGE", 960),
         )
 

@@ -7,6 +7,8 @@ What the gateway uses:
   estimate when it reported none);
 * ``prompt_tokens_upper_bound(kind, payload)``: prompt tokens upstream can never exceed, to size
   the reservation;
+* ``open_stream(payload, ...)`` -> ``ChatStream``: the same for ``stream: true`` chat, handing
+  each event on as it arrives (failover only until the first one was handed on);
 * ``list_models(group)``: the models the enabled channels of a group serve.
 
 The HTTP machinery is imported on the first ``forward``, so routes that never relay (the admin
@@ -20,6 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.core.payloads import Kind
 from chalicelib.core.token_count import prompt_tokens_upper_bound
+
+if TYPE_CHECKING:
+    from chalicelib.upstream.streaming import ChatStream
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,26 @@ else:
         return forwarder.forward(*args, **kwargs)
 
 
+def open_stream(
+    payload: dict[str, Any],
+    *,
+    group: str,
+    client_wants_usage: bool,
+    request_id: str,
+    **options: Any,
+) -> ChatStream:
+    """Start a chat stream upstream; see ``chalicelib.upstream.streaming.open_stream``."""
+    from chalicelib.upstream import streaming
+
+    return streaming.open_stream(
+        payload,
+        group=group,
+        client_wants_usage=client_wants_usage,
+        request_id=request_id,
+        **options,
+    )
+
+
 def list_models(group: str) -> list[str]:
     """Models served by the enabled channels of ``group`` (cached per container)."""
     from chalicelib.core.channels import models_for_group
@@ -54,4 +79,12 @@ def list_models(group: str) -> list[str]:
     return models_for_group(config_store.channels(), group)
 
 
-__all__ = ["Kind", "UpstreamReply", "forward", "list_models", "prompt_tokens_upper_bound"]
+__all__ = [
+    "ChatStream",
+    "Kind",
+    "UpstreamReply",
+    "forward",
+    "list_models",
+    "open_stream",
+    "prompt_tokens_upper_bound",
+]

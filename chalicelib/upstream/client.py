@@ -1,11 +1,12 @@
 """The one HTTP client a container uses to reach upstream providers.
 
 Created on first use and kept for the life of the container, so warm invocations reuse pooled
-keep-alive connections instead of paying a TCP and TLS handshake per call. Timeouts are explicit
-and below API Gateway's 29 s; each request narrows them further to what is left of its own budget
-(see ``forwarder``). Proxy variables from the environment are ignored (``trust_env=False``): a
-provider key must never travel through a proxy nobody configured for it, and tests must only ever
-talk to 127.0.0.1. Redirects are not followed, so a key is never replayed to another host.
+keep-alive connections instead of paying a TCP and TLS handshake per call. Timeouts are explicit;
+each request sets them to what is left of its own deadline (see ``forwarder``), the read timeout
+too unless ``upstream_read_timeout`` sets a shorter silence limit. Proxy variables from the
+environment are ignored (``trust_env=False``): a provider key must never travel through a proxy
+nobody configured for it, and tests must only ever talk to 127.0.0.1. Redirects are not followed,
+so a key is never replayed to another host.
 """
 
 from __future__ import annotations

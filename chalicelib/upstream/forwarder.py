@@ -7,8 +7,9 @@ For each candidate channel, in ``channels.failover_order``::
          ──> other 4xx (the request itself is wrong) ──> passed to the client, usage 0, no retry
          ──> 200 with a complete body ──> UpstreamReply with upstream's usage (or an estimate)
 
-Nothing reaches the client before the whole answer is in (Chalice buffers every response), so a
-failed attempt is invisible to it and the next channel can simply be tried. When every attempt
+Here nothing reaches the client before the whole answer is in, so a failed attempt is invisible
+to it and the next channel can simply be tried (``upstream.streaming`` streams events on as they
+come, and fails over only until the first one was handed on). When every attempt
 failed, the call raises ``UpstreamTimeout`` (504) if the last failure was a timeout and
 ``UpstreamError`` (502) otherwise; the gateway then refunds the reservation. A stream cut mid-way
 is such a failure too: the content is incomplete, and charging for a reply the client never got
@@ -17,9 +18,10 @@ whole would be wrong, even if upstream may bill the tokens it sent (that gap is 
 Upstream 401/402/403 are treated as the *channel's* failure, not the client's: they mean the
 provider key is wrong or out of credit, which the client can neither see nor fix.
 
-All attempts share one budget below API Gateway's 29 s, so failover never outlives the request.
-Server logs name channels by name; messages a tenant can read say "the upstream provider" and
-number the attempts instead. Provider keys and URLs appear in neither.
+All attempts share one budget, the call's deadline minus a margin to settle, so failover never
+outlives the request; the read timeout follows it unless ``upstream_read_timeout`` sets a
+shorter silence limit. Server logs name channels by name; messages a tenant can read say "the
+upstream provider" and number the attempts instead. Provider keys and URLs appear in neither.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -60,15 +62,24 @@ from chalicelib.upstream.sse import (
 )
 
 PATHS: dict[str, str] = {"chat": "/chat/completions", "embeddings": "/embeddings"}
-# Below API Gateway's 29 s, leaving time to settle and log after the last attempt.
-REQUEST_BUDGET_SECONDS = 26.0
+# Kept free at the end of the relay's time budget to settle and log after the last attempt.
+SETTLE_MARGIN_SECONDS = 5.0
 MIN_ATTEMPT_SECONDS = 0.05
 CHANNEL_FAULT_STATUSES = frozenset({401, 402, 403, 408, 429})
 MAX_ERROR_BODY_BYTES = 64 * 1024
 _rng = random.Random()
 
 
-class _Failure(Exception):
+@dataclass(frozen=True)
+class ChannelRequest:
+    url: str
+    headers: dict[str, str]
+    content: bytes
+    api_key: str | None = field(repr=False)
+    upstream_model: str
+
+
+class ChannelFailure(Exception):
     """One attempt failed in a way the next channel may not share."""
 
     def __init__(self, reason: str, *, timeout: bool = False) -> None:
@@ -86,8 +97,56 @@ def forward(
     client_wants_usage: bool,
     request_id: str,
     rng: random.Random | None = None,
-    budget_seconds: float = REQUEST_BUDGET_SECONDS,
+    budget_seconds: float | None = None,
 ) -> UpstreamReply:
+    call, candidates = plan_call(
+        kind,
+        payload,
+        group=group,
+        stream=stream,
+        client_wants_usage=client_wants_usage,
+        rng=rng,
+        budget_seconds=budget_seconds,
+    )
+    failures: list[str] = []
+    last = ChannelFailure("no attempt was made", timeout=True)
+    for number, channel in enumerate(candidates, start=1):
+        if call.seconds_left() < MIN_ATTEMPT_SECONDS:
+            last = ChannelFailure("the request's time budget ran out", timeout=True)
+            failures.append(last.reason)
+            break
+        try:
+            return call.attempt(channel)
+        except ChannelFailure as failure:
+            failures.append(channel_failed(request_id, number, channel, failure))
+            last = failure
+    raise all_failed(failures, last)
+
+
+def channel_failed(request_id: str, number: int, channel: Channel, failure: ChannelFailure) -> str:
+    """Log a failed attempt with its channel (for the operator); the tenant's words for it."""
+    observe.log(
+        "relay_channel_failed",
+        level="WARNING",
+        request_id=request_id,
+        channel=channel.name,
+        reason=failure.reason,
+    )
+    # Channel names are the operator's topology: the tenant reads only attempt numbers.
+    return f"attempt {number} {failure.reason}"
+
+
+def plan_call(
+    kind: Kind,
+    payload: dict[str, Any],
+    *,
+    group: str,
+    stream: bool,
+    client_wants_usage: bool,
+    rng: random.Random | None = None,
+    budget_seconds: float | None = None,
+) -> tuple[UpstreamCall, list[Channel]]:
+    """The call as every attempt needs it, and the channels to try, in order."""
     settings = get_settings()
     model = payload.get("model")
     if not isinstance(model, str) or not model:
@@ -99,7 +158,9 @@ def forward(
         raise ModelNotFound(
             f"The model '{model}' does not exist or no upstream serves it.", param="model"
         )
-    call = _Call(
+    if budget_seconds is None:
+        budget_seconds = settings.relay_timeout_seconds - SETTLE_MARGIN_SECONDS
+    call = UpstreamCall(
         kind=kind,
         payload=payload,
         model=model,
@@ -109,34 +170,19 @@ def forward(
         deadline=time.monotonic() + budget_seconds,
         settings=settings,
     )
-    failures: list[str] = []
-    last = _Failure("no attempt was made", timeout=True)
-    for number, channel in enumerate(candidates, start=1):
-        if call.seconds_left() < MIN_ATTEMPT_SECONDS:
-            last = _Failure("the request's time budget ran out", timeout=True)
-            failures.append(last.reason)
-            break
-        try:
-            return call.attempt(channel)
-        except _Failure as failure:
-            observe.log(
-                "relay_channel_failed",
-                level="WARNING",
-                request_id=request_id,
-                channel=channel.name,
-                reason=failure.reason,
-            )
-            # Channel names are the operator's topology: the tenant reads only attempt numbers.
-            failures.append(f"attempt {number} {failure.reason}")
-            last = failure
+    return call, candidates
+
+
+def all_failed(failures: list[str], last: ChannelFailure) -> UpstreamError:
+    """The client's error once every channel failed: 504 if the last one timed out."""
     summary = "; ".join(failures)
     if last.timeout:
-        raise UpstreamTimeout(f"The upstream provider did not answer in time ({summary}).")
-    raise UpstreamError(f"The upstream provider failed to answer ({summary}).")
+        return UpstreamTimeout(f"The upstream provider did not answer in time ({summary}).")
+    return UpstreamError(f"The upstream provider failed to answer ({summary}).")
 
 
 @dataclass(frozen=True)
-class _Call:
+class UpstreamCall:
     """One client request and what every attempt at it needs."""
 
     kind: Kind
@@ -154,9 +200,10 @@ class _Call:
     def timeout(self) -> httpx.Timeout:
         """The configured timeouts, cut to what is left of the request's budget."""
         left = max(self.seconds_left(), MIN_ATTEMPT_SECONDS)
+        idle = self.settings.upstream_read_timeout
         return httpx.Timeout(
             connect=min(self.settings.upstream_connect_timeout, left),
-            read=min(self.settings.upstream_read_timeout, left),
+            read=left if idle is None else min(idle, left),
             write=min(WRITE_TIMEOUT_SECONDS, left),
             pool=min(POOL_TIMEOUT_SECONDS, left),
         )
@@ -180,11 +227,12 @@ class _Call:
         return body
 
     # One attempt ------------------------------------------------------------------------------
-    def attempt(self, channel: Channel) -> UpstreamReply:
+    def request_for(self, channel: Channel) -> ChannelRequest:
+        """The HTTP request to ``channel`` (raises ``ChannelFailure`` if its key cannot be read)."""
         try:
             api_key = config_store.api_key_for(channel)
         except GatewayError as exc:
-            raise _Failure("has no readable provider key") from exc
+            raise ChannelFailure("has no readable provider key") from exc
         upstream_model = channel.upstream_model(self.model)
         headers = {
             "Content-Type": "application/json",
@@ -194,26 +242,44 @@ class _Call:
             headers["Authorization"] = f"Bearer {api_key}"
         content = json.dumps(self.upstream_body(upstream_model), ensure_ascii=False).encode()
         url = channel.base_url.rstrip("/") + PATHS[self.kind]
+        return ChannelRequest(url, headers, content, api_key, upstream_model)
+
+    def refused(
+        self, response: httpx.Response, channel: Channel, api_key: str | None
+    ) -> UpstreamReply | None:
+        """None when upstream accepted the call; its rejection when the request itself is wrong;
+        raises ``ChannelFailure`` when the channel is at fault (the next one may do better)."""
+        status = response.status_code
+        if status in CHANNEL_FAULT_STATUSES or status >= 500 or status < 200:
+            raise ChannelFailure(f"answered HTTP {status}")
+        if 300 <= status < 400:
+            raise ChannelFailure(f"answered with a redirect (HTTP {status})")
+        if status >= 400:
+            raw = self._read(response, MAX_ERROR_BODY_BYTES, truncate=True)
+            return self._rejected(status, raw, channel, api_key)
+        return None
+
+    def attempt(self, channel: Channel) -> UpstreamReply:
+        request = self.request_for(channel)
         try:
             with get_http_client().stream(
-                "POST", url, content=content, headers=headers, timeout=self.timeout()
+                "POST",
+                request.url,
+                content=request.content,
+                headers=request.headers,
+                timeout=self.timeout(),
             ) as response:
-                status = response.status_code
-                if status in CHANNEL_FAULT_STATUSES or status >= 500 or status < 200:
-                    raise _Failure(f"answered HTTP {status}")
-                if 300 <= status < 400:
-                    raise _Failure(f"answered with a redirect (HTTP {status})")
-                if status >= 400:
-                    raw = self._read(response, MAX_ERROR_BODY_BYTES, truncate=True)
-                    return self._rejected(status, raw, channel, api_key)
+                rejection = self.refused(response, channel, request.api_key)
+                if rejection is not None:
+                    return rejection
                 if self.stream:
-                    return self._read_stream(response, channel, upstream_model)
+                    return self._read_stream(response, channel, request.upstream_model)
                 raw = self._read(response, MAX_RESPONSE_BYTES, truncate=False)
         except httpx.TimeoutException as exc:
-            raise _Failure("timed out", timeout=True) from exc
+            raise ChannelFailure("timed out", timeout=True) from exc
         except httpx.HTTPError as exc:
-            raise _Failure(f"could not be reached or hung up ({type(exc).__name__})") from exc
-        return self._reply(raw, channel, upstream_model)
+            raise ChannelFailure(f"could not be reached or hung up ({type(exc).__name__})") from exc
+        return self._reply(raw, channel, request.upstream_model)
 
     def _read(self, response: httpx.Response, limit: int, *, truncate: bool) -> bytes:
         chunks: list[bytes] = []
@@ -226,7 +292,7 @@ class _Call:
                 raise ResponseTooLarge()
             chunks.append(chunk)
             if self.seconds_left() <= 0:
-                raise _Failure("took longer than the request's time budget", timeout=True)
+                raise ChannelFailure("took longer than the request's time budget", timeout=True)
         return b"".join(chunks)
 
     def _reply(self, raw: bytes, channel: Channel, upstream_model: str) -> UpstreamReply:
@@ -234,10 +300,10 @@ class _Call:
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            raise _Failure("answered with a body that is not JSON") from exc
+            raise ChannelFailure("answered with a body that is not JSON") from exc
         expected = "choices" if self.kind == "chat" else "data"
         if not isinstance(data, dict) or not isinstance(data.get(expected), list):
-            raise _Failure("answered with an error or an unexpected body")
+            raise ChannelFailure("answered with an error or an unexpected body")
         usage = usage_pair(data.get("usage"))
         estimated = usage is None
         if usage is not None:
@@ -261,7 +327,7 @@ class _Call:
     ) -> UpstreamReply:
         content_type = response.headers.get("content-type", "")
         if "text/event-stream" not in content_type:
-            raise _Failure("did not answer with an event stream")
+            raise ChannelFailure("did not answer with an event stream")
         assembler = SseAssembler(
             client_model=self.model,
             upstream_model=upstream_model,
@@ -275,14 +341,14 @@ class _Call:
                     raise ResponseTooLarge()
                 assembler.feed(line)
                 if self.seconds_left() <= 0:
-                    raise _Failure("took longer than the request's time budget", timeout=True)
+                    raise ChannelFailure("took longer than the request's time budget", timeout=True)
             assembled = assembler.finish(self.prompt_bound)
         except httpx.TimeoutException as exc:
-            raise _Failure("stalled mid-stream", timeout=True) from exc
+            raise ChannelFailure("stalled mid-stream", timeout=True) from exc
         except (httpx.HTTPError, StreamCut) as exc:
-            raise _Failure("cut the stream before it finished") from exc
+            raise ChannelFailure("cut the stream before it finished") from exc
         except StreamFailed as exc:
-            raise _Failure(str(exc)) from exc
+            raise ChannelFailure(str(exc)) from exc
         except StreamTooLarge as exc:
             raise ResponseTooLarge() from exc
         return self._result(

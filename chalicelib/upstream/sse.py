@@ -1,18 +1,19 @@
-"""Re-assemble an upstream server-sent-event stream into one complete body (pure).
+"""Translate an upstream server-sent-event stream for the client, event by event (pure).
 
-Chalice cannot stream a response (aws/chalice#2078), so a ``stream: true`` call is read to its
-end here and returned as one ``text/event-stream`` body that the OpenAI SDKs iterate as usual:
-``data: <chunk JSON>`` events, then ``data: [DONE]``. On the way the assembler
+``SseTranslator`` turns upstream lines into the events the client gets, as they come (the relay
+streams them on at once); ``SseAssembler`` collects them into one complete ``text/event-stream``
+body for callers that need the whole answer. Either way the client sees ``data: <chunk JSON>``
+events, then ``data: [DONE]``, and on the way the translator
 
 * takes the usage from the chunk that carries it (the relay always asks upstream for it);
 * passes that usage chunk on only if the client asked for usage itself, and otherwise strips it,
   so the client sees exactly what it would have seen from the provider;
 * when upstream sent no usage, estimates it (flagged) and, if the client asked, adds a usage chunk;
 * renames the model back to the client's name when the channel maps it to another one;
-* refuses to grow past what a buffered Lambda response can carry.
+* (the assembler) refuses to grow past what a buffered Lambda response can carry.
 
-A stream that ends without ``[DONE]`` was cut: its content is incomplete, so it is reported as a
-failure rather than delivered as if it were whole.
+A stream that ends without ``[DONE]`` was cut: its content is incomplete, so the assembler
+reports it as a failure rather than deliver it as if it were whole.
 """
 
 from __future__ import annotations
@@ -86,54 +87,68 @@ def generated_text(choices: Any, part: str) -> str:
     return "".join(pieces)
 
 
-class SseAssembler:
-    """Feed it the stream's lines one by one, then ``finish()``."""
+@dataclass(frozen=True)
+class Translated:
+    """What one upstream event gives: the event for the client (None: nothing to send), the
+    text the model produced in it, and the usage it carried."""
 
-    def __init__(
-        self,
-        *,
-        client_model: str,
-        upstream_model: str,
-        client_wants_usage: bool,
-        max_bytes: int = MAX_RESPONSE_BYTES,
-    ) -> None:
+    event: str | None
+    text: str = ""
+    usage: tuple[int, int] | None = None
+
+
+class SseTranslator:
+    """Upstream SSE lines in, client events out, one event at a time.
+
+    ``feed(line)`` returns a ``Translated`` when the line completes an event, else None; once
+    ``done`` (upstream sent ``[DONE]``), ``closing_events`` gives what the client still needs.
+    Raises ``StreamFailed`` for an error event or anything that is not a chunk.
+    """
+
+    def __init__(self, *, client_model: str, upstream_model: str, client_wants_usage: bool) -> None:
         self.client_model = client_model
         self.upstream_model = upstream_model
         self.client_wants_usage = client_wants_usage
-        self.max_bytes = max_bytes
         self.done = False
-        self._events: list[str] = []
-        self._size = 0
+        self.usage: tuple[int, int] | None = None
+        self._text: list[str] = []
         self._data: list[str] = []
         self._event_type = ""
-        self._text: list[str] = []
-        self._usage: tuple[int, int] | None = None
         self._last_chunk: dict[str, Any] = {}
 
+    @property
+    def text(self) -> str:
+        """All text the model produced so far."""
+        return "".join(self._text)
+
     # Parsing (the SSE format: "field: value" lines, events separated by a blank line) ----------
-    def feed(self, line: str) -> None:
+    def feed(self, line: str) -> Translated | None:
         if self.done:
-            return
+            return None
         if line == "":
-            self._dispatch()
-            return
+            return self._dispatch()
         if line.startswith(":"):
-            return  # a comment / keep-alive
+            return None  # a comment / keep-alive
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if name == "data":
             self._data.append(value)
         elif name == "event":
             self._event_type = value
+        return None
 
-    def _dispatch(self) -> None:
+    def flush(self) -> Translated | None:
+        """The last event, if upstream ended it without its blank line."""
+        return self._dispatch() if not self.done and self._data else None
+
+    def _dispatch(self) -> Translated | None:
         data, event_type = "\n".join(self._data), self._event_type
         self._data, self._event_type = [], ""
         if not data:
-            return
+            return None
         if data.strip() == DONE:
             self.done = True
-            return
+            return None
         if event_type == "error":
             raise StreamFailed("upstream sent an error event")
         try:
@@ -142,54 +157,41 @@ class SseAssembler:
             raise StreamFailed("upstream sent an event that is not JSON") from exc
         if not isinstance(chunk, dict) or ("error" in chunk and "choices" not in chunk):
             raise StreamFailed("upstream sent an error or an unexpected event")
-        self._take(chunk, data)
+        return self._take(chunk, data)
 
     # What each chunk contributes ----------------------------------------------------------------
-    def _take(self, chunk: dict[str, Any], data: str) -> None:
+    def _take(self, chunk: dict[str, Any], data: str) -> Translated:
         self._last_chunk = chunk
-        self._text.append(generated_text(chunk.get("choices"), "delta"))
+        text = generated_text(chunk.get("choices"), "delta")
+        self._text.append(text)
         usage = usage_pair(chunk.get("usage"))
         if usage is not None:
-            self._usage = usage
+            self.usage = usage
         changed = False
         if "usage" in chunk and not self.client_wants_usage:
             if usage is not None and not chunk.get("choices"):
-                return  # the usage-only chunk the client did not ask for
+                return Translated(None, text, usage)  # the usage-only chunk nobody asked for
             del chunk["usage"]
             changed = True
         if self.client_model != self.upstream_model and chunk.get("model") == self.upstream_model:
             chunk["model"] = self.client_model
             changed = True
-        self._emit(_compact(chunk) if changed else data)
+        return Translated(event(_compact(chunk) if changed else data), text, usage)
 
-    def _emit(self, data: str) -> None:
-        event = f"data: {data}\n\n"
-        self._size += encoded_size(event)
-        if self._size > self.max_bytes:
-            raise StreamTooLarge()
-        self._events.append(event)
+    def final_usage(self, prompt_tokens_bound: int) -> tuple[int, int, bool]:
+        """(prompt, completion, estimated): upstream's usage, else an estimate from the text."""
+        if self.usage is not None:
+            return (*self.usage, False)
+        return prompt_tokens_bound, estimate_completion_tokens(self.text), True
 
-    def finish(self, prompt_tokens_bound: int) -> AssembledStream:
-        """The complete body; raises ``StreamCut`` if ``[DONE]`` never came."""
-        if not self.done and self._data:
-            self._dispatch()  # a last event without its blank line
-        if not self.done:
-            raise StreamCut()
-        estimated = self._usage is None
-        if self._usage is not None:
-            prompt, completion = self._usage
-        else:
-            prompt = prompt_tokens_bound
-            completion = estimate_completion_tokens("".join(self._text))
-            if self.client_wants_usage:
-                self._emit(_compact(self._usage_chunk(prompt, completion)))
-        self._emit(DONE)
-        return AssembledStream(
-            body="".join(self._events).encode("utf-8"),
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            usage_estimated=estimated,
-        )
+    def closing_events(self, prompt_tokens_bound: int) -> list[str]:
+        """After ``[DONE]``: our usage chunk if the client asked and upstream sent none, then
+        ``[DONE]``."""
+        closing: list[str] = []
+        if self.usage is None and self.client_wants_usage:
+            prompt, completion, _ = self.final_usage(prompt_tokens_bound)
+            closing.append(event(_compact(self._usage_chunk(prompt, completion))))
+        return [*closing, event(DONE)]
 
     def _usage_chunk(self, prompt: int, completion: int) -> dict[str, Any]:
         """The chunk the client asked for with include_usage, built from our estimate."""
@@ -206,6 +208,64 @@ class SseAssembler:
                 "total_tokens": prompt + completion,
             },
         }
+
+
+def event(data: str) -> str:
+    """One server-sent event carrying ``data``, OpenAI's framing."""
+    return f"data: {data}\n\n"
+
+
+class SseAssembler:
+    """The whole stream as one body: feed it the lines one by one, then ``finish()``."""
+
+    def __init__(
+        self,
+        *,
+        client_model: str,
+        upstream_model: str,
+        client_wants_usage: bool,
+        max_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.translator = SseTranslator(
+            client_model=client_model,
+            upstream_model=upstream_model,
+            client_wants_usage=client_wants_usage,
+        )
+        self.max_bytes = max_bytes
+        self._events: list[str] = []
+        self._size = 0
+
+    @property
+    def done(self) -> bool:
+        return self.translator.done
+
+    def feed(self, line: str) -> None:
+        self._keep(self.translator.feed(line))
+
+    def _keep(self, translated: Translated | None) -> None:
+        if translated is not None and translated.event is not None:
+            self._emit(translated.event)
+
+    def _emit(self, text: str) -> None:
+        self._size += encoded_size(text)
+        if self._size > self.max_bytes:
+            raise StreamTooLarge()
+        self._events.append(text)
+
+    def finish(self, prompt_tokens_bound: int) -> AssembledStream:
+        """The complete body; raises ``StreamCut`` if ``[DONE]`` never came."""
+        self._keep(self.translator.flush())
+        if not self.translator.done:
+            raise StreamCut()
+        for closing in self.translator.closing_events(prompt_tokens_bound):
+            self._emit(closing)
+        prompt, completion, estimated = self.translator.final_usage(prompt_tokens_bound)
+        return AssembledStream(
+            body="".join(self._events).encode("utf-8"),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            usage_estimated=estimated,
+        )
 
 
 def _compact(value: Any) -> str:

@@ -197,3 +197,33 @@ def test_cost_is_read_from_the_logs_when_the_relay_sends_no_cost_header(
     (entry,) = token_logs(relay_stack, account, account.default_token["id"])
     assert int(shown.group(1).replace(",", "")) == entry["cost_units"]
     assert any("/logs?" in u and "token_id=" in u for u in console.request_urls)
+
+
+def test_the_playground_shows_words_as_they_stream_in(
+    console: Any, relay_stack: Any, account: Any
+) -> None:
+    # GIVEN the Playground with a key, and the demo model that streams a word at a time
+    console.sign_in(account.management_key)
+    console.open("/playground")
+    page = console.page
+    page.fill("#pg-key", account.default_token["key"])
+    page.locator("#pg-key").blur()
+    expect(page.locator("#pg-model option[value='demo-slow']")).to_have_count(1)
+    page.select_option("#pg-model", "demo-slow")
+
+    # WHEN a prompt is sent
+    page.fill("#pg-prompt", "Describe Paris in one sentence.")
+    page.click("#pg-send")
+
+    # THEN the first words show while the stream is still under way
+    expect(page.locator("#pg-answer")).to_contain_text("Hello")
+    text, sending = page.evaluate(
+        "() => [document.querySelector('#pg-answer').textContent,"
+        " document.querySelector('#pg-send').disabled]"
+    )
+    assert sending and not text.endswith("sentence.")
+    # AND the whole answer and its cost once it ended
+    expect(page.locator("#pg-answer")).to_contain_text("Describe Paris in one sentence.")
+    expect(page.locator("#pg-cost")).to_have_text(COST_TEXT)
+    (entry,) = token_logs(relay_stack, account, account.default_token["id"])
+    assert (entry["status"], entry["model"]) == ("ok", "demo-slow")

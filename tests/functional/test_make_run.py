@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import re
@@ -231,6 +232,31 @@ def test_the_printed_chat_curl_and_the_openai_sdk_get_answers_that_are_logged(
     assert len(costs) >= 3 and all(cost > 0 for cost in costs)
     key = httpx.get(f"{base_url}/v1/key", headers={"Authorization": f"Bearer {sk}"}).json()
     assert key["used_units"] == sum(costs)
+
+
+def test_the_printed_streaming_curl_streams_the_slow_demo_model_word_by_word(
+    running: Run,
+) -> None:
+    # GIVEN the printed curl -N line
+    [argv] = [shlex.split(line) for line in running.lines if line.strip().startswith("curl -sN ")]
+    url = next(arg for arg in argv if arg.startswith("http://"))
+    headers = dict(argv[i + 1].split(": ", 1) for i, arg in enumerate(argv) if arg == "-H")
+    body = json.loads(argv[argv.index("-d") + 1])
+    assert body["model"] == "demo-slow" and body["stream"] is True
+
+    # WHEN it runs, read as it arrives
+    with httpx.stream("POST", url, headers=headers, json=body, timeout=60.0) as response:
+        data = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+
+    # THEN one word per event, [DONE] last
+    words = [
+        choice["delta"].get("content")
+        for chunk in map(json.loads, data[:-1])
+        for choice in chunk["choices"]
+        if choice["delta"].get("content")
+    ]
+    assert response.status_code == 200 and data[-1] == "[DONE]"
+    assert len(words) > 3 and all(len(word.split()) == 1 for word in words)
 
 
 def test_the_admin_key_from_the_environment_is_the_one_that_works(running: Run) -> None:

@@ -96,15 +96,21 @@ def test_a_dangling_reference_is_caught() -> None:
     assert structural_problems(broken) == ["dangling #/nope"]
 
 
+def _relay_routes() -> set[tuple[str, str]]:
+    from chalicelib.relay.app import ROUTES
+
+    return {(path, method.lower()) for path, methods in ROUTES.items() for method in methods}
+
+
 def test_every_route_and_method_of_the_app_is_in_the_document(document: dict[str, Any]) -> None:
-    # GIVEN the app's route table  WHEN compared with the document's paths
+    # GIVEN the route tables of the app and of the relay  WHEN compared with the document's paths
     # (the greedy catch-all that 404s unknown paths is the one route that is no operation)
     routed = {
         (path, method.lower())
         for path, methods in app.routes.items()
         for method in methods
         if path != openapi.CATCH_ALL
-    }
+    } | _relay_routes()
     documented = {
         (path, method)
         for path, item in document["paths"].items()
@@ -114,6 +120,12 @@ def test_every_route_and_method_of_the_app_is_in_the_document(document: dict[str
 
     # THEN both name exactly the same operations
     assert documented == routed
+
+
+def test_the_document_names_the_relays_routes_and_chalice_serves_none_of_them() -> None:
+    documented = {(path, method.lower()) for path, method in openapi.RELAY_ROUTES}
+    assert documented == _relay_routes()
+    assert not any(path.startswith("/v1") for path in app.routes)
 
 
 def test_no_route_lacks_its_line_in_the_operations_table(document: dict[str, Any]) -> None:

@@ -73,22 +73,26 @@ def relay_local(ddb_local: Any, upstream: MockUpstream) -> MockUpstream:
 
 @pytest.fixture
 def server(relay_local: Any) -> Iterator[str]:
-    """The app served over HTTP in-process, the way `chalice local` serves it."""
+    """The stack over HTTP in-process, as `make run` serves it: the relay and a proxy to the
+    app under `chalice local`, on one port."""
     from chalice import local
     from chalice.config import Config
 
     from app import app
+    from devtools.front import front_for
 
     # What `chalice local` does to the app: make current_request thread-local.
     if not isinstance(app, local.LocalChalice):
         local.CustomLocalChalice.__bases__ = (local.LocalChalice, type(app))
         app.__class__ = local.CustomLocalChalice
-    port = free_port()
-    dev = local.LocalDevServer(app, Config.create(), "127.0.0.1", port)
+    internal = free_port()
+    dev = local.LocalDevServer(app, Config.create(), "127.0.0.1", internal)
     thread = threading.Thread(target=dev.serve_forever, daemon=True)
     thread.start()
+    port = free_port()
     try:
-        yield f"http://127.0.0.1:{port}"
+        with front_for(f"http://127.0.0.1:{internal}", "127.0.0.1", port):
+            yield f"http://127.0.0.1:{port}"
     finally:
         dev.shutdown()
         thread.join(timeout=10)

@@ -125,7 +125,9 @@ def _new_key(quota_units: int | None = None) -> tuple[str, str, str]:
 
 
 def _call(key: str, raw: bytes = FLAT) -> gateway.CallResult:
-    return gateway.relay_call("chat", raw, f"Bearer {key}", "127.0.0.1", "test")
+    result = gateway.relay_call("chat", raw, f"Bearer {key}", "127.0.0.1")
+    assert isinstance(result, gateway.CallResult)  # these calls do not stream
+    return result
 
 
 def _after_sweep(account_id: str, token_id: str) -> tuple[int, int, Any, list[Any]]:

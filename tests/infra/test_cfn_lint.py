@@ -25,7 +25,12 @@ def _lint(*templates: Path) -> subprocess.CompletedProcess[str]:
 def test_infra_templates_pass_cfn_lint() -> None:
     # GIVEN every template under infra/
     templates = sorted(INFRA.glob("*.yaml"))
-    assert [t.name for t in templates] == ["alarms.yaml", "invokers.yaml", "tables.yaml"]
+    assert [t.name for t in templates] == [
+        "alarms.yaml",
+        "invokers.yaml",
+        "relay.yaml",
+        "tables.yaml",
+    ]
 
     # WHEN cfn-lint checks them
     result = _lint(*templates)
@@ -44,6 +49,28 @@ def test_packaged_prod_template_passes_cfn_lint(packaged_prod: tuple[Path, dict[
     result = _lint(out_dir / "sam.json")
 
     # THEN it reports nothing
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+@pytest.mark.slow
+def test_the_packaged_template_translated_offline_passes_cfn_lint(
+    packaged_prod: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    # GIVEN the packaged prod template, through the SAM transform here (as CloudFormation would)
+    import json
+
+    from devtools.package import translated_offline
+
+    _, template = packaged_prod
+    translated = translated_offline(template)
+    plain = tmp_path / "translated.json"
+    plain.write_text(json.dumps(translated))
+
+    # THEN only plain CloudFormation is left, and cfn-lint reports nothing in it
+    kinds = {resource["Type"] for resource in translated["Resources"].values()}
+    assert not [kind for kind in kinds if kind.startswith("AWS::Serverless::")]
+    assert {"AWS::ApiGateway::RestApi", "AWS::Lambda::Function"} <= kinds
+    result = _lint(plain)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 

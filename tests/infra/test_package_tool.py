@@ -14,7 +14,8 @@ from devtools.package import infra_template, load_template, merge_templates, pin
 def test_merged_infra_template_holds_every_file_and_can_only_deploy_its_stage() -> None:
     # GIVEN the infra templates
     files = [
-        load_template(INFRA / name) for name in ("tables.yaml", "alarms.yaml", "invokers.yaml")
+        load_template(INFRA / name)
+        for name in ("tables.yaml", "alarms.yaml", "invokers.yaml", "relay.yaml")
     ]
 
     # WHEN they are merged for prod

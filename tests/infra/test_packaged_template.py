@@ -32,6 +32,7 @@ API_GATEWAY_TIMEOUT_SECONDS = 29  # REST API default integration timeout
 # client gave up on still settles its reservation; the jobs stop cleanly before their limit.
 EXPECTED_FUNCTIONS = {
     f"sluice-{STAGE}": (60, 512),
+    f"sluice-{STAGE}-relay": (900, 512),  # above its integration timeout (infra/relay.yaml)
     f"sluice-{STAGE}-reset_quotas": (300, 256),
     f"sluice-{STAGE}-sweep_reservations": (300, 256),
     f"sluice-{STAGE}-verify_ledger": (300, 256),
@@ -98,9 +99,15 @@ def test_functions_have_their_names_timeouts_memory_and_stage_environment(
         assert (functions[name]["Timeout"], functions[name]["MemorySize"]) == (timeout, memory)
     assert functions[f"sluice-{STAGE}"]["Timeout"] > API_GATEWAY_TIMEOUT_SECONDS
     # AND each carries the stage's settings, names only: no secret value travels in the template
+    # (the relay: without the admin key's name, plus how Web Adapter runs it)
+    relay = functions.pop(f"sluice-{STAGE}-relay")["Environment"]["Variables"]
     for properties in functions.values():
         assert properties["Environment"]["Variables"] == stage_environment(STAGE)
         assert properties["Runtime"] == "python3.11"
+    staged = stage_environment(STAGE)
+    del staged["SLUICE_ADMIN_KEY_SSM_PARAMETER"]
+    assert {name: relay[name] for name in staged} == staged
+    assert "SLUICE_ADMIN_KEY_SSM_PARAMETER" not in relay
 
 
 def test_schedules_are_hourly_utc_resets_and_a_five_minute_sweeper(
@@ -204,7 +211,10 @@ def test_decryption_is_limited_to_ssm_and_this_stages_parameters(
         conditions = statement["Condition"]["StringLike"]
         assert conditions["kms:ViaService"] == {"Fn::Sub": "ssm.${AWS::Region}.${AWS::URLSuffix}"}
         context = conditions["kms:EncryptionContext:PARAMETER_ARN"]["Fn::Sub"]
-        assert context.endswith(f":parameter/sluice/{STAGE}/*")
+        # (the relay's role: only the channels' keys)
+        assert context.endswith(
+            (f":parameter/sluice/{STAGE}/*", f":parameter/sluice/{STAGE}/channels/*")
+        )
 
 
 def test_api_is_regional_and_named_for_its_metrics(
@@ -362,10 +372,12 @@ def test_integration_timeout_can_be_raised_but_only_below_the_lambda_timeout(
 
     # THEN every route of the first waits 50 s, and the refused one is left as it was
     def timeouts(t: dict[str, Any]) -> set[Any]:
+        # (the relay's route has its own timeout: tests/infra/test_relay_stack.py)
         paths = t["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
         return {
             op["x-amazon-apigateway-integration"].get("timeoutInMillis")
-            for methods in paths.values()
+            for path, methods in paths.items()
+            if path != "/v1/{proxy+}"
             for op in methods.values()
             if "x-amazon-apigateway-integration" in op
         }

@@ -82,6 +82,17 @@ def test_the_layout_keeps_every_contract(tree: Path) -> None:
             "from chalicelib.api import auth  # noqa",
             "chalicelib.cli.resets -> chalicelib.api.auth",
         ),
+        (
+            "relay/app.py",
+            "from chalicelib.api import web  # noqa",
+            "chalicelib.relay.app -> chalicelib.api.web",
+        ),
+        (
+            "api/web.py",
+            "from chalicelib.relay import app  # noqa",
+            "chalicelib.api.web -> chalicelib.relay.app",
+        ),
+        ("core/errors.py", "import starlette  # noqa", "chalicelib.core.errors -> starlette"),
     ],
 )
 def test_a_forbidden_import_breaks_a_contract_and_is_named(
@@ -94,3 +105,22 @@ def test_a_forbidden_import_breaks_a_contract_and_is_named(
     # THEN the check fails and its report names the import
     assert result.returncode != 0
     assert named in result.stdout, result.stdout
+
+
+def test_importing_the_relay_app_loads_neither_chalice_nor_pydantic() -> None:
+    # GIVEN a fresh interpreter  WHEN it imports the relay's ASGI app
+    probe = (
+        "import sys, chalicelib.relay.app as relay; "
+        "print(','.join(m for m in ('chalice', 'pydantic') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # THEN it starts without the management API's heavy dependencies
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""

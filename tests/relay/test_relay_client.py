@@ -38,3 +38,36 @@ def test_client_is_reused_until_the_settings_change(env: Callable[..., Any]) -> 
     assert second is not first
     assert second.timeout.read == 7.0
     assert first.is_closed
+
+
+def test_the_read_timeout_follows_the_calls_deadline_unless_set(env: Callable[..., Any]) -> None:
+    # GIVEN a channel and no silence limit configured
+    from chalicelib.core.channels import Channel
+    from chalicelib.store import config as config_store
+    from chalicelib.upstream.forwarder import plan_call
+
+    config_store.put_channel(
+        Channel(id="c", name="c", base_url="http://127.0.0.1:9/v1", models=("m",)), None, 1
+    )
+    payload = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    # WHEN a call with 300 s left plans its attempts
+    call, _ = plan_call(
+        "chat", payload, group="default", stream=False, client_wants_usage=False, budget_seconds=300
+    )
+    # THEN upstream may stay silent for all of it (a buffered answer is silent until complete)
+    assert 290 < call.timeout().read <= 300
+    # AND a configured silence limit still applies
+    env(SLUICE_UPSTREAM_READ_TIMEOUT="7")
+    call, _ = plan_call(
+        "chat", payload, group="default", stream=False, client_wants_usage=False, budget_seconds=300
+    )
+    assert call.timeout().read == 7.0
+
+
+def test_the_relays_budget_defaults_to_its_timeout_minus_a_settle_margin(
+    env: Callable[..., Any],
+) -> None:
+    from chalicelib.services import gateway
+
+    env(SLUICE_RELAY_TIMEOUT_SECONDS="900")
+    assert gateway.call_deadline(1000.0) == 1000.0 + 900 - gateway.SETTLE_MARGIN_SECONDS

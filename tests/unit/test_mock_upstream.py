@@ -540,3 +540,24 @@ def test_cli_prints_base_url_and_exits_on_sigterm() -> None:
     assert base_url.startswith("http://127.0.0.1:")
     assert resp.status_code == 200
     assert code == 0
+
+
+def test_demo_slow_streams_its_answer_one_word_per_chunk(
+    monkeypatch: pytest.MonkeyPatch, sdk: openai.OpenAI
+) -> None:
+    # GIVEN the slow demo model, without its pause between words (so the test does not wait)
+    import devtools.mock_upstream as mock_upstream
+
+    monkeypatch.setattr(mock_upstream, "SLOW_WORD_SECONDS", 0.0)
+    # WHEN it streams
+    stream = sdk.chat.completions.create(model="demo-slow", messages=USER_MSG, stream=True)
+    pieces = [chunk.choices[0].delta.content for chunk in stream if chunk.choices]
+    # THEN each content chunk carries one word, and together they are the usual reply
+    words = [piece for piece in pieces if piece]
+    assert len(words) > 3 and all(len(word.split()) == 1 for word in words)
+    assert (
+        "".join(words)
+        == sdk.chat.completions.create(model="demo-slow", messages=USER_MSG)
+        .choices[0]
+        .message.content
+    )

@@ -58,15 +58,12 @@ export function withQuery(path, query) {
   return text ? `${path}?${text}` : path;
 }
 
-// One HTTP call. Resolves to {status, data, headers, ms}; rejects with ApiError on 4xx/5xx.
-export async function call(method, path, { key, body, query } = {}) {
-  const headers = { Accept: "application/json" };
+async function send(method, path, { key, body, query, accept }) {
+  const headers = { Accept: accept };
   if (key) headers.Authorization = `Bearer ${key}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const started = performance.now();
-  let response;
   try {
-    response = await fetch(apiBase() + withQuery(path, query), {
+    return await fetch(apiBase() + withQuery(path, query), {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -77,18 +74,52 @@ export async function call(method, path, { key, body, query } = {}) {
   } catch {
     throw new ApiError(0, { error: { message: "The API could not be reached." } });
   }
-  const text = await response.text();
-  const ms = Math.round(performance.now() - started);
-  let data = null;
-  if (text) {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = null;
-    }
+}
+
+function parsed(text) {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
   }
+}
+
+// One HTTP call. Resolves to {status, data, headers, ms}; rejects with ApiError on 4xx/5xx.
+export async function call(method, path, { key, body, query } = {}) {
+  const started = performance.now();
+  const response = await send(method, path, { key, body, query, accept: "application/json" });
+  const data = parsed(await response.text());
+  const ms = Math.round(performance.now() - started);
   if (!response.ok) throw new ApiError(response.status, data);
   return { status: response.status, data, headers: response.headers, ms };
+}
+
+// A call answered with server-sent events: resolves to the response once it starts (its body
+// still streaming); rejects with ApiError on 4xx/5xx, which arrive as JSON before any event.
+export async function openStream(method, path, { key, body } = {}) {
+  const response = await send(method, path, { key, body, accept: "text/event-stream" });
+  if (!response.ok) throw new ApiError(response.status, parsed(await response.text()));
+  return response;
+}
+
+// The data of each event of a server-sent-event body, as it arrives ("[DONE]" included).
+export async function* eventData(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const lines = buffer.slice(0, end).split("\n");
+      buffer = buffer.slice(end + 2);
+      const data = lines.filter((line) => line.startsWith("data:"));
+      if (data.length) yield data.map((line) => line.slice(5).replace(/^ /, "")).join("\n");
+    }
+    if (done) return;
+  }
 }
 
 const refusedListeners = [];

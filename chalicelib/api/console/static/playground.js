@@ -3,7 +3,7 @@
 // Used by the Playground page (the user pastes a key) and by the key dialog right after a key
 // is created or regenerated, the only moments the console holds a key's secret.
 
-import { ApiError, api, call, session } from "./api.js";
+import { ApiError, api, call, eventData, openStream, session } from "./api.js";
 import { clear, field, guarded, h, tokenIdFromKey, unitsToUsd } from "./dom.js";
 
 const DEFAULT_PROMPT = "Say hello in one short sentence.";
@@ -37,15 +37,35 @@ async function lookUpCost(response, key) {
   }
 }
 
-export async function sendChat(key, model, prompt) {
-  const response = await call("POST", "/v1/chat/completions", {
+// The answer is streamed: ``onText`` gets the text so far each time words arrive. The cost is
+// known once the stream has ended (the relay settles the call before it closes the stream).
+export async function sendChat(key, model, prompt, onText = () => {}) {
+  const started = performance.now();
+  const response = await openStream("POST", "/v1/chat/completions", {
     key,
-    body: { model, messages: [{ role: "user", content: prompt }] },
+    body: { model, messages: [{ role: "user", content: prompt }], stream: true },
   });
-  const choice = (response.data && response.data.choices && response.data.choices[0]) || {};
-  const answer = (choice.message && choice.message.content) || "";
+  let answer = "";
+  for await (const data of eventData(response)) {
+    if (data === "[DONE]") break;
+    let chunk;
+    try {
+      chunk = JSON.parse(data);
+    } catch {
+      continue;
+    }
+    // A stream that broke after it started ends with an OpenAI-shaped error event.
+    if (chunk.error) throw new ApiError(502, chunk);
+    const choice = (chunk.choices && chunk.choices[0]) || {};
+    const piece = (choice.delta && choice.delta.content) || "";
+    if (piece) {
+      answer += piece;
+      onText(answer);
+    }
+  }
+  const ms = Math.round(performance.now() - started);
   const costUnits = await lookUpCost(response, key);
-  return { answer, ms: response.ms, costUnits };
+  return { answer, ms, costUnits };
 }
 
 function formatCost(units) {
@@ -107,8 +127,16 @@ export function testPanel(prefix, getKey) {
       if (!key) throw new ApiError(0, { error: { message: "Enter an API key (sk-…) first." } });
       if (!modelSelect.value) await loadModels();
       send.disabled = true;
+      answer.textContent = "";
+      latency.textContent = "…";
+      cost.textContent = "…";
       try {
-        const outcome = await sendChat(key, modelSelect.value, prompt.value || DEFAULT_PROMPT);
+        const shown = (text) => {
+          answer.textContent = text;
+          results.hidden = false;
+        };
+        const asked = prompt.value || DEFAULT_PROMPT;
+        const outcome = await sendChat(key, modelSelect.value, asked, shown);
         answer.textContent = outcome.answer;
         latency.textContent = `${outcome.ms} ms`;
         cost.textContent = formatCost(outcome.costUnits);

@@ -1,0 +1,243 @@
+"""The relay's ASGI app: every OpenAI-compatible route under ``/v1/`` (thin).
+
+Each handler reads the request, calls one use case of ``chalicelib.services`` and returns its
+result. ``stream: true`` chat answers are handed on event by event (``StreamingResponse``): the
+reason this edge exists, since Chalice cannot stream (aws/chalice#2078).
+
+Errors are mapped once, in ``_served``: a ``GatewayError`` becomes ``core.errors.error_body``
+JSON with its status and headers; anything unexpected becomes a 500 in the same shape, logged
+with its traceback and the path only, never with request headers or bodies (which carry keys).
+
+The blocking use cases (DynamoDB, the buffered upstream call) run in Starlette's threadpool.
+Importing this module pulls in neither Chalice nor pydantic, to keep the relay's cold start short.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from chalicelib.core import observe
+from chalicelib.core.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    error_body,
+)
+from chalicelib.core.settings import get_settings
+from chalicelib.services import billing, gateway
+from chalicelib.store import configure_store
+
+# The same limit as the management API's (``api.web.MAX_BODY_BYTES``).
+MAX_BODY_BYTES = 4 * 1024 * 1024
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+# Lambda Web Adapter passes API Gateway's request context in this header, as JSON.
+REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        status_code=status,
+        headers={**SECURITY_HEADERS, **(headers or {})},
+        media_type="application/json",
+    )
+
+
+def error_response(error: GatewayError) -> Response:
+    return json_response(error_body(error), error.status, error.headers)
+
+
+# Reading the request ------------------------------------------------------------------------
+def authorization(request: Request) -> str | None:
+    return request.headers.get("authorization")
+
+
+def client_ip(request: Request) -> str:
+    """The caller's IP: API Gateway's ``sourceIp`` when behind it, else the socket's peer.
+
+    Only behind API Gateway are the headers trusted (there the socket's peer is Web Adapter
+    itself); anywhere else a client could write them.
+    """
+    if get_settings().behind_api_gateway:
+        try:
+            context = json.loads(request.headers.get(REQUEST_CONTEXT_HEADER) or "{}")
+        except ValueError:
+            context = {}
+        identity = context.get("identity") if isinstance(context, dict) else None
+        source = identity.get("sourceIp") if isinstance(identity, dict) else None
+        if isinstance(source, str) and source:
+            return source
+        forwarded = request.headers.get("x-forwarded-for", "")
+        if forwarded.strip():
+            return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else ""
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body as bytes, refusing oversize ones before reading them whole."""
+    too_large = PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES // (1024 * 1024)} MB.")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# Responses ----------------------------------------------------------------------------------
+class EventStream(StreamingResponse):
+    """A stream's events as they come; ``chunks.close()`` runs however the response ends.
+
+    Each ``next()`` runs in the threadpool (it waits on upstream). A client that hangs up
+    cancels the response: the cancellation lands when the current ``next()`` returns (within
+    ``gateway.TICK_SECONDS``), and the shielded ``close()`` then hangs up on upstream and
+    settles the call before the app returns.
+    """
+
+    def __init__(self, streamed: gateway.StreamedCall) -> None:
+        self.chunks = streamed.chunks
+        super().__init__(
+            self._each_chunk(),
+            status_code=streamed.status,
+            headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no", **streamed.headers},
+            media_type=streamed.content_type,
+        )
+
+    async def _each_chunk(self) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await run_in_threadpool(next, self.chunks, None)
+            if chunk is None:
+                return
+            if chunk:  # b"": upstream was silent for a moment, nothing to send
+                yield chunk
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self.chunks.close)
+
+
+def relayed(result: gateway.CallResult | gateway.StreamedCall) -> Response:
+    if isinstance(result, gateway.StreamedCall):
+        return EventStream(result)
+    return Response(
+        result.body,
+        status_code=result.status,
+        headers={**SECURITY_HEADERS, **result.headers},
+        media_type=result.content_type,
+    )
+
+
+# Routes -------------------------------------------------------------------------------------
+async def chat_completions(request: Request) -> Response:
+    return await _relay(request, "chat")
+
+
+async def embeddings(request: Request) -> Response:
+    return await _relay(request, "embeddings")
+
+
+async def _relay(request: Request, kind: Any) -> Response:
+    deadline = gateway.call_deadline(time.monotonic())  # the clock starts when the call arrives
+    body = await raw_body(request)
+    result = await run_in_threadpool(
+        gateway.relay_call,
+        kind,
+        body,
+        authorization(request),
+        client_ip(request),
+        deadline=deadline,
+    )
+    return relayed(result)
+
+
+def models(request: Request) -> Response:
+    token = gateway.key_for_route(authorization(request), client_ip(request))
+    return json_response(
+        {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "sluice"}
+                for m in gateway.models_for(token)
+            ],
+        }
+    )
+
+
+def own_key(request: Request) -> Response:
+    return json_response(
+        billing.key_json(authorization(request), client_ip(request), int(time.time()))
+    )
+
+
+def billing_subscription(request: Request) -> Response:
+    return json_response(billing.subscription(authorization(request), client_ip(request)))
+
+
+def billing_usage(request: Request) -> Response:
+    return json_response(billing.usage(authorization(request), client_ip(request)))
+
+
+Handler = Callable[[Request], Any]
+ROUTES: dict[str, dict[str, Handler]] = {
+    "/v1/chat/completions": {"POST": chat_completions},
+    "/v1/embeddings": {"POST": embeddings},
+    "/v1/models": {"GET": models},
+    "/v1/key": {"GET": own_key},
+    "/v1/dashboard/billing/subscription": {"GET": billing_subscription},
+    "/v1/dashboard/billing/usage": {"GET": billing_usage},
+}
+
+
+async def _served(request: Request) -> Response:
+    """Route ``/v1/...`` and map every error, once."""
+    path = request.url.path.rstrip("/") or "/"
+    try:
+        methods = ROUTES.get(path)
+        if methods is None:
+            # Never the framework's own 404: nothing of the request is repeated back.
+            raise NotFound("Unknown path. See /openapi.json for the routes Sluice serves.")
+        handler = methods.get(request.method)
+        if handler is None:
+            raise MethodNotAllowed(
+                f"Use {' or '.join(sorted(methods))} on this path.",
+                headers={"Allow": ", ".join(sorted(methods))},
+            )
+        if inspect.iscoroutinefunction(handler):
+            result: Response = await handler(request)
+        else:
+            result = await run_in_threadpool(handler, request)
+        return result
+    except GatewayError as exc:
+        return error_response(exc)
+    except Exception as exc:
+        # Never the request's headers or body: they carry the key.
+        observe.log("unhandled_error", level="ERROR", route=path, error=exc)
+        return error_response(GatewayError())
+
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+configure_store()
+# One route for every path: unknown ones get our 404, never the framework's.
+app = Starlette(routes=[Route("/{path:path}", _served, methods=METHODS)])

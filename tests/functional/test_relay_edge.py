@@ -1,0 +1,109 @@
+"""The relay's ASGI edge (Starlette's test client on moto): routing, errors, client IP, limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from chalicelib.core.settings import reset_settings
+
+SECRET = "sk-" + "s" * 48
+
+
+@pytest.fixture(autouse=True)
+def _settings_forgotten_after() -> Iterator[None]:
+    """Tests here change settings through the environment: forget them afterwards."""
+    yield
+    from chalicelib.core.settings import reset_settings
+
+    reset_settings()
+
+
+def _key_for(api: Any, **fields: Any) -> str:
+    created = api.new_account("edge", quota_usd="1")
+    status, body = api.call(
+        "POST", "/tokens", key=created["management_key"], body={"name": "k", **fields}
+    )
+    assert status == 201, body
+    return str(body["data"][0]["key"])
+
+
+@pytest.mark.parametrize("path", ["/v1/nope", "/v1/chat/completions/extra", "/v1", "/elsewhere"])
+def test_unknown_paths_are_an_openai_404_that_repeats_nothing(relay_client: Any, path: str) -> None:
+    response = relay_client.get(path, headers={"Authorization": f"Bearer {SECRET}"})
+    assert response.status_code == 404
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert SECRET not in response.text
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_known_path_with_the_wrong_method_is_an_openai_405(relay_client: Any) -> None:
+    response = relay_client.get("/v1/chat/completions")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert response.headers["Allow"] == "POST"
+
+
+def test_an_oversize_body_is_refused_before_it_is_read(relay_client: Any) -> None:
+    response = relay_client.post(
+        "/v1/chat/completions",
+        content=b"x" * (4 * 1024 * 1024 + 1),
+        headers={"Authorization": f"Bearer {SECRET}"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_an_unexpected_error_is_a_500_in_the_same_shape_and_logs_no_secret(
+    relay_client: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from chalicelib.services import gateway
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(gateway, "key_for_route", broken)
+    response = relay_client.get("/v1/models", headers={"Authorization": f"Bearer {SECRET}"})
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "server_error"
+    assert SECRET not in caplog.text and "/v1/models" in caplog.text
+
+
+def _context(source_ip: str) -> str:
+    return json.dumps({"requestId": "r1", "identity": {"sourceIp": source_ip}})
+
+
+def _own_key(relay_client: Any, key: str, headers: dict[str, str]) -> Any:
+    return relay_client.get("/v1/key", headers={"Authorization": f"Bearer {key}", **headers})
+
+
+def test_the_client_ip_is_the_socket_peer_unless_behind_api_gateway(
+    api: Any, relay_client: Any
+) -> None:
+    # GIVEN a key allowed from one address only, and no API Gateway in front
+    key = _key_for(api, allow_ips=["203.0.113.7/32"])
+    headers = {"x-amzn-request-context": _context("203.0.113.7"), "X-Forwarded-For": "203.0.113.7"}
+    # WHEN a client on 127.0.0.1 claims that address in headers
+    response = _own_key(relay_client, key, headers)
+    # THEN the claim is ignored
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "ip_not_allowed"
+
+
+def test_behind_api_gateway_the_request_contexts_source_ip_counts(
+    api: Any, relay_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = _key_for(api, allow_ips=["203.0.113.7/32"])
+    monkeypatch.setenv("SLUICE_BEHIND_API_GATEWAY", "true")
+    reset_settings()
+    # sourceIp wins over X-Forwarded-For
+    allowed = {"x-amzn-request-context": _context("203.0.113.7"), "X-Forwarded-For": "198.51.100.1"}
+    assert _own_key(relay_client, key, allowed).status_code == 200
+    refused = {"x-amzn-request-context": _context("198.51.100.1"), "X-Forwarded-For": "203.0.113.7"}
+    assert _own_key(relay_client, key, refused).status_code == 403
+    # without a context, the first X-Forwarded-For hop
+    forwarded = {"X-Forwarded-For": "203.0.113.7, 10.0.0.1"}
+    assert _own_key(relay_client, key, forwarded).status_code == 200

@@ -1,0 +1,124 @@
+"""The local front door (devtools.front): /v1/* to the relay, the rest proxied and streamed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from support import free_port
+
+from devtools.front import Front, Served, serve_in_thread
+
+RELEASE_LIMIT_SECONDS = 30.0
+
+
+class Backend:
+    """A management API stand-in: GET /slow sends a first chunk, then waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                owner.seen.append(
+                    ("GET", self.path, {k.lower(): v for k, v in self.headers.items()})
+                )
+                if self.path == "/slow":
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self._chunk(b"first,")
+                    owner.release.wait(RELEASE_LIMIT_SECONDS)
+                    self._chunk(b"second")
+                    self._chunk(b"")
+                    return
+                body = b'{"where":"backend"}'
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Backend", "yes")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _chunk(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def fake_relay(scope: Any, receive: Any, send: Any) -> None:
+    body = f"relay saw {scope['path']}".encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+@pytest.fixture
+def backend() -> Iterator[Backend]:
+    running = Backend()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def front(backend: Backend) -> Iterator[str]:
+    port = free_port()
+    served: Served = serve_in_thread(Front(fake_relay, backend.url), "127.0.0.1", port)
+    yield f"http://127.0.0.1:{port}"
+    served.stop()
+
+
+def test_v1_paths_go_to_the_relay_and_the_rest_to_the_backend(front: str, backend: Backend) -> None:
+    relayed = httpx.get(f"{front}/v1/models", timeout=10)
+    proxied = httpx.get(f"{front}/account?x=1", headers={"Authorization": "Bearer k"}, timeout=10)
+    assert relayed.text == "relay saw /v1/models"
+    assert (proxied.status_code, proxied.json()) == (201, {"where": "backend"})
+    assert proxied.headers["X-Backend"] == "yes"
+    [(method, path, headers)] = backend.seen
+    assert (method, path, headers["authorization"]) == ("GET", "/account?x=1", "Bearer k")
+
+
+def test_a_proxied_body_is_streamed_through_as_it_comes(front: str, backend: Backend) -> None:
+    # GIVEN a backend that sends a first chunk and holds the rest
+    with httpx.stream("GET", f"{front}/slow", timeout=10) as response:
+        chunks = response.iter_raw()
+        # THEN the first chunk arrives while the backend still holds the rest
+        assert next(chunks) == b"first,"
+        assert not backend.release.is_set()
+        backend.release.set()
+        assert b"".join(chunks) == b"second"
+
+
+def test_a_backend_that_is_down_is_an_openai_shaped_503(backend: Backend) -> None:
+    port = free_port()
+    served = serve_in_thread(
+        Front(fake_relay, f"http://127.0.0.1:{free_port()}"), "127.0.0.1", port
+    )
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
+    finally:
+        served.stop()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
