@@ -130,6 +130,19 @@ def _call(key: str, raw: bytes = FLAT) -> gateway.CallResult:
     return result
 
 
+def _drain() -> None:
+    """Let the writes the killed call left in flight in the ledger's pool finish first.
+
+    A dead process's parallel write may land or not; either is covered, but the test must not
+    sweep while one is still on its way (it would land after the sweeper looked).
+    """
+    from chalicelib.store import ledger
+
+    if ledger._pool is not None:
+        ledger._pool.shutdown(wait=True)
+        ledger._pool = None
+
+
 def _after_sweep(account_id: str, token_id: str) -> tuple[int, int, Any, list[Any]]:
     later = int(time.time()) + get_settings().reservation_max_age_seconds + 1
     sweeper.sweep(later)
@@ -159,6 +172,7 @@ def test_a_call_killed_at_any_point_is_charged_its_cost_or_nothing_and_logged_so
     # WHEN the next call is killed at this point
     with kill_at(event, target), pytest.raises(Killed):
         _call(key)
+    _drain()
     # THEN after the sweeper, key and account were charged the same, its cost or nothing
     token_used, account_used, _report, records = _after_sweep(account_id, token_id)
     assert (token_used, account_used) == (FLAT_UNITS + charged, FLAT_UNITS + charged), point
@@ -187,6 +201,7 @@ def test_a_call_killed_after_a_smaller_re_plan_gives_back_exactly_what_it_holds(
     # WHEN the next call is refused, re-planned smaller, reserved, and killed upstream
     with kill_at("upstream", None), pytest.raises(Killed):
         _call(key, hello)
+    _drain()
     # THEN the sweeper gives back exactly the smaller reservation: counters exact, not inflated
     later = int(time.time()) + get_settings().reservation_max_age_seconds + 1
     sweeper.sweep(later)

@@ -88,6 +88,9 @@ def test_a_lambda_permission_is_pointed_at_its_functions_resource() -> None:
     # the reset function as chalice package declares it
     template = infra_template("prod")
     template["Resources"]["ResetQuotas"] = {"Type": "AWS::Serverless::Function", "Properties": {}}
+    # (the relay's resources are wired by their own test: leave them out here)
+    for name in [name for name in template["Resources"] if name.startswith("Relay")]:
+        del template["Resources"][name]
 
     # WHEN the template is finished
     package.finish_template(template, "prod", ["reset_quotas"])

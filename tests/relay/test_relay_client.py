@@ -70,4 +70,4 @@ def test_the_relays_budget_defaults_to_its_timeout_minus_a_settle_margin(
     from chalicelib.services import gateway
 
     env(SLUICE_RELAY_TIMEOUT_SECONDS="900")
-    assert gateway.call_deadline(1000.0) == 1000.0 + 900 - gateway.SETTLE_MARGIN_SECONDS
+    assert gateway.call_deadline(1000.0).at == 1000.0 + 900 - gateway.SETTLE_MARGIN_SECONDS
