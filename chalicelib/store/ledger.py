@@ -17,9 +17,17 @@ later than an entry that arrived meanwhile.
 Retries are botocore's (standard mode on the one client the store shares): every write here
 is keyed by its request id, so a retry after a lost answer can never apply it twice.
 
+A key's rate limits (``core/limits.py``) are clauses of the same token reservation, added only
+when the key has them: ``size(pending) < :max`` for calls in flight, and for requests and tokens
+per minute a counter in the current minute's window (``requests_by_minute.#minute``, counted up
+by the reservation; ``tokens_by_minute.#minute``, added to by the settle) compared with the
+limit. The same write removes older windows, so the maps hold a minute or two. Limits are read
+from the cached key, which is safe because the condition pins its revision and every edit of a
+limit bumps it. A request the account then refuses still counts in the key's minute.
+
 These calls use the low-level client because PynamoDB cannot ask for
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD``, which turns a refused reservation into the
-precise error (disabled vs expired vs exhausted) without a second read.
+precise error (disabled vs expired vs exhausted vs rate limited) without a second read.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from chalicelib.core import limits
 from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, TokenRecord
 from chalicelib.core.settings import get_settings
 from chalicelib.store import accounts as account_store
@@ -66,6 +75,7 @@ class Outcome:
 
     ok: bool
     old_item: dict[str, Any] | None = None
+    new_values: dict[str, Any] | None = None  # what ReturnValues=UPDATED_NEW sent back
 
 
 def _update(**request: Any) -> Outcome:
@@ -73,7 +83,7 @@ def _update(**request: Any) -> Outcome:
         written = conditional(lambda: _client().update_item(**request))
     if isinstance(written, Refused):
         return Outcome(ok=False, old_item=written.old_item)
-    return Outcome(ok=True)
+    return Outcome(ok=True, new_values=written.get("Attributes"))
 
 
 @dataclass(frozen=True)
@@ -83,16 +93,71 @@ class Reservation:
     account_id: str
     units: int
     model: str = ""
+    # The key had a tokens-per-minute limit when the call was admitted: its settle adds the
+    # call's tokens to the key's current minute.
+    meters_tokens: bool = False
 
 
 @dataclass(frozen=True)
 class KeyCheck:
-    """What the reservation's condition pins of the key: it is still the key that was checked."""
+    """What the reservation's condition pins of the key: it is still the key that was checked,
+    within the rate limits it had then (None: no such limit)."""
 
     token_id: str
     key_hash: str
     revision: int
     group: str
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_concurrency: int | None = None
+    # Minute windows the checked copy of the key held (removed when older than this minute).
+    known_minutes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A reservation that landed, and the key's current minute as it left it (None: no limit)."""
+
+    requests: int | None = None
+    tokens: int | None = None
+    minute: int = 0
+
+
+def _limit_clauses(key: KeyCheck, now: int) -> tuple[str, str, str, dict[str, Any], dict[str, Any]]:
+    """The rate-limit parts of the token reservation: (SET actions, REMOVE actions, condition,
+    names, values); all empty for a key without limits."""
+    sets, removes, conditions = [], [], []
+    names: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+    if key.max_concurrency is not None:
+        conditions.append("size(pending) < :max_concurrency")
+        values[":max_concurrency"] = _n(key.max_concurrency)
+    windows = [
+        ("requests_by_minute", key.rpm_limit, ":rpm_limit", " + :one"),
+        # Touched (not counted) so the answer carries the minute's total; the settle counts.
+        ("tokens_by_minute", key.tpm_limit, ":tpm_limit", ""),
+    ]
+    minute = limits.minute(now)
+    stale = limits.stale_minutes(key.known_minutes, minute)
+    for attribute, limit, placeholder, count in windows:
+        if limit is None:
+            continue
+        window = f"{attribute}.#minute"
+        sets.append(f"{window} = if_not_exists({window}, :zero){count}")
+        removes += [f"{attribute}.#stale{i}" for i in range(len(stale))]
+        conditions.append(f"(attribute_not_exists({window}) OR {window} < {placeholder})")
+        values[placeholder] = _n(limit)
+    if sets:
+        names["#minute"] = str(minute)
+        names.update({f"#stale{i}": str(m) for i, m in enumerate(stale)})
+        values.update({":zero": _n(0), ":one": _n(1)} if key.rpm_limit else {":zero": _n(0)})
+    return (
+        "".join(f", {action}" for action in sets),
+        f" REMOVE {', '.join(removes)}" if removes else "",
+        "".join(f" AND {clause}" for clause in conditions),
+        names,
+        values,
+    )
 
 
 def _reserving(r: Reservation, now: int) -> dict[str, Any]:
@@ -118,25 +183,34 @@ def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
     # The rule, in one condition: the key is this key (not regenerated or deleted), unchanged
     # since its permissions were checked (same revision), enabled, not expired, not due for a
     # reset, can afford the worst case, and this request has not reserved yet (a retried write
-    # must not reserve twice). Items older than the revision attribute are revision 0.
+    # must not reserve twice). Items older than the revision attribute are revision 0. A key
+    # with rate limits also has fewer calls in flight than allowed, and this minute's requests
+    # and tokens below its limits.
     revision = (
         "#revision = :rev"
         if key.revision
         else "(attribute_not_exists(#revision) OR #revision = :rev)"
     )
     shared = _reserving(r, now)
+    sets, removes, limited, names, values = _limit_clauses(key, now)
+    request: dict[str, Any] = {"ReturnValues": "UPDATED_NEW"} if sets else {}
     return _update(
         TableName=Token.Meta.table_name,
         Key={"id": {"S": key.token_id}},
-        UpdateExpression=shared["update"] + ", last_used_at = :now",
+        UpdateExpression=shared["update"] + ", last_used_at = :now" + sets + removes,
         ConditionExpression=(
             f"key_hash = :h AND {revision} AND #status = :enabled"
             " AND (expires_at = :never OR expires_at > :now)"
             " AND (attribute_not_exists(next_reset_at) OR next_reset_at > :now)"
             " AND (unlimited = :true OR remaining_units >= :r)"
-            " AND attribute_not_exists(pending.#rid)"
+            " AND attribute_not_exists(pending.#rid)" + limited
         ),
-        ExpressionAttributeNames={"#status": "status", "#rid": r.rid, "#revision": "revision"},
+        ExpressionAttributeNames={
+            "#status": "status",
+            "#rid": r.rid,
+            "#revision": "revision",
+            **names,
+        },
         ExpressionAttributeValues={
             **shared["values"],
             ":now": _n(now),
@@ -145,8 +219,10 @@ def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
             ":enabled": {"S": "enabled"},
             ":never": _n(0),
             ":true": {"BOOL": True},
+            **values,
         },
         ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        **request,
     )
 
 
@@ -177,23 +253,38 @@ def _reserve_account(group: str, r: Reservation, now: int) -> Outcome:
     )
 
 
-def _release(kind: ItemKind, item_id: str, rid: str, reserved: int, charged: int) -> bool:
-    """Settle (charged > 0) or refund (charged == 0) one item's entry; False if already done."""
+def _release(
+    kind: ItemKind,
+    item_id: str,
+    rid: str,
+    reserved: int,
+    charged: int,
+    metered: tuple[int, int] | None = None,
+) -> bool:
+    """Settle (charged > 0) or refund (charged == 0) one item's entry; False if already done.
+
+    ``metered`` is (minute, tokens): the call's tokens, added to the key's window of that
+    minute in the same write (so, like the charge, exactly once).
+    """
     adds = "remaining_units :back, reserved_units :unreserve, used_units :c"
     if kind == "token":
         adds += ", total_used_units :c"
+    names = {"#rid": rid}
+    values = {":back": _n(reserved - charged), ":unreserve": _n(-reserved), ":c": _n(charged)}
+    window = ""
+    if metered is not None:
+        window = " SET tokens_by_minute.#minute = if_not_exists(tokens_by_minute.#minute, :zero)"
+        window += " + :tokens"
+        names["#minute"] = str(metered[0])
+        values.update({":zero": _n(0), ":tokens": _n(metered[1])})
     outcome = _update(
         TableName=_table(kind),
         Key={"id": {"S": item_id}},
-        UpdateExpression=f"ADD {adds} REMOVE pending.#rid",
+        UpdateExpression=f"ADD {adds}{window} REMOVE pending.#rid",
         # Only while this request's reservation is still there: a retry is a no-op.
         ConditionExpression="attribute_exists(pending.#rid)",
-        ExpressionAttributeNames={"#rid": rid},
-        ExpressionAttributeValues={
-            ":back": _n(reserved - charged),
-            ":unreserve": _n(-reserved),
-            ":c": _n(charged),
-        },
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
     )
     return outcome.ok
 
@@ -213,6 +304,12 @@ def reserve(reservation: Reservation, key: KeyCheck, now: int) -> Refusal | None
 
     If one side refuses, the other side's reservation is undone before returning.
     """
+    outcome = reserve_counted(reservation, key, now)
+    return outcome if isinstance(outcome, Refusal) else None
+
+
+def reserve_counted(reservation: Reservation, key: KeyCheck, now: int) -> Refusal | Counted:
+    """``reserve``, telling on success where the key's current minute stands (for headers)."""
     r = reservation
     token_future: Future[Outcome] = pool().submit(_reserve_token, key, r, now)
     account_outcome = _reserve_account(key.group, r, now)
@@ -220,7 +317,7 @@ def reserve(reservation: Reservation, key: KeyCheck, now: int) -> Refusal | None
     token_ok = token_outcome.ok or _is_ours(token_outcome.old_item, r.rid)
     account_ok = account_outcome.ok or _is_ours(account_outcome.old_item, r.rid)
     if token_ok and account_ok:
-        return None
+        return _counted(token_outcome, key, now)
     # Compensate the half that succeeded, so a refused request holds nothing.
     if token_ok:
         _release("token", r.token_id, r.rid, r.units, 0)
@@ -235,16 +332,43 @@ def reserve(reservation: Reservation, key: KeyCheck, now: int) -> Refusal | None
     )
 
 
+def _counted(outcome: Outcome, key: KeyCheck, now: int) -> Counted:
+    """This minute's requests and tokens, from the reservation's answer (or, for a retry that
+    found its own entry, from the item as it was)."""
+    item = outcome.new_values or outcome.old_item or {}
+    minute = str(limits.minute(now))
+
+    def count(attribute: str, limit: int | None) -> int | None:
+        if limit is None:
+            return None
+        return int(item.get(attribute, {}).get("M", {}).get(minute, {}).get("N", 0))
+
+    return Counted(
+        requests=count("requests_by_minute", key.rpm_limit),
+        tokens=count("tokens_by_minute", key.tpm_limit),
+        minute=int(minute),
+    )
+
+
 def _is_ours(old_item: dict[str, Any] | None, rid: str) -> bool:
     """A refused reservation whose entry is already there: our own retried write landed."""
     pending = (old_item or {}).get("pending", {}).get("M", {})
     return rid in pending
 
 
-def release(reservation: Reservation, charged: int) -> tuple[bool, bool]:
-    """Settle both items at ``charged`` (0 = refund), in parallel; idempotent."""
+def release(
+    reservation: Reservation, charged: int, *, tokens: int = 0, now: int | None = None
+) -> tuple[bool, bool]:
+    """Settle both items at ``charged`` (0 = refund), in parallel; idempotent.
+
+    A key that meters tokens gets the call's ``tokens`` in its window of the minute ``now``
+    falls in (the minute they are reported in, see core/limits.py).
+    """
     r = reservation
-    token_future = pool().submit(_release, "token", r.token_id, r.rid, r.units, charged)
+    metered = None
+    if r.meters_tokens and tokens > 0 and now is not None:
+        metered = (limits.minute(now), tokens)
+    token_future = pool().submit(_release, "token", r.token_id, r.rid, r.units, charged, metered)
     account_done = _release("account", r.account_id, r.rid, r.units, charged)
     return token_future.result(), account_done
 
