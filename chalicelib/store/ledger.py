@@ -44,6 +44,7 @@ from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
 from chalicelib.store.common import Refused, conditional, connection, translated
 from chalicelib.store.models import SWEEP_BUCKET, Account, Token
+from chalicelib.store.rate_windows import Counted, counted, limit_clauses
 
 ItemKind = Literal["token", "account"]
 _pool: ThreadPoolExecutor | None = None
@@ -114,52 +115,6 @@ class KeyCheck:
     known_minutes: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class Counted:
-    """A reservation that landed, and the key's current minute as it left it (None: no limit)."""
-
-    requests: int | None = None
-    tokens: int | None = None
-    minute: int = 0
-
-
-def _limit_clauses(key: KeyCheck, now: int) -> tuple[str, str, str, dict[str, Any], dict[str, Any]]:
-    """The rate-limit parts of the token reservation: (SET actions, REMOVE actions, condition,
-    names, values); all empty for a key without limits."""
-    sets, removes, conditions = [], [], []
-    names: dict[str, Any] = {}
-    values: dict[str, Any] = {}
-    if key.max_concurrency is not None:
-        conditions.append("size(pending) < :max_concurrency")
-        values[":max_concurrency"] = _n(key.max_concurrency)
-    windows = [
-        ("requests_by_minute", key.rpm_limit, ":rpm_limit", " + :one"),
-        # Touched (not counted) so the answer carries the minute's total; the settle counts.
-        ("tokens_by_minute", key.tpm_limit, ":tpm_limit", ""),
-    ]
-    minute = limits.minute(now)
-    stale = limits.stale_minutes(key.known_minutes, minute)
-    for attribute, limit, placeholder, count in windows:
-        if limit is None:
-            continue
-        window = f"{attribute}.#minute"
-        sets.append(f"{window} = if_not_exists({window}, :zero){count}")
-        removes += [f"{attribute}.#stale{i}" for i in range(len(stale))]
-        conditions.append(f"(attribute_not_exists({window}) OR {window} < {placeholder})")
-        values[placeholder] = _n(limit)
-    if sets:
-        names["#minute"] = str(minute)
-        names.update({f"#stale{i}": str(m) for i, m in enumerate(stale)})
-        values.update({":zero": _n(0), ":one": _n(1)} if key.rpm_limit else {":zero": _n(0)})
-    return (
-        "".join(f", {action}" for action in sets),
-        f" REMOVE {', '.join(removes)}" if removes else "",
-        "".join(f" AND {clause}" for clause in conditions),
-        names,
-        values,
-    )
-
-
 def _reserving(r: Reservation, now: int) -> dict[str, Any]:
     """The parts of a reservation write both items share: the entry and the sweeper's mark."""
     entry = [_n(r.units), _n(now), {"S": r.model}, {"S": r.token_id}]
@@ -192,7 +147,7 @@ def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
         else "(attribute_not_exists(#revision) OR #revision = :rev)"
     )
     shared = _reserving(r, now)
-    sets, removes, limited, names, values = _limit_clauses(key, now)
+    sets, removes, limited, names, values = limit_clauses(key, now)
     request: dict[str, Any] = {"ReturnValues": "UPDATED_NEW"} if sets else {}
     return _update(
         TableName=Token.Meta.table_name,
@@ -317,7 +272,7 @@ def reserve_counted(reservation: Reservation, key: KeyCheck, now: int) -> Refusa
     token_ok = token_outcome.ok or _is_ours(token_outcome.old_item, r.rid)
     account_ok = account_outcome.ok or _is_ours(account_outcome.old_item, r.rid)
     if token_ok and account_ok:
-        return _counted(token_outcome, key, now)
+        return counted(token_outcome.new_values or token_outcome.old_item or {}, key, now)
     # Compensate the half that succeeded, so a refused request holds nothing.
     if token_ok:
         _release("token", r.token_id, r.rid, r.units, 0)
@@ -329,24 +284,6 @@ def reserve_counted(reservation: Reservation, key: KeyCheck, now: int) -> Refusa
         account_refused=not account_ok,
         token=token_store.record_from_raw(token_item) if token_item else None,
         account=account_store.record_from_raw(account_item) if account_item else None,
-    )
-
-
-def _counted(outcome: Outcome, key: KeyCheck, now: int) -> Counted:
-    """This minute's requests and tokens, from the reservation's answer (or, for a retry that
-    found its own entry, from the item as it was)."""
-    item = outcome.new_values or outcome.old_item or {}
-    minute = str(limits.minute(now))
-
-    def count(attribute: str, limit: int | None) -> int | None:
-        if limit is None:
-            return None
-        return int(item.get(attribute, {}).get("M", {}).get(minute, {}).get("N", 0))
-
-    return Counted(
-        requests=count("requests_by_minute", key.rpm_limit),
-        tokens=count("tokens_by_minute", key.tpm_limit),
-        minute=int(minute),
     )
 
 
