@@ -44,9 +44,11 @@ def stale_minutes(known: Iterable[int], current: int) -> tuple[int, ...]:
     """The window keys a reservation in ``current`` removes, so the counters stay small.
 
     DynamoDB cannot remove "every key but this one", so the write names them: those the cached
-    copy of the key saw, and the two minutes before ``current``. The cache is younger than a
-    minute, so a key older than that was already in it: nothing older than ``current - 2``
-    survives a reservation. Removing a key that is already gone is a no-op.
+    copy of the key saw, and the two minutes before ``current``. The cached copy is younger than
+    ``key_cache_seconds`` (10 s by default; anything under a minute), so a key older than that
+    was already in it: nothing older than ``current - 2`` survives a reservation. (With a longer
+    cache, a leftover goes with the first reservation whose copy saw it.) Removing a key that
+    is already gone is a no-op.
     """
     return tuple(sorted({m for m in known if m < current} | {current - 1, current - 2}))
 
