@@ -23,7 +23,7 @@ per minute a counter in the current minute's window (``requests_by_minute.#minut
 by the reservation; ``tokens_by_minute.#minute``, added to by the settle) compared with the
 limit. The same write removes older windows, so the maps hold a minute or two. Limits are read
 from the cached key, which is safe because the condition pins its revision and every edit of a
-limit bumps it. A request the account then refuses still counts in the key's minute.
+limit bumps it. A request the account then refuses is taken back out of the key's minute.
 
 These calls use the low-level client because PynamoDB cannot ask for
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD``, which turns a refused reservation into the
@@ -214,12 +214,13 @@ def _release(
     rid: str,
     reserved: int,
     charged: int,
-    metered: tuple[int, int] | None = None,
+    counter: tuple[str, int, int] | None = None,
 ) -> bool:
     """Settle (charged > 0) or refund (charged == 0) one item's entry; False if already done.
 
-    ``metered`` is (minute, tokens): the call's tokens, added to the key's window of that
-    minute in the same write (so, like the charge, exactly once).
+    ``counter`` is (window map, minute, change): the call's tokens added to the key's minute,
+    or its request taken back out, in the same write (so, like the charge, exactly once). A
+    minute removed meanwhile is not taken below zero.
     """
     adds = "remaining_units :back, reserved_units :unreserve, used_units :c"
     if kind == "token":
@@ -227,11 +228,11 @@ def _release(
     names = {"#rid": rid}
     values = {":back": _n(reserved - charged), ":unreserve": _n(-reserved), ":c": _n(charged)}
     window = ""
-    if metered is not None:
-        window = " SET tokens_by_minute.#minute = if_not_exists(tokens_by_minute.#minute, :zero)"
-        window += " + :tokens"
-        names["#minute"] = str(metered[0])
-        values.update({":zero": _n(0), ":tokens": _n(metered[1])})
+    if counter is not None:
+        attribute, minute, change = counter
+        window = f" SET {attribute}.#minute = if_not_exists({attribute}.#minute, :base) + :change"
+        names["#minute"] = str(minute)
+        values.update({":base": _n(max(-change, 0)), ":change": _n(change)})
     outcome = _update(
         TableName=_table(kind),
         Key={"id": {"S": item_id}},
@@ -273,9 +274,11 @@ def reserve_counted(reservation: Reservation, key: KeyCheck, now: int) -> Refusa
     account_ok = account_outcome.ok or _is_ours(account_outcome.old_item, r.rid)
     if token_ok and account_ok:
         return counted(token_outcome.new_values or token_outcome.old_item or {}, key, now)
-    # Compensate the half that succeeded, so a refused request holds nothing.
+    # Compensate the half that succeeded, so a refused request holds nothing (and, on a key
+    # with a requests-per-minute limit, does not count in its minute).
     if token_ok:
-        _release("token", r.token_id, r.rid, r.units, 0)
+        uncount = ("requests_by_minute", limits.minute(now), -1) if key.rpm_limit else None
+        _release("token", r.token_id, r.rid, r.units, 0, uncount)
     if account_ok:
         _release("account", r.account_id, r.rid, r.units, 0)
     token_item, account_item = token_outcome.old_item, account_outcome.old_item
@@ -304,7 +307,7 @@ def release(
     r = reservation
     metered = None
     if r.meters_tokens and tokens > 0 and now is not None:
-        metered = (limits.minute(now), tokens)
+        metered = ("tokens_by_minute", limits.minute(now), tokens)
     token_future = pool().submit(_release, "token", r.token_id, r.rid, r.units, charged, metered)
     account_done = _release("account", r.account_id, r.rid, r.units, charged)
     return token_future.result(), account_done

@@ -90,3 +90,26 @@ def test_a_refused_call_is_a_retryable_429_distinct_from_exhausted_quota(relay_a
     assert stored is not None and (stored.reserved_units, stored.in_flight) == (0, 0)
     details = sorted(str(r.detail) for r in UsageRecord.scan() if r.state == "rejected")
     assert details == ["rate_limit_exceeded"]
+
+
+def test_a_call_the_account_refuses_does_not_count_in_the_keys_minute(relay_api: Any) -> None:
+    # GIVEN a key allowing 1 request a minute, on an account too poor for one flat call
+    flat = {"model": "demo-flat", "messages": [{"role": "user", "content": "hi"}]}
+    with time_machine.travel(AT, tick=False):
+        created = relay_api.new_account("poor", quota_units=500)
+        status, body = relay_api.call(
+            "POST", "/tokens", key=created["management_key"], body={"name": "k", "rpm_limit": 1}
+        )
+        assert status == 201, body
+        token = body["data"][0]
+
+        # WHEN the account refuses a call (after the key's half of the reservation landed)
+        refused = relay_api.call("POST", CHAT, key=token["key"], body=flat)
+
+        # THEN the key's minute does not count it: once credited, the next call passes
+        assert refused[0] == 429 and refused[1]["error"]["code"] == "account_quota_exhausted"
+        stored = token_store.get(token["id"])
+        assert stored is not None and stored.requests_by_minute == {int(AT.timestamp()) // 60: 0}
+        credit = f"/admin/accounts/{created['account']['id']}/credit"
+        assert relay_api.admin("POST", credit, {"quota_units": 1000})[0] == 200
+        assert relay_api.call("POST", CHAT, key=token["key"], body=flat)[0] == 200

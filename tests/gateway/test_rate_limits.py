@@ -224,3 +224,29 @@ def test_the_openai_sdk_raises_rate_limit_error_with_the_headers(server: str, cl
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert headers["x-ratelimit-limit-tokens"] == "10000"
     assert headers["x-ratelimit-remaining-tokens"] == str(10_000 - HELLO_TOKENS)
+
+
+def test_calls_the_account_refuses_are_taken_back_out_of_the_keys_minute(
+    server: str, clock: Any
+) -> None:
+    # GIVEN a key allowing 2 requests a minute, on an account that pays for one flat call
+    account = _post(server, "/admin/accounts", ADMIN_KEY, {"name": "a", "quota_units": 1000})
+    mk = account.json()["management_key"]
+    made = _post(server, "/tokens", mk, {"name": "k", "rpm_limit": 2})
+    token = made.json()["data"][0]
+
+    # WHEN 10 calls race: the account can pay for one, the key's minute allows two
+    statuses = [
+        r.status_code
+        for r in _together(10, lambda _: _post(server, "/v1/chat/completions", token["key"], FLAT))
+    ]
+
+    # THEN at most one is answered (the two halves of a reservation run side by side, so a
+    # refusal held for an instant on one item can turn away the call the other would take:
+    # never more), and the key's minute counts exactly the answered calls
+    answered = statuses.count(200)
+    assert answered <= 1 and statuses.count(429) == 10 - answered
+    stored = token_store.get(token["id"])
+    assert stored is not None
+    assert list(stored.requests_by_minute.values()) == [answered]
+    assert (stored.reserved_units, stored.in_flight) == (0, 0)
