@@ -278,7 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path not in ("/v1/chat/completions", "/v1/embeddings"):
             self._send_json(404, openai_error(f"Unknown path {self.path}", "invalid_request_error"))
             return
-        if not self.owner._pause(self.owner.delay_ms / 1000.0):
+        if not self.owner._pause(self.owner.delay_ms / 1000.0) or not self.owner._held():
             self._reset_connection()
             return
         model = str(body.get("model") or "")
@@ -479,6 +479,8 @@ class MockUpstream:
         self.last_body: Any = None
         self._requests = 0
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._release: threading.Event | None = None
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -494,6 +496,28 @@ class MockUpstream:
     def _count(self) -> None:
         with self._lock:
             self._requests += 1
+            self._arrived.notify_all()
+
+    def hold_calls(self) -> threading.Event:
+        """From now on every POST waits (up to ``hang_seconds``) until the returned event is
+        set: calls stay in flight for as long as a test needs them to."""
+        release = threading.Event()
+        with self._lock:
+            self._release = release
+        return release
+
+    def wait_for_requests(self, count: int, timeout: float) -> bool:
+        """True once ``count`` requests have arrived; False if ``timeout`` seconds pass first."""
+        with self._lock:
+            return self._arrived.wait_for(lambda: self._requests >= count, timeout)
+
+    def _held(self) -> bool:
+        """Wait for a test's release, if one is holding calls; False when the server stops."""
+        with self._lock:
+            release = self._release
+        if release is not None:
+            release.wait(self.hang_seconds)
+        return not self._stopping.is_set()
 
     def _remember(self, body: Any) -> None:
         with self._lock:

@@ -34,6 +34,9 @@ TOKEN_CONTRACT_FIELDS = frozenset(
         "models",
         "allow_ips",
         "last_used_at",
+        "rpm_limit",
+        "tpm_limit",
+        "max_concurrency",
     }
 )
 TOKEN_EXTRA_FIELDS = frozenset({"used_usd", "remaining_usd", "reserved_units"})

@@ -101,7 +101,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/tokens", "GET"): Op("List API keys, newest first", "TokenList", query=(*PAGE, "status")),
     ("/tokens/{token_id}", "GET"): Op("Read an API key", "Token"),
     ("/tokens/{token_id}", "PATCH"): Op(
-        "Edit an API key: name, status, expiry, quota, reset, group, models, IPs",
+        "Edit an API key: name, status, expiry, quota, reset, group, models, IPs, rate limits",
         "Token",
         request="PatchToken",
         errors=(409,),
@@ -324,6 +324,11 @@ _TOKEN = {
     "models": {"type": "array", "items": {"type": "string"}, "description": "[]: any model"},
     "allow_ips": {"type": "array", "items": {"type": "string"}, "description": "[]: any IP"},
     "last_used_at": {**_TIME, "type": ["string", "null"]},
+    "rpm_limit": _nullable("integer", minimum=1, description="Requests per UTC minute; null: none"),
+    "tpm_limit": _nullable(
+        "integer", minimum=1, description="Tokens (prompt + completion) per UTC minute; null: none"
+    ),
+    "max_concurrency": _nullable("integer", minimum=1, description="Calls in flight; null: none"),
 }
 
 _KEY = {"type": "string", "pattern": "^sk-", "description": "The full key, shown once"}
@@ -586,7 +591,10 @@ ERROR_DESCRIPTIONS = {
     404: "Not found",
     409: "Changed concurrently; retry",
     413: "Body too large",
-    429: "Quota exhausted or too many concurrent updates",
+    429: (
+        "Quota exhausted (insufficient_quota: do not retry), a key's rate limit reached"
+        " (rate_limit_exceeded: retry after Retry-After), or too many concurrent updates"
+    ),
     500: "Server error",
     502: "Upstream failed",
     503: "Temporarily unavailable",

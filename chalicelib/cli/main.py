@@ -306,6 +306,9 @@ account_option = click.option("--account", "account_id", required=True, help="Ac
 @click.option("--group", default=None)
 @click.option("--model", "models", multiple=True, help="Allowed model; repeatable (default any).")
 @click.option("--allow-ip", "allow_ips", multiple=True, help="IP or CIDR; repeatable.")
+@click.option("--rpm-limit", type=int, default=None, help="Requests per UTC minute.")
+@click.option("--tpm-limit", type=int, default=None, help="Tokens per UTC minute.")
+@click.option("--max-concurrency", type=int, default=None, help="Calls in flight at once.")
 @json_option
 def create_tokens(
     account_id: str,
@@ -342,6 +345,41 @@ def list_tokens(account_id: str, status: str | None, as_json: bool) -> None:
         )
     )
     _show({"data": rows}, rows, TOKEN_COLUMNS, as_json)
+
+
+def _limit_value(text: str) -> int | str | None:
+    """``none`` clears a limit; a whole number sets it; anything else goes to the schema as
+    typed, so the refusal names the option like the API names the field."""
+    cleaned = text.strip()
+    if cleaned.lower() == "none":
+        return None
+    return int(cleaned) if cleaned.isdigit() else cleaned
+
+
+@tokens.command("update")
+@account_option
+@click.argument("token_id")
+@click.option("--name", default=None)
+@click.option("--rpm-limit", default=None, help="Requests per UTC minute, or none.")
+@click.option("--tpm-limit", default=None, help="Tokens per UTC minute, or none.")
+@click.option("--max-concurrency", default=None, help="Calls in flight at once, or none.")
+@json_option
+def update_token(
+    account_id: str, token_id: str, name: str | None, as_json: bool, **given: str | None
+) -> None:
+    """Rename TOKEN_ID or change its rate limits (``none`` removes a limit)."""
+    from chalicelib.services import schemas
+
+    management = _store()
+    fields: dict[str, Any] = {k: _limit_value(v) for k, v in given.items() if v is not None}
+    if name is not None:
+        fields["name"] = name
+    try:
+        body = schemas.PatchToken.model_validate(fields)
+    except ValidationError as exc:
+        raise schemas.validation_error(exc) from exc
+    token = management.patch_token(account_id, token_id, body, _now())
+    _show(token, [token], TOKEN_COLUMNS, as_json)
 
 
 def _set_status(account_id: str, token_id: str, status: str, as_json: bool) -> None:

@@ -174,6 +174,24 @@ class AccountQuotaExhausted(QuotaExhausted):
     default_message = "The account's balance is exhausted."
 
 
+class RateLimited(GatewayError):
+    """A key's own rate limit (requests per minute, or calls in flight): retry after a while.
+
+    Unlike ``QuotaExhausted`` (which clients must not retry), the OpenAI SDK retries this one,
+    honouring ``Retry-After``.
+    """
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+    default_message = "Rate limit reached for requests."
+
+
+class TokenRateLimited(RateLimited):
+    type = "tokens"
+    default_message = "Rate limit reached for tokens."
+
+
 class TooManyRequests(GatewayError):
     status = 429
     type = "rate_limit_error"

@@ -22,6 +22,7 @@ METRICS = (
     "RelayedCalls",
     "UpstreamFailures",
     "QuotaRejections",
+    "RateLimitRejections",
     "Refunds",
     "SweeperRefunds",
     "LedgerDrift",

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final, Literal
 
-from chalicelib.core import errors
+from chalicelib.core import errors, limits
 from chalicelib.core.pricing import ModelPrice, cost_units, max_affordable_output
 from chalicelib.core.records import AccountRecord, TokenRecord
 
@@ -136,6 +136,9 @@ def token_refusal(
             f"This API key's quota is exhausted: {max(token.remaining_units, 0)} units left, "
             f"this request needs up to {reserve_units}."
         )
+    rate_limited = limits.refusal(token, now)
+    if rate_limited is not None:
+        return rate_limited
     return errors.Conflict("This request id is already in use.")
 
 

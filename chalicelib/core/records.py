@@ -61,6 +61,15 @@ class TokenRecord:
     # gateway checked permissions (group, models, allowed IPs) against, so a cached copy is never
     # trusted for them.
     revision: int = 0
+    # Rate limits (None: none); enforced by the reservation's condition (see core/limits.py).
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_concurrency: int | None = None
+    # As last read: calls in flight (entries in ``pending``), and the per-minute counters
+    # (UTC minute number -> requests reserved / tokens reported in that minute).
+    in_flight: int = 0
+    requests_by_minute: dict[int, int] = field(default_factory=dict, compare=False)
+    tokens_by_minute: dict[int, int] = field(default_factory=dict, compare=False)
 
     def is_expired(self, now: int) -> bool:
         return self.expires_at != NEVER and self.expires_at <= now

@@ -44,6 +44,9 @@ def token_json(token: TokenRecord, now: int, key: str | None = None) -> dict[str
         "models": list(token.models),
         "allow_ips": list(token.allow_ips),
         "last_used_at": iso(token.last_used_at),
+        "rpm_limit": token.rpm_limit,
+        "tpm_limit": token.tpm_limit,
+        "max_concurrency": token.max_concurrency,
     }
     if key is not None:
         body["key"] = key

@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib import upstream
-from chalicelib.core import errors, keys, observe, payloads, quota
+from chalicelib.core import errors, keys, limits, observe, payloads, quota
 from chalicelib.core.deadline import Deadline
 from chalicelib.core.payloads import Kind
 from chalicelib.core.pricing import ModelPrice, cost_units
@@ -199,7 +199,16 @@ class Call:
 
     def key_check(self) -> ledger.KeyCheck:
         token = self.token
-        return ledger.KeyCheck(token.id, self.key.key_hash, token.revision, token.group)
+        return ledger.KeyCheck(
+            token.id,
+            self.key.key_hash,
+            token.revision,
+            token.group,
+            rpm_limit=token.rpm_limit,
+            tpm_limit=token.tpm_limit,
+            max_concurrency=token.max_concurrency,
+            known_minutes=(*token.requests_by_minute, *token.tokens_by_minute),
+        )
 
     def seconds_left(self) -> float:
         return self.deadline.left()
@@ -212,6 +221,8 @@ class Held:
     reservation: ledger.Reservation
     plan: quota.Plan
     record: usage_store.Usage
+    # The key's minute as the reservation left it, for the rate-limit headers.
+    counted: ledger.Counted = field(default_factory=ledger.Counted)
 
 
 def call_deadline(arrived: float) -> Deadline:
@@ -330,11 +341,17 @@ def reserve(call: Call, source_ip: str) -> Held:
     record = _record(call.token, call.model, call.kind, call.payload, plan.reserve_units)
     for _ in range(MAX_RESERVE_ATTEMPTS):
         reservation = ledger.Reservation(
-            record.request_id, call.token.id, call.token.account_id, plan.reserve_units, call.model
+            record.request_id,
+            call.token.id,
+            call.token.account_id,
+            plan.reserve_units,
+            call.model,
+            meters_tokens=call.token.tpm_limit is not None,
         )
-        refusal = ledger.reserve(reservation, call.key_check(), now)
-        if refusal is None:
-            return Held(reservation, plan, replace(record, reserved_units=plan.reserve_units))
+        refusal = ledger.reserve_counted(reservation, call.key_check(), now)
+        if isinstance(refusal, ledger.Counted):
+            reserved = replace(record, reserved_units=plan.reserve_units)
+            return Held(reservation, plan, reserved, refusal)
         cache().drop("t:" + call.token.id)
         cache().drop("a:" + call.token.account_id)
         retry = _after_refusal(call, plan, refusal, source_ip, now)
@@ -468,7 +485,23 @@ def settle(call: Call, held: Held, reply: upstream.UpstreamReply) -> CallResult:
         status=reply.status,
         body=reply.body,
         content_type=reply.content_type,
-        headers={"X-Request-Id": held.record.request_id, "X-Sluice-Cost-Units": str(charged)},
+        headers={
+            "X-Request-Id": held.record.request_id,
+            "X-Sluice-Cost-Units": str(charged),
+            **_rate_headers(call, held, reply.prompt_tokens + reply.completion_tokens),
+        },
+    )
+
+
+def _rate_headers(call: Call, held: Held, tokens: int) -> dict[str, str]:
+    """The key's ``x-ratelimit-*`` headers as this call left its minute (none without limits);
+    a call that outlived the minute it was reserved in reports the new one, where its own
+    tokens went."""
+    now, counted = int(time.time()), held.counted
+    if limits.minute(now) != counted.minute:
+        counted = ledger.Counted(minute=limits.minute(now))
+    return limits.rate_headers(
+        call.token, now, counted.requests or 0, (counted.tokens or 0) + tokens
     )
 
 
@@ -674,6 +707,8 @@ def _log_rejected(record: usage_store.Usage, error: errors.GatewayError) -> None
         _write_failed("log_record_lost", record.request_id, exc)
     if isinstance(error, errors.QuotaExhausted):
         observe.metric("QuotaRejections")
+    elif isinstance(error, errors.RateLimited):
+        observe.metric("RateLimitRejections")
 
 
 MAX_CONTENT_BYTES = 64 * 1024  # well inside DynamoDB's 400 KB item limit
@@ -719,7 +754,8 @@ def _finish(held: Held, started: float, *, charged: int, status: str, detail: An
     )
     try:
         usage_store.put(final, get_settings().log_retention_days)
-        ledger.release(held.reservation, charged)
+        tokens = final.prompt_tokens + final.completion_tokens
+        ledger.release(held.reservation, charged, tokens=tokens, now=int(time.time()))
     except errors.GatewayError as exc:
         _write_failed("settle_left_to_sweeper", final.request_id, exc)
     if not charged:

@@ -125,6 +125,9 @@ def _new_token(
     group: str = "default",
     models: tuple[str, ...] = (),
     allow_ips: tuple[str, ...] = (),
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    max_concurrency: int | None = None,
 ) -> tuple[TokenRecord, str]:
     token_id = keys.new_id()
     key = keys.new_key(keys.TOKEN_PREFIX, token_id)
@@ -145,6 +148,9 @@ def _new_token(
         group=group,
         models=models,
         allow_ips=allow_ips,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+        max_concurrency=max_concurrency,
     )
     return record, key
 
@@ -189,6 +195,9 @@ def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict
             group=group,
             models=tuple(body.models or ()),
             allow_ips=tuple(body.allow_ips or ()),
+            rpm_limit=body.rpm_limit,
+            tpm_limit=body.tpm_limit,
+            max_concurrency=body.max_concurrency,
         )
         for _ in range(body.count)
     ]
@@ -224,7 +233,9 @@ def patch_token(
     if "group" in fields and body.group != current.group:
         _granted_group(account_store.require(account_id), body.group or DEFAULT_GROUP)
     changes: dict[str, Any] = {
-        name: getattr(body, name) for name in ("name", "status", "group") if name in fields
+        name: getattr(body, name)
+        for name in ("name", "status", "group", *token_store.LIMITS)
+        if name in fields
     }
     for name in ("models", "allow_ips"):
         if name in fields:

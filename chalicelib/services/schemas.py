@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from chalicelib.core import payloads, text
+from chalicelib.core import limits, payloads, text
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.scopes import SCOPES
 
@@ -97,6 +97,9 @@ def _aware(value: datetime) -> datetime:
 IsoDatetime = Annotated[
     datetime, BeforeValidator(_iso_string), AfterValidator(_aware), Field(strict=False)
 ]
+RequestsPerMinute = Annotated[int, Field(ge=1, le=limits.MAX_RPM)]
+TokensPerMinute = Annotated[int, Field(ge=1, le=limits.MAX_TPM)]
+Concurrency = Annotated[int, Field(ge=1, le=limits.MAX_CONCURRENCY)]
 ResetPeriod = Literal["never", "daily", "weekly", "monthly"]
 Status = Literal["enabled", "disabled"]
 
@@ -173,6 +176,10 @@ class TokenFields(Body):
     group: Group | None = None
     models: Annotated[list[ModelName], Field(max_length=100)] | None = None
     allow_ips: Annotated[list[Cidr], Field(max_length=50)] | None = None
+    # Rate limits; null: none (see chalicelib/core/limits.py).
+    rpm_limit: RequestsPerMinute | None = None
+    tpm_limit: TokensPerMinute | None = None
+    max_concurrency: Concurrency | None = None
 
     @model_validator(mode="before")
     @classmethod

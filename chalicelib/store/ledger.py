@@ -17,9 +17,17 @@ later than an entry that arrived meanwhile.
 Retries are botocore's (standard mode on the one client the store shares): every write here
 is keyed by its request id, so a retry after a lost answer can never apply it twice.
 
+A key's rate limits (``core/limits.py``) are clauses of the same token reservation, added only
+when the key has them: ``size(pending) < :max`` for calls in flight, and for requests and tokens
+per minute a counter in the current minute's window (``requests_by_minute.#minute``, counted up
+by the reservation; ``tokens_by_minute.#minute``, added to by the settle) compared with the
+limit. The same write removes older windows, so the maps hold a minute or two. Limits are read
+from the cached key, which is safe because the condition pins its revision and every edit of a
+limit bumps it. A request the account then refuses is taken back out of the key's minute.
+
 These calls use the low-level client because PynamoDB cannot ask for
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD``, which turns a refused reservation into the
-precise error (disabled vs expired vs exhausted) without a second read.
+precise error (disabled vs expired vs exhausted vs rate limited) without a second read.
 """
 
 from __future__ import annotations
@@ -29,12 +37,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from chalicelib.core import limits
 from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, TokenRecord
 from chalicelib.core.settings import get_settings
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
 from chalicelib.store.common import Refused, conditional, connection, translated
 from chalicelib.store.models import SWEEP_BUCKET, Account, Token
+from chalicelib.store.rate_windows import Counted, counted, limit_clauses
 
 ItemKind = Literal["token", "account"]
 _pool: ThreadPoolExecutor | None = None
@@ -66,6 +76,7 @@ class Outcome:
 
     ok: bool
     old_item: dict[str, Any] | None = None
+    new_values: dict[str, Any] | None = None  # what ReturnValues=UPDATED_NEW sent back
 
 
 def _update(**request: Any) -> Outcome:
@@ -73,7 +84,7 @@ def _update(**request: Any) -> Outcome:
         written = conditional(lambda: _client().update_item(**request))
     if isinstance(written, Refused):
         return Outcome(ok=False, old_item=written.old_item)
-    return Outcome(ok=True)
+    return Outcome(ok=True, new_values=written.get("Attributes"))
 
 
 @dataclass(frozen=True)
@@ -83,16 +94,25 @@ class Reservation:
     account_id: str
     units: int
     model: str = ""
+    # The key had a tokens-per-minute limit when the call was admitted: its settle adds the
+    # call's tokens to the key's current minute.
+    meters_tokens: bool = False
 
 
 @dataclass(frozen=True)
 class KeyCheck:
-    """What the reservation's condition pins of the key: it is still the key that was checked."""
+    """What the reservation's condition pins of the key: it is still the key that was checked,
+    within the rate limits it had then (None: no such limit)."""
 
     token_id: str
     key_hash: str
     revision: int
     group: str
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_concurrency: int | None = None
+    # Minute windows the checked copy of the key held (removed when older than this minute).
+    known_minutes: tuple[int, ...] = ()
 
 
 def _reserving(r: Reservation, now: int) -> dict[str, Any]:
@@ -118,25 +138,34 @@ def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
     # The rule, in one condition: the key is this key (not regenerated or deleted), unchanged
     # since its permissions were checked (same revision), enabled, not expired, not due for a
     # reset, can afford the worst case, and this request has not reserved yet (a retried write
-    # must not reserve twice). Items older than the revision attribute are revision 0.
+    # must not reserve twice). Items older than the revision attribute are revision 0. A key
+    # with rate limits also has fewer calls in flight than allowed, and this minute's requests
+    # and tokens below its limits.
     revision = (
         "#revision = :rev"
         if key.revision
         else "(attribute_not_exists(#revision) OR #revision = :rev)"
     )
     shared = _reserving(r, now)
+    sets, removes, limited, names, values = limit_clauses(key, now)
+    request: dict[str, Any] = {"ReturnValues": "UPDATED_NEW"} if sets else {}
     return _update(
         TableName=Token.Meta.table_name,
         Key={"id": {"S": key.token_id}},
-        UpdateExpression=shared["update"] + ", last_used_at = :now",
+        UpdateExpression=shared["update"] + ", last_used_at = :now" + sets + removes,
         ConditionExpression=(
             f"key_hash = :h AND {revision} AND #status = :enabled"
             " AND (expires_at = :never OR expires_at > :now)"
             " AND (attribute_not_exists(next_reset_at) OR next_reset_at > :now)"
             " AND (unlimited = :true OR remaining_units >= :r)"
-            " AND attribute_not_exists(pending.#rid)"
+            " AND attribute_not_exists(pending.#rid)" + limited
         ),
-        ExpressionAttributeNames={"#status": "status", "#rid": r.rid, "#revision": "revision"},
+        ExpressionAttributeNames={
+            "#status": "status",
+            "#rid": r.rid,
+            "#revision": "revision",
+            **names,
+        },
         ExpressionAttributeValues={
             **shared["values"],
             ":now": _n(now),
@@ -145,8 +174,10 @@ def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
             ":enabled": {"S": "enabled"},
             ":never": _n(0),
             ":true": {"BOOL": True},
+            **values,
         },
         ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        **request,
     )
 
 
@@ -177,23 +208,39 @@ def _reserve_account(group: str, r: Reservation, now: int) -> Outcome:
     )
 
 
-def _release(kind: ItemKind, item_id: str, rid: str, reserved: int, charged: int) -> bool:
-    """Settle (charged > 0) or refund (charged == 0) one item's entry; False if already done."""
+def _release(
+    kind: ItemKind,
+    item_id: str,
+    rid: str,
+    reserved: int,
+    charged: int,
+    counter: tuple[str, int, int] | None = None,
+) -> bool:
+    """Settle (charged > 0) or refund (charged == 0) one item's entry; False if already done.
+
+    ``counter`` is (window map, minute, change): the call's tokens added to the key's minute,
+    or its request taken back out, in the same write (so, like the charge, exactly once). A
+    minute removed meanwhile is not taken below zero.
+    """
     adds = "remaining_units :back, reserved_units :unreserve, used_units :c"
     if kind == "token":
         adds += ", total_used_units :c"
+    names = {"#rid": rid}
+    values = {":back": _n(reserved - charged), ":unreserve": _n(-reserved), ":c": _n(charged)}
+    window = ""
+    if counter is not None:
+        attribute, minute, change = counter
+        window = f" SET {attribute}.#minute = if_not_exists({attribute}.#minute, :base) + :change"
+        names["#minute"] = str(minute)
+        values.update({":base": _n(max(-change, 0)), ":change": _n(change)})
     outcome = _update(
         TableName=_table(kind),
         Key={"id": {"S": item_id}},
-        UpdateExpression=f"ADD {adds} REMOVE pending.#rid",
+        UpdateExpression=f"ADD {adds}{window} REMOVE pending.#rid",
         # Only while this request's reservation is still there: a retry is a no-op.
         ConditionExpression="attribute_exists(pending.#rid)",
-        ExpressionAttributeNames={"#rid": rid},
-        ExpressionAttributeValues={
-            ":back": _n(reserved - charged),
-            ":unreserve": _n(-reserved),
-            ":c": _n(charged),
-        },
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
     )
     return outcome.ok
 
@@ -213,6 +260,12 @@ def reserve(reservation: Reservation, key: KeyCheck, now: int) -> Refusal | None
 
     If one side refuses, the other side's reservation is undone before returning.
     """
+    outcome = reserve_counted(reservation, key, now)
+    return outcome if isinstance(outcome, Refusal) else None
+
+
+def reserve_counted(reservation: Reservation, key: KeyCheck, now: int) -> Refusal | Counted:
+    """``reserve``, telling on success where the key's current minute stands (for headers)."""
     r = reservation
     token_future: Future[Outcome] = pool().submit(_reserve_token, key, r, now)
     account_outcome = _reserve_account(key.group, r, now)
@@ -220,10 +273,12 @@ def reserve(reservation: Reservation, key: KeyCheck, now: int) -> Refusal | None
     token_ok = token_outcome.ok or _is_ours(token_outcome.old_item, r.rid)
     account_ok = account_outcome.ok or _is_ours(account_outcome.old_item, r.rid)
     if token_ok and account_ok:
-        return None
-    # Compensate the half that succeeded, so a refused request holds nothing.
+        return counted(token_outcome.new_values or token_outcome.old_item or {}, key, now)
+    # Compensate the half that succeeded, so a refused request holds nothing (and, on a key
+    # with a requests-per-minute limit, does not count in its minute).
     if token_ok:
-        _release("token", r.token_id, r.rid, r.units, 0)
+        uncount = ("requests_by_minute", limits.minute(now), -1) if key.rpm_limit else None
+        _release("token", r.token_id, r.rid, r.units, 0, uncount)
     if account_ok:
         _release("account", r.account_id, r.rid, r.units, 0)
     token_item, account_item = token_outcome.old_item, account_outcome.old_item
@@ -241,10 +296,19 @@ def _is_ours(old_item: dict[str, Any] | None, rid: str) -> bool:
     return rid in pending
 
 
-def release(reservation: Reservation, charged: int) -> tuple[bool, bool]:
-    """Settle both items at ``charged`` (0 = refund), in parallel; idempotent."""
+def release(
+    reservation: Reservation, charged: int, *, tokens: int = 0, now: int | None = None
+) -> tuple[bool, bool]:
+    """Settle both items at ``charged`` (0 = refund), in parallel; idempotent.
+
+    A key that meters tokens gets the call's ``tokens`` in its window of the minute ``now``
+    falls in (the minute they are reported in, see core/limits.py).
+    """
     r = reservation
-    token_future = pool().submit(_release, "token", r.token_id, r.rid, r.units, charged)
+    metered = None
+    if r.meters_tokens and tokens > 0 and now is not None:
+        metered = ("tokens_by_minute", limits.minute(now), tokens)
+    token_future = pool().submit(_release, "token", r.token_id, r.rid, r.units, charged, metered)
     account_done = _release("account", r.account_id, r.rid, r.units, charged)
     return token_future.result(), account_done
 

@@ -169,6 +169,15 @@ class Token(Model):
     pending = MapAttribute[str, Any](default=dict)
     # Bumped by every edit; absent (0) on items older than the attribute.
     revision = NumberAttribute(null=True)
+    # Rate limits (absent: none) and their fixed UTC minute windows: minute number (as a string)
+    # -> requests reserved / tokens reported in it (see core/limits.py). The maps exist on every
+    # item that can have a limit (a SET on ``map.#minute`` needs its map): new items get them
+    # empty, and setting a limit on an older item creates them.
+    rpm_limit = NumberAttribute(null=True)
+    tpm_limit = NumberAttribute(null=True)
+    max_concurrency = NumberAttribute(null=True)
+    requests_by_minute = MapAttribute[str, Any](null=True)
+    tokens_by_minute = MapAttribute[str, Any](null=True)
 
     sweep_bucket = UnicodeAttribute(null=True)
     sweep_at = NumberAttribute(null=True)

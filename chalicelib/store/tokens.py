@@ -53,7 +53,26 @@ def to_record(item: Token) -> TokenRecord:
         allow_ips=tuple(item.allow_ips or ()),
         last_used_at=None if item.last_used_at is None else int(item.last_used_at),
         revision=int(item.revision or 0),
+        rpm_limit=_optional_int(item.rpm_limit),
+        tpm_limit=_optional_int(item.tpm_limit),
+        max_concurrency=_optional_int(item.max_concurrency),
+        in_flight=len(_as_dict(item.pending)),
+        requests_by_minute=_windows(item.requests_by_minute),
+        tokens_by_minute=_windows(item.tokens_by_minute),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return (value.as_dict() if value is not None else {}) or {}
+
+
+def _windows(value: Any) -> dict[int, int]:
+    """A minute-window map as ``{minute: count}`` (keys that are not minutes are ignored)."""
+    return {int(k): int(v) for k, v in _as_dict(value).items() if k.isdigit()}
 
 
 def record_from_raw(raw: dict[str, Any]) -> TokenRecord:
@@ -84,6 +103,11 @@ def new_item(record: TokenRecord) -> Token:
         allow_ips=list(record.allow_ips),
         pending={},
         revision=0,
+        rpm_limit=record.rpm_limit,
+        tpm_limit=record.tpm_limit,
+        max_concurrency=record.max_concurrency,
+        requests_by_minute={},
+        tokens_by_minute={},
     )
     if record.next_reset_at is not None:
         item.next_reset_at = record.next_reset_at
@@ -215,6 +239,12 @@ class TokenChanges:
     group: Any = _UNSET
     models: Any = _UNSET
     allow_ips: Any = _UNSET
+    rpm_limit: Any = _UNSET  # int, or None for no limit
+    tpm_limit: Any = _UNSET
+    max_concurrency: Any = _UNSET
+
+
+LIMITS = ("rpm_limit", "tpm_limit", "max_concurrency")
 
 
 def update(current: TokenRecord, changes: TokenChanges) -> TokenRecord:
@@ -244,6 +274,7 @@ def update(current: TokenRecord, changes: TokenChanges) -> TokenRecord:
             ]
     if changes.quota_units is not _UNSET:
         actions += _quota_actions(current, changes.quota_units)
+    actions += _limit_actions(changes)
     if not actions:
         return current
     actions.append(Token.revision.add(1))
@@ -256,6 +287,23 @@ def update(current: TokenRecord, changes: TokenChanges) -> TokenRecord:
     with translated(), refused_as(Conflict("The token changed while it was being edited; retry.")):
         item.update(actions=actions, condition=condition)
     return to_record(item)
+
+
+def _limit_actions(changes: TokenChanges) -> list[Action]:
+    actions: list[Action] = []
+    for name in LIMITS:
+        value = getattr(changes, name)
+        if value is None:
+            actions.append(getattr(Token, name).remove())
+        elif value is not _UNSET:
+            actions.append(getattr(Token, name).set(value))
+    if any(getattr(changes, name) not in (None, _UNSET) for name in LIMITS):
+        # Items older than the limits have no window maps yet; the reservation needs them.
+        actions += [
+            Token.requests_by_minute.set(Token.requests_by_minute | {}),
+            Token.tokens_by_minute.set(Token.tokens_by_minute | {}),
+        ]
+    return actions
 
 
 def _quota_actions(current: TokenRecord, quota: int | None) -> list[Action]:

@@ -131,8 +131,9 @@ def test_token_named_with_markup_is_shown_as_text_and_never_runs(
         ("#f-count", "101", "#err-count", "count"),
         ("#f-allow_ips", "10.0.0.0/8\nnot-an-ip", "#err-allow_ips", "not-an-ip"),
         ("#f-quota_usd", "1.0000001", "#err-quota", "quota_usd"),
+        ("#f-rpm_limit", "0", "#err-rpm_limit", "rpm_limit"),
     ],
-    ids=["count-over-100", "bad-cidr", "quota-finer-than-a-unit"],
+    ids=["count-over-100", "bad-cidr", "quota-finer-than-a-unit", "zero-rpm"],
 )
 def test_api_validation_error_is_shown_next_to_its_field(
     console: Any, stack: Any, account: Any, control: str, typed: str, slot: str, mentions: str
@@ -272,6 +273,27 @@ def test_edit_form_changes_name_quota_and_reset_period(
         "weekly",
     )
     assert token["expires_at"] is None
+
+
+def test_edit_form_sets_and_clears_rate_limits(console: Any, stack: Any, account: Any) -> None:
+    # GIVEN the default token with a requests-per-minute limit
+    mk, token_id = account.management_key, account.default_token["id"]
+    assert stack.call("PATCH", f"/tokens/{token_id}", mk, {"rpm_limit": 60})[0] == 200
+    console.sign_in(mk)
+    page = console.page
+    console.token_row("default").get_by_role("link", name="Edit token default").click()
+    expect(page.locator("#f-rpm_limit")).to_have_value("60")
+
+    # WHEN the rpm limit is emptied, a concurrency limit typed, and the form saved
+    page.fill("#f-rpm_limit", "")
+    page.fill("#f-max_concurrency", "3")
+    page.click("#f-submit")
+
+    # THEN the store has no rpm limit and the concurrency limit; nothing else changed
+    expect(console.token_row("default")).to_be_visible()
+    token = stack.call("GET", f"/tokens/{token_id}", mk)[1]
+    assert (token["rpm_limit"], token["tpm_limit"], token["max_concurrency"]) == (None, None, 3)
+    assert token["quota_units"] is None and token["name"] == "default"
 
 
 def test_paging_follows_next_cursor_both_ways(console: Any, stack: Any, account: Any) -> None:

@@ -112,6 +112,15 @@ TOKEN_CREATION = [
     ({"reset_period": "hourly"}, "reset_period"),
     ({"group": "has space"}, "group"),
     ({"models": "gpt-4o"}, "models"),
+    *[
+        ({name: bad}, name)
+        for name, huge in (
+            ("rpm_limit", 1_000_001),
+            ("tpm_limit", 10_000_000_001),
+            ("max_concurrency", 1_001),
+        )
+        for bad in (-1, 0, 2.5, 5.0, "5", True, [5], {"n": 5}, huge, 10**40)
+    ],
 ]
 
 
@@ -154,6 +163,11 @@ def test_a_whole_batch_is_refused_when_its_options_are_bad(world: World) -> None
         ({"quota_units": 1, "quota_usd": "1"}, "quota_usd"),
         ({"quota_usd": "1.0000001"}, "quota_usd"),
         ({"name": "ok", "status": "bogus"}, "status"),  # one bad field refuses the whole patch
+        ({"rpm_limit": 0}, "rpm_limit"),
+        ({"tpm_limit": -5}, "tpm_limit"),
+        ({"max_concurrency": 1.5}, "max_concurrency"),
+        ({"max_concurrency": "3"}, "max_concurrency"),
+        ({"rpm_limit": 10, "tpm_limit": 10**12}, "tpm_limit"),  # one bad limit refuses all
     ],
 )
 def test_bad_token_patch_is_refused(world: World, payload: Any, param: Any) -> None:

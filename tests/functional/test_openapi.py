@@ -271,6 +271,9 @@ def test_a_leaked_key_in_a_listing_would_break_the_schema(document: dict[str, An
         "models": [],
         "allow_ips": [],
         "last_used_at": None,
+        "rpm_limit": None,
+        "tpm_limit": None,
+        "max_concurrency": None,
     }
     validator = _validator(document, "TokenList")
     validator.validate({"data": [token], "next_cursor": None})

@@ -23,13 +23,21 @@ pytestmark = pytest.mark.ddb_local
 HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}
 
 
-def _key(server: str) -> str:
+def _key(server: str, **limits: int) -> str:
     response = httpx.post(
         f"{server}/admin/accounts",
         json={"name": "rt", "quota_usd": "5"},
         headers={"Authorization": f"Bearer {ADMIN_KEY}"},
     )
-    return str(response.json()["default_token"]["key"])
+    created = response.json()
+    if not limits:
+        return str(created["default_token"]["key"])
+    made = httpx.post(
+        f"{server}/tokens",
+        json={"name": "limited", **limits},
+        headers={"Authorization": f"Bearer {created['management_key']}"},
+    )
+    return str(made.json()["data"][0]["key"])
 
 
 def _chat(server: str, key: str, body: Any = HELLO) -> httpx.Response:
@@ -63,11 +71,17 @@ class Recorder:
             self.phase = "after"
 
 
+@pytest.mark.parametrize(
+    "limits",
+    [{}, {"rpm_limit": 100, "tpm_limit": 100_000, "max_concurrency": 5}],
+    ids=["no-limits", "all-rate-limits"],
+)
 def test_warm_call_is_two_parallel_writes_before_and_a_record_then_two_after(
-    server: str, monkeypatch: pytest.MonkeyPatch
+    server: str, monkeypatch: pytest.MonkeyPatch, limits: dict[str, int]
 ) -> None:
-    # GIVEN a key that has been used once (the container is warm)
-    key = _key(server)
+    # GIVEN a key (with or without rate limits: they are part of the reservation's own write)
+    # that has been used once (the container is warm)
+    key = _key(server, **limits)
     assert _chat(server, key).status_code == 200
     recorder = Recorder()
     forward = relay.forward
@@ -88,6 +102,10 @@ def test_warm_call_is_two_parallel_writes_before_and_a_record_then_two_after(
     # THEN two writes went out together before upstream; after it, the record first, then the
     # two settles together
     assert response.status_code == 200, response.text
+    if limits:
+        assert {"x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"} <= set(
+            response.headers
+        )
     before = [op for phase, op in recorder.calls if phase == "before"]
     after = [op for phase, op in recorder.calls if phase == "after"]
     assert before == ["UpdateItem", "UpdateItem"]

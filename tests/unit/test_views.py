@@ -84,6 +84,9 @@ def test_unlimited_token_shows_every_field_with_nulls_for_quota_and_remaining() 
         "models": [],
         "allow_ips": [],
         "last_used_at": None,
+        "rpm_limit": None,
+        "tpm_limit": None,
+        "max_concurrency": None,
     }
 
 

@@ -1,5 +1,5 @@
 // Create and edit a token: every field of the usual "new token" form (name, expiry, quota,
-// reset period, count, group, allowed models, allowed IPs).
+// reset period, count, group, allowed models, allowed IPs, rate limits).
 //
 // The form does no validation of its own (novalidate): the API is the one authority, and its
 // 400 names the offending field in ``param``, which is where the message is shown.
@@ -41,6 +41,12 @@ const RESET_CHOICES = [
   ["monthly", "Monthly (1st, 00:00 UTC)"],
 ];
 const QUOTA_HINT = "500,000 units = US$1.00. The account's balance always applies too.";
+const LIMITS = [
+  ["rpm_limit", "Requests per minute"],
+  ["tpm_limit", "Tokens per minute (prompt + completion)"],
+  ["max_concurrency", "Calls in flight at once"],
+];
+const LIMITS_HINT = "Fixed UTC minutes. Empty: no limit.";
 
 function radios(name, choices, checked) {
   const items = choices.map(([value, label]) => {
@@ -138,6 +144,18 @@ function buildForm(token, groups) {
       listBox("allow_ips", token?.allow_ips),
       errorSlot("allow_ips"),
     ),
+    group(
+      "Rate limits",
+      "limits",
+      LIMITS.map(([name, label]) =>
+        field(
+          label,
+          input(name, { type: "number", min: 1, value: token?.[name] ?? "" }),
+          errorSlot(name),
+        ),
+      ),
+      h("p", { class: "hint", text: LIMITS_HINT }),
+    ),
     h(
       "div",
       { class: "actions" },
@@ -192,6 +210,17 @@ function quotaFields(form, token) {
   return { quota_usd: usd };
 }
 
+function limitFields(form, token) {
+  const fields = {};
+  for (const [name] of LIMITS) {
+    const text = form.elements[name].value.trim();
+    const value = text === "" ? null : countValue(text);
+    // An edit sends only what changed; a new token leaves out the limits it does not set.
+    if (token ? value !== (token[name] ?? null) : value !== null) fields[name] = value;
+  }
+  return fields;
+}
+
 function body(form, token) {
   const elements = form.elements;
   const fields = {
@@ -202,6 +231,7 @@ function body(form, token) {
     allow_ips: splitList(elements.allow_ips.value),
     ...expiryFields(form),
     ...quotaFields(form, token),
+    ...limitFields(form, token),
   };
   if (!token) {
     fields.count = countValue(elements.count.value);
