@@ -555,7 +555,9 @@ def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
     if first is not None and first.kind == "rejected" and first.reply is not None:
         return settle(call, held, first.reply)
     delivery = StreamDelivery(call, held, source, first)
-    return StreamedCall(headers={"X-Request-Id": held.record.request_id}, chunks=delivery)
+    # The rate-limit headers go out before the answer: its tokens are not known yet.
+    headers = {"X-Request-Id": held.record.request_id, **_rate_headers(call, held, 0)}
+    return StreamedCall(headers=headers, chunks=delivery)
 
 
 class StreamDelivery:
