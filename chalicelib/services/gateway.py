@@ -442,11 +442,15 @@ def forward(call: Call, held: Held) -> upstream.UpstreamReply:
             budget_seconds=call.seconds_left(),
         )
     except Exception as exc:
-        # Whatever went wrong, nothing was delivered: give the reservation back now rather
-        # than leave it to the sweeper.
-        _finish(held, call.started, charged=0, status="upstream_error", detail=exc)
-        observe.metric("UpstreamFailures")
+        _refund_failed(call, held, exc)
         raise
+
+
+def _refund_failed(call: Call, held: Held, error: BaseException) -> None:
+    """Nothing was delivered: give the reservation back now rather than leave it to the
+    sweeper."""
+    _finish(held, call.started, charged=0, status="upstream_error", detail=error)
+    observe.metric("UpstreamFailures")
 
 
 def settle(call: Call, held: Held, reply: upstream.UpstreamReply) -> CallResult:
@@ -543,8 +547,7 @@ def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
             budget_seconds=call.seconds_left(),
         )
     except Exception as exc:
-        _finish(held, call.started, charged=0, status="upstream_error", detail=exc)
-        observe.metric("UpstreamFailures")
+        _refund_failed(call, held, exc)
         raise
     first = source.next_item(get_settings().stream_keepalive_seconds)
     if first is not None and first.kind == "failed" and first.error is not None:

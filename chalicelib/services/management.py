@@ -7,6 +7,7 @@ of another account is reported exactly like a missing one.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from chalicelib.core import calendar as resets
@@ -161,15 +162,18 @@ def _expiry(body: schemas.TokenFields, now: int) -> int | None:
     if "expires_in_days" in fields and body.expires_in_days is not None:
         return now + body.expires_in_days * 86_400
     if "expires_at" in fields:
-        if body.expires_at is None:
-            return NEVER
-        expires_at = int(body.expires_at.timestamp())
-        if expires_at <= now:
-            raise InvalidRequest("expires_at must be in the future.", param="expires_at")
-        if expires_at > now + MAX_EXPIRY_DAYS * 86_400:
-            raise InvalidRequest("expires_at is more than 10 years away.", param="expires_at")
-        return expires_at
+        return NEVER if body.expires_at is None else checked_expiry(body.expires_at, now)
     return None
+
+
+def checked_expiry(expires_at: datetime, now: int) -> int:
+    """An expiry date as epoch seconds: in the future, at most 10 years away (400 otherwise)."""
+    at = int(expires_at.timestamp())
+    if at <= now:
+        raise InvalidRequest("expires_at must be in the future.", param="expires_at")
+    if at > now + MAX_EXPIRY_DAYS * 86_400:
+        raise InvalidRequest("expires_at is more than 10 years away.", param="expires_at")
+    return at
 
 
 def _granted_group(account: AccountRecord, group: str) -> str:
