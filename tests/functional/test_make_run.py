@@ -222,15 +222,22 @@ def test_the_printed_chat_curl_and_the_openai_sdk_get_answers_that_are_logged(
     assert curl.json()["choices"][0]["message"]["content"]
     assert plain.choices[0].message.content and streamed
     # AND /logs shows each call with its cost, and /v1/key shows the spend
-    logs = httpx.get(
-        f"{base_url}/logs",
-        params={"token_id": sk[3:19], "limit": 100},
-        headers={"Authorization": f"Bearer {mk}"},
-        timeout=30,
-    ).json()["data"]
-    costs = [line["cost_units"] for line in logs if line["status"] == "ok"]
+    # (a stream is settled right after its last bytes: wait for it, bounded)
+    costs: list[int] = []
+    key: dict[str, object] = {}
+    for _ in range(100):
+        logs = httpx.get(
+            f"{base_url}/logs",
+            params={"token_id": sk[3:19], "limit": 100},
+            headers={"Authorization": f"Bearer {mk}"},
+            timeout=30,
+        ).json()["data"]
+        costs = [line["cost_units"] for line in logs if line["status"] == "ok"]
+        key = httpx.get(f"{base_url}/v1/key", headers={"Authorization": f"Bearer {sk}"}).json()
+        if len(costs) >= 3 and key["used_units"] == sum(costs):
+            break
+        time.sleep(0.1)
     assert len(costs) >= 3 and all(cost > 0 for cost in costs)
-    key = httpx.get(f"{base_url}/v1/key", headers={"Authorization": f"Bearer {sk}"}).json()
     assert key["used_units"] == sum(costs)
 
 
@@ -400,7 +407,12 @@ def test_a_tenant_gets_only_the_groups_the_operator_grants(running: Run) -> None
     assert moved.status_code == 200 and moved.json()["group"] == "vip", moved.text
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     key = {"Authorization": f"Bearer {token['key']}"}
-    relayed = httpx.post(f"{base_url}/v1/chat/completions", headers=key, json=chat, timeout=30)
+    # (the relay's process sees the moved channel once its config cache, 10 s, has expired)
+    for _ in range(150):
+        relayed = httpx.post(f"{base_url}/v1/chat/completions", headers=key, json=chat, timeout=30)
+        if relayed.status_code != 404:
+            break
+        time.sleep(0.1)
     assert relayed.status_code == 200, relayed.text
 
     # WHEN the operator revokes it, the key's very next call is refused

@@ -147,11 +147,12 @@ def test_the_first_event_reaches_the_client_while_upstream_holds_the_rest(
     assert rest[-1] == "[DONE]"
     assert _text(rest) == "".join(WORDS)
     assert all(json.loads(item)["choices"] for item in rest[:-1])  # usage chunk stripped
-    [record] = _finished_records()
+    [record] = _eventually(_finished_records, "the call's record")
     assert (record.state, record.status, record.stream) == ("settled", "ok", True)
     assert (record.prompt_tokens, record.completion_tokens) == (9, 6)
     assert not record.usage_estimated
-    assert _reserved(created) == (0, 0)
+    # The settle lands right after the last bytes (the record first, then the two items).
+    _eventually(lambda: _reserved(created) == (0, 0), "nothing left reserved")
 
 
 def test_a_client_hanging_up_mid_stream_is_charged_what_it_got_and_released_at_once(
@@ -171,7 +172,8 @@ def test_a_client_hanging_up_mid_stream_is_charged_what_it_got_and_released_at_o
     [record] = records
     assert (record.state, record.status) == ("settled", "client_closed")
     assert record.cost_units > 0 and record.usage_estimated
-    assert _reserved(created) == (0, 0)
+    # The settle lands right after the last bytes (the record first, then the two items).
+    _eventually(lambda: _reserved(created) == (0, 0), "nothing left reserved")
     # AND it hung up on upstream, so the provider stops generating
     assert upstream.hung_up.wait(15)
     token = token_store.get(created["default_token"]["id"])
@@ -197,10 +199,11 @@ def test_an_upstream_cut_after_the_first_event_ends_with_an_error_event(
     assert error["type"] == "upstream_error" and set(error) == {"message", "type", "param", "code"}
     assert _text(data[:-2]) == WORDS[0]
     # AND the call is charged for what was delivered, estimated and flagged
-    [record] = _finished_records()
+    [record] = _eventually(_finished_records, "the call's record")
     assert (record.state, record.status) == ("settled", "upstream_error")
     assert record.cost_units > 0 and record.usage_estimated
-    assert _reserved(created) == (0, 0)
+    # The settle lands right after the last bytes (the record first, then the two items).
+    _eventually(lambda: _reserved(created) == (0, 0), "nothing left reserved")
 
 
 @pytest.mark.parametrize("first_mode", ["fail", "cut_early"])
@@ -221,7 +224,7 @@ def test_failover_happens_before_the_first_byte(
     assert broken.requests == 1 and working.requests == 1
     assert _text(data) == "".join(WORDS)
     assert json.loads(data[-2])["usage"] == USAGE and data[-1] == "[DONE]"
-    [record] = _finished_records()
+    [record] = _eventually(_finished_records, "the call's record")
     assert (record.status, record.channel) == ("ok", "held2")
 
 
@@ -238,9 +241,10 @@ def test_every_channel_failing_before_the_first_byte_is_an_http_error(
     )
     assert response.status_code == 502
     assert response.json()["error"]["type"] == "upstream_error"
-    [record] = _finished_records()
+    [record] = _eventually(_finished_records, "the call's record")
     assert (record.state, record.cost_units) == ("refunded", 0)
-    assert _reserved(created) == (0, 0)
+    # The settle lands right after the last bytes (the record first, then the two items).
+    _eventually(lambda: _reserved(created) == (0, 0), "nothing left reserved")
 
 
 def test_a_silent_provider_gets_keepalives_before_its_first_token(
@@ -265,7 +269,7 @@ def test_a_silent_provider_gets_keepalives_before_its_first_token(
 
     # AND then the answer, as usual
     assert _text(data) == "".join(WORDS) and data[-1] == "[DONE]"
-    [record] = _finished_records()
+    [record] = _eventually(_finished_records, "the call's record")
     assert record.status == "ok"
 
 
