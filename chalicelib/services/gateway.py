@@ -446,6 +446,50 @@ def forward(call: Call, held: Held) -> upstream.UpstreamReply:
         raise
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """The tokens a call's answer used, and whether they are an estimate."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+
+
+def _charge(
+    call: Call,
+    held: Held,
+    used: Delivered,
+    *,
+    paid: bool,
+    channel: str,
+    answer: bytes,
+    status: str,
+    detail: Any,
+) -> int:
+    """Settle a call that was answered (whole, or streamed in part): charge what ``used`` costs
+    if it is ``paid`` for, never more than was reserved, and log it. Returns the charge."""
+    real_cost = (
+        cost_units(call.price, used.prompt_tokens, used.completion_tokens, call.ratio)
+        if paid
+        else 0
+    )
+    charged = quota.charge(held.plan.reserve_units, real_cost)
+    answered = replace(
+        held.record,
+        channel=channel,
+        prompt_tokens=used.prompt_tokens,
+        completion_tokens=used.completion_tokens,
+        usage_estimated=used.estimated,
+        content=_content(call.payload, answer) if get_settings().store_content else None,
+    )
+    if detail is None and charged != real_cost:
+        detail = f"cost {real_cost} capped at reservation"
+    _finish(replace(held, record=answered), call.started, charged=charged, status=status,
+            detail=detail)  # fmt: skip
+    observe.metric("RelayedCalls")
+    return charged
+
+
 def _refund_failed(call: Call, held: Held, error: BaseException) -> None:
     """Nothing was delivered: give the reservation back now rather than leave it to the
     sweeper."""
@@ -463,28 +507,16 @@ def settle(call: Call, held: Held, reply: upstream.UpstreamReply) -> CallResult:
         _finish(held, call.started, charged=0, status="deadline_exceeded", detail=None)
         raise errors.UpstreamTimeout("The call did not finish within its deadline.")
     ok = reply.status < 400
-    real_cost = (
-        cost_units(call.price, reply.prompt_tokens, reply.completion_tokens, call.ratio)
-        if ok
-        else 0
-    )
-    charged = quota.charge(held.plan.reserve_units, real_cost)
-    answered = replace(
-        held.record,
+    charged = _charge(
+        call,
+        held,
+        Delivered(reply.prompt_tokens, reply.completion_tokens, reply.usage_estimated),
+        paid=ok,
         channel=reply.channel,
-        prompt_tokens=reply.prompt_tokens,
-        completion_tokens=reply.completion_tokens,
-        usage_estimated=reply.usage_estimated,
-        content=_content(call.payload, reply.body) if get_settings().store_content else None,
-    )
-    _finish(
-        replace(held, record=answered),
-        call.started,
-        charged=charged,
+        answer=reply.body,
         status="ok" if ok else "upstream_error",
-        detail=None if charged == real_cost else f"cost {real_cost} capped at reservation",
+        detail=None,
     )
-    observe.metric("RelayedCalls")
     return CallResult(
         status=reply.status,
         body=reply.body,
@@ -552,8 +584,7 @@ def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
     first = source.next_item(get_settings().stream_keepalive_seconds)
     if first is not None and first.kind == "failed" and first.error is not None:
         source.close()
-        _finish(held, call.started, charged=0, status="upstream_error", detail=first.error)
-        observe.metric("UpstreamFailures")
+        _refund_failed(call, held, first.error)
         raise first.error
     if first is not None and first.kind == "rejected" and first.reply is not None:
         return settle(call, held, first.reply)
@@ -673,31 +704,19 @@ class StreamDelivery:
                 return
             self._settled = True
         self.source.close()
-        call, held = self.call, self.held
         prompt, completion, estimated = (
             self._delivered_usage() if self._delivered else (0, 0, False)
         )
-        real_cost = cost_units(call.price, prompt, completion, call.ratio) if self._delivered else 0
-        charged = quota.charge(held.plan.reserve_units, real_cost)
-        text = "".join(self._text)
-        answered = replace(
-            held.record,
+        _charge(
+            self.call,
+            self.held,
+            Delivered(prompt, completion, estimated),
+            paid=self._delivered,
             channel=self._channel,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            usage_estimated=estimated,
-            content=_content(call.payload, text.encode()) if get_settings().store_content else None,
-        )
-        if detail is None and charged != real_cost:
-            detail = f"cost {real_cost} capped at reservation"
-        _finish(
-            replace(held, record=answered),
-            call.started,
-            charged=charged,
+            answer="".join(self._text).encode(),
             status=status,
             detail=detail,
         )
-        observe.metric("RelayedCalls")
 
 
 def _log_rejected(record: usage_store.Usage, error: errors.GatewayError) -> None:
