@@ -3,10 +3,10 @@
 One ``CallCounter`` is registered on the botocore client the store shares
 (``chalicelib.store.common.connection().client``). Per API call it sees ``before-call`` and
 ``after-call`` (or ``after-call-error``); per HTTP attempt it sees ``before-send``, so
-``attempts - calls`` is what botocore retried on its own. A call whose request repeats an
-earlier one exactly (same table, key, expression and request id) is the store's own retry
-(``chalicelib.store.common.retrying``): money writes are keyed by the request id, so an
-identical request can only be the same write sent again.
+``attempts - calls`` is what botocore retried on its own (the store's one retry layer). A call
+whose request repeats an earlier one exactly (same table, key, expression and request id) is
+the same write sent again by the code: money writes are keyed by the request id, so an
+identical request can only be that.
 
 Each call's CPU is the calling thread's ``thread_time`` between the two hooks: what botocore
 itself spends to serialize, sign, send and parse (the wait for DynamoDB costs no CPU).

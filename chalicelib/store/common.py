@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.models import Model
@@ -138,30 +138,7 @@ def connection() -> Connection:
     return Token._get_connection().connection
 
 
-RETRYABLE_CODES = THROTTLE_CODES | {
-    "InternalServerError",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-}
 T = TypeVar("T")
-
-
-def retrying(operation: Callable[[], T], attempts: int = 5, base_delay: float = 0.025) -> T:
-    """Run an idempotent write again, with full-jitter backoff, while DynamoDB says "later".
-
-    botocore retries too, but it stops when its client-wide retry quota runs dry, which is
-    exactly what happens under a burst of throttling on a hot key. Every money write here is
-    keyed by its request id, so running it again can never apply it twice.
-    """
-    for attempt in range(attempts):
-        try:
-            return operation()
-        except (ClientError, PynamoDBException, BotoCoreError) as exc:
-            retryable = isinstance(exc, BotoCoreError) or error_code(exc) in RETRYABLE_CODES
-            if not retryable or attempt == attempts - 1:
-                raise
-            time.sleep(random.uniform(0, base_delay * 2**attempt))
-    raise AssertionError("unreachable")
 
 
 def transact(build: Callable[[TransactWrite], None], attempts: int = 5) -> None:
