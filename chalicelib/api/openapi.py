@@ -124,7 +124,41 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         request="EmbeddingsRequest",
         errors=UPSTREAM_ERRORS,
     ),
-    ("/v1/models", "GET"): Op("Models this key may use", "ModelList"),
+    ("/v1/responses", "POST"): Op(
+        "Responses API, OpenAI-compatible; stream: true answers OpenAI's typed events",
+        "Response",
+        request="ResponseRequest",
+        errors=UPSTREAM_ERRORS,
+        events=True,
+    ),
+    ("/v1/responses/{id}", "GET"): Op(
+        "A stored response made with this key's account", "Response", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/responses/{id}", "DELETE"): Op(
+        "Delete a stored response", "ResponseDeleted", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/responses/{id}/cancel", "POST"): Op(
+        "Cancel a response", "Response", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/responses/{id}/input_items", "GET"): Op(
+        "A stored response's input items", "ProviderList", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/completions", "POST"): Op(
+        "Legacy completion, OpenAI-compatible; stream: true answers text/event-stream",
+        "Completion",
+        request="CompletionRequest",
+        errors=UPSTREAM_ERRORS,
+        events=True,
+    ),
+    ("/v1/moderations", "POST"): Op(
+        "Moderation, OpenAI-compatible",
+        "Moderation",
+        request="ModerationRequest",
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/models", "GET"): Op(
+        "Models this key may use, with the endpoints each serves", "ModelList"
+    ),
     ("/v1/key", "GET"): Op("The calling key's own quota and use", "Token"),
     ("/v1/dashboard/billing/subscription", "GET"): Op("Limit in US$", "Subscription"),
     ("/v1/dashboard/billing/usage", "GET"): Op("Spend in US cents", "BillingUsage"),
@@ -144,7 +178,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/admin/models/{model}", "DELETE"): Op("Delete a model's price", None, 204),
     ("/admin/groups", "GET"): Op("List group price ratios", "GroupList"),
     ("/admin/groups/{group}", "PUT"): Op(
-        "Set a group's price ratio", "GroupRatio", request="SetGroupRatio"
+        "Set a group's price ratio; for the group 'auto', the order its keys pick groups in",
+        "GroupRatioOrAutoOrder",
+        request="SetGroupRatioOrAutoOrder",
     ),
     ("/admin/resets/run", "POST"): Op("Run due quota resets now", "ResetRun"),
     ("/admin/sweeper/run", "POST"): Op(
@@ -396,6 +432,27 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "description": "The provider's chat.completion object, as it answered.",
     },
     "Embeddings": {"type": "object", "required": ["data"], "description": "As the provider sent"},
+    "Response": {
+        "type": "object",
+        "required": ["id"],
+        "description": "The provider's response object, as it answered.",
+    },
+    "ResponseDeleted": {
+        "type": "object",
+        "required": ["id"],
+        "description": "As the provider sent",
+    },
+    "ProviderList": {"type": "object", "required": ["data"], "description": "As the provider sent"},
+    "Completion": {
+        "type": "object",
+        "required": ["choices"],
+        "description": "As the provider sent",
+    },
+    "Moderation": {
+        "type": "object",
+        "required": ["results"],
+        "description": "As the provider sent",
+    },
     "ModelList": _object(
         {
             "object": {"const": "list"},
@@ -407,6 +464,11 @@ RESPONSES: dict[str, dict[str, Any]] = {
                         "object": {"const": "model"},
                         "created": {"type": "integer"},
                         "owned_by": {"type": "string"},
+                        "endpoints": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "Paths under /v1 the model is served on",
+                        },
                     }
                 ),
             },
@@ -433,6 +495,10 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "token_id": {"type": "string"},
             "token_name": {"type": "string"},
             "model": {"type": "string"},
+            "group": _nullable(
+                "string",
+                description="The channel group the call used (for an 'auto' key, the one picked)",
+            ),
             "channel": _nullable(
                 "string",
                 description="The channel that answered; null unless read with the admin key",
@@ -502,7 +568,25 @@ RESPONSES: dict[str, dict[str, Any]] = {
     },
     "PriceList": _page("Price"),
     "GroupRatio": _object({"group": {"type": "string"}, "ratio": {"type": "string"}}),
-    "GroupList": _page("GroupRatio"),
+    "AutoOrder": _object(
+        {"group": {"const": "auto"}, "order": {"type": "array", "items": {"type": "string"}}}
+    ),
+    "GroupRatioOrAutoOrder": {
+        "oneOf": [
+            {"$ref": "#/components/schemas/GroupRatio"},
+            {"$ref": "#/components/schemas/AutoOrder"},
+        ]
+    },
+    "GroupList": _object(
+        {
+            "data": {"type": "array", "items": _ref("GroupRatio")},
+            "next_cursor": _nullable("string", description="null on the last page"),
+            "auto": _object(
+                {"order": {"type": "array", "items": {"type": "string"}}},
+                "The order 'auto' keys pick groups in (empty until set)",
+            ),
+        }
+    ),
     "LedgerReport": _object(
         {
             "ok": {"type": "boolean"},
@@ -585,6 +669,25 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "EmbeddingsRequest": _relay_request(
         "embeddings", "OpenAI's embeddings request; fields not listed go to the provider as sent."
     ),
+    "ResponseRequest": _relay_request(
+        "responses", "OpenAI's Responses request; fields not listed go to the provider as sent."
+    ),
+    "CompletionRequest": _relay_request(
+        "completions", "OpenAI's legacy completion request; other fields go to the provider."
+    ),
+    "ModerationRequest": _relay_request(
+        "moderations", "OpenAI's moderation request; fields not listed go to the provider as sent."
+    ),
+    "SetGroupRatioOrAutoOrder": {
+        "description": (
+            "{ratio} for a group; for the group 'auto', {order}: the groups its keys try in"
+            " order (each call uses the first the account is granted that serves the model)"
+        ),
+        "oneOf": [
+            {"$ref": "#/components/schemas/SetGroupRatio"},
+            {"$ref": "#/components/schemas/SetAutoOrder"},
+        ],
+    },
 }
 
 ERROR_DESCRIPTIONS = {
@@ -737,6 +840,13 @@ class _RelayRoute:
 RELAY_ROUTES: dict[tuple[str, str], _RelayRoute] = {
     ("/v1/chat/completions", "POST"): _RelayRoute("chat_completions"),
     ("/v1/embeddings", "POST"): _RelayRoute("embeddings"),
+    ("/v1/responses", "POST"): _RelayRoute("responses"),
+    ("/v1/responses/{id}", "GET"): _RelayRoute("get_response", ("id",)),
+    ("/v1/responses/{id}", "DELETE"): _RelayRoute("delete_response", ("id",)),
+    ("/v1/responses/{id}/cancel", "POST"): _RelayRoute("cancel_response", ("id",)),
+    ("/v1/responses/{id}/input_items", "GET"): _RelayRoute("response_input_items", ("id",)),
+    ("/v1/completions", "POST"): _RelayRoute("completions"),
+    ("/v1/moderations", "POST"): _RelayRoute("moderations"),
     ("/v1/models", "GET"): _RelayRoute("models"),
     ("/v1/key", "GET"): _RelayRoute("own_key"),
     ("/v1/dashboard/billing/subscription", "GET"): _RelayRoute("billing_subscription"),

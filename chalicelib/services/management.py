@@ -13,12 +13,14 @@ from typing import Any
 from chalicelib.core import calendar as resets
 from chalicelib.core import keys, views
 from chalicelib.core.errors import InvalidRequest
+from chalicelib.core.groups import AUTO_GROUP, may_use_auto
 from chalicelib.core.pricing import MoneyError, usd_to_units
 from chalicelib.core.quota import group_refusal
 from chalicelib.core.records import DEFAULT_GROUP, NEVER, AccountRecord, Page, TokenRecord
 from chalicelib.services import resets as jobs
 from chalicelib.services import schemas
 from chalicelib.store import accounts as account_store
+from chalicelib.store import config as config_store
 from chalicelib.store import tokens as token_store
 
 DEFAULT_LIST_LIMIT = 20
@@ -177,7 +179,13 @@ def checked_expiry(expires_at: datetime, now: int) -> int:
 
 
 def _granted_group(account: AccountRecord, group: str) -> str:
-    """``group`` if the operator granted it to the account; 403 otherwise (nothing written)."""
+    """``group`` if the operator granted it to the account; 403 otherwise (nothing written).
+
+    ``auto`` counts as granted when the account is granted ``auto`` or any group of the auto
+    order (``core.groups``): each call then only ever picks among the account's own groups.
+    """
+    if group == AUTO_GROUP and may_use_auto(account.groups, config_store.load_auto_order()):
+        return group
     if group not in account.groups:
         raise group_refusal(group)
     return group

@@ -79,6 +79,7 @@ def log_json(record: Usage, *, show_channel: bool) -> dict[str, Any]:
         "token_id": record.token_id,
         "token_name": record.token_name,
         "model": record.model,
+        "group": record.group or None,
         "channel": record.channel if show_channel else None,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,

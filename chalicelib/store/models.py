@@ -221,6 +221,7 @@ class UsageRecord(Model):
     usage_estimated = BooleanAttribute(default=False)
     detail = UnicodeAttribute(null=True)
     content = UnicodeAttribute(null=True)
+    group = UnicodeAttribute(null=True)
     expire_at = TTLAttribute(null=True)
 
     by_account = UsageByAccount()

@@ -48,6 +48,8 @@ class Usage:
     detail: str | None = None
     # Prompt and answer, only when the operator enabled SLUICE_STORE_CONTENT (off by default).
     content: str | None = None
+    # The channel group the call used: the key's, or the one an ``auto`` key's call picked.
+    group: str = ""
 
 
 def to_usage(item: UsageRecord) -> Usage:
@@ -69,6 +71,7 @@ def to_usage(item: UsageRecord) -> Usage:
         stream=bool(item.stream),
         usage_estimated=bool(item.usage_estimated),
         detail=item.detail,
+        group=item.group or "",
     )
 
 
@@ -99,6 +102,7 @@ def put(usage: Usage, retention_days: int) -> bool:
         usage_estimated=usage.usage_estimated,
         detail=usage.detail,
         content=usage.content,
+        group=usage.group or None,
         expire_at=timedelta(days=retention_days),
     )
     with translated():
