@@ -1,8 +1,11 @@
 """The relay's ASGI app: every OpenAI-compatible route under ``/v1/`` (thin).
 
 Each handler reads the request, calls one use case of ``chalicelib.services`` and returns its
-result. ``stream: true`` chat answers are handed on event by event (``StreamingResponse``): the
-reason this edge exists, since Chalice cannot stream (aws/chalice#2078).
+result. ``stream: true`` answers (chat, legacy completions, Responses) are handed on event by
+event (``StreamingResponse``): the reason this edge exists, since Chalice cannot stream
+(aws/chalice#2078). Every relayed kind takes the same ``_relay``: what differs between kinds is
+described once, in ``core.payloads`` (fields, output cap, streaming) and ``upstream`` (path,
+usage). Stored responses (``/v1/responses/{id}...``) go through ``services.objects``.
 
 Errors are mapped once, in ``_served``: a ``GatewayError`` becomes ``core.errors.error_body``
 JSON with its status and headers; anything unexpected becomes a 500 in the same shape, logged

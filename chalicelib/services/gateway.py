@@ -1,12 +1,15 @@
 """One relayed call, in four steps: admit -> reserve -> forward -> settle.
 
-* ``admit``: the key, the body, and what this key may do with it (model, client IP, group);
-  the price and the worst case the call can cost.
+* ``admit``: the key, the body, and what this key may do with it (model, client IP, group --
+  for an ``auto`` key the group it picks, see ``core.groups``); the price and the worst case the
+  call can cost; for a Responses follow-up, the one channel that holds what it continues.
 * ``reserve``: the worst case, held on the key and on its account (``store.ledger``).
 * ``forward``: the call upstream (``upstream``), refunded in full if nothing came back.
 * ``settle``: the real cost charged, the rest released, the call logged.
 
-A ``stream: true`` chat takes ``streaming.relay_stream`` after ``reserve``: the events are handed
+The kinds (chat, embeddings, responses, completions, moderations) share every step; the few
+ways they differ are data in ``core.payloads``. A ``stream: true`` call takes
+``streaming.relay_stream`` after ``reserve``: the events are handed
 on as they arrive (``streaming.StreamDelivery``) and the call settles, through the same
 ``_finish``, once the stream ends, breaks or the client hangs up, charged for what was delivered.
 
@@ -16,6 +19,10 @@ state, in parallel). Key and account metadata are cached per container for a few
 cache is never trusted for anything that must be current: the reservation's condition re-checks
 the key's hash, revision (so an edit of its models, IPs or group counts at once), status, expiry,
 reset due and remaining quota, and the account's status, granted groups and balance.
+
+A Responses call adds a round trip where it must: a follow-up reads its owner record before the
+reservation (``continued_object``), and an answer that left a stored response writes one before
+it goes out (``remember_objects``), so the client's next call finds it.
 """
 
 from __future__ import annotations

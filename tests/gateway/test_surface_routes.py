@@ -368,3 +368,25 @@ def test_an_auto_key_never_reaches_a_group_its_account_is_not_granted(
     assert status == 400
     status, refused = relay_api.admin("PUT", "/admin/groups/auto", {"order": ["auto"]})
     assert status == 400 and refused["error"]["param"] == "order"
+
+
+def test_a_responses_stream_cut_midway_ends_with_an_error_event_charged_for_what_came(
+    relay_api: Any,
+) -> None:
+    # GIVEN a key, and a provider that cuts the stream after its first events
+    key, token_id, account_id = _key(relay_api)
+
+    # WHEN a response is streamed
+    status, text = relay_api.call(
+        "POST", RESPONSES, key=key, body={"model": "fail-cut", "input": "hi", "stream": True}
+    )
+
+    # THEN the client got the events, then OpenAI's typed error event (no chat [DONE])
+    assert status == 200
+    events = _events(text)
+    assert events[0][0] == "response.created" and events[-1][0] == "error"
+    assert events[-1][1]["message"] and "[DONE]" not in text
+    # AND the call is settled, not left reserved, flagged as estimated
+    [record] = _records()
+    assert (record.status, record.usage_estimated) == ("upstream_error", True)
+    assert _spent(token_id, account_id)[1::2] == (0, 0)
