@@ -60,7 +60,7 @@ def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-def test_a_response_is_answered_and_charged_exactly(relay_api: Any) -> None:
+def test_a_response_is_answered_and_charged_exactly(relay_api: Any, upstream: Any) -> None:
     # GIVEN a key with US$10
     key, token_id, account_id = _key(relay_api)
 
@@ -81,19 +81,13 @@ def test_a_response_is_answered_and_charged_exactly(relay_api: Any) -> None:
         usage["input_tokens"],
         "default",
     )
-
-
-def test_max_output_tokens_is_capped_to_the_budget_and_sent_upstream(
-    relay_api: Any, upstream: Any
-) -> None:
-    key, _, _ = _key(relay_api)
-    status, body = relay_api.call("POST", RESPONSES, key=key, body={**ASK, "max_output_tokens": 3})
-    assert status == 200
-    assert upstream.last_body["max_output_tokens"] == 3
-    assert body["status"] == "incomplete" and body["usage"]["output_tokens"] == 3
-    # Without a cap the gateway's default is written into the body: never an unbounded output.
-    relay_api.call("POST", RESPONSES, key=key, body=ASK)
+    # AND the output cap reserved is the one sent: the gateway's default when none is given
     assert upstream.last_body["max_output_tokens"] == 4096
+    status, capped = relay_api.call(
+        "POST", RESPONSES, key=key, body={**ASK, "max_output_tokens": 3}
+    )
+    assert status == 200 and upstream.last_body["max_output_tokens"] == 3
+    assert capped["status"] == "incomplete" and capped["usage"]["output_tokens"] == 3
 
 
 def test_a_streamed_response_sends_typed_events_and_is_charged_from_response_completed(
@@ -198,7 +192,9 @@ def test_stored_responses_are_read_listed_cancelled_and_deleted_by_their_owner_o
     assert relay_api.call("GET", path, key=key_a)[0] == 404
 
 
-def test_a_legacy_completion_is_answered_and_charged_plain_and_streamed(relay_api: Any) -> None:
+def test_legacy_completions_and_moderations_are_answered_and_charged(
+    relay_api: Any, upstream: Any
+) -> None:
     key, token_id, account_id = _key(relay_api)
     ask = {"model": "gpt-3.5-turbo-instruct", "prompt": "Say this is a test", "max_tokens": 50}
 
@@ -221,24 +217,19 @@ def test_a_legacy_completion_is_answered_and_charged_plain_and_streamed(relay_ap
     assert chunks[-1]["usage"] == usage
     assert _spent(token_id, account_id) == (2 * cost, 0, 2 * cost, 0)
 
+    # A completion without max_tokens gets the API's default of 16, not the gateway's
+    status, _ = relay_api.call(
+        "POST", COMPLETIONS, key=key, body={"model": "gpt-3.5-turbo-instruct", "prompt": ["a", "b"]}
+    )
+    assert status == 200 and upstream.last_body["max_tokens"] == 16
+    used = _spent(token_id, account_id)[0]
 
-def test_a_completion_without_max_tokens_gets_the_apis_default_of_16(
-    relay_api: Any, upstream: Any
-) -> None:
-    key, _, _ = _key(relay_api)
-    body = {"model": "gpt-3.5-turbo-instruct", "prompt": ["one", "two"]}
-    status, answer = relay_api.call("POST", COMPLETIONS, key=key, body=body)
-    assert status == 200, answer
-    assert upstream.last_body["max_tokens"] == 16
-
-
-def test_a_moderation_is_charged_its_price_per_request(relay_api: Any) -> None:
-    key, token_id, account_id = _key(relay_api)
+    # A moderation costs its price per request (US$0.0002 = 100 units)
     body = {"model": "omni-moderation-latest", "input": ["fine", "flag-me"]}
     status, answer = relay_api.call("POST", MODERATIONS, key=key, body=body)
     assert status == 200, answer
     assert [r["flagged"] for r in answer["results"]] == [False, True]
-    assert _spent(token_id, account_id) == (100, 0, 100, 0)
+    assert _spent(token_id, account_id)[0] - used == 100
 
 
 # One account for every case: each must leave it untouched (setups are what tests cost here).

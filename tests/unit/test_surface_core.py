@@ -112,3 +112,20 @@ def test_models_list_the_endpoints_operators_set_or_guess_them() -> None:
     }
     assert not channels[1].serves("only-chat", "default", "responses")
     assert channels[0].serves("gpt-x", "default", "responses")
+
+
+def test_the_reservation_sizes_the_input_at_the_dearer_of_input_and_cached_rates() -> None:
+    from decimal import Decimal
+
+    from chalicelib.core import quota
+    from chalicelib.core.pricing import Metered, ModelPrice, metered_cost_units
+
+    # A price list where cached input costs more than fresh input (unusual, but configurable)
+    odd = ModelPrice(
+        input_usd_per_mtok=Decimal("1"),
+        cached_input_usd_per_mtok=Decimal("3"),
+        output_usd_per_mtok=Decimal("2"),
+    )
+    plan = quota.plan(odd, Decimal(1), 1000, 10, None)
+    all_cached = Metered(input_tokens=1000, cached_input_tokens=1000, output_tokens=10)
+    assert plan.reserve_units >= metered_cost_units(odd, all_cached)
