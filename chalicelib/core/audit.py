@@ -93,6 +93,16 @@ def act_as(actor: Actor) -> None:
 
 
 @contextmanager
+def acting(actor: Actor) -> Iterator[None]:
+    """``actor`` acts for the length of the block (a CLI command, a script)."""
+    token = _acting.set(actor)
+    try:
+        yield
+    finally:
+        _acting.reset(token)
+
+
+@contextmanager
 def request_scope() -> Iterator[None]:
     """One request: nobody acts until ``act_as`` names the caller, and nobody after it ends."""
     token: Token[Actor | None] = _acting.set(None)
