@@ -14,7 +14,8 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.core.audit import AuditEntry
+from chalicelib.core import observe
+from chalicelib.core.audit import Actor, AuditEntry, removed, token_fields
 from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.core.records import NEVER, Page, TokenRecord
 from chalicelib.store import audit as audit_store
@@ -26,7 +27,7 @@ from chalicelib.store.common import (
     transact,
     translated,
 )
-from chalicelib.store.models import RESET_BUCKET, Token
+from chalicelib.store.models import RESET_BUCKET, AuditRecord, Token
 
 _UNSET: Any = object()
 
@@ -124,9 +125,12 @@ KEYS_PER_TRANSACTION = 50
 def create_many(records: list[TokenRecord], *, audits: list[AuditEntry] | None = None) -> None:
     """Create up to 100 tokens, each with its audit record when ``audits`` are given.
 
-    Each transaction is all or nothing: up to 50 keys with their records (100 items, DynamoDB's
-    limit), so a batch of at most 50 is created whole or not at all, and a bigger batch is
-    created 50 keys at a time. Without records, up to 100 keys go in one transaction.
+    A TransactWriteItems holds 100 items and a key with its record is two, so keys go 50 to a
+    transaction. Each transaction is all or nothing; if a later one fails, the keys of those
+    that landed are deleted again (each deletion recorded too), so the batch as a whole is still
+    all or nothing: no key is left whose secret nobody was ever shown. Without records, up to 100
+    keys go in one transaction.
+
     An id that already exists (a collision of random ids) cancels its transaction with 409, so
     a retry draws new ids; an existing token is never overwritten.
     """
@@ -135,8 +139,50 @@ def create_many(records: list[TokenRecord], *, audits: list[AuditEntry] | None =
     if audits is not None and len(audits) != len(records):
         raise ValueError("one audit entry per token")
     size = KEYS_PER_TRANSACTION if audits else len(records)
-    for first in range(0, len(records), size):
-        _create_chunk(records[first : first + size], (audits or [])[first : first + size])
+    landed: list[TokenRecord] = []
+    try:
+        for first in range(0, len(records), size):
+            chunk = records[first : first + size]
+            _create_chunk(chunk, (audits or [])[first : first + size])
+            landed += chunk
+    except Exception:
+        if landed and audits:
+            _take_back(landed, audits[0].actor)
+        raise
+
+
+def _take_back(records: list[TokenRecord], actor: Actor) -> None:
+    """Delete the keys of a batch that failed part way, recording each deletion."""
+    try:
+        for first in range(0, len(records), KEYS_PER_TRANSACTION):
+            chunk = records[first : first + KEYS_PER_TRANSACTION]
+            items = [
+                audit_store.new_item(
+                    AuditEntry(
+                        "token.delete",
+                        record.id,
+                        actor,
+                        record.account_id,
+                        removed(token_fields(record)),
+                    )
+                )
+                for record in chunk
+            ]
+
+            def build(
+                transaction: TransactWrite,
+                chunk: list[TokenRecord] = chunk,
+                items: list[AuditRecord] = items,
+            ) -> None:
+                for record in chunk:
+                    transaction.delete(Token(record.id), condition=Token.id.exists())
+                for item in items:
+                    audit_store.put(transaction, item)
+
+            with translated():
+                transact(build)
+    except Exception as exc:  # the batch's own error is the one to report
+        observe.log("token_batch_not_taken_back", level="ERROR", error=exc, tokens=len(records))
 
 
 def _create_chunk(records: list[TokenRecord], audits: list[AuditEntry]) -> None:

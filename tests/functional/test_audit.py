@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import time_machine
 from support import ADMIN_KEY
 
@@ -109,6 +110,36 @@ def test_a_batch_of_sixty_keys_writes_one_record_per_key(api: Any) -> None:
     # THEN each key has its own token.create record
     records = audit(api, "?action=token.create&limit=100")
     assert sorted(r["target_id"] for r in records) == sorted(t["id"] for t in made["data"])
+
+
+def test_a_batch_failing_part_way_takes_its_first_keys_back_and_records_it(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.core.errors import ServiceUnavailable
+    from chalicelib.store import tokens as token_store
+
+    # GIVEN an account, and a store whose second transaction of a batch fails
+    created = api.new_account("acme")
+    real, calls = token_store._create_chunk, []
+
+    def second_fails(*args: Any) -> None:
+        calls.append(args)
+        if len(calls) == 2:
+            raise ServiceUnavailable()
+        real(*args)
+
+    monkeypatch.setattr(token_store, "_create_chunk", second_fails)
+
+    # WHEN it asks for 60 keys
+    status, _ = api.call("POST", "/tokens", key=created["management_key"], body={"count": 60})
+
+    # THEN it is told to retry, no key of the batch is left, and the trail says so
+    listed = ok(api.call("GET", "/tokens?limit=100", key=created["management_key"]))["data"]
+    records = audit(api, f"?account_id={created['account']['id']}&limit=100")
+    assert status == 503 and [t["name"] for t in listed] == ["default"]
+    made = {r["target_id"] for r in records if r["action"] == "token.create"}
+    taken_back = {r["target_id"] for r in records if r["action"] == "token.delete"}
+    assert len(made) == 50 and taken_back == made
 
 
 def test_configuration_and_operator_key_actions_are_recorded_without_the_provider_key(
