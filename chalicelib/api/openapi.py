@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from chalicelib.api import scopes as route_scopes
 from chalicelib.core import audit, channels, payloads
+from chalicelib.core.pricing import PRICE_FIELDS
 from chalicelib.core.scopes import SCOPES
 from chalicelib.services import schemas
 
@@ -533,11 +534,13 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "properties": {
             "model": {"type": "string"},
-            "usd_per_request": {"type": "string"},
-            "input_usd_per_mtok": {"type": "string"},
-            "output_usd_per_mtok": {"type": "string"},
+            **{name: {"type": "string"} for name in PRICE_FIELDS},
         },
-        "description": "Either usd_per_request, or input and output prices per million tokens.",
+        "description": (
+            "US$ as decimal strings; any combination, at least one: per million input, cached "
+            "input and output tokens, per request, per image, per million characters of speech "
+            "input, per minute of transcribed audio, per second of generated video."
+        ),
     },
     "PriceList": _page("Price"),
     "GroupRatio": _object({"group": {"type": "string"}, "ratio": {"type": "string"}}),

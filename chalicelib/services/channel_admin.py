@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from chalicelib.core import audit, keys
 from chalicelib.core.channels import PUBLIC_FIELDS, Channel
 from chalicelib.core.errors import InvalidRequest
-from chalicelib.core.pricing import ModelPrice, MoneyError, parse_decimal
+from chalicelib.core.pricing import PRICE_FIELDS, ModelPrice, MoneyError, parse_decimal
 from chalicelib.core.views import iso
 from chalicelib.services import schemas, schemas_config
 from chalicelib.store import config as config_store
@@ -144,13 +145,16 @@ def price_json(model: str, model_price: ModelPrice) -> dict[str, Any]:
 
 def set_price(model: str, body: schemas.SetPrice, now: int) -> dict[str, Any]:
     model = _model_name(model)
-    if body.usd_per_request is not None:
-        model_price = ModelPrice(usd_per_request=_amount(body.usd_per_request, "usd_per_request"))
-    else:
-        model_price = ModelPrice(
-            input_usd_per_mtok=_amount(body.input_usd_per_mtok, "input_usd_per_mtok"),
-            output_usd_per_mtok=_amount(body.output_usd_per_mtok, "output_usd_per_mtok"),
-        )
+    given = {
+        name: _amount(text, name)
+        for name in PRICE_FIELDS
+        if (text := getattr(body, name)) is not None
+    }
+    # A per-token price names both directions, as it always has: the one left out is free.
+    if "input_usd_per_mtok" in given or "output_usd_per_mtok" in given:
+        given.setdefault("input_usd_per_mtok", Decimal(0))
+        given.setdefault("output_usd_per_mtok", Decimal(0))
+    model_price = ModelPrice(**given)
     before = config_store.load_prices().get(model)
     changes = audit.diff({} if before is None else before.to_json(), model_price.to_json())
     changes |= {name: {"old": value, "new": None} for name, value in _dropped(before, model_price)}

@@ -306,17 +306,8 @@ def api_key_for(channel: Channel) -> str | None:
 
 
 # Prices -----------------------------------------------------------------------------------------
-def _to_price(body: dict[str, Any]) -> ModelPrice:
-    if body.get("usd_per_request") is not None:
-        return ModelPrice(usd_per_request=Decimal(str(body["usd_per_request"])))
-    return ModelPrice(
-        input_usd_per_mtok=Decimal(str(body.get("input_usd_per_mtok") or 0)),
-        output_usd_per_mtok=Decimal(str(body.get("output_usd_per_mtok") or 0)),
-    )
-
-
 def load_prices() -> dict[str, ModelPrice]:
-    return {item.name: _to_price(item.body.as_dict()) for item in _query(PRICE)}
+    return {item.name: ModelPrice.from_json(item.body.as_dict()) for item in _query(PRICE)}
 
 
 def set_price(
