@@ -282,8 +282,13 @@ class Console:
         key_input.wait_for()
         return str(key_input.input_value())
 
-    def screenshot(self, name: str, full_page: bool = True) -> None:
-        self.page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=full_page)
+    def screenshot(self, name: str, full_page: bool = True, jpeg: bool = False) -> None:
+        """A PNG of the page; ``jpeg`` for the loops that take many (a fraction of the time)."""
+        if jpeg:
+            path = ARTIFACTS / f"console-{name}.jpg"
+            self.page.screenshot(path=str(path), full_page=full_page, type="jpeg", quality=70)
+        else:
+            self.page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=full_page)
 
     def set_theme(self, theme: str) -> None:
         self.page.select_option("#theme-switch", theme)

@@ -136,6 +136,12 @@ def test_owner_creates_a_batch_sees_the_base_url_and_the_curl_works(
     expect(row.locator("td[data-label=Created]")).to_contain_text(" UTC")
     expect(row.locator("td[data-label=Expires]")).to_contain_text(re.compile(r"in (29|30) days"))
     expect(row).to_contain_text("resets daily")
+    # AND at 1280 px the table fits: nothing scrolls sideways, no row wraps to a second line
+    fits = page.evaluate(
+        "() => { const w = document.querySelector('#tokens-table').parentElement;"
+        " return w.scrollWidth <= w.clientWidth; }"
+    )
+    assert fits, "the token table is wider than the page at 1280 px"
     console.screenshot("tokens")
     # AND the stored tokens are what the form said
     stored = {t["name"]: t for t in stored_tokens(stack, account)}
