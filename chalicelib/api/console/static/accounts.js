@@ -34,7 +34,7 @@ function balance(account) {
 function liveUnits(input, output) {
   input.addEventListener("input", () => {
     const { units, error } = usdToUnits(input.value);
-    output.textContent = input.value.trim() && !error ? t("form.units", { units: digits(units) }) : "";
+    output.textContent = input.value.trim() && !error ? (units === 1n ? t("form.unit_one") : t("form.units", { units: digits(units) })) : "";
   });
 }
 

@@ -102,3 +102,20 @@ export function barList(slot, rows, format, id) {
   if (!shown.length) chart.append(svg("text", { x: 0, y: 18, class: "tick" }, t("empty.no_usage")));
   return chart;
 }
+
+// Draw into ``slot`` now and again whenever the window changes size (a phone turned sideways),
+// so labels keep their size; the listener goes away with the slot.
+export function drawFitted(slot, draw) {
+  let width = slot.clientWidth;
+  const redraw = () => {
+    if (!slot.isConnected) {
+      window.removeEventListener("resize", redraw);
+      return;
+    }
+    if (slot.clientWidth === width) return;
+    width = slot.clientWidth;
+    slot.replaceChildren(draw());
+  };
+  slot.replaceChildren(draw());
+  window.addEventListener("resize", redraw);
+}

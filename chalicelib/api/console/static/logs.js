@@ -3,7 +3,7 @@
 // with the very same filters, so the chart always agrees with the table under it.
 
 import { api } from "./api.js";
-import { dailyCostChart } from "./charts.js";
+import { dailyCostChart, drawFitted } from "./charts.js";
 import { formDialog } from "./dialogs.js";
 import { alertLine, cell, clear, csv, cursorPager, download, emptyRow, field, guarded, h, table } from "./dom.js";
 import { digits, time, unitsUsdFine, usdFine } from "./format.js";
@@ -123,7 +123,7 @@ export async function render(view, params) {
     const range = { start: new Date(startMs).toISOString(), end: new Date(endMs).toISOString() };
     const { request_id: _ignored, start: _s, end: _e, ...same } = chosen;
     const usage = await api("GET", "/usage", { query: { group_by: "day", ...same, ...range }, scoped: true });
-    clear(chartSlot).append(dailyCostChart(chartSlot, usage.data || [], startMs, endMs));
+    drawFitted(chartSlot, () => dailyCostChart(chartSlot, usage.data || [], startMs, endMs));
   }
 
   async function loadModels() {

@@ -161,7 +161,7 @@ function buildForm(token, account) {
   const showUnits = () => {
     const text = quota.value.trim();
     const { units: value, error } = usdToUnits(text);
-    units.textContent = text && !error ? t("form.units", { units: digits(value) }) : "";
+    units.textContent = text && !error ? (value === 1n ? t("form.unit_one") : t("form.units", { units: digits(value) })) : "";
   };
   form.addEventListener("change", showApplicable);
   quota.addEventListener("input", showUnits);

@@ -269,12 +269,18 @@ export async function render(view, params) {
       h("a", { href: "#/tokens/new", class: "button", id: "new-token", text: t("tokens.create") }),
     ),
     session.isAdmin ? h("p", { class: "hint", text: t("tokens.admin_hint") }) : null,
+    // Search and filter fold away on a phone, so the tokens are on the first screen.
     h(
-      "div",
-      { class: "toolbar" },
-      field(t("tokens.search"), search),
-      field(t("col.status"), statusSelect),
-      h("div", { class: "bulk" }, selectedCount, bulkDisable, bulkDelete),
+      "details",
+      { class: "filter-panel plain", open: window.matchMedia("(min-width: 761px)").matches },
+      h("summary", { text: t("filter.title") }),
+      h(
+        "div",
+        { class: "toolbar" },
+        field(t("tokens.search"), search),
+        field(t("col.status"), statusSelect),
+        h("div", { class: "bulk" }, selectedCount, bulkDisable, bulkDelete),
+      ),
     ),
     message.element,
     tokens.element,

@@ -3,8 +3,8 @@
 // from GET /usage (a Query of the account's records, grouped on the server).
 
 import { api } from "./api.js";
-import { barList, dailyCostChart } from "./charts.js";
-import { alertLine, clear, csv, download, field, guarded, h, table, emptyRow, cell } from "./dom.js";
+import { barList, dailyCostChart, drawFitted } from "./charts.js";
+import { alertLine, cell, clear, csv, download, emptyRow, field, guarded, h, table } from "./dom.js";
 import { digits, startOfUtcDay, startOfUtcMonth, unitsUsd } from "./format.js";
 import { t } from "./i18n.js";
 import { tokenOptions } from "./logs.js";
@@ -70,7 +70,7 @@ function breakdown(id, title, rows, labelOf) {
     section,
     draw() {
       const bars = sorted.map((row) => ({ label: labelOf(row.key), value: BigInt(row.cost_units) }));
-      clear(slot).append(barList(slot, bars, unitsUsd, `${id}-chart`));
+      drawFitted(slot, () => barList(slot, bars, unitsUsd, `${id}-chart`));
     },
     csvRows: () => sorted.map((row) => [labelOf(row.key), row.key, row.requests, row.prompt_tokens, row.completion_tokens, row.cost_units, row.cost_usd]),
   };
@@ -107,7 +107,7 @@ export async function render(view) {
     };
     const daily = h("div", { class: "chart-slot", id: "usage-daily" });
     clear(body).append(h("h2", { text: t("usage.daily_this_month") }), daily, current.model.section, current.token.section);
-    daily.append(dailyCostChart(daily, days.data, month[0], month[1], "month-chart"));
+    drawFitted(daily, () => dailyCostChart(daily, days.data, month[0], month[1], "month-chart"));
     current.model.draw();
     current.token.draw();
   }
