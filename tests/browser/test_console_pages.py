@@ -84,6 +84,7 @@ def _pages(account_id: str) -> list[tuple[str, str]]:
         ("/prices", "#price-rows tr"),
         ("/groups", "#group-rows tr"),
         ("/keys", "#operator-key-rows tr"),
+        ("/audit", "#audit-rows tr"),
     ]
 
 

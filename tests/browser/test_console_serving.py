@@ -136,3 +136,11 @@ def test_both_languages_have_every_string_the_scripts_and_page_use() -> None:
     # THEN both languages have the same keys, and none the console uses is missing
     assert english == chinese
     assert used - english == set()
+
+
+def test_the_operator_keys_page_offers_exactly_the_apis_scopes() -> None:
+    from chalicelib.core.scopes import SCOPES
+
+    code = (STATIC / "operator_keys.js").read_text()
+    listed = re.findall(r'^  "([a-z]+:[a-z]+)",$', code, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(SCOPES)

@@ -166,60 +166,64 @@ export async function renderChannels(view) {
 }
 
 // Model prices -----------------------------------------------------------------------------
+// Every billed dimension the API prices (chalicelib/core/pricing.py PRICE_FIELDS); any
+// combination, at least one. An edit sends them all: a field left empty is no longer billed.
+export const PRICE_FIELDS = [
+  "input_usd_per_mtok",
+  "output_usd_per_mtok",
+  "cached_input_usd_per_mtok",
+  "usd_per_request",
+  "usd_per_image",
+  "usd_per_mchar",
+  "usd_per_minute",
+  "usd_per_second",
+];
+
 function priceDialog(price, done) {
-  const flat = Boolean(price?.usd_per_request);
   const model = input("pr", "model", { value: price?.model ?? "", readOnly: Boolean(price), "data-required": "true" });
-  const kindToken = h("input", { type: "radio", id: "pr-kind-token", name: "kind", value: "token", checked: !flat });
-  const kindFlat = h("input", { type: "radio", id: "pr-kind-request", name: "kind", value: "request", checked: flat });
-  const inputPrice = input("pr", "input_usd_per_mtok", { inputmode: "decimal", value: price?.input_usd_per_mtok ?? "", "data-required": "true" });
-  const outputPrice = input("pr", "output_usd_per_mtok", { inputmode: "decimal", value: price?.output_usd_per_mtok ?? "", "data-required": "true" });
-  const perRequest = input("pr", "usd_per_request", { inputmode: "decimal", value: price?.usd_per_request ?? "", "data-required": "true" });
-  const tokenFields = h("div", { class: "two" }, field(t("prices.input"), inputPrice, errorSlot("input_usd_per_mtok", "pr-")), field(t("prices.output"), outputPrice, errorSlot("output_usd_per_mtok", "pr-")));
-  const flatFields = field(t("prices.per_request"), perRequest, errorSlot("usd_per_request", "pr-"));
+  const controls = Object.fromEntries(
+    PRICE_FIELDS.map((name) => [name, input("pr", name, { inputmode: "decimal", value: price?.[name] ?? "" })]),
+  );
   const form = h(
     "form",
     { class: "dialog-form", id: "price-form", novalidate: true },
     formError("pr-err-form"),
     field(t("col.model"), model, errorSlot("model", "pr-")),
-    h("fieldset", { class: "group" }, h("legend", { text: t("prices.kind") }), h("div", { class: "choices" },
-      h("span", { class: "choice" }, kindToken, h("label", { for: kindToken.id, text: t("prices.kind_token") })),
-      h("span", { class: "choice" }, kindFlat, h("label", { for: kindFlat.id, text: t("prices.kind_request") })),
-    )),
-    tokenFields,
-    flatFields,
+    h("p", { class: "hint", text: t("prices.any_hint") }),
+    h("div", { class: "two" }, PRICE_FIELDS.map((name) => field(t(`prices.${name}`), controls[name], errorSlot(name, "pr-")))),
     h("div", { class: "actions" }, h("button", { type: "submit", id: "pr-submit", text: t("action.save") })),
   );
-  const sync = () => {
-    tokenFields.hidden = kindFlat.checked;
-    flatFields.hidden = !kindFlat.checked;
-  };
-  form.addEventListener("change", sync);
-  sync();
   const dialog = formDialog("price-dialog", price ? t("prices.edit", { model: price.model }) : t("prices.new"), form);
-  const when = (kind, rule) => () => ((kind === "request") === kindFlat.checked ? rule() : null);
-  submit(
-    form,
-    {
-      model: () => (/^\S{1,128}$/.test(model.value.trim()) ? null : t("validate.required")),
-      input_usd_per_mtok: when("token", decimalRule(inputPrice)),
-      output_usd_per_mtok: when("token", decimalRule(outputPrice)),
-      usd_per_request: when("request", decimalRule(perRequest)),
-    },
-    async () => {
-      const body = kindFlat.checked
-        ? { usd_per_request: perRequest.value.trim() }
-        : { input_usd_per_mtok: inputPrice.value.trim(), output_usd_per_mtok: outputPrice.value.trim() };
-      await api("PUT", `/admin/models/${encodeURIComponent(model.value.trim())}`, { body });
-      dialog.close();
-      toast(t("toast.saved"));
-      await done();
-    },
-  );
+  const rules = {
+    model: () => (/^\S{1,128}$/.test(model.value.trim()) ? null : t("validate.required")),
+    input_usd_per_mtok: () =>
+      PRICE_FIELDS.some((name) => controls[name].value.trim()) ? null : t("validate.one_price"),
+  };
+  for (const name of PRICE_FIELDS) {
+    const check = decimalRule(controls[name], false);
+    const previous = rules[name];
+    rules[name] = () => check() || (previous ? previous() : null);
+  }
+  submit(form, rules, async () => {
+    const body = {};
+    for (const name of PRICE_FIELDS) {
+      if (controls[name].value.trim()) body[name] = controls[name].value.trim();
+    }
+    await api("PUT", `/admin/models/${encodeURIComponent(model.value.trim())}`, { body });
+    dialog.close();
+    toast(t("toast.saved"));
+    await done();
+  });
+}
+
+function priceSummary(price) {
+  const parts = PRICE_FIELDS.filter((name) => price[name] !== undefined && price[name] !== null);
+  return parts.map((name) => `${t(`prices.short_${name}`)} ${usdFine(price[name])}`).join(" · ") || "—";
 }
 
 export async function renderPrices(view) {
   const message = alertLine();
-  const columns = ["col.model", "prices.input", "prices.output", "prices.per_request", "col.actions"].map((k) => t(k));
+  const columns = ["col.model", "prices.price", "col.actions"].map((k) => t(k));
   const list = table("prices-table", "price-rows", columns);
   async function load() {
     const answer = await api("GET", "/admin/models");
@@ -230,16 +234,13 @@ export async function renderPrices(view) {
         await api("DELETE", `/admin/models/${encodeURIComponent(price.model)}`);
         await load();
       }, message.show);
-      const show = (value) => (value === undefined ? "—" : usdFine(value));
       list.body.append(
         h(
           "tr",
           { "data-model": price.model },
           cell(columns[0], h("span", { class: "mono", text: price.model })),
-          cell(columns[1], show(price.input_usd_per_mtok)),
-          cell(columns[2], show(price.output_usd_per_mtok)),
-          cell(columns[3], show(price.usd_per_request)),
-          cell(columns[4], h("div", { class: "row-actions" },
+          cell(columns[1], h("span", { class: "wrap", text: priceSummary(price) })),
+          cell(columns[2], h("div", { class: "row-actions" },
             h("button", { type: "button", class: "secondary", text: t("action.edit"), "aria-label": t("prices.edit", { model: price.model }), onclick: () => priceDialog(price, load) }),
             h("button", { type: "button", class: "danger", text: t("action.delete"), "aria-label": t("prices.delete_label", { model: price.model }), onclick: remove }),
           )),

@@ -2,7 +2,7 @@
 // its own), the header (who is signed in, language, theme) and the page router.
 //
 // Routes: #/signin, #/tokens, #/tokens/new, #/tokens/<id>/edit, #/logs, #/usage, #/playground,
-// #/alerts; admin: #/accounts, #/channels, #/prices, #/groups, #/keys, #/audit. Query
+// #/alerts, #/audit; admin: #/accounts, #/channels, #/prices, #/groups, #/keys. Query
 // parameters after the route (#/tokens?account_id=…) carry only ids, never a key.
 
 import * as accounts from "./accounts.js";
@@ -134,7 +134,8 @@ async function updateHeader() {
   const paths = await optionalRoutes();
   for (const [page, path] of Object.entries(OPTIONAL)) {
     const link = document.querySelector(`#nav a[data-page="${page}"]`);
-    const audience = page === "audit" ? session.isAdmin : !session.isAdmin;
+    // The audit log is everyone's (an account sees its own records); alerts are an account's.
+    const audience = page === "audit" || !session.isAdmin;
     link.hidden = !(audience && paths.has(path));
   }
   try {
@@ -165,7 +166,6 @@ const ADMIN_PAGES = {
   prices: (container) => admin.renderPrices(container),
   groups: (container) => admin.renderGroups(container),
   keys: (container) => operatorKeys.render(container),
-  audit: (container, params) => extra.renderAudit(container, params, () => hideOptional("audit")),
 };
 
 async function renderPage(container, parts, params) {
@@ -176,6 +176,7 @@ async function renderPage(container, parts, params) {
     return ADMIN_PAGES[page](container, params);
   }
   if (page === "playground") return playground.render(container);
+  if (page === "audit") return extra.renderAudit(container, params, () => hideOptional("audit"));
   if (!ACCOUNT_PAGES.has(page)) return go(session.isAdmin ? "#/accounts" : "#/tokens");
   if (session.isAdmin) {
     container.append(await accounts.accountPicker(() => render()));

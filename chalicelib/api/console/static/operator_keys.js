@@ -15,6 +15,7 @@ export const SCOPES = [
   "config:write",
   "logs:read",
   "keys:admin",
+  "audit:read",
   "resets:run",
   "sweeper:run",
   "ledger:verify",
