@@ -88,10 +88,13 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/admin/accounts/{account_id}/credit", "POST"): Op(
         "Add balance to an account", "Account", request="CreditAccount"
     ),
+    ("/admin/accounts/{account_id}/credits", "GET"): Op(
+        "The account's credits, newest first, with their notes", "CreditList"
+    ),
     ("/admin/accounts/{account_id}/management-key", "POST"): Op(
         "Issue a new management key (shown once); the old one stops at once", "ManagementKey"
     ),
-    ("/account", "GET"): Op("Read the caller's account", "Account", errors=(404,)),
+    ("/account", "GET"): Op("Read the caller's account", "OwnAccount", errors=(404,)),
     ("/tokens", "POST"): Op(
         "Create API keys; the full keys appear in this response only",
         "TokensCreated",
@@ -211,12 +214,12 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/logs", "GET"): Op(
         "One line per relayed request, newest first",
         "LogList",
-        query=(*PAGE, "start", "end", "token_id", "model"),
+        query=(*PAGE, "start", "end", "token_id", "model", "status:log", "request_id"),
     ),
     ("/usage", "GET"): Op(
-        "Requests, tokens and cost per day, key or model",
+        "Requests, tokens and cost per day, key or model, with the filters of /logs",
         "UsageReport",
-        query=("start", "end", "group_by"),
+        query=("start", "end", "group_by", "token_id", "model", "status:log"),
     ),
     ("/audit", "GET"): Op(
         "Who changed what, newest first: every management action (a management key sees its "
@@ -267,6 +270,17 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "end": {"description": "Like start; default now.", "schema": {"type": "string"}},
     "token_id": {"description": "Only this key's requests.", "schema": {"type": "string"}},
     "model": {"description": "Only this model's requests.", "schema": {"type": "string"}},
+    "status:log": {
+        "description": "Only requests with this outcome.",
+        "schema": {
+            "type": "string",
+            "enum": ["ok", "upstream_error", "deadline_exceeded", "rejected"],
+        },
+    },
+    "request_id": {
+        "description": "Only the request with this id (still within the other filters).",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_\\-]{1,128}$"},
+    },
     "group_by": {"schema": {"type": "string", "enum": ["day", "token", "model"], "default": "day"}},
     "target_type": {
         "description": "Only records about this kind of target.",
@@ -283,7 +297,7 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
 }
 # The handlers read an empty value (?limit=) as an absent one; only a status filter must be real.
 for _name, _parameter in QUERY_PARAMETERS.items():
-    if _name != "status":
+    if _name not in ("status", "status:log"):
         _parameter["allowEmptyValue"] = True
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
@@ -427,6 +441,31 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "Document": {"type": "object", "required": ["openapi", "paths"]},
     "Account": _object(_ACCOUNT),
     "AccountList": _page("Account"),
+    "OwnAccount": _object(
+        {
+            **_ACCOUNT,
+            "group_models": {
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+                "description": "How many models the enabled channels of each group serve",
+            },
+        }
+    ),
+    "CreditList": _object(
+        {
+            "data": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "at": _TIME,
+                        "units": {"type": "integer"},
+                        "usd": _USD,
+                        "note": {"type": "string"},
+                    }
+                ),
+            }
+        }
+    ),
     "Token": _object(_TOKEN, "An API key; the secret itself is never listed."),
     "TokenWithKey": _object({**_TOKEN, "key": _KEY}, "An API key just created or regenerated."),
     "TokenList": _page("Token"),
@@ -797,7 +836,8 @@ def _operation(path: str, method: str, op: Op, route: Any, comps: _Components) -
         for name in route.view_args
     ]
     parameters += [
-        {"name": name, "in": "query", **QUERY_PARAMETERS[name]}
+        # "status:log" documents the parameter "status" with the schema of that variant.
+        {"name": name.split(":")[0], "in": "query", **QUERY_PARAMETERS[name]}
         for name in (*implicit_query, *op.query)
     ]
     success: dict[str, Any] = {"description": op.summary}

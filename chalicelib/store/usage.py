@@ -127,8 +127,9 @@ def list_for_account(
     end_ms: int,
     token_id: str | None = None,
     model: str | None = None,
+    status: str | None = None,
 ) -> Page:
-    """Newest first within [start_ms, end_ms), optionally for one key and/or one model."""
+    """Newest first within [start_ms, end_ms), optionally for one key, model and/or status."""
     start_key = decode_cursor(cursor, expected={"account_id": account_id})
     if start_key is not None and not is_listing_position(
         start_key, strings=("request_id", "account_id"), numbers=("created_ms",)
@@ -140,6 +141,9 @@ def list_for_account(
     if model:
         by_model = UsageRecord.model == model
         condition = by_model if condition is None else condition & by_model
+    if status:
+        by_status = UsageRecord.status == status
+        condition = by_status if condition is None else condition & by_status
     with translated():
         results = UsageRecord.by_account.query(
             account_id,
