@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -154,9 +155,12 @@ def credit(
     """
     if not tokens.plausible_id(account_id):
         raise NotFound("No account with this id.", param="id")
+    # ``now`` is whole seconds; the clock's milliseconds order two credits of the same second,
+    # so that "newest first" holds for an operator crediting twice in a row.
+    at_ms = int(now) * 1000 + time.time_ns() // 1_000_000 % 1000
     event = Event(
         f"account#{account_id}",
-        f"{int(now * 1000):013d}#{secrets.token_hex(4)}",
+        f"{at_ms:013d}#{secrets.token_hex(4)}",
         kind="credit",
         body={"units": units, "note": note},
     )
