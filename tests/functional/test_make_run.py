@@ -379,29 +379,6 @@ def test_thirty_two_concurrent_connections_are_all_served(running: Run) -> None:
     assert statuses == [200] * CONCURRENT
 
 
-def test_ctrl_c_stops_the_run_and_every_process_it_started() -> None:
-    # GIVEN a fresh make run, with DynamoDB and chalice local running below it
-    run = start_run(free_port())
-    try:
-        children = descendants(run.process.pid)
-        commands = " | ".join(command_line(pid) for pid in children)
-        assert "chalice" in commands and "local" in commands, commands
-        assert "DynamoDBLocal.jar" in commands or "moto.server" in commands, commands
-        base_url = run.value("Sluice is running at")
-
-        # WHEN it gets SIGINT, as from Ctrl-C
-        run.process.send_signal(signal.SIGINT)
-        code = run.process.wait(timeout=STOP_TIMEOUT)
-
-        # THEN it exits cleanly, nothing it started is left, and the port no longer answers
-        assert code == 0, run.text()
-        assert [pid for pid in children if not is_gone(pid)] == []
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{base_url}/health", timeout=2.0)
-    finally:
-        stop_run(run)
-
-
 @pytest.mark.skipif(
     shutil.which("java") is None or find_jar() is None,
     reason="persistence needs DynamoDB Local (moto's server keeps nothing)",
@@ -453,7 +430,7 @@ def test_persist_reuses_the_demo_account_and_issues_a_fresh_working_key(tmp_path
 
 
 def test_a_tenant_gets_only_the_groups_the_operator_grants(running: Run) -> None:
-    # Last in this module: it adds a key and moves the demo channel to another group.
+    # Near the end of this module: it adds a key and moves the demo channel to another group.
     base_url = running.value("Sluice is running at")
     mk = running.value("demo management key (mk):")
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -494,3 +471,23 @@ def test_a_tenant_gets_only_the_groups_the_operator_grants(running: Run) -> None
     assert httpx.patch(f"{base_url}/admin/accounts/{account_id}", headers=admin, json=revoke)
     refused = httpx.post(f"{base_url}/v1/chat/completions", headers=key, json=chat, timeout=30)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "group_not_allowed"
+
+
+def test_ctrl_c_stops_the_run_and_every_process_it_started(running: Run) -> None:
+    # Last in this module: it stops the module's make run (the fixture then finds it gone).
+    # GIVEN make run, with DynamoDB and chalice local running below it
+    children = descendants(running.process.pid)
+    commands = " | ".join(command_line(pid) for pid in children)
+    assert "chalice" in commands and "local" in commands, commands
+    assert "DynamoDBLocal.jar" in commands or "moto.server" in commands, commands
+    base_url = running.value("Sluice is running at")
+
+    # WHEN it gets SIGINT, as from Ctrl-C
+    running.process.send_signal(signal.SIGINT)
+    code = running.process.wait(timeout=STOP_TIMEOUT)
+
+    # THEN it exits cleanly, nothing it started is left, and the port no longer answers
+    assert code == 0, running.text()
+    assert [pid for pid in children if not is_gone(pid)] == []
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base_url}/health", timeout=2.0)
