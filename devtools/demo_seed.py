@@ -14,7 +14,15 @@ from chalicelib.core.pricing import ModelPrice
 from chalicelib.store import config as config_store
 
 DEMO_CHANNEL_ID = "demo"
-DEMO_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "demo-flat", "demo-slow")
+DEMO_MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "text-embedding-3-small",
+    "demo-flat",
+    "demo-slow",
+    # The Responses API (cached input priced apart), legacy completions, moderations.
+    *("gpt-4.1-mini", "gpt-3.5-turbo-instruct", "omni-moderation-latest"),
+)
 DEMO_PRICES = {
     "gpt-4o-mini": ModelPrice(
         input_usd_per_mtok=Decimal("0.15"), output_usd_per_mtok=Decimal("0.60")
@@ -28,6 +36,15 @@ DEMO_PRICES = {
     "demo-slow": ModelPrice(
         input_usd_per_mtok=Decimal("0.15"), output_usd_per_mtok=Decimal("0.60")
     ),
+    "gpt-4.1-mini": ModelPrice(
+        input_usd_per_mtok=Decimal("0.40"),
+        cached_input_usd_per_mtok=Decimal("0.10"),
+        output_usd_per_mtok=Decimal("1.60"),
+    ),
+    "gpt-3.5-turbo-instruct": ModelPrice(
+        input_usd_per_mtok=Decimal("1.50"), output_usd_per_mtok=Decimal("2.00")
+    ),
+    "omni-moderation-latest": ModelPrice(usd_per_request=Decimal("0.0002")),
 }
 
 

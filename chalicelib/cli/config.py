@@ -148,24 +148,38 @@ def delete_channel(channel_id: str) -> None:
 # Model prices -----------------------------------------------------------------------------------
 @click.group("models")
 def models() -> None:
-    """Model prices in US$ (per million tokens, or per request)."""
+    """Model prices in US$ (per million tokens, per request, image, character, minute, second)."""
     logs_to_stderr()
 
 
 @models.command("set")
 @click.argument("model")
-@click.option("--input", "input_usd", default=None, help="US$ per million prompt tokens.")
-@click.option("--output", "output_usd", default=None, help="US$ per million output tokens.")
-@click.option("--per-request", "per_request_usd", default=None, help="Flat US$ per request.")
-def set_price(
-    model: str, input_usd: str | None, output_usd: str | None, per_request_usd: str | None
-) -> None:
-    """Set MODEL's price: --input and --output, or --per-request."""
-    fields = {
-        "input_usd_per_mtok": input_usd,
-        "output_usd_per_mtok": output_usd,
-        "usd_per_request": per_request_usd,
-    }
+@click.option("--input", "input_usd_per_mtok", default=None, help="US$ per million prompt tokens.")
+@click.option(
+    "--output", "output_usd_per_mtok", default=None, help="US$ per million output tokens."
+)
+@click.option(
+    "--cached-input",
+    "cached_input_usd_per_mtok",
+    default=None,
+    help="US$ per million cached prompt tokens (default: the input price).",
+)
+@click.option("--per-request", "usd_per_request", default=None, help="Flat US$ per request.")
+@click.option("--per-image", "usd_per_image", default=None, help="US$ per image.")
+@click.option(
+    "--per-mchar",
+    "usd_per_mchar",
+    default=None,
+    help="US$ per million characters of speech input.",
+)
+@click.option(
+    "--per-minute", "usd_per_minute", default=None, help="US$ per minute of transcribed audio."
+)
+@click.option(
+    "--per-second", "usd_per_second", default=None, help="US$ per second of generated video."
+)
+def set_price(model: str, **fields: str | None) -> None:
+    """Set MODEL's price: any combination of the options, at least one."""
     given = {name: value for name, value in fields.items() if value is not None}
     with _use_cases() as admin:
         _echo(admin.set_price(model, _body("SetPrice", given), _now()))
@@ -201,6 +215,15 @@ def set_group_ratio(group: str, ratio: str) -> None:
     """Multiply prices for keys of GROUP by RATIO (a decimal such as 1.5)."""
     with _use_cases() as admin:
         _echo(admin.set_group_ratio(group, _body("SetGroupRatio", {"ratio": ratio}), _now()))
+
+
+@groups.command("auto")
+@click.argument("order", nargs=-1, required=True)
+def set_auto_order(order: tuple[str, ...]) -> None:
+    """Keys of the group 'auto' use, per call, the first group of ORDER that their account is
+    granted and that serves the model (e.g. `sluice groups auto default vip`)."""
+    with _use_cases() as admin:
+        _echo(admin.set_auto_order(_body("SetAutoOrder", {"order": list(order)}), _now()))
 
 
 @groups.command("list")

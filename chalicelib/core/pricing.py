@@ -52,39 +52,113 @@ def ceil_units(usd: Decimal) -> int:
     return int((usd * UNITS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
 
 
+# Every way a provider bills, as ``PUT /admin/models/{model}`` names it. A model may combine them,
+# as providers do (an image model billed per image and by tokens; a call with a flat fee on top).
+TOKEN_FIELDS = ("input_usd_per_mtok", "output_usd_per_mtok", "cached_input_usd_per_mtok")
+PRICE_FIELDS = (
+    *TOKEN_FIELDS,
+    "usd_per_request",
+    "usd_per_image",
+    "usd_per_mchar",
+    "usd_per_minute",
+    "usd_per_second",
+)
+MCHAR = 1_000_000
+SECONDS_PER_MINUTE = 60
+
+
 @dataclass(frozen=True)
 class ModelPrice:
-    """Either per-token (input/output per million tokens) or a flat price per request."""
+    """A model's prices in US$; a field left None is not billed.
+
+    ``cached_input_usd_per_mtok`` prices the cached part of the prompt (providers report it as a
+    subset of the prompt tokens); unset, cached tokens cost the input price.
+    """
 
     input_usd_per_mtok: Decimal | None = None
     output_usd_per_mtok: Decimal | None = None
+    cached_input_usd_per_mtok: Decimal | None = None
     usd_per_request: Decimal | None = None
+    usd_per_image: Decimal | None = None
+    usd_per_mchar: Decimal | None = None
+    usd_per_minute: Decimal | None = None
+    usd_per_second: Decimal | None = None
 
     @property
     def is_flat(self) -> bool:
-        return self.usd_per_request is not None
+        """No part of the price depends on tokens: the output cap cannot change the cost."""
+        return all(getattr(self, name) is None for name in TOKEN_FIELDS)
 
     def to_json(self) -> dict[str, str]:
-        if self.is_flat:
-            return {"usd_per_request": str(self.usd_per_request)}
         return {
-            "input_usd_per_mtok": str(self.input_usd_per_mtok or 0),
-            "output_usd_per_mtok": str(self.output_usd_per_mtok or 0),
+            name: str(value) for name in PRICE_FIELDS if (value := getattr(self, name)) is not None
         }
+
+    @classmethod
+    def from_json(cls, body: dict[str, object]) -> ModelPrice:
+        """The stored form back (decimal strings written by ``to_json``); unknown keys ignored."""
+        return cls(
+            **{
+                name: Decimal(str(body[name]))
+                for name in PRICE_FIELDS
+                if body.get(name) is not None
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Metered:
+    """What one call consumed, in each billed dimension (``input_tokens`` includes the cached)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    requests: int = 1
+    images: int = 0
+    characters: int = 0
+    audio_seconds: Decimal = Decimal(0)
+    video_seconds: Decimal = Decimal(0)
+
+
+def _rate(value: Decimal | None) -> Decimal:
+    return value if value is not None else Decimal(0)
+
+
+def price_usd(price: ModelPrice, used: Metered) -> Decimal:
+    """The exact US$ of one call, before the group ratio and rounding."""
+    cached = min(max(used.cached_input_tokens, 0), used.input_tokens)
+    cached_rate = (
+        price.cached_input_usd_per_mtok
+        if price.cached_input_usd_per_mtok is not None
+        else price.input_usd_per_mtok
+    )
+    tokens = (
+        Decimal(used.input_tokens - cached) * _rate(price.input_usd_per_mtok)
+        + Decimal(cached) * _rate(cached_rate)
+        + Decimal(used.output_tokens) * _rate(price.output_usd_per_mtok)
+    ) / MTOK
+    return (
+        tokens
+        + used.requests * _rate(price.usd_per_request)
+        + used.images * _rate(price.usd_per_image)
+        + Decimal(used.characters) * _rate(price.usd_per_mchar) / MCHAR
+        + used.audio_seconds * _rate(price.usd_per_minute) / SECONDS_PER_MINUTE
+        + used.video_seconds * _rate(price.usd_per_second)
+    )
+
+
+def metered_cost_units(price: ModelPrice, used: Metered, ratio: Decimal = Decimal(1)) -> int:
+    """ceil(USD x 500,000 x group ratio) for one call, whatever it consumed."""
+    return ceil_units(price_usd(price, used) * ratio)
 
 
 def cost_units(
     price: ModelPrice, prompt_tokens: int, completion_tokens: int, ratio: Decimal = Decimal(1)
 ) -> int:
-    """ceil(USD x 500,000 x group ratio) for one call."""
-    if price.is_flat:
-        usd = price.usd_per_request or Decimal(0)
-    else:
-        usd = (
-            Decimal(prompt_tokens) * (price.input_usd_per_mtok or 0)
-            + Decimal(completion_tokens) * (price.output_usd_per_mtok or 0)
-        ) / MTOK
-    return ceil_units(usd * ratio)
+    """ceil(USD x 500,000 x group ratio) for one call billed by its tokens (and per request)."""
+    return metered_cost_units(
+        price, Metered(input_tokens=prompt_tokens, output_tokens=completion_tokens), ratio
+    )
 
 
 def max_affordable_output(
@@ -99,10 +173,9 @@ def max_affordable_output(
     per_output = (price.output_usd_per_mtok or Decimal(0)) * ratio * UNITS_PER_USD / MTOK
     if per_output <= 0:
         return 2**31 - 1
-    # The prompt's exact cost, not rounded up on its own: only the total is rounded.
-    prompt_cost = (
-        Decimal(prompt_tokens) * (price.input_usd_per_mtok or 0) * ratio * UNITS_PER_USD / MTOK
-    )
+    # The prompt's (and any per-request fee's) exact cost, not rounded up on its own: only the
+    # total is rounded.
+    prompt_cost = price_usd(price, Metered(input_tokens=prompt_tokens)) * ratio * UNITS_PER_USD
     left = Decimal(budget_units) - prompt_cost
     if left <= 0:
         return 0

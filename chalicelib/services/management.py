@@ -7,18 +7,21 @@ of another account is reported exactly like a missing one.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from chalicelib.core import audit, keys, views
 from chalicelib.core import calendar as resets
-from chalicelib.core import keys, views
 from chalicelib.core.errors import InvalidRequest
-from chalicelib.core.pricing import MoneyError, usd_to_units
+from chalicelib.core.groups import AUTO_GROUP, may_use_auto
+from chalicelib.core.pricing import MoneyError, units_to_usd, usd_to_units
 from chalicelib.core.quota import group_refusal
 from chalicelib.core.records import DEFAULT_GROUP, NEVER, AccountRecord, Page, TokenRecord
 from chalicelib.services import resets as jobs
 from chalicelib.services import schemas
 from chalicelib.store import accounts as account_store
+from chalicelib.store import config as config_store
 from chalicelib.store import tokens as token_store
 
 DEFAULT_LIST_LIMIT = 20
@@ -67,7 +70,9 @@ def create_account(body: schemas.CreateAccount, now: int) -> dict[str, Any]:
     )
     # The default key uses the first granted group, so it works from the start.
     token, key = _new_token(account_id, now, name="default", group=account.groups[0])
-    account_store.create(account, token)
+    changes = audit.created({**audit.account_fields(account), "default_token_id": token.id})
+    entry = audit.entry("account.create", account_id, changes, account_id=account_id)
+    account_store.create(account, token, audit=entry)
     return {
         "account": views.account_json(account),
         "management_key": management_key,
@@ -80,7 +85,31 @@ def list_accounts(limit: int, cursor: str | None) -> dict[str, Any]:
 
 
 def get_account(account_id: str) -> dict[str, Any]:
-    return views.account_json(account_store.require(account_id))
+    """The account, with how many models each of its groups serves (the console's group picker)."""
+    from chalicelib.core.channels import models_for_group
+    from chalicelib.store import config as config_store
+
+    account = account_store.require(account_id)
+    channels = config_store.channels()
+    served = {group: len(models_for_group(channels, group)) for group in account.groups}
+    return {**views.account_json(account), "group_models": served}
+
+
+def credits(account_id: str) -> dict[str, Any]:
+    """The account's credits, newest first, with the note the operator wrote for each."""
+    account_store.require(account_id)
+    return {
+        "data": [
+            {
+                "at": views.iso(event["at"]),
+                "units": int(event["units"]),
+                "usd": units_to_usd(int(event["units"])),
+                "note": event.get("note", ""),
+            }
+            for event in account_store.events(account_id)
+            if event["kind"] == "credit"
+        ]
+    }
 
 
 def _refuse_nulls(body: schemas.Body, *names: str) -> None:
@@ -93,7 +122,18 @@ def _refuse_nulls(body: schemas.Body, *names: str) -> None:
 def patch_account(account_id: str, body: schemas.PatchAccount) -> dict[str, Any]:
     _refuse_nulls(body, "name", "status", "groups")
     groups = tuple(body.groups) if body.groups is not None else None
-    updated = account_store.update(account_id, name=body.name, status=body.status, groups=groups)
+    current = account_store.require(account_id)
+    after = replace(
+        current,
+        name=current.name if body.name is None else body.name,
+        status=current.status if body.status is None else body.status,
+        groups=current.groups if groups is None else groups,
+    )
+    changes = audit.diff(audit.account_fields(current), audit.account_fields(after))
+    entry = audit.entry("account.update", account_id, changes, account_id=account_id)
+    updated = account_store.update(
+        account_id, name=body.name, status=body.status, groups=groups, audit=entry
+    )
     return views.account_json(updated)
 
 
@@ -101,7 +141,11 @@ def regenerate_management_key(account_id: str) -> dict[str, Any]:
     """A new ``mk-`` key for the account, shown once; the old one stops working at once."""
     account_store.require(account_id)
     management_key = keys.new_key(keys.MANAGEMENT_PREFIX, account_id)
-    account = account_store.set_management_key_hash(account_id, keys.hash_key(management_key))
+    changes = {"management_key": audit.secret(True, True)}
+    entry = audit.entry("account.rotate_key", account_id, changes, account_id=account_id)
+    account = account_store.set_management_key_hash(
+        account_id, keys.hash_key(management_key), audit=entry
+    )
     return {"account": views.account_json(account), "management_key": management_key}
 
 
@@ -111,7 +155,9 @@ def credit_account(account_id: str, body: schemas.CreditAccount, now: int) -> di
         param = "quota_usd" if body.quota_usd is not None else "quota_units"
         raise InvalidRequest("The credit must be at least one unit.", param=param)
     account_store.require(account_id)
-    return views.account_json(account_store.credit(account_id, units, body.note, now))
+    changes = audit.created({"credited_units": units, "note": body.note or None})
+    entry = audit.entry("account.credit", account_id, changes, account_id=account_id)
+    return views.account_json(account_store.credit(account_id, units, body.note, now, audit=entry))
 
 
 # Tokens ---------------------------------------------------------------------------------------
@@ -177,10 +223,26 @@ def checked_expiry(expires_at: datetime, now: int) -> int:
 
 
 def _granted_group(account: AccountRecord, group: str) -> str:
-    """``group`` if the operator granted it to the account; 403 otherwise (nothing written)."""
+    """``group`` if the operator granted it to the account; 403 otherwise (nothing written).
+
+    ``auto`` counts as granted when the account is granted ``auto`` or any group of the auto
+    order (``core.groups``): each call then only ever picks among the account's own groups.
+    """
+    if group == AUTO_GROUP and may_use_auto(account.groups, config_store.load_auto_order()):
+        return group
     if group not in account.groups:
         raise group_refusal(group)
     return group
+
+
+def _batch_names(name: str, count: int) -> list[str]:
+    """A batch's keys are told apart by name: "ci-1", "ci-2", ...; a single key keeps its name.
+
+    The base is shortened when needed so every name stays within the 64 characters a name may have.
+    """
+    if count == 1:
+        return [name]
+    return [f"{name[: 63 - len(str(n))]}-{n}" for n in range(1, count + 1)]
 
 
 def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict[str, Any]:
@@ -188,11 +250,12 @@ def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict
     expires_at = _expiry(body, now)
     group = _granted_group(account, body.group or account.groups[0])
     quota = _units(body.quota_units, body.quota_usd)
+    names = _batch_names(body.name, body.count)
     created = [
         _new_token(
             account_id,
             now,
-            name=body.name,
+            name=name,
             expires_at=expires_at or NEVER,
             quota_units=quota,
             reset_period=body.reset_period or "never",
@@ -203,9 +266,19 @@ def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict
             tpm_limit=body.tpm_limit,
             max_concurrency=body.max_concurrency,
         )
-        for _ in range(body.count)
+        for name in names
     ]
-    token_store.create_many([record for record, _ in created])
+    records = [record for record, _ in created]
+    entries = [
+        audit.entry(
+            "token.create",
+            record.id,
+            audit.created(audit.token_fields(record)),
+            account_id=account_id,
+        )
+        for record in records
+    ]
+    token_store.create_many(records, audits=entries)
     return {"data": [views.token_json(record, now, key=key) for record, key in created]}
 
 
@@ -254,16 +327,34 @@ def patch_token(
         current = jobs.reset_if_due(current, now) or current
         changes["reset_period"] = body.reset_period
         changes["next_reset_at"] = resets.next_boundary(body.reset_period or "never", now)
-    updated = token_store.update(current, token_store.TokenChanges(**changes))
+    entry = audit.entry(
+        "token.update", current.id, _token_diff(current, changes), account_id=account_id
+    )
+    updated = token_store.update(current, token_store.TokenChanges(**changes), audit=entry)
     return views.token_json(updated, now)
 
 
+def _token_diff(current: TokenRecord, changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The audit's old -> new for a PATCH's ``changes`` (a quota of None: unlimited)."""
+    fields = {k: v for k, v in changes.items() if k in TokenRecord.__dataclass_fields__}
+    if "quota_units" in changes:
+        fields["unlimited"] = changes["quota_units"] is None
+        fields["quota_units"] = changes["quota_units"] or 0
+    after = replace(current, **fields)
+    return audit.diff(audit.token_fields(current), audit.token_fields(after))
+
+
 def delete_token(account_id: str, token_id: str) -> None:
-    token_store.delete(token_id, account_id)
+    current = token_store.get_owned(token_id, account_id)
+    changes = audit.removed(audit.token_fields(current))
+    entry = audit.entry("token.delete", token_id, changes, account_id=account_id)
+    token_store.delete(token_id, account_id, audit=entry)
 
 
 def regenerate_token(account_id: str, token_id: str, now: int) -> dict[str, Any]:
     current = token_store.get_owned(token_id, account_id)
     key = keys.new_key(keys.TOKEN_PREFIX, current.id)
-    updated = token_store.regenerate(current, keys.hash_key(key), keys.preview(key))
+    changes = {"key": audit.secret(True, True)}
+    entry = audit.entry("token.regenerate", current.id, changes, account_id=account_id)
+    updated = token_store.regenerate(current, keys.hash_key(key), keys.preview(key), audit=entry)
     return views.token_json(updated, now, key=key)

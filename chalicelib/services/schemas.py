@@ -25,6 +25,7 @@ from pydantic import (
 
 from chalicelib.core import limits, payloads, text
 from chalicelib.core.errors import InvalidRequest
+from chalicelib.core.pricing import PRICE_FIELDS
 from chalicelib.core.scopes import SCOPES
 
 
@@ -202,28 +203,41 @@ class PatchToken(TokenFields):
 
 
 class SetPrice(Body):
+    """Any combination of the price fields (``core.pricing.PRICE_FIELDS``), at least one."""
+
     input_usd_per_mtok: UsdString | None = None
     output_usd_per_mtok: UsdString | None = None
+    cached_input_usd_per_mtok: UsdString | None = None
     usd_per_request: UsdString | None = None
+    usd_per_image: UsdString | None = None
+    usd_per_mchar: UsdString | None = None
+    usd_per_minute: UsdString | None = None
+    usd_per_second: UsdString | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _one_kind(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            flat = values.get("usd_per_request") is not None
-            per_token = any(
-                values.get(k) is not None for k in ("input_usd_per_mtok", "output_usd_per_mtok")
+    def _some_price(cls, values: Any) -> Any:
+        if isinstance(values, dict) and all(values.get(k) is None for k in PRICE_FIELDS):
+            raise FieldError(
+                "input_usd_per_mtok", "give at least one price field: " + ", ".join(PRICE_FIELDS)
             )
-            if flat == per_token:
-                raise FieldError(
-                    "usd_per_request",
-                    "give usd_per_request, or input_usd_per_mtok and output_usd_per_mtok",
-                )
         return values
 
 
 class SetGroupRatio(Body):
     ratio: UsdString
+
+
+def _no_auto_in_order(values: list[str]) -> list[str]:
+    if "auto" in values:
+        raise ValueError("must name real groups, not 'auto' itself")
+    return values
+
+
+class SetAutoOrder(Body):
+    """``PUT /admin/groups/auto``: the groups ``auto`` keys try, first one first."""
+
+    order: Annotated[Groups, AfterValidator(_no_auto_in_order)]
 
 
 def _known_scope(value: str) -> str:

@@ -221,9 +221,31 @@ class UsageRecord(Model):
     usage_estimated = BooleanAttribute(default=False)
     detail = UnicodeAttribute(null=True)
     content = UnicodeAttribute(null=True)
+    group = UnicodeAttribute(null=True)
     expire_at = TTLAttribute(null=True)
 
     by_account = UsageByAccount()
+
+
+class OwnedRecord(Model):
+    """Which account and channel own an object a provider keeps (a stored response, a video
+    job), so later calls on its id reach that channel and nobody else's key sees it.
+
+    Kept in the usage table (``configure`` points it there): one small item per object, written
+    once per call like a usage record and expired by the same TTL. Its key, ``<kind>#<object
+    id>``, never collides with a request id (``req_...``), and it carries no ``account_id``, so
+    the ``usage_by_account`` index (and every report built on it) never sees it.
+    """
+
+    class Meta(_Meta):
+        table_name = "sluice-dev-usage"
+
+    key = UnicodeAttribute(hash_key=True, attr_name="request_id")
+    owner_account = UnicodeAttribute()
+    owner_channel = UnicodeAttribute()
+    created_at = NumberAttribute()
+    tokens = NumberAttribute(default=0)
+    expire_at = TTLAttribute(null=True)
 
 
 # Configuration: channels, model prices, group ratios -------------------------------------------
@@ -256,12 +278,60 @@ class Event(Model):
     expire_at = TTLAttribute(null=True)
 
 
+# Audit trail: one item per management action, written in the change's own transaction -------
+class AuditByAccount(GlobalSecondaryIndex["AuditRecord"]):
+    """Sparse: one account's records (its keys and itself), newest first."""
+
+    class Meta:
+        index_name = "audit_by_account"
+        projection = AllProjection()
+
+    account_id = UnicodeAttribute(hash_key=True)
+    at_id = UnicodeAttribute(range_key=True)
+
+
+class AuditByTarget(GlobalSecondaryIndex["AuditRecord"]):
+    """One target's records (``<target_type>#<target_id>``), newest first."""
+
+    class Meta:
+        index_name = "audit_by_target"
+        projection = AllProjection()
+
+    target = UnicodeAttribute(hash_key=True)
+    at_id = UnicodeAttribute(range_key=True)
+
+
+class AuditRecord(Model):
+    """Partitioned by UTC month (``bucket`` = "2026-12"), so "every record, newest first" is a
+    Query per month walked backwards, never a Scan; see chalicelib/store/audit.py."""
+
+    class Meta(_Meta):
+        table_name = "sluice-dev-audit"
+
+    bucket = UnicodeAttribute(hash_key=True)
+    at_id = UnicodeAttribute(range_key=True)  # "<epoch ms, 13 digits>#<random>"
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target_type = UnicodeAttribute()
+    target_id = UnicodeAttribute()
+    target = UnicodeAttribute()
+    account_id = UnicodeAttribute(null=True)
+    changes = UnicodeAttribute(default="{}")  # JSON: {field: {"old": ..., "new": ...}}
+    source_ip = UnicodeAttribute(default="")
+    request_id = UnicodeAttribute(default="")
+    expire_at = TTLAttribute(null=True)
+
+    by_account = AuditByAccount()
+    by_target = AuditByTarget()
+
+
 TABLES: dict[str, type[Model]] = {
     "accounts": Account,
     "tokens": Token,
     "usage": UsageRecord,
     "config": ConfigItem,
     "events": Event,
+    "audit": AuditRecord,
 }
 
 
@@ -286,6 +356,13 @@ def configure(settings: Settings) -> None:
             if table_name not in shared._tables:
                 shared.add_meta_table(table_connection.connection.get_meta_table(table_name))
             table_connection.connection = shared
+    # Not a table of its own: it lives in the usage table (see its docstring).
+    OwnedRecord.Meta.table_name = UsageRecord.Meta.table_name
+    OwnedRecord.Meta.region = settings.region
+    OwnedRecord.Meta.host = settings.dynamodb_endpoint
+    OwnedRecord._connection = None
+    if shared is not None:
+        OwnedRecord._get_connection().connection = shared
 
 
 def create_tables(wait: bool = True) -> list[str]:

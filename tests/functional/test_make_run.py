@@ -243,6 +243,64 @@ def test_the_printed_chat_curl_and_the_openai_sdk_get_answers_that_are_logged(
     assert key["used_units"] == sum(costs)
 
 
+def test_the_openai_sdk_and_agent_frameworks_use_responses_and_completions(
+    running: Run,
+) -> None:
+    import asyncio
+
+    import agents
+    import openai
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIResponsesModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    # GIVEN the running stack, and clients that know only its base URL and the demo key
+    base_url = f"{running.value('Sluice is running at')}/v1"
+    sk = running.value("demo API key (sk):")
+    client = openai.OpenAI(base_url=base_url, api_key=sk, max_retries=0, timeout=30)
+
+    # WHEN the official SDK creates a response, streams one, continues and reads it back
+    first = client.responses.create(model="gpt-4.1-mini", input="Hello!")
+    with client.responses.stream(model="gpt-4.1-mini", input="Stream it") as stream:
+        deltas = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    follow = client.responses.create(
+        model="gpt-4.1-mini", input="Again", previous_response_id=first.id
+    )
+    read = client.responses.retrieve(first.id)
+    legacy = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi")
+    legacy_streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model="gpt-3.5-turbo-instruct", prompt="Say hi", stream=True
+        )
+        if c.choices
+    )
+
+    # THEN each is answered, with the usage it was charged by
+    assert first.output_text.endswith("Hello!") and first.usage is not None
+    assert deltas.endswith("Stream it") and final.usage is not None
+    assert follow.usage is not None and follow.usage.input_tokens_details.cached_tokens > 0
+    assert read.id == first.id
+    assert legacy.choices[0].text and legacy_streamed == legacy.choices[0].text
+
+    # AND OpenAI's Agents SDK (its default Responses model) works with the same two settings
+    agents.set_tracing_disabled(True)  # its traces would go to api.openai.com
+    agents.set_default_openai_client(
+        openai.AsyncOpenAI(base_url=base_url, api_key=sk, max_retries=0), use_for_tracing=False
+    )
+    agent = agents.Agent(name="demo", instructions="Be brief.", model="gpt-4.1-mini")
+    result = asyncio.run(agents.Runner.run(agent, "Hello agent"))
+    assert str(result.final_output).endswith("Hello agent")
+
+    # AND so does Pydantic AI's OpenAIResponsesModel
+    model = OpenAIResponsesModel(
+        "gpt-4.1-mini", provider=OpenAIProvider(base_url=base_url, api_key=sk)
+    )
+    answered = Agent(model).run_sync("Hello pydantic")
+    assert answered.output.endswith("Hello pydantic")
+
+
 def test_the_printed_streaming_curl_streams_the_slow_demo_model_word_by_word(
     running: Run,
 ) -> None:
@@ -427,6 +485,64 @@ def test_persist_reuses_the_demo_account_and_issues_a_fresh_working_key(tmp_path
     assert old_management.status_code == 401
     assert via_banner.status_code == 200, via_banner.text
     assert via_banner.json()["id"] == first_keys[0]
+
+
+def test_the_audit_log_shows_a_keys_life_and_an_operator_key_by_its_id(running: Run) -> None:
+    from chalicelib.core import keys
+
+    # GIVEN the demo account's management key, and an operator key that may edit accounts
+    base_url = running.value("Sluice is running at")
+    mk = running.value("demo management key (mk):")
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    tenant = {"Authorization": f"Bearer {mk}"}
+    account_id = httpx.get(f"{base_url}/account", headers=tenant, timeout=30).json()["id"]
+    body = {"name": "auditor", "scopes": ["accounts:write", "audit:read"]}
+    ops = httpx.post(f"{base_url}/admin/keys", headers=admin, json=body, timeout=30).json()
+
+    # WHEN the tenant creates a key, disables it and deletes it, and the operator key makes one
+    made = httpx.post(f"{base_url}/tokens", headers=tenant, json={"name": "au"}, timeout=30)
+    token = made.json()["data"][0]
+    path = f"{base_url}/tokens/{token['id']}"
+    disabled = httpx.patch(path, headers=tenant, json={"status": "disabled"}, timeout=30)
+    deleted = httpx.delete(path, headers=tenant, timeout=30)
+    by_ops = httpx.post(
+        f"{base_url}/tokens",
+        params={"account_id": account_id},
+        headers={"Authorization": f"Bearer {ops['key']}"},
+        json={"name": "by-ops"},
+        timeout=30,
+    )
+    assert (made.status_code, disabled.status_code, deleted.status_code) == (201, 200, 204)
+    assert by_ops.status_code == 201, by_ops.text
+    ops_token = by_ops.json()["data"][0]
+    trail = httpx.get(
+        f"{base_url}/audit",
+        params={"target_type": "token", "target_id": token["id"]},
+        headers=tenant,
+        timeout=30,
+    )
+    ops_trail = httpx.get(
+        f"{base_url}/audit",
+        params={"target_type": "token", "target_id": ops_token["id"]},
+        headers={"Authorization": f"Bearer {ops['key']}"},
+        timeout=30,
+    )
+
+    # THEN the key's trail is create -> disable -> delete, by the account, with no secret
+    assert trail.status_code == 200, trail.text
+    records = trail.json()["data"]
+    assert [r["action"] for r in records] == ["token.delete", "token.update", "token.create"]
+    assert {r["actor"] for r in records} == {account_id}
+    assert records[1]["changes"] == {"status": {"old": "enabled", "new": "disabled"}}
+    assert all(r["source_ip"] == "127.0.0.1" and r["request_id"] for r in records)
+    for secret in (token["key"], mk):
+        assert secret not in trail.text and keys.hash_key(secret) not in trail.text
+    # AND the operator key's creation names it by its id
+    assert ops_trail.status_code == 200, ops_trail.text
+    assert [(r["action"], r["actor"]) for r in ops_trail.json()["data"]] == [
+        ("token.create", f"ops:{ops['id']}")
+    ]
+    assert ops["key"] not in ops_trail.text
 
 
 def test_a_tenant_gets_only_the_groups_the_operator_grants(running: Run) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from chalicelib.core.pricing import ModelPrice
 from chalicelib.store import config as config_store
 from chalicelib.store.models import ConfigItem
 
@@ -179,12 +181,13 @@ def test_prices_are_set_listed_and_deleted(config_api: Any) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {"input_usd_per_mtok": "0.15", "usd_per_request": "0.01"},
         {},
         {"usd_per_request": "-1"},
         {"usd_per_request": 0.002},
+        {"usd_per_image": "abc"},
+        {"usd_per_pixel": "0.01"},
     ],
-    ids=["both-kinds", "empty", "negative", "float"],
+    ids=["empty", "negative", "float", "not-decimal", "unknown-field"],
 )
 def test_invalid_price_is_400_and_stores_nothing(body: dict[str, Any], config_api: Any) -> None:
     # GIVEN an invalid price body  WHEN put  THEN 400 and nothing stored
@@ -192,6 +195,30 @@ def test_invalid_price_is_400_and_stores_nothing(body: dict[str, Any], config_ap
     assert status == 400, answer
     assert answer["error"]["param"] is not None
     assert config_store.price("gpt-4o") is None
+
+
+def test_price_fields_combine_and_read_back_exactly(config_api: Any) -> None:
+    # GIVEN an image model billed per image and by tokens, with a cached-input price
+    body = {
+        "input_usd_per_mtok": "5",
+        "cached_input_usd_per_mtok": "1.25",
+        "usd_per_image": "0.04",
+        "usd_per_request": "0.001",
+    }
+    # WHEN put  THEN it answers and stores exactly those fields (output defaults to free)
+    status, answer = config_api.call("PUT", "/admin/models/gpt-image-1", body)
+    assert status == 200, answer
+    assert answer == {"model": "gpt-image-1", "output_usd_per_mtok": "0", **body}
+    assert config_store.price("gpt-image-1") == ModelPrice(
+        input_usd_per_mtok=Decimal("5"),
+        output_usd_per_mtok=Decimal("0"),
+        cached_input_usd_per_mtok=Decimal("1.25"),
+        usd_per_image=Decimal("0.04"),
+        usd_per_request=Decimal("0.001"),
+    )
+    # AND a speech model's per-character price alone is a valid price
+    status, answer = config_api.call("PUT", "/admin/models/tts-1", {"usd_per_mchar": "15"})
+    assert (status, answer) == (200, {"model": "tts-1", "usd_per_mchar": "15"})
 
 
 def test_group_ratio_is_set_and_listed(config_api: Any) -> None:

@@ -8,11 +8,16 @@ from decimal import Decimal
 import pytest
 
 from chalicelib.core.pricing import (
+    PRICE_FIELDS,
     UNITS_PER_USD,
+    Metered,
     ModelPrice,
     MoneyError,
+    ceil_units,
     cost_units,
     max_affordable_output,
+    metered_cost_units,
+    price_usd,
     units_to_usd,
     usd_to_units,
 )
@@ -125,7 +130,84 @@ def test_many_small_calls_never_cost_less_than_one_big_call() -> None:
 def test_price_json_shows_one_kind() -> None:
     assert FLAT.to_json() == {"usd_per_request": "0.04"}
     assert GPT.to_json() == {"input_usd_per_mtok": "2.50", "output_usd_per_mtok": "10"}
-    assert ModelPrice().to_json() == {"input_usd_per_mtok": "0", "output_usd_per_mtok": "0"}
+    assert ModelPrice().to_json() == {}
+
+
+def test_price_json_round_trips_every_field() -> None:
+    every = ModelPrice(
+        **{name: Decimal(f"0.{i + 1}") for i, name in enumerate(PRICE_FIELDS)}  # type: ignore[arg-type]
+    )
+    assert ModelPrice.from_json(every.to_json()) == every
+    assert ModelPrice.from_json({"usd_per_image": "0.04", "legacy": "x"}) == ModelPrice(
+        usd_per_image=Decimal("0.04")
+    )
+
+
+# --- metered costs: every billed dimension --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("price", "used", "usd"),
+    [
+        # cached prompt tokens are a subset of the prompt, at their own price
+        (
+            ModelPrice(
+                input_usd_per_mtok=Decimal("2"),
+                cached_input_usd_per_mtok=Decimal("0.5"),
+                output_usd_per_mtok=Decimal("8"),
+            ),
+            Metered(input_tokens=1_000_000, cached_input_tokens=400_000, output_tokens=500_000),
+            Decimal("1.2") + Decimal("0.2") + Decimal("4"),
+        ),
+        # without a cached price, cached tokens cost the input price
+        (GPT, Metered(input_tokens=1_000_000, cached_input_tokens=999), Decimal("2.5")),
+        # more cached than prompt (a provider's bad report) never bills below zero
+        (GPT, Metered(input_tokens=10, cached_input_tokens=50), Decimal("0.000025")),
+        (ModelPrice(usd_per_image=Decimal("0.04")), Metered(images=3), Decimal("0.12")),
+        (ModelPrice(usd_per_mchar=Decimal("15")), Metered(characters=2_000), Decimal("0.03")),
+        (
+            ModelPrice(usd_per_minute=Decimal("0.006")),
+            Metered(audio_seconds=Decimal("90")),
+            Decimal("0.009"),
+        ),
+        (
+            ModelPrice(usd_per_second=Decimal("0.10")),
+            Metered(video_seconds=Decimal("8")),
+            Decimal("0.8"),
+        ),
+        # combined: per image, by tokens and a flat fee
+        (
+            ModelPrice(
+                usd_per_image=Decimal("0.01"),
+                input_usd_per_mtok=Decimal("5"),
+                usd_per_request=Decimal("0.002"),
+            ),
+            Metered(images=2, input_tokens=1_000),
+            Decimal("0.02") + Decimal("0.005") + Decimal("0.002"),
+        ),
+    ],
+    ids=["cached", "cached-at-input", "cached-over", "images", "chars", "minutes", "video", "mix"],
+)
+def test_metered_cost_is_exact(price: ModelPrice, used: Metered, usd: Decimal) -> None:
+    assert price_usd(price, used) == usd
+    assert metered_cost_units(price, used) == ceil_units(usd)
+    assert metered_cost_units(price, used, Decimal("1.5")) == ceil_units(usd * Decimal("1.5"))
+
+
+def test_token_cost_is_the_metered_cost_of_tokens() -> None:
+    assert cost_units(GPT, 123, 456) == metered_cost_units(
+        GPT, Metered(input_tokens=123, output_tokens=456)
+    )
+    # a flat fee applies once whatever the tokens
+    assert cost_units(FLAT, 10**6, 10**6) == usd_to_units("0.04")
+
+
+def test_affordable_output_counts_a_per_request_fee() -> None:
+    price = ModelPrice(output_usd_per_mtok=Decimal("10"), usd_per_request=Decimal("0.01"))
+    budget = usd_to_units("0.02")
+    tokens = max_affordable_output(price, 0, budget)
+    assert cost_units(price, 0, tokens) <= budget < cost_units(price, 0, tokens + 1)
+    assert tokens == 1_000
 
 
 # --- max_affordable_output ------------------------------------------------------------------
