@@ -1,12 +1,14 @@
 """``python -m bench`` (``make bench``): every figure, one table, written to bench/results/.
 
-    python -m bench              # the full run (about 8 minutes here, bounded by --budget)
-    python -m bench --quick      # tiny counts: checks the wiring in a minute or two
+    python -m bench              # the full run (about 12 minutes here, bounded by --budget)
+    python -m bench --quick      # tiny counts: checks the wiring in a few minutes
+    python -m bench --quick --only streaming,relay_cold_start   # just those sections
 
 Sections run one after the other, never side by side, so none loads the machine under another;
 a section that fails is reported in the table and the others still run. The whole run is bounded
 by ``--budget`` seconds: the load figure gets what the other sections leave, and says when it
-had to stop a run at its time bound.
+had to stop a run at its time bound. A run with ``--only`` writes its partial table to
+bench/.work/, never over bench/results/.
 """
 
 from __future__ import annotations
@@ -24,15 +26,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, floor, hot_key, overhead, report, round_trips, soak, tools
+from bench import cold_start, floor, hot_key, overhead, report, round_trips, soak, streaming, tools
 from bench.load import Target
 from bench.procs import STRIPPED_ENV, WORK, Proc, start_litellm, start_mock, start_sluice
 from devtools.ddblocal import LOCAL_AWS
 
 MODEL = "gpt-4o-mini"
 UPSTREAM_DELAY_MS = 20
-# Seconds kept for what follows the load figure: hot key, reset job, report.
+# Seconds kept for what follows the load figure: streaming, hot key, reset job, report.
 RESERVED_AFTER_LOAD = 200.0
+SECTIONS = (
+    "round_trips",
+    "soak",
+    "dynamodb_floor",
+    "cold_start",
+    "relay_cold_start",
+    "http_floor",
+    "overhead",
+    "streaming",
+    "hot_key",
+    "resets",
+)
+SERVED_SECTIONS = ("http_floor", "overhead", "streaming", "hot_key")
 
 
 def _machine() -> dict[str, Any]:
@@ -51,8 +66,9 @@ def _load() -> str:
 class Run:
     """The figures so far, the deadline, and a guard that turns a crash into a table row."""
 
-    def __init__(self, budget: float) -> None:
+    def __init__(self, budget: float, only: tuple[str, ...] = ()) -> None:
         self.deadline = time.monotonic() + budget
+        self.only = only
         self.figures: dict[str, Any] = {"skipped": {}, "notes": []}
         self.curves: dict[str, list[float]] = {}
         self.failed = False
@@ -60,7 +76,13 @@ class Run:
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
+    def wants(self, *names: str) -> bool:
+        return not self.only or any(name in self.only for name in names)
+
     def section(self, name: str, work: Callable[[], Any]) -> None:
+        if not self.wants(name):
+            self.figures["skipped"][name] = "not in --only"
+            return
         print(f"\n== {name} ({self.left():.0f} s of budget left)", flush=True)
         started = time.monotonic()
         try:
@@ -104,7 +126,7 @@ def _load_figures(
     upstream_key = "bench-upstream-" + secrets.token_hex(12)
     master_key = "sk-bench-" + secrets.token_hex(16)
     with contextlib.ExitStack() as stack:
-        mock = start_mock(UPSTREAM_DELAY_MS, upstream_key)
+        mock = start_mock(UPSTREAM_DELAY_MS, upstream_key, streaming.WORD_MS)
         stack.callback(mock.stop)
         sluice = start_sluice(ddb.endpoint, mock.base_url, upstream_key)
         stack.callback(sluice.stop)
@@ -179,6 +201,12 @@ def _load_figures(
             return figures
 
         run.section("overhead", load)
+        stream_plan = streaming.Plan(
+            requests=args.stream_requests,
+            rounds=args.stream_rounds,
+            seconds=min(args.stream_seconds, max(run.left() - 150, 30.0)),
+        )
+        run.section("streaming", lambda: streaming.run(stream_plan, gateways))
         if litellm is not None:
             litellm.stop()  # frees a core's worth of idle work for the hot key
         hot_seconds = min(args.hot_seconds, max(run.left() - 120, 5.0))
@@ -201,29 +229,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-calls", type=int, default=soak.CALLS)
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--no-package", action="store_true")
+    parser.add_argument("--stream-requests", type=int, default=streaming.Plan.requests)
+    parser.add_argument("--stream-rounds", type=int, default=streaming.Plan.rounds)
+    parser.add_argument("--stream-seconds", type=float, default=streaming.Plan.seconds)
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated sections to run, of: {', '.join(SECTIONS)}",
+    )
     args = parser.parse_args(argv)
+    only = tuple(name.strip() for name in args.only.split(",") if name.strip())
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) for --only: {', '.join(unknown)}")
     if args.quick:
         args.requests, args.warmup, args.open_requests, args.rounds = 100, 50, 60, 2
         args.hot_seconds, args.reset_keys, args.import_runs = 5.0, 500, 3
-        args.soak_calls = 200
+        args.soak_calls, args.stream_requests = 200, 32
     command = "python -m bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     for name in STRIPPED_ENV:
         os.environ.pop(name, None)
     os.environ.update(LOCAL_AWS)
 
-    run = Run(args.budget)
+    run = Run(args.budget, only)
     started = time.monotonic()
     meta = {**_machine(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
     meta.update(command=command.strip(), load_before=_load())
-    hey = tools.ensure_hey()
+    served = run.wants(*SERVED_SECTIONS)
+    hey = tools.ensure_hey() if served else tools.Found(None, "hey not needed")
     litellm = (
         tools.Found(None, "LiteLLM skipped (--no-litellm)")
-        if args.no_litellm
+        if args.no_litellm or not served
         else tools.ensure_litellm()
     )
     plotting = tools.ensure_matplotlib()
     meta["tools"] = ", ".join(t.note for t in (hey, litellm, plotting))
-    for found in (hey, litellm, plotting):
+    for found in (hey, litellm, plotting) if served else (plotting,):
         if found.path is None:
             run.note(found.note)
 
@@ -255,12 +296,17 @@ def main(argv: list[str] | None = None) -> int:
             return {"imports": cold_start.imports(args.import_runs), "package": package}
 
         run.section("cold_start", cold)
+        run.section(
+            "relay_cold_start", lambda: streaming.relay_cold_start(max(args.import_runs, 3))
+        )
         try:
-            _load_figures(run, args, ddb, hey.path, litellm.path)
+            if served:
+                _load_figures(run, args, ddb, hey.path, litellm.path)
         except Exception as exc:
             traceback.print_exc()
             run.failed = True
             run.figures["skipped"].setdefault("overhead", f"{type(exc).__name__}: {exc}"[:300])
+            run.figures["skipped"].setdefault("streaming", "the servers did not start")
             run.figures["skipped"].setdefault("hot_key", "the servers did not start")
 
         def resets() -> Any:
@@ -275,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta.update(load_after=_load(), seconds=time.monotonic() - started)
     run.figures["meta"] = meta
-    written = report.write(run.figures, run.curves)
+    written = report.write(run.figures, run.curves, partial=bool(only))
     print("\n" + report.markdown(run.figures))
     print("written: " + ", ".join(written.values()))
     return 1 if run.failed else 0

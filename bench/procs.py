@@ -146,15 +146,18 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def start_mock(delay_ms: int, api_key: str) -> Proc:
+def start_mock(delay_ms: int, api_key: str, stream_word_ms: float | None = None) -> Proc:
     """The demo upstream in its own process, so its CPU never competes with the load generator.
 
-    Started through ``bench.mock_server`` (the same mock with a deeper listen backlog).
+    Started through ``bench.mock_server`` (the same mock with a deeper listen backlog); with
+    ``stream_word_ms`` it streams every chat answer a word per event, that far apart.
     """
     port = free_port()
     command = [sys.executable, "-m", "bench.mock_server", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--delay-ms", str(delay_ms), "--api-key", api_key]
     command += ["--max-seconds", "3600"]
+    if stream_word_ms is not None:
+        command += ["--stream-word-ms", str(stream_word_ms)]
     proc = _spawn("mock-upstream", command, clean_env(), f"http://127.0.0.1:{port}")
     _wait_ready(proc, "/v1/models", 30, {"Authorization": f"Bearer {api_key}"})
     return proc

@@ -1,6 +1,7 @@
 """bench/results/: the table as Markdown and JSON, and the latency CDF chart.
 
-``write`` puts ``latest.md``, ``latest.json`` and ``latency_cdf.png`` in bench/results/.
+``write`` puts ``latest.md``, ``latest.json`` and ``latency_cdf.png`` in bench/results/ (a
+partial run's, with ``--only``, in bench/.work/partial/ instead).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from bench.load import percentile
 from bench.table import GOALS, rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PARTIAL = Path(__file__).resolve().parent / ".work" / "partial"
 CONTEXT = (
     "Sluice runs on `chalice local` (`devtools.chalice_local`, metered by `bench.counted_server`,"
     " which also turns off Nagle's algorithm on its responses: without that, every response of "
@@ -22,7 +24,8 @@ CONTEXT = (
     "LiteLLM runs in master-key mode without a database: it relays and authenticates only, and "
     "keeps no spend or budget.",
     "The mock upstream is `devtools.mock_upstream` (through `bench.mock_server`, a deeper listen "
-    "backlog) answering after 20 ms; all three targets get the same request body.",
+    "backlog) answering after 20 ms, and streaming a word per event 20 ms apart; all three "
+    "targets get the same request body.",
 )
 REFERENCE = (
     "LiteLLM 1.106 reference (20 ms mock, 1 worker, a machine like this): +22 ms P50 / +31 ms "
@@ -30,7 +33,7 @@ REFERENCE = (
 )
 
 
-def markdown(figures: dict[str, Any]) -> str:
+def markdown(figures: dict[str, Any], results: Path = RESULTS) -> str:
     meta = figures["meta"]
     lines = [
         f"# Sluice benchmarks — {meta['date']}",
@@ -46,7 +49,7 @@ def markdown(figures: dict[str, Any]) -> str:
     lines += ["", f"Reference: {REFERENCE}.", ""]
     lines += [f"- {text}" for text in CONTEXT]
     lines.append("")
-    if (RESULTS / "latency_cdf.png").exists():
+    if (results / "latency_cdf.png").exists():
         lines += ["![Latency CDF](latency_cdf.png)", ""]
     cold = figures.get("cold_start") or {}
     imports = cold.get("imports") or {}
@@ -111,18 +114,21 @@ def strip_samples(curves: dict[str, list[float]]) -> dict[str, dict[str, float]]
     }
 
 
-def write(figures: dict[str, Any], curves: dict[str, list[float]]) -> dict[str, str]:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    written = {"table": str(RESULTS / "latest.md"), "json": str(RESULTS / "latest.json")}
+def write(
+    figures: dict[str, Any], curves: dict[str, list[float]], *, partial: bool = False
+) -> dict[str, str]:
+    results = PARTIAL if partial else RESULTS
+    results.mkdir(parents=True, exist_ok=True)
+    written = {"table": str(results / "latest.md"), "json": str(results / "latest.json")}
     open_rate = ((figures.get("overhead") or {}).get("open") or {}).get("rate_rps")
-    note = chart(curves, RESULTS / "latency_cdf.png", open_rate) if curves else "no latencies"
+    note = chart(curves, results / "latency_cdf.png", open_rate) if curves else "no latencies"
     if note is None:
-        written["chart"] = str(RESULTS / "latency_cdf.png")
+        written["chart"] = str(results / "latency_cdf.png")
     else:
         figures.setdefault("notes", []).append(f"chart not drawn: {note}")
     figures["latency_percentiles"] = strip_samples(curves)
-    (RESULTS / "latest.md").write_text(markdown(figures), encoding="utf-8")
-    (RESULTS / "latest.json").write_text(
+    (results / "latest.md").write_text(markdown(figures, results), encoding="utf-8")
+    (results / "latest.json").write_text(
         json.dumps(figures, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
     )
     return written

@@ -15,6 +15,10 @@ GOALS = {
     "added_p50_ms": 7.0,
     "cpu_ms": 3.0,
     "import_ratio": 1.3,
+    # Against LiteLLM's proxy in the same run (figure 7), and import boto3 (figure 8).
+    "ttft_share_of_litellm": 0.5,
+    "whole_share_of_litellm": 1.0,
+    "relay_cold_ratio": 1.3,
     "reset_writes_per_key": 1.0,
 }
 Row = tuple[str, str, str, str]  # figure, measured, goal, verdict
@@ -268,6 +272,93 @@ def _cold_rows(cold: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _stream_count(row: dict[str, Any]) -> str:
+    if row.get("stopped_early"):
+        return f"{row['answered']} of {row['planned']} calls: stopped at the time bound"
+    return f"{row['answered']} calls" + (f", {row['errors']} errors" if row["errors"] else "")
+
+
+def _share_goal(ours: Any, theirs: Any, share: float) -> bool | None:
+    """Whether Sluice adds at most ``share`` of what LiteLLM adds (None: not comparable)."""
+    if not isinstance(ours, float) or not isinstance(theirs, float):
+        return None
+    return ours <= share * theirs if theirs > 0 else ours <= 0
+
+
+def _streaming_rows(st: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    labels = {"sluice": "Sluice", "litellm": "LiteLLM"}
+    for level in (1, 16):
+        for kind, measure, goal_name, what in (
+            ("stream", "ttft", "ttft_share_of_litellm", "time to first token added"),
+            ("whole", "total", "whole_share_of_litellm", "whole call, total added"),
+        ):
+            level_rows = st.get(f"c{level}_{kind}") or {}
+            sluice, litellm = level_rows.get("sluice"), level_rows.get("litellm")
+            share = GOALS[goal_name]
+            for name in ("sluice", "litellm"):
+                r = level_rows.get(name)
+                if r is None:
+                    continue
+                ok: bool | None = None
+                if name == "sluice" and litellm is not None and sluice is not None:
+                    checks = [
+                        _share_goal(
+                            sluice.get(f"added_{measure}_p{pct}_ms"),
+                            litellm.get(f"added_{measure}_p{pct}_ms"),
+                            share,
+                        )
+                        for pct in (50, 99)
+                    ]
+                    ok = None if None in checks else all(checks)
+                goal = (
+                    ("≤ ½ LiteLLM's, P50 and P99" if share == 0.5 else "≤ LiteLLM's, P50 and P99")
+                    if name == "sluice"
+                    else "—"
+                )
+                rows.append(
+                    (
+                        f"7. {what}, c={level}, {labels[name]}",
+                        f"P50 {_ms(r.get(f'added_{measure}_p50_ms'))}, "
+                        f"P99 {_ms(r.get(f'added_{measure}_p99_ms'))}; CPU "
+                        f"{r.get('cpu_ms_per_call')} ms per call"
+                        + (
+                            f" (+ DynamoDB Local JVM {r['dynamodb_local_cpu_ms_per_call']} ms)"
+                            if "dynamodb_local_cpu_ms_per_call" in r
+                            else ""
+                        )
+                        + f" ({_stream_count(r)})",
+                        goal,
+                        _verdict(ok) if name == "sluice" else "—",
+                    )
+                )
+    direct = (st.get("c1_stream") or {}).get("direct")
+    if direct:
+        rows.append(
+            (
+                "7. direct to the mock, c=1 streamed: TTFT; whole stream",
+                f"P50 {direct.get('ttft_p50_ms')} ms; P50 {direct.get('total_p50_ms')} ms "
+                f"(words {st.get('word_ms')} ms apart)",
+                "—",
+                "—",
+            )
+        )
+    return rows
+
+
+def _relay_cold_rows(cold: dict[str, Any]) -> list[Row]:
+    ratio = cold.get("ratio")
+    return [
+        (
+            "8. relay cold start: import chalicelib.relay.app + uvicorn answering ÷ import boto3",
+            f"{ratio}x ({cold['relay_ms']} ms vs {cold['boto3_ms']} ms, medians of "
+            f"{cold['runs']} runs each)",
+            f"≤ {GOALS['relay_cold_ratio']}x",
+            _verdict(ratio is not None and ratio <= GOALS["relay_cold_ratio"]),
+        )
+    ]
+
+
 def _hot_rows(hot: dict[str, Any]) -> list[Row]:
     return [
         (
@@ -347,6 +438,8 @@ def rows(figures: dict[str, Any]) -> list[Row]:
         ("round_trips", lambda f: _round_trip_rows(f, server_scans)),
         ("overhead", lambda f: _overhead_rows(f) + _cpu_split(f, figures.get("http_floor"))),
         ("cold_start", _cold_rows),
+        ("streaming", _streaming_rows),
+        ("relay_cold_start", _relay_cold_rows),
         ("hot_key", _hot_rows),
         ("resets", _reset_rows),
         ("soak", _soak_rows),

@@ -30,6 +30,11 @@ DEMO_MODELS = ("demo-chat", "demo-chat-large", "demo-embedding", "demo-slow")
 # ``demo-slow`` streams its answer one word at a time, this far apart, so streaming can be seen
 # with ``curl -N`` or in the console's Playground.
 SLOW_WORD_SECONDS = 0.3
+# A request can make ``demo-slow`` take this many seconds in all (OpenAI's ``metadata`` carries
+# string values, and gateways pass it on): streamed, its words are spread over that time;
+# whole, the answer comes after it. Long calls are then tried per request, not per server.
+SLOW_DURATION_METADATA = "demo_duration_seconds"
+MAX_SLOW_DURATION_SECONDS = 900.0
 FAULT_MODELS = (
     "fail-500",
     "fail-429",
@@ -108,6 +113,19 @@ def embedding_inputs(raw: Any) -> list[tuple[str, int]]:
         else:
             out.append((json.dumps(item), 1))
     return out
+
+
+def slow_duration(body: dict[str, Any]) -> float | None:
+    """The seconds ``demo-slow`` should take for this request, if the request says."""
+    metadata = body.get("metadata")
+    raw = metadata.get(SLOW_DURATION_METADATA) if isinstance(metadata, dict) else None
+    try:
+        seconds = float(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_SLOW_DURATION_SECONDS)
 
 
 def split_pieces(text: str, words_per_piece: int = WORDS_PER_CHUNK) -> list[str]:
@@ -369,6 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
             "total_tokens": p_tokens + c_tokens,
         }
         with_usage = model != "fail-nousage"
+        duration = slow_duration(body) if model == "demo-slow" else None
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         if body.get("stream") is True:
@@ -382,7 +401,11 @@ class _Handler(BaseHTTPRequestHandler):
                 finish_reason,
                 usage if (include_usage and with_usage) else None,
                 cut=model == "fail-cut",
+                duration=duration,
             )
+            return
+        if duration is not None and not self.owner._pause(duration):
+            self._reset_connection()
             return
         response: dict[str, Any] = {
             "id": completion_id,
@@ -415,6 +438,7 @@ class _Handler(BaseHTTPRequestHandler):
         finish_reason: str,
         usage: dict[str, int] | None,
         cut: bool,
+        duration: float | None = None,
     ) -> None:
         """Server-sent events with chunked transfer encoding, as the OpenAI API sends them."""
 
@@ -430,10 +454,17 @@ class _Handler(BaseHTTPRequestHandler):
                 ],
             }
 
-        slow = model == "demo-slow"
+        # Paced streams go a word per event, a gap apart after the first: ``demo-slow``'s, and
+        # every one on a server started with ``stream_word_seconds`` (the benchmarks').
+        paced_server = self.owner.stream_word_seconds
+        slow = model == "demo-slow" or paced_server is not None
         events: list[dict[str, Any]] = [chunk({"role": "assistant", "content": ""}, None)]
         pieces = split_pieces(reply, 1 if slow else WORDS_PER_CHUNK)
         events += [chunk({"content": piece}, None) for piece in pieces]
+        if duration is not None:
+            gap = duration / max(1, len(pieces) - 1)
+        else:
+            gap = SLOW_WORD_SECONDS if model == "demo-slow" else (paced_server or 0.0)
         events.append(chunk({}, finish_reason))
         if usage is not None:
             events.append({**chunk({}, None), "choices": [], "usage": usage})
@@ -450,7 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         for index, event in enumerate(events):
-            if slow and 1 < index <= len(pieces) and not self.owner._pause(SLOW_WORD_SECONDS):
+            if slow and 1 < index <= len(pieces) and not self.owner._pause(gap):
                 self.close_connection = True
                 return
             self._write_event(event)
@@ -493,8 +524,10 @@ class MockUpstream:
         api_key: str | None = None,
         delay_ms: int = 0,
         hang_seconds: float = 30.0,
+        stream_word_seconds: float | None = None,
     ) -> None:
         self.host = host
+        self.stream_word_seconds = stream_word_seconds
         self.port = port
         self.api_key = api_key
         self.delay_ms = delay_ms
@@ -619,6 +652,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay-ms", type=int, default=0, help="fixed latency per request")
     parser.add_argument("--hang-seconds", type=float, default=30.0, help="for fail-timeout")
     parser.add_argument(
+        "--stream-word-ms",
+        type=float,
+        default=None,
+        help="stream every chat answer a word per event, this far apart (like demo-slow)",
+    )
+    parser.add_argument(
         "--max-seconds", type=float, default=24 * 3600.0, help="exit after this long anyway"
     )
     args = parser.parse_args(argv)
@@ -635,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         api_key=args.api_key,
         delay_ms=args.delay_ms,
         hang_seconds=args.hang_seconds,
+        stream_word_seconds=None if args.stream_word_ms is None else args.stream_word_ms / 1000,
     ).start()
     print(upstream.base_url, flush=True)
     try:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import ADMIN_KEY
+from support import ADMIN_KEY, is_relay_path
 
 from devtools.chalice_local import patch as patch_chalice_local
 
@@ -140,12 +140,6 @@ class Api:
         status, data = self.admin("POST", "/admin/accounts", {"name": name, **fields})
         assert status == 201, data
         return data
-
-
-def is_relay_path(path: str) -> bool:
-    """What API Gateway sends to the relay function rather than to Chalice."""
-    route = path.split("?", 1)[0]
-    return route == "/v1" or route.startswith("/v1/")
 
 
 class RelayResponse:

@@ -7,6 +7,12 @@ import socket
 ADMIN_KEY = "test-admin-" + "k" * 24
 
 
+def is_relay_path(path: str) -> bool:
+    """What API Gateway sends to the relay function rather than to Chalice."""
+    route = path.split("?", 1)[0]
+    return route == "/v1" or route.startswith("/v1/")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

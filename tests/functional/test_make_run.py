@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from devtools.ddblocal import find_jar, free_port
+from devtools.mock_upstream import SLOW_DURATION_METADATA
 from devtools.run import banner
 from devtools.stack import start_stack
 
@@ -33,6 +34,7 @@ START_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 ADMIN_KEY = "make-run-admin-" + "a" * 24
 CONCURRENT = 32
+LONG_CALL_SECONDS = 40
 
 
 @dataclass
@@ -324,6 +326,78 @@ def test_the_printed_streaming_curl_streams_the_slow_demo_model_word_by_word(
     assert len(words) > 3 and all(len(word.split()) == 1 for word in words)
 
 
+def test_a_forty_second_streamed_call_and_a_forty_second_whole_call_both_complete(
+    running: Run,
+) -> None:
+    # GIVEN the demo upstream told (per request) to take 40 s over demo-slow
+    base_url = running.value("Sluice is running at")
+    sk = running.value("demo API key (sk):")
+    mk = running.value("demo management key (mk):")
+    ask = {
+        "model": "demo-slow",
+        "messages": [{"role": "user", "content": "Take your time."}],
+        "metadata": {SLOW_DURATION_METADATA: str(LONG_CALL_SECONDS)},
+    }
+    headers = {"Authorization": f"Bearer {sk}"}
+    outcome: dict[str, object] = {}
+
+    def whole() -> None:
+        response = httpx.post(
+            f"{base_url}/v1/chat/completions", headers=headers, json=ask, timeout=120.0
+        )
+        outcome["whole"] = (response.status_code, response.json())
+
+    # WHEN both run at once, the streamed one read as it arrives
+    started = time.monotonic()
+    other = threading.Thread(target=whole, daemon=True)
+    other.start()
+    with httpx.stream(
+        "POST",
+        f"{base_url}/v1/chat/completions",
+        headers=headers,
+        json={**ask, "stream": True},
+        timeout=120.0,
+    ) as response:
+        streamed_status = response.status_code
+        data = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    other.join(timeout=120.0)
+    took = time.monotonic() - started
+
+    # THEN both are answered in full: the stream word by word with [DONE] last, and they did
+    # last the 40 s (so neither was cut by a timeout on the way)
+    words = [
+        choice["delta"].get("content")
+        for chunk in map(json.loads, data[:-1])
+        for choice in chunk["choices"]
+        if choice["delta"].get("content")
+    ]
+    assert streamed_status == 200 and data[-1] == "[DONE]"
+    assert len(words) > 3 and all(len(word.split()) == 1 for word in words)
+    status, body = outcome["whole"]  # type: ignore[misc]
+    assert status == 200, body
+    assert body["choices"][0]["message"]["content"] == "".join(words)  # type: ignore[index]
+    assert took >= LONG_CALL_SECONDS
+    # AND both are logged as answered and charged (the stream settles just after its bytes)
+    long_calls: list[dict[str, object]] = []
+    for _ in range(100):
+        logs = httpx.get(
+            f"{base_url}/logs",
+            params={"token_id": sk[3:19], "limit": 100},
+            headers={"Authorization": f"Bearer {mk}"},
+            timeout=30,
+        ).json()["data"]
+        long_calls = [
+            line
+            for line in logs
+            if line["model"] == "demo-slow" and line["latency_ms"] >= LONG_CALL_SECONDS * 1000
+        ]
+        if len(long_calls) >= 2:
+            break
+        time.sleep(0.1)
+    assert sorted(line["stream"] for line in long_calls) == [False, True], long_calls
+    assert all(line["status"] == "ok" and line["cost_units"] > 0 for line in long_calls)
+
+
 def test_the_admin_key_from_the_environment_is_the_one_that_works(running: Run) -> None:
     # GIVEN the admin key make run was given  WHEN it lists accounts
     response = httpx.get(
@@ -361,29 +435,6 @@ def test_thirty_two_concurrent_connections_are_all_served(running: Run) -> None:
 
     # THEN every one of them got its 200
     assert statuses == [200] * CONCURRENT
-
-
-def test_ctrl_c_stops_the_run_and_every_process_it_started() -> None:
-    # GIVEN a fresh make run, with DynamoDB and chalice local running below it
-    run = start_run(free_port())
-    try:
-        children = descendants(run.process.pid)
-        commands = " | ".join(command_line(pid) for pid in children)
-        assert "chalice" in commands and "local" in commands, commands
-        assert "DynamoDBLocal.jar" in commands or "moto.server" in commands, commands
-        base_url = run.value("Sluice is running at")
-
-        # WHEN it gets SIGINT, as from Ctrl-C
-        run.process.send_signal(signal.SIGINT)
-        code = run.process.wait(timeout=STOP_TIMEOUT)
-
-        # THEN it exits cleanly, nothing it started is left, and the port no longer answers
-        assert code == 0, run.text()
-        assert [pid for pid in children if not is_gone(pid)] == []
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{base_url}/health", timeout=2.0)
-    finally:
-        stop_run(run)
 
 
 @pytest.mark.skipif(
@@ -495,7 +546,7 @@ def test_the_audit_log_shows_a_keys_life_and_an_operator_key_by_its_id(running: 
 
 
 def test_a_tenant_gets_only_the_groups_the_operator_grants(running: Run) -> None:
-    # Last in this module: it adds a key and moves the demo channel to another group.
+    # Near the end of this module: it adds a key and moves the demo channel to another group.
     base_url = running.value("Sluice is running at")
     mk = running.value("demo management key (mk):")
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -536,3 +587,23 @@ def test_a_tenant_gets_only_the_groups_the_operator_grants(running: Run) -> None
     assert httpx.patch(f"{base_url}/admin/accounts/{account_id}", headers=admin, json=revoke)
     refused = httpx.post(f"{base_url}/v1/chat/completions", headers=key, json=chat, timeout=30)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "group_not_allowed"
+
+
+def test_ctrl_c_stops_the_run_and_every_process_it_started(running: Run) -> None:
+    # Last in this module: it stops the module's make run (the fixture then finds it gone).
+    # GIVEN make run, with DynamoDB and chalice local running below it
+    children = descendants(running.process.pid)
+    commands = " | ".join(command_line(pid) for pid in children)
+    assert "chalice" in commands and "local" in commands, commands
+    assert "DynamoDBLocal.jar" in commands or "moto.server" in commands, commands
+    base_url = running.value("Sluice is running at")
+
+    # WHEN it gets SIGINT, as from Ctrl-C
+    running.process.send_signal(signal.SIGINT)
+    code = running.process.wait(timeout=STOP_TIMEOUT)
+
+    # THEN it exits cleanly, nothing it started is left, and the port no longer answers
+    assert code == 0, running.text()
+    assert [pid for pid in children if not is_gone(pid)] == []
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base_url}/health", timeout=2.0)

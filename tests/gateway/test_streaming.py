@@ -296,6 +296,30 @@ def test_the_openai_sdk_sees_the_chunks_one_by_one(
     assert WORDS[0] + "".join(rest) == "".join(WORDS)
 
 
+def test_langchain_chat_openai_sees_the_words_one_by_one(
+    server: str, held: Callable[..., HeldUpstream]
+) -> None:
+    from langchain_openai import ChatOpenAI
+
+    # GIVEN a paced upstream, and LangChain's OpenAI chat model pointed at the relay
+    upstream = held("hold")
+    key, _created = _key(server)
+    chat = ChatOpenAI(model=MODEL, base_url=f"{server}/v1", api_key=key, max_retries=0, timeout=30)
+
+    # WHEN it streams
+    chunks = iter(chat.stream("hi"))
+    # THEN the first word comes while upstream holds the rest
+    first_words = ""
+    while not first_words:
+        first_words = str(next(chunks).content)
+    assert first_words == WORDS[0]
+    assert not upstream.release.is_set()
+    upstream.release.set()
+    # AND the other words follow, one chunk each
+    rest = [str(chunk.content) for chunk in chunks if chunk.content]
+    assert rest == WORDS[1:]
+
+
 def test_the_openai_sdk_raises_when_a_started_stream_breaks(
     server: str, held: Callable[..., HeldUpstream]
 ) -> None:

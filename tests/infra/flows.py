@@ -9,17 +9,48 @@ for a permission that is not needed.
 To cover a new area (a route, a schedule, a new kind of write): add a function taking a
 ``Driver`` and append it to ``FLOWS``. The policy test then tells you which grants it now
 exercises, to remove from its ``NOT_YET_EXERCISED`` list, and which routes it now drives.
+
+Each call is made *as* the function that serves it in the stack (``serving()``): ``/v1/*`` is
+the relay's (its role in infra/relay.yaml), every other route and every schedule Chalice's
+(.chalice/policy-<stage>.json); so each function's grants are checked against its own calls.
+What a flow does outside the app to set the scene (seeding a channel as ``make run`` does,
+leaving a reservation behind as a crashed call would) is ``SETUP``, and counts for neither.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from support import is_relay_path
 
 UPSTREAM_KEY = "flow-upstream-" + "u" * 24
 HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}
+
+CHALICE, RELAY, SETUP = "chalice", "relay", "setup"
+FUNCTIONS = (CHALICE, RELAY)
+_serving = [SETUP]
+
+
+def serving() -> str:
+    """The function the AWS calls made right now are made by."""
+    return _serving[-1]
+
+
+@contextlib.contextmanager
+def as_function(function: str) -> Iterator[None]:
+    _serving.append(function)
+    try:
+        yield
+    finally:
+        _serving.pop()
+
+
+def function_for(path: str) -> str:
+    return RELAY if is_relay_path(path) else CHALICE
 
 
 class Driver:
@@ -33,13 +64,15 @@ class Driver:
     def call(
         self, method: str, path: str, key: str | None = None, body: Any = None, expect: int = 200
     ) -> Any:
-        status, data = self.api.call(method, path, key=key, body=body)
+        with as_function(function_for(path)):
+            status, data = self.api.call(method, path, key=key, body=body)
         assert status == expect, f"{method} {path}: {status} {data}"
         self.routes.add((method, path.split("?", 1)[0]))
         return data
 
     def admin(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
-        status, data = self.api.admin(method, path, body)
+        with as_function(function_for(path)):
+            status, data = self.api.admin(method, path, body)
         assert status == expect, f"{method} {path}: {status} {data}"
         self.routes.add((method, path.split("?", 1)[0]))
         return data
@@ -48,7 +81,8 @@ class Driver:
         """Invoke a scheduled Lambda as EventBridge would, through chalice's test client."""
         client = self.api.client
         event = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
-        response = client.lambda_.invoke(name, event)
+        with as_function(CHALICE):  # the schedules are Chalice's functions, with its policy
+            response = client.lambda_.invoke(name, event)
         self.schedules.add(name)
         return response.payload
 
@@ -78,6 +112,7 @@ def management(driver: Driver) -> None:
     driver.admin("GET", f"/admin/accounts/{account_id}")
     driver.admin("PATCH", f"/admin/accounts/{account_id}", {"name": "flow-renamed"})
     driver.admin("POST", f"/admin/accounts/{account_id}/credit", {"quota_units": 1000, "note": "x"})
+    driver.admin("GET", f"/admin/accounts/{account_id}/credits")
     driver.call("GET", "/account", key=mk)
 
     body = {"name": "ci", "count": 2, "quota_units": 5000, "reset_period": "daily"}
@@ -112,6 +147,7 @@ def relay(driver: Driver) -> None:
         key, mk = created["default_token"]["key"], created["management_key"]
 
         driver.call("POST", "/v1/chat/completions", key=key, body=HELLO)
+        driver.call("POST", "/v1/chat/completions", key=key, body={**HELLO, "stream": True})
         embed = {"model": "text-embedding-3-small", "input": "hello"}
         driver.call("POST", "/v1/embeddings", key=key, body=embed)
     driver.call("GET", "/v1/models", key=key)

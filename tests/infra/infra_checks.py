@@ -143,3 +143,37 @@ def role_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
                 for statement in as_list(inline["PolicyDocument"]["Statement"]):
                     found.append((logical_id, statement))
     return found
+
+
+def written_out(value: Any, stage: str, region: str, account: str) -> Any:
+    """A template value with its ``Fn::Sub`` strings written out for one stage, region and
+    account (the pseudo parameters of the standard partition)."""
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), str):
+        text = value["Fn::Sub"]
+        for name, written in (
+            ("${Stage}", stage),
+            ("${AWS::Partition}", "aws"),
+            ("${AWS::Region}", region),
+            ("${AWS::AccountId}", account),
+            ("${AWS::URLSuffix}", "amazonaws.com"),
+        ):
+            text = text.replace(name, written)
+        return text
+    if isinstance(value, dict):
+        return {key: written_out(item, stage, region, account) for key, item in value.items()}
+    if isinstance(value, list):
+        return [written_out(item, stage, region, account) for item in value]
+    return value
+
+
+def relay_policy(stage: str, region: str, account: str) -> dict[str, Any]:
+    """The relay function's role (infra/relay.yaml) as one policy document, written out."""
+    from devtools.package import load_template
+
+    role = load_template(INFRA / "relay.yaml")["Resources"]["RelayRole"]["Properties"]
+    statements = [
+        statement
+        for inline in role["Policies"]
+        for statement in as_list(inline["PolicyDocument"]["Statement"])
+    ]
+    return {"Statement": written_out(statements, stage, region, account)}

@@ -1,10 +1,13 @@
-"""The prod IAM policy allows every AWS call the code makes, and grants nothing it never makes.
+"""Each function's prod IAM policy allows every AWS call that function makes, and nothing more.
 
 Every flow of flows.py runs on moto as the prod stage (real table and parameter names) while a
-hook on botocore records each call. Each call becomes the IAM actions and resource ARNs it needs
-(a TransactWriteItems needs PutItem/UpdateItem/... on each table it touches, not an action of its
-own), which .chalice/policy-prod.json must allow. Conversely every (action, resource) the policy
-grants must have been used by some flow, or be listed below with the reason it is not.
+hook on botocore records each call, with the function that made it (flows.serving(): the relay
+for /v1/*, Chalice for every other route and the schedules). Each call becomes the IAM actions
+and resource ARNs it needs (a TransactWriteItems needs PutItem/UpdateItem/... on each table it
+touches, not an action of its own), which that function's policy must allow: Chalice's is
+.chalice/policy-prod.json, the relay's its role in infra/relay.yaml. Conversely every (action,
+resource) a policy grants must have been used by its own function in some flow, or be listed
+below with the reason it is not: a grant only the other function uses is superfluous.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from typing import Any
 
 import pytest
 from botocore.client import BaseClient
-from flows import FLOWS, Driver
-from infra_checks import as_list, policy
+from flows import CHALICE, FLOWS, FUNCTIONS, Driver, serving
+from infra_checks import as_list, policy, relay_policy
 
 ACCOUNT = "123456789012"  # moto's account id
+REGION = "us-east-1"  # moto's, as tests/conftest.py sets it
 
 # Grants the code never exercises itself, with why they are needed anyway.
 NOT_CALLED_BY_CODE = {
@@ -30,16 +34,24 @@ NOT_CALLED_BY_CODE = {
 
 # Grants for code paths no flow reaches yet. Each entry names the area whose flow will reach it;
 # the test fails once a flow does, so the entry must then be removed.
-NOT_YET_EXERCISED: dict[str, str] = {}
+NOT_YET_EXERCISED: dict[str, str] = {
+    # The relay's: who owns a stored response (store/owned.py), once a flow drives /v1/responses.
+    "dynamodb:GetItem table/sluice-prod-usage": "the API-surface routes (relay)",
+}
 
 # Routes and schedules no flow drives yet, with the area that owns them.
-NOT_YET_DRIVEN: dict[tuple[str, str], str] = {}
+NOT_YET_DRIVEN: dict[tuple[str, str], str] = {
+    ("POST", "/v1/completions"): "the API-surface routes (relay)",
+    ("POST", "/v1/moderations"): "the API-surface routes (relay)",
+    ("POST", "/v1/responses"): "the API-surface routes (relay)",
+}
 
 
 @dataclass(frozen=True)
 class Call:
     action: str  # IAM action, e.g. "dynamodb:UpdateItem"
     resource: str  # ARN
+    function: str = CHALICE  # who made it (flows.serving())
 
 
 def _table_arn(region: str, table: str, index: str | None = None) -> str:
@@ -87,15 +99,19 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Call]]:
 
     def recording(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
         meta = client.meta
-        calls.extend(needed(meta.service_model.service_name, operation, params, meta.region_name))
+        function = serving()
+        for call in needed(meta.service_model.service_name, operation, params, meta.region_name):
+            calls.append(Call(call.action, call.resource, function))
         return original(client, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", recording)
     yield calls
 
 
-def _statements(stage: str) -> list[dict[str, Any]]:
-    return [s for s in as_list(policy(stage)["Statement"]) if s["Effect"] == "Allow"]
+def _statements(function: str, stage: str = "prod") -> list[dict[str, Any]]:
+    """The Allow statements of ``function``'s policy."""
+    document = policy(stage) if function == CHALICE else relay_policy(stage, REGION, ACCOUNT)
+    return [s for s in as_list(document["Statement"]) if s["Effect"] == "Allow"]
 
 
 def _allows(statements: list[dict[str, Any]], call: Call) -> bool:
@@ -124,47 +140,67 @@ def _run_flows(prod_api: Any) -> Driver:
     return driver
 
 
-def test_prod_policy_allows_every_call_the_flows_make(prod_api: Any, recorded: list[Call]) -> None:
-    # GIVEN the app running as the prod stage on moto, and the prod policy
-    statements = _statements("prod")
-
-    # WHEN every flow runs
-    _run_flows(prod_api)
-
-    # THEN the flows made calls, and the policy allows each one of them
-    assert recorded, "no AWS call was recorded: the hook is not in place"
-    denied = sorted({f"{c.action} {c.resource}" for c in recorded if not _allows(statements, c)})
-    assert denied == [], f"calls the prod policy would deny: {denied}"
+def _by_function(recorded: list[Call], function: str) -> list[Call]:
+    return [call for call in recorded if call.function == function]
 
 
-def test_prod_policy_grants_nothing_the_flows_never_use(
+def test_each_function_s_policy_allows_every_call_it_makes(
     prod_api: Any, recorded: list[Call]
 ) -> None:
-    # GIVEN the prod policy's grants, one (action, resource) pair at a time
-    grants = _grants(_statements("prod"))
-
+    # GIVEN the app and the relay running as the prod stage on moto, and their two policies
     # WHEN every flow runs
     _run_flows(prod_api)
 
-    # THEN each grant was used, or is listed with its reason; and no listed one is used by now
-    def used(action: str, resource: str) -> bool:
-        return any(_allows([{"Action": action, "Resource": resource}], c) for c in recorded)
-
-    unused = {
-        _grant_name(a, r) for a, r in grants if a not in NOT_CALLED_BY_CODE and not used(a, r)
+    # THEN both functions made calls, and each one's policy allows each of its own calls
+    assert {call.function for call in recorded} >= set(FUNCTIONS), "the hook is not in place"
+    denied = {
+        function: sorted(
+            {
+                f"{c.action} {c.resource}"
+                for c in _by_function(recorded, function)
+                if not _allows(_statements(function), c)
+            }
+        )
+        for function in FUNCTIONS
     }
-    never_used = sorted(unused - set(NOT_YET_EXERCISED))
-    assert never_used == [], f"grants no flow uses, remove them: {never_used}"
-    stale = sorted(set(NOT_YET_EXERCISED) - unused)
+    assert denied == {function: [] for function in FUNCTIONS}, f"calls it would deny: {denied}"
+
+
+def test_each_function_s_policy_grants_nothing_that_function_never_uses(
+    prod_api: Any, recorded: list[Call]
+) -> None:
+    # GIVEN each policy's grants, one (action, resource) pair at a time
+    # WHEN every flow runs
+    _run_flows(prod_api)
+
+    # THEN each grant was used by its own function, or is listed with its reason; and no
+    # listed one is used by now
+    def unused(function: str) -> set[str]:
+        calls = _by_function(recorded, function)
+        return {
+            _grant_name(action, resource)
+            for action, resource in _grants(_statements(function))
+            if action not in NOT_CALLED_BY_CODE
+            and not any(_allows([{"Action": action, "Resource": resource}], c) for c in calls)
+        }
+
+    found = {function: unused(function) for function in FUNCTIONS}
+    never_used = {f: sorted(names - set(NOT_YET_EXERCISED)) for f, names in found.items()}
+    assert never_used == {f: [] for f in FUNCTIONS}, f"grants to remove: {never_used}"
+    stale = sorted(set(NOT_YET_EXERCISED) - set.union(*found.values()))
     assert stale == [], f"exercised now (or no longer granted), remove from the list: {stale}"
-    assert {a for a, _ in grants} >= set(NOT_CALLED_BY_CODE), "stale NOT_CALLED_BY_CODE entry"
+    for function in FUNCTIONS:
+        granted = {action for action, _ in _grants(_statements(function))}
+        assert granted >= set(NOT_CALLED_BY_CODE), f"stale NOT_CALLED_BY_CODE entry ({function})"
 
 
 def test_every_route_and_schedule_is_driven_by_a_flow(prod_api: Any) -> None:
-    # GIVEN the app's routes and schedules
+    # GIVEN the app's routes and schedules, and the relay's routes
     from app import app
+    from chalicelib.relay.app import ROUTES as RELAY_ROUTES
 
     entry_points = {(m, path) for path, by_method in app.routes.items() for m in by_method}
+    entry_points |= {(m, path) for path, by_method in RELAY_ROUTES.items() for m in by_method}
     entry_points |= {("SCHEDULE", source.name) for source in app.event_sources}
 
     # WHEN every flow runs
@@ -184,7 +220,7 @@ def test_every_route_and_schedule_is_driven_by_a_flow(prod_api: Any) -> None:
 
 def test_a_policy_missing_a_grant_is_caught(prod_api: Any, recorded: list[Call]) -> None:
     # GIVEN the prod policy without the statement for token items
-    statements = [s for s in _statements("prod") if s.get("Sid") != "TokenItems"]
+    statements = [s for s in _statements(CHALICE) if s.get("Sid") != "TokenItems"]
 
     # WHEN the management flow runs
     from flows import management

@@ -152,8 +152,6 @@ def test_the_relay_role_reads_keys_and_config_and_writes_only_the_ledger_and_usa
         ("dynamodb:UpdateItem", "accounts"),
         ("dynamodb:GetItem", "usage"),
         ("dynamodb:PutItem", "usage"),
-        ("dynamodb:UpdateItem", "usage"),
-        ("dynamodb:GetItem", "config"),
         ("dynamodb:Query", "config"),
     }
     ssm = {(a, r) for a, r in grants if a.startswith("ssm:")}

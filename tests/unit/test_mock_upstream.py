@@ -561,3 +561,38 @@ def test_demo_slow_streams_its_answer_one_word_per_chunk(
         .choices[0]
         .message.content
     )
+
+
+def test_demo_slow_takes_the_duration_a_request_asks_for_streamed_or_whole(
+    upstream: MockUpstream, sdk: openai.OpenAI
+) -> None:
+    # GIVEN the mock's pauses recorded instead of slept (so the test does not wait)
+    from devtools.mock_upstream import SLOW_DURATION_METADATA, SLOW_WORD_SECONDS
+
+    pauses: list[float] = []
+    upstream._pause = lambda seconds: pauses.append(seconds) or True  # type: ignore[method-assign]
+    asked = {"metadata": {SLOW_DURATION_METADATA: "12"}}
+
+    # WHEN demo-slow is asked for 12 s, streamed and then whole, and once with a bad duration
+    stream = sdk.chat.completions.create(
+        model="demo-slow", messages=USER_MSG, stream=True, extra_body=asked
+    )
+    words = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    streamed_pauses = [p for p in pauses if p > 0]
+    pauses.clear()
+    whole = sdk.chat.completions.create(model="demo-slow", messages=USER_MSG, extra_body=asked)
+    whole_pauses = [p for p in pauses if p > 0]
+    pauses.clear()
+    bad = {"metadata": {SLOW_DURATION_METADATA: "soon"}}
+    list(
+        sdk.chat.completions.create(
+            model="demo-slow", messages=USER_MSG, stream=True, extra_body=bad
+        )
+    )
+
+    # THEN the stream's words are spread evenly over the 12 s, the whole answer waits them
+    # once, and a duration that is not a number leaves the usual pace
+    assert len(streamed_pauses) == len(words) - 1
+    assert math.isclose(sum(streamed_pauses), 12.0)
+    assert whole_pauses == [12.0] and whole.choices[0].message.content == "".join(words)
+    assert {p for p in pauses if p > 0} == {SLOW_WORD_SECONDS}

@@ -1,0 +1,285 @@
+"""Figure 7: what a gateway adds to a streamed call's first token, and to a whole call.
+
+The mock upstream streams every chat answer a word per event, ``WORD_MS`` apart (``make
+bench`` starts it with ``--stream-word-ms``), after its usual 20 ms; the same mock serves
+Sluice, LiteLLM's proxy and the direct runs. Time to first token (TTFT) is the time from sending
+the request to the first event that carries content; a gateway's added TTFT is its percentile
+minus the direct one. As in figure 2 each level is split into rounds, every round sending its
+share to direct, Sluice and LiteLLM back to back in a rotating order, so outside load lands on
+all three alike; CPU per call is the gateway process's own utime + stime over the calls it
+served. Every loop is bounded in count and in time, and aims at 127.0.0.1 only.
+
+Figure 8: the relay function's cold start, locally: a fresh interpreter imports
+``chalicelib.relay.app`` and starts uvicorn until it answers one HTTP request (what Lambda Web
+Adapter waits for before the first invocation), against a fresh interpreter importing boto3.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from bench.load import Target, percentile
+from bench.overhead import Gateway
+from bench.procs import REPO, cpu_seconds, sluice_env
+
+WORD_MS = 20.0
+PERCENTILES = (50, 99)
+LEVELS = (1, 16)
+KINDS = ("stream", "whole")
+CALL_TIMEOUT_SECONDS = 30.0
+COLD_RUNS = 7
+COLD_TIMEOUT_SECONDS = 120.0
+
+
+@dataclass
+class Plan:
+    requests: int = 160  # per target, level and kind
+    rounds: int = 2
+    seconds: float = 240.0  # the whole figure's time bound
+    deadline: float = 0.0
+
+    def start(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
+
+    def cap(self) -> float:
+        """Seconds one run may take: an even share of the figure, never past its deadline."""
+        runs = len(LEVELS) * len(KINDS) * self.rounds * 3
+        return max(min(self.seconds / runs, self.deadline - time.monotonic()), 2.0)
+
+
+@dataclass
+class Calls:
+    """What one target's calls measured: TTFT (streams) and total time (ms), failures, CPU."""
+
+    ttft_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    planned: int = 0
+    stopped_early: bool = False
+    cpu_seconds: float = 0.0
+    jvm_cpu_seconds: float = 0.0
+
+    def merge(self, other: Calls) -> None:
+        self.ttft_ms += other.ttft_ms
+        self.total_ms += other.total_ms
+        self.errors += other.errors
+        self.planned += other.planned
+        self.stopped_early = self.stopped_early or other.stopped_early
+
+
+def _has_content(line: str) -> bool:
+    if not line.startswith("data: ") or line == "data: [DONE]":
+        return False
+    try:
+        chunk = json.loads(line[6:])
+    except ValueError:
+        return False
+    return any((choice.get("delta") or {}).get("content") for choice in chunk.get("choices", []))
+
+
+def one_call(client: httpx.Client, target: Target, stream: bool) -> tuple[float | None, float]:
+    """(TTFT ms or None, total ms) of one call; raises on a failed one."""
+    body = {**target.body, "stream": True} if stream else target.body
+    started = time.perf_counter()
+    if not stream:
+        response = client.post(target.url, headers=target.headers, json=body)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}")
+        return None, (time.perf_counter() - started) * 1000
+    first: float | None = None
+    done = False
+    with client.stream("POST", target.url, headers=target.headers, json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}")
+        for line in response.iter_lines():
+            if first is None and _has_content(line):
+                first = (time.perf_counter() - started) * 1000
+            done = done or line == "data: [DONE]"
+    if first is None or not done:
+        raise RuntimeError("the stream ended without content or [DONE]")
+    return first, (time.perf_counter() - started) * 1000
+
+
+def closed_loop(
+    target: Target, requests: int, concurrency: int, max_seconds: float, stream: bool
+) -> Calls:
+    """``concurrency`` clients, each sending its next call when the last one ended; at most
+    ``requests`` calls and ``max_seconds`` (a call under way then still finishes)."""
+    calls = Calls(planned=requests)
+    lock = threading.Lock()
+    deadline = time.monotonic() + max_seconds
+    sent = 0
+
+    def worker() -> None:
+        nonlocal sent
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        with httpx.Client(timeout=CALL_TIMEOUT_SECONDS, limits=limits, trust_env=False) as client:
+            while True:
+                with lock:
+                    if sent >= requests:
+                        return
+                    if time.monotonic() > deadline:
+                        calls.stopped_early = True
+                        return
+                    sent += 1
+                try:
+                    ttft, total = one_call(client, target, stream)
+                except Exception:
+                    with lock:
+                        calls.errors += 1
+                    continue
+                with lock:
+                    calls.total_ms.append(total)
+                    if ttft is not None:
+                        calls.ttft_ms.append(ttft)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max_seconds + CALL_TIMEOUT_SECONDS + 5)
+    return calls
+
+
+def _one_run(
+    gateway: Gateway, tally: Calls, plan: Plan, requests: int, concurrency: int, stream: bool
+) -> None:
+    measured = gateway.name != "direct"
+    cpu0 = gateway.proc.cpu() if measured else 0.0
+    jvm0 = cpu_seconds(gateway.jvm_pid) if gateway.jvm_pid else 0.0
+    tally.merge(closed_loop(gateway.target, requests, concurrency, plan.cap(), stream))
+    if measured:
+        tally.cpu_seconds += gateway.proc.cpu() - cpu0
+    if gateway.jvm_pid:
+        tally.jvm_cpu_seconds += cpu_seconds(gateway.jvm_pid) - jvm0
+
+
+def _per_call_ms(seconds: float, calls: Calls) -> float | None:
+    return round(seconds * 1000 / len(calls.total_ms), 2) if calls.total_ms else None
+
+
+def _summary(calls: Calls, direct: Calls, name: str) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "answered": len(calls.total_ms),
+        "planned": calls.planned,
+        "errors": calls.errors,
+        "stopped_early": calls.stopped_early,
+    }
+    for pct in PERCENTILES:
+        for measure in ("ttft", "total"):
+            ours: list[float] = getattr(calls, f"{measure}_ms")
+            theirs: list[float] = getattr(direct, f"{measure}_ms")
+            if not ours:
+                continue
+            row[f"{measure}_p{pct}_ms"] = round(percentile(ours, pct), 2)
+            if name != "direct" and theirs:
+                added = percentile(ours, pct) - percentile(theirs, pct)
+                row[f"added_{measure}_p{pct}_ms"] = round(added, 2)
+    if name != "direct":
+        row["cpu_ms_per_call"] = _per_call_ms(calls.cpu_seconds, calls)
+    if calls.jvm_cpu_seconds:
+        row["dynamodb_local_cpu_ms_per_call"] = _per_call_ms(calls.jvm_cpu_seconds, calls)
+    return row
+
+
+def run(plan: Plan, gateways: list[Gateway]) -> dict[str, Any]:
+    """Streamed and whole calls at c=1 and c=16 through every gateway."""
+    plan.start()
+    figures: dict[str, Any] = {
+        "plan": {k: v for k, v in plan.__dict__.items() if k != "deadline"},
+        "word_ms": WORD_MS,
+    }
+    for gateway in gateways:  # connections and caches warm, as the load figure's warm-up does
+        if gateway.name != "direct":
+            closed_loop(gateway.target, 16, 4, 30.0, stream=True)
+    for level in LEVELS:
+        per_run = max(plan.requests // plan.rounds // level, 1) * level
+        for kind in KINDS:
+            tallies = {g.name: Calls() for g in gateways}
+            for round_no in range(plan.rounds):
+                shift = round_no % len(gateways)
+                for gateway in gateways[shift:] + gateways[:shift]:
+                    _one_run(gateway, tallies[gateway.name], plan, per_run, level, kind == "stream")
+            figures[f"c{level}_{kind}"] = {
+                name: _summary(calls, tallies["direct"], name) for name, calls in tallies.items()
+            }
+    return figures
+
+
+# Cold start -------------------------------------------------------------------------------
+# Both children time themselves from their first line, so the interpreter's own start (the same
+# for both) is left out, as ``-X importtime`` leaves it out of figure 3.
+RELAY_CHILD = """
+import time
+started = time.perf_counter()
+import http.client, socket, threading
+import uvicorn
+from chalicelib.relay.app import app
+sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]
+config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+server = uvicorn.Server(config)
+thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+thread.start()
+for _ in range(100000):
+    if server.started:
+        break
+    time.sleep(0.001)
+connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+connection.request("GET", "/v1/models")
+status = connection.getresponse().status
+ready = time.perf_counter() - started
+server.should_exit = True
+thread.join(10)
+assert status == 401, status
+print(ready * 1000)
+"""
+BOTO3_CHILD = """
+import time
+started = time.perf_counter()
+import boto3
+print((time.perf_counter() - started) * 1000)
+"""
+
+
+def _child_ms(code: str, env: dict[str, str]) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=str(REPO),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COLD_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cold start child failed: {done.stderr[-1000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def relay_cold_start(runs: int = COLD_RUNS) -> dict[str, Any]:
+    """Medians of alternating runs, so a burst of outside load hits both alike."""
+    # The endpoint is never called: the relay's first request here is refused before any lookup.
+    env = sluice_env("http://127.0.0.1:9", "bench-admin-unused")
+    relay_ms: list[float] = []
+    boto_ms: list[float] = []
+    for _ in range(runs):
+        relay_ms.append(_child_ms(RELAY_CHILD, env))
+        boto_ms.append(_child_ms(BOTO3_CHILD, env))
+    relay, boto = statistics.median(relay_ms), statistics.median(boto_ms)
+    return {
+        "runs": runs,
+        "relay_ms": round(relay, 1),
+        "boto3_ms": round(boto, 1),
+        "ratio": round(relay / boto, 2) if boto else None,
+        "relay_ms_all": [round(v, 1) for v in relay_ms],
+        "boto3_ms_all": [round(v, 1) for v in boto_ms],
+    }
