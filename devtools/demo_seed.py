@@ -14,7 +14,30 @@ from chalicelib.core.pricing import ModelPrice
 from chalicelib.store import config as config_store
 
 DEMO_CHANNEL_ID = "demo"
-DEMO_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "demo-flat", "demo-slow")
+# Images, audio and video (devtools.mock_media serves them), priced as OpenAI lists them.
+MEDIA_PRICES = {
+    "dall-e-3": ModelPrice(usd_per_image=Decimal("0.04")),
+    # Billed per image and by tokens, as gpt-image-1 is.
+    "gpt-image-1": ModelPrice(
+        usd_per_image=Decimal("0.01"),
+        input_usd_per_mtok=Decimal("5.00"),
+        output_usd_per_mtok=Decimal("40.00"),
+    ),
+    "tts-1": ModelPrice(usd_per_mchar=Decimal("15.00")),
+    "whisper-1": ModelPrice(usd_per_minute=Decimal("0.006")),
+    "gpt-4o-transcribe": ModelPrice(
+        input_usd_per_mtok=Decimal("6.00"), output_usd_per_mtok=Decimal("10.00")
+    ),
+    "sora-2": ModelPrice(usd_per_second=Decimal("0.10")),
+}
+DEMO_MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "text-embedding-3-small",
+    "demo-flat",
+    "demo-slow",
+    *MEDIA_PRICES,
+)
 DEMO_PRICES = {
     "gpt-4o-mini": ModelPrice(
         input_usd_per_mtok=Decimal("0.15"), output_usd_per_mtok=Decimal("0.60")
@@ -28,6 +51,7 @@ DEMO_PRICES = {
     "demo-slow": ModelPrice(
         input_usd_per_mtok=Decimal("0.15"), output_usd_per_mtok=Decimal("0.60")
     ),
+    **MEDIA_PRICES,
 }
 
 

@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from devtools import mock_media
+
 DEMO_MODELS = ("demo-chat", "demo-chat-large", "demo-embedding", "demo-slow")
 # ``demo-slow`` streams its answer one word at a time, this far apart, so streaming can be seen
 # with ``curl -N`` or in the console's Playground.
@@ -243,8 +245,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- routing ------------------------------------------------------------------------
 
+    def _media(self, method: str) -> bool:
+        """Images, audio and video (``devtools.mock_media``); True when the path was one."""
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if not mock_media.handles(path):
+            return False
+        raw = self._read_body() if method != "GET" else b""
+        if raw is not None and self._authorized():
+            mock_media.MediaEndpoints(self).serve(method, path, raw)
+        return True
+
+    def do_DELETE(self) -> None:
+        self.owner._count()
+        if not self._media("DELETE"):
+            self._send_json(404, openai_error(f"Unknown path {self.path}", "invalid_request_error"))
+
     def do_GET(self) -> None:
         self.owner._count()
+        if self._media("GET"):
+            return
         if not self._authorized():
             return
         if self.path.rstrip("/") == "/v1/models":
@@ -259,6 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.owner._count()
+        if self._media("POST"):
+            return
         raw = self._read_body()
         if raw is None:
             return
@@ -477,6 +498,11 @@ class MockUpstream:
         self.delay_ms = delay_ms
         self.hang_seconds = hang_seconds
         self.last_body: Any = None
+        # Images, audio and video (devtools.mock_media): the last upload's files, the jobs,
+        # and how many retrievals a video job takes to complete.
+        self.last_files: dict[str, bytes] = {}
+        self.video_jobs: dict[str, dict[str, Any]] = {}
+        self.video_polls = 2
         self._requests = 0
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)

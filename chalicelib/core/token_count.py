@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import Any
 
 # The chat template's tokens around each message (OpenAI documents 3, plus 1 for a name).
 MESSAGE_OVERHEAD = 4
@@ -91,7 +91,7 @@ def _input_bound(item: Any) -> int:
     return json_bytes(item) + INPUT_OVERHEAD
 
 
-def prompt_tokens_upper_bound(kind: Literal["chat", "embeddings"], payload: dict[str, Any]) -> int:
+def prompt_tokens_upper_bound(kind: str, payload: dict[str, Any]) -> int:
     """A number of prompt tokens upstream can never exceed for this request.
 
     Unknown shapes fall back to the bytes of the whole payload, which is still a safe bound.
