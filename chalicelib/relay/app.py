@@ -38,7 +38,7 @@ from chalicelib.core.errors import (
 )
 from chalicelib.core.settings import get_settings
 from chalicelib.relay import media_routes
-from chalicelib.services import billing, gateway
+from chalicelib.services import billing, gateway, streaming
 from chalicelib.store import configure_store
 
 # The same limit as the management API's (``api.web.MAX_BODY_BYTES``).
@@ -109,11 +109,11 @@ class EventStream(StreamingResponse):
 
     Each ``next()`` runs in the threadpool (it waits on upstream). A client that hangs up
     cancels the response: the cancellation lands when the current ``next()`` returns (within
-    ``gateway.TICK_SECONDS``), and the shielded ``close()`` then hangs up on upstream and
+    ``streaming.TICK_SECONDS``), and the shielded ``close()`` then hangs up on upstream and
     settles the call before the app returns.
     """
 
-    def __init__(self, streamed: gateway.StreamedCall) -> None:
+    def __init__(self, streamed: streaming.StreamedCall) -> None:
         self.chunks = streamed.chunks
         super().__init__(
             self._each_chunk(),
@@ -138,8 +138,8 @@ class EventStream(StreamingResponse):
                 await run_in_threadpool(self.chunks.close)
 
 
-def relayed(result: gateway.CallResult | gateway.StreamedCall) -> Response:
-    if isinstance(result, gateway.StreamedCall):
+def relayed(result: gateway.CallResult | streaming.StreamedCall) -> Response:
+    if isinstance(result, streaming.StreamedCall):
         return EventStream(result)
     return Response(
         result.body,

@@ -1,0 +1,207 @@
+"""A ``stream: true`` chat after ``gateway.reserve``: the events handed on as they arrive.
+
+``relay_stream`` opens the stream upstream; ``StreamDelivery`` hands its events to the client
+and settles the call, through ``gateway``'s same charge and ``_finish``, once the stream ends,
+breaks or the client hangs up, charged for what was delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import upstream
+from chalicelib.core import errors, payloads
+from chalicelib.core.settings import get_settings
+from chalicelib.core.token_count import estimate_completion_tokens
+from chalicelib.services.gateway import (
+    Call,
+    CallResult,
+    Delivered,
+    Held,
+    _capped,
+    _charge,
+    _rate_headers,
+    _refund_failed,
+    settle,
+)
+
+
+@dataclass(frozen=True)
+class StreamedCall:
+    """A stream under way: the response's headers, then ``chunks`` as they come."""
+
+    headers: dict[str, str]
+    chunks: StreamDelivery
+    status: int = 200
+    content_type: str = "text/event-stream; charset=utf-8"
+
+
+KEEPALIVE = b": keepalive\n\n"
+DONE_EVENT = b"data: [DONE]\n\n"
+# How long one ``next()`` waits for upstream before it returns an empty chunk: the edge gets
+# control back that often, to notice a client that hung up.
+TICK_SECONDS = 0.5
+# A stream that outlives its deadline by this much is ended here, whatever the reader does.
+DEADLINE_GRACE_SECONDS = 2.0
+
+
+def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
+    """The answer handed on event by event; charged, at the end, for what was delivered.
+
+    Until the response starts, a failure is an HTTP error like any call's (refunded in full)
+    and an upstream rejection is passed on. The response starts with the first event, or with
+    a keepalive once the provider was silent for ``stream_keepalive_seconds``; from then on the
+    stream can only end with an error event (see ``StreamDelivery``).
+    """
+    payload = _capped(call, held)
+    try:
+        source = upstream.open_stream(
+            payload,
+            group=call.token.group,
+            client_wants_usage=payloads.client_wants_usage(payload),
+            request_id=held.record.request_id,
+            budget_seconds=call.seconds_left(),
+        )
+    except Exception as exc:
+        _refund_failed(call, held, exc)
+        raise
+    first = source.next_item(get_settings().stream_keepalive_seconds)
+    if first is not None and first.kind == "failed" and first.error is not None:
+        source.close()
+        _refund_failed(call, held, first.error)
+        raise first.error
+    if first is not None and first.kind == "rejected" and first.reply is not None:
+        return settle(call, held, first.reply)
+    delivery = StreamDelivery(call, held, source, first)
+    # The rate-limit headers go out before the answer: its tokens are not known yet.
+    headers = {"X-Request-Id": held.record.request_id, **_rate_headers(call, held, 0)}
+    return StreamedCall(headers=headers, chunks=delivery)
+
+
+class StreamDelivery:
+    """The client's side of a stream: an iterator of bytes that settles exactly once.
+
+    ::
+
+        event ... ──> upstream [DONE] ──> "data: [DONE]" ──> next(): settle "ok" ──> end
+                  ──> upstream breaks ──> error event + "data: [DONE]" ──> next(): settle
+                      "upstream_error" at the cost of what was delivered ──> end
+        close() before the end (the client hung up) ──> upstream hung up on, settle
+                      "client_closed" at the cost of what was delivered
+
+    The settle runs inside ``next()`` after the last bytes were handed on, so it lands before
+    the response body ends (a Lambda is frozen once it does). ``next()`` returns ``b""`` when
+    upstream is silent for a moment, so the edge regains control to notice a hang-up. The cost
+    of what was delivered is upstream's usage if it sent one, else an estimate from the text
+    handed on (flagged ``usage_estimated``); the sweeper is never left to refund it.
+    """
+
+    def __init__(
+        self, call: Call, held: Held, source: upstream.ChatStream, first: Any | None
+    ) -> None:
+        self.call = call
+        self.held = held
+        self.source = source
+        self._pending = first
+        self._keepalive_now = first is None
+        self._last_sent = time.monotonic()
+        self._text: list[str] = []
+        self._usage: tuple[int, int] | None = None
+        self._estimate: tuple[int, int] | None = None
+        self._channel = ""
+        self._delivered = False
+        self._ending: tuple[str, Any] | None = None
+        self._settled = False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> StreamDelivery:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._ending is not None:
+            self._settle(*self._ending)
+        if self._settled:
+            raise StopIteration
+        try:
+            return self._next_bytes()
+        except Exception as exc:
+            self._settle("relay_error", exc)
+            raise
+
+    def close(self) -> None:
+        """End the stream now (idempotent): the client hung up, or the response was dropped."""
+        self._settle(*(self._ending or ("client_closed", None)))
+
+    def _next_bytes(self) -> bytes:
+        if self._keepalive_now:
+            self._keepalive_now = False
+            return self._sent(KEEPALIVE)
+        item, self._pending = self._pending or self.source.next_item(TICK_SECONDS), None
+        if item is None:
+            return self._silence()
+        self._channel = item.channel or self._channel
+        if item.kind == "event":
+            self._text.append(item.text)
+            self._usage = item.usage or self._usage
+            self._delivered = self._delivered or bool(item.data)
+            return self._sent(item.data) if item.data else b""
+        if item.kind == "done":
+            self._estimate = item.estimated_usage
+            self._ending = ("ok", None)
+            return self._sent(item.data)
+        if item.kind == "rejected" and item.reply is not None:
+            # Upstream refused the request after keepalives had started the response.
+            self._ending = ("upstream_error", f"upstream answered HTTP {item.reply.status}")
+            return self._sent(b"data: " + item.reply.body + b"\n\n" + DONE_EVENT)
+        return self._end_with(item.error or errors.UpstreamError())
+
+    def _silence(self) -> bytes:
+        if self.call.seconds_left() < -DEADLINE_GRACE_SECONDS:
+            self.source.close()
+            return self._end_with(errors.UpstreamTimeout("The call ran out of time."))
+        keepalive = get_settings().stream_keepalive_seconds
+        if not self._delivered and time.monotonic() - self._last_sent >= keepalive:
+            return self._sent(KEEPALIVE)
+        return b""
+
+    def _end_with(self, error: errors.GatewayError) -> bytes:
+        """The OpenAI-shaped error event, then [DONE]: how a started stream reports failure."""
+        self._ending = ("upstream_error", error)
+        body = json.dumps(errors.error_body(error), separators=(",", ":"))
+        return self._sent(f"data: {body}\n\n".encode() + DONE_EVENT)
+
+    def _sent(self, data: bytes) -> bytes:
+        self._last_sent = time.monotonic()
+        return data
+
+    def _delivered_usage(self) -> tuple[int, int, bool]:
+        if self._usage is not None:
+            return (*self._usage, False)
+        if self._estimate is not None:
+            return (*self._estimate, True)
+        text = "".join(self._text)
+        return self.call.prompt_bound, estimate_completion_tokens(text), True
+
+    def _settle(self, status: str, detail: Any) -> None:
+        with self._lock:
+            if self._settled:
+                return
+            self._settled = True
+        self.source.close()
+        prompt, completion, estimated = (
+            self._delivered_usage() if self._delivered else (0, 0, False)
+        )
+        _charge(
+            self.call,
+            self.held,
+            Delivered(prompt, completion, estimated),
+            paid=self._delivered,
+            channel=self._channel,
+            answer="".join(self._text).encode(),
+            status=status,
+            detail=detail,
+        )
