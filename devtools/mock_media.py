@@ -9,8 +9,8 @@ Deterministic, so tests can assert exact charges and bytes:
   models whose name contains "transcribe" report tokens (and stream with ``stream=true``), the
   others the duration, in every OpenAI format (json, text, srt, vtt, verbose_json);
 * videos: jobs held in memory, ``queued`` -> ``in_progress`` -> ``completed`` after
-  ``MockUpstream.video_polls`` retrievals (a prompt containing "[fail]" fails instead); the
-  content is fixed MP4-looking bytes.
+  ``MockUpstream.video_polls`` retrievals (its value when the job was created; a prompt
+  containing "[fail]" fails instead); the content is fixed MP4-looking bytes.
 
 Every uploaded file is kept in ``MockUpstream.last_files`` (field name -> bytes), so tests can
 check that a file reached the provider byte for byte. Multipart bodies are read with the
@@ -86,6 +86,10 @@ def _timestamp(seconds: float, separator: str) -> str:
         f"{millis // 3_600_000:02d}:{millis // 60_000 % 60:02d}:{millis // 1000 % 60:02d}"
         f"{separator}{millis % 1000:03d}"
     )
+
+
+def _public(job: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in job.items() if k not in ("polls", "polls_needed")}
 
 
 class MediaEndpoints:
@@ -213,7 +217,7 @@ class MediaEndpoints:
                 self._created(self._new_job(fields, None))
             else:
                 with self.owner._lock:
-                    data = [dict(job) for job in self.owner.video_jobs.values()]
+                    data = [_public(job) for job in self.owner.video_jobs.values()]
                 self.handler._send_json(200, {"object": "list", "data": data, "has_more": False})
             return
         with self.owner._lock:
@@ -251,13 +255,14 @@ class MediaEndpoints:
             "prompt": str(fields.get("prompt", "")),
             "remixed_from_video_id": remixed_from,
             "polls": 0,
+            "polls_needed": self.owner.video_polls,
         }
         with self.owner._lock:
             self.owner.video_jobs[job["id"]] = job
         return job
 
     def _created(self, job: dict[str, Any]) -> None:
-        self.handler._send_json(200, {k: v for k, v in job.items() if k != "polls"})
+        self.handler._send_json(200, _public(job))
 
     def _advanced(self, video_id: str) -> dict[str, Any]:
         """One more retrieval: the job moves on (completed after ``video_polls`` of them)."""
@@ -268,8 +273,8 @@ class MediaEndpoints:
                 if "[fail]" in job["prompt"]:
                     job["status"] = "failed"
                     job["error"] = {"code": "generation_failed", "message": "Demo failure."}
-                elif job["polls"] >= self.owner.video_polls:
+                elif job["polls"] >= job["polls_needed"]:
                     job.update(status="completed", progress=100, completed_at=int(time.time()))
                 else:
                     job.update(status="in_progress", progress=50)
-            return {k: v for k, v in job.items() if k != "polls"}
+            return _public(job)

@@ -301,7 +301,7 @@ def _started(
     try:
         payloads.check_id(job.video_id, "id", creates=True)
         _remember(job)
-    except errors.GatewayError as exc:
+    except Exception as exc:
         gateway.refund_failed(call, held, exc)
         raise errors.UpstreamError(
             "The video job could not be recorded; it was not charged."

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.store.common import translated
@@ -62,7 +63,7 @@ def remember(
         created_ms=int(at * 1000),
         listed_under=f"{account_id}#{kind}" if listed else None,
         attributes=dict(attributes or {}),
-        expire_at=int(at) + ttl,
+        expire_at=datetime.fromtimestamp(int(at) + ttl, UTC),
     )
     with translated():
         item.save()
