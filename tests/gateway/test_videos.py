@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from chalicelib.services import sweeper
+from chalicelib.services import ledger_verify, sweeper
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
 from chalicelib.store.models import UsageRecord
@@ -155,6 +155,8 @@ def test_the_sweeper_settles_a_completed_job_nobody_polled(relay_api: Any, upstr
     [record] = _records()
     assert (record.state, record.cost_units) == ("settled", JOB_UNITS)
     assert upstream.video_jobs[done]["status"] == "completed"
+    # AND the verifier does not take the running job's reservation for a crashed call's
+    assert ledger_verify.verify(later).drift == []
 
     # AND once the running job outlives its deadline (6 h), the sweeper refunds it
     sweeper.sweep(int(time.time()) + 7 * 3_600)
