@@ -248,6 +248,28 @@ def usage() -> dict[str, Any]:
     )
 
 
+# The audit trail (management key: its own account; admin or ops- key with audit:read: all) --
+@route("/audit", methods=["GET"])
+def audit_log() -> dict[str, Any]:
+    from chalicelib.services import audit, management
+
+    caller = _caller()
+    web.only_query(
+        app, "account_id", "target_type", "target_id", "action", "start", "end", "limit", "cursor"
+    )
+    selected = audit.filters(
+        account_id=web.query(app, "account_id") if caller.is_operator else caller.account_id,
+        target_type=web.query(app, "target_type"),
+        target_id=web.query(app, "target_id"),
+        action=web.query(app, "action"),
+        start=web.query(app, "start"),
+        end=web.query(app, "end"),
+        now=web.now(),
+    )
+    limit = management.parse_limit(web.query(app, "limit"))
+    return audit.list_records(selected, limit, web.query(app, "cursor"))
+
+
 # Scheduled jobs (each its own Lambda, whose handler is app.<name>) ----------------------------
 @app.schedule(Cron(0, "*", "*", "*", "?", "*"), name="reset_quotas")
 def reset_quotas(event: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from chalice import Blueprint, Chalice
 
 from chalicelib.api import scopes as route_scopes
 from chalicelib.api import web
-from chalicelib.core import keys, observe, scopes
+from chalicelib.core import audit, keys, observe, scopes
 from chalicelib.core.errors import Forbidden, InsufficientScope, InvalidRequest, Unauthenticated
 from chalicelib.core.settings import get_settings
 from chalicelib.store import accounts as account_store
@@ -48,12 +48,16 @@ class Caller:
 
     @property
     def actor(self) -> str:
-        """Who to name in logs (and, later, the audit log): never a key, only an id."""
+        """Who to name in logs and the audit trail: never a key, only an id.
+
+        ``admin``, ``ops:<operator key id>``, or the account id of a management key.
+        """
         if self.kind == "operator":
             return f"ops:{self.operator_key_id}"
         if self.kind == "account":
-            return f"account:{self.account_id}"
-        return "admin"
+            assert self.account_id is not None
+            return self.account_id
+        return audit.ADMIN
 
     def require(self, scope: str | None) -> None:
         """403 ``insufficient_scope`` unless this operator holds ``scope``.
@@ -132,12 +136,18 @@ def _log_write(app: Chalice | Blueprint, caller: Caller, scope: str | None) -> N
         )
 
 
+def _acting(app: Chalice | Blueprint, who: Caller) -> Caller:
+    """Name ``who`` as the actor of whatever this request changes (see core/audit.py)."""
+    audit.act_as(audit.Actor(who.actor, web.source_ip(app), web.request_id(app)))
+    return who
+
+
 def operator(app: Chalice | Blueprint) -> Caller:
     """For ``/admin/*`` handlers: the admin key or an operator key with the route's scope."""
     _, scope = route_scopes.of_request(app)
     who = require_scope(web.header(app, "authorization"), scope)
     _log_write(app, who, scope)
-    return who
+    return _acting(app, who)
 
 
 def caller(app: Chalice | Blueprint) -> Caller:
@@ -147,4 +157,4 @@ def caller(app: Chalice | Blueprint) -> Caller:
     if who.is_operator:
         who.require(scope)
         _log_write(app, who, scope)
-    return who
+    return _acting(app, who)

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib.api import scopes as route_scopes
-from chalicelib.core import channels, payloads
+from chalicelib.core import audit, channels, payloads
 from chalicelib.core.pricing import PRICE_FIELDS
 from chalicelib.core.scopes import SCOPES
 from chalicelib.services import schemas
@@ -182,6 +182,12 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "UsageReport",
         query=("start", "end", "group_by"),
     ),
+    ("/audit", "GET"): Op(
+        "Who changed what, newest first: every management action (a management key sees its "
+        "own account's; account_id is an optional filter for the admin and operator keys)",
+        "AuditList",
+        query=(*PAGE, "start", "end", "target_type", "target_id", "action"),
+    ),
 }
 
 
@@ -226,6 +232,18 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "token_id": {"description": "Only this key's requests.", "schema": {"type": "string"}},
     "model": {"description": "Only this model's requests.", "schema": {"type": "string"}},
     "group_by": {"schema": {"type": "string", "enum": ["day", "token", "model"], "default": "day"}},
+    "target_type": {
+        "description": "Only records about this kind of target.",
+        "schema": {"type": "string", "enum": list(audit.TARGET_TYPES)},
+    },
+    "target_id": {
+        "description": "Only records about this target (needs target_type).",
+        "schema": {"type": "string"},
+    },
+    "action": {
+        "description": "Only this action.",
+        "schema": {"type": "string", "enum": list(audit.ACTIONS)},
+    },
 }
 # The handlers read an empty value (?limit=) as an absent one; only a status filter must be real.
 for _name, _parameter in QUERY_PARAMETERS.items():
@@ -451,6 +469,30 @@ RESPONSES: dict[str, dict[str, Any]] = {
         }
     ),
     "LogList": _page("Log"),
+    "AuditRecord": _object(
+        {
+            "at": {"type": "string", "format": "date-time", "description": "UTC, to the ms"},
+            "actor": {
+                "type": "string",
+                "description": "admin, ops:<operator key id>, or the account id of an mk- key",
+            },
+            "action": {"type": "string", "enum": list(audit.ACTIONS)},
+            "target_type": {"type": "string", "enum": list(audit.TARGET_TYPES)},
+            "target_id": {"type": "string"},
+            "changes": {
+                "type": "object",
+                "description": (
+                    'Per field {"old": ..., "new": ...} (null: absent). A secret that changed is '
+                    f'named with "{audit.SECRET}" for its values; no key, hash or preview.'
+                ),
+                "additionalProperties": _object({"old": {}, "new": {}}),
+            },
+            "source_ip": {"type": "string"},
+            "request_id": {"type": "string"},
+        },
+        "One management action, written in the same transaction as the change.",
+    ),
+    "AuditList": _page("AuditRecord"),
     "UsageReport": _object(
         {
             "data": {

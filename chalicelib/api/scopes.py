@@ -52,6 +52,7 @@ ACCOUNT_ROUTES: dict[tuple[str, str], str] = {
     ("/tokens/{token_id}/regenerate", "POST"): "accounts:write",
     ("/logs", "GET"): "logs:read",
     ("/usage", "GET"): "logs:read",
+    ("/audit", "GET"): "audit:read",
 }
 
 ROUTE_SCOPES: dict[tuple[str, str], str] = {**ADMIN_ROUTES, **ACCOUNT_ROUTES}

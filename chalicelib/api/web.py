@@ -18,7 +18,7 @@ from typing import Any
 from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 
-from chalicelib.core import observe
+from chalicelib.core import audit, observe
 from chalicelib.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -83,7 +83,9 @@ def routes(
                     for name, value in uri_params.items():
                         if name != "proxy":  # the catch-all 404 takes any path
                             payloads.check_id(value, name, creates=creates)
-                    result = handler(**uri_params)
+                    # Nobody acts until auth names the caller (the audit's actor).
+                    with audit.request_scope():
+                        result = handler(**uri_params)
                 except GatewayError as exc:
                     return error_response(exc)
                 except Exception as exc:

@@ -16,17 +16,20 @@ import json
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
+from chalicelib.cli import audit as cli_audit
 from chalicelib.cli import config as cli_config
 from chalicelib.cli import keys as cli_keys
 from chalicelib.cli import ledger as cli_ledger
 from chalicelib.cli import logs_to_stderr
 from chalicelib.cli import resets as cli_resets
+from chalicelib.core import audit
 from chalicelib.core.errors import GatewayError, InvalidRequest, ServiceUnavailable
 from chalicelib.core.text import escaped
 
@@ -177,6 +180,10 @@ TOKEN_COLUMNS: list[tuple[str, Callable]] = [
 def cli(stage: str | None) -> None:
     """Operate a Sluice stage: tables, accounts, API keys, upstream channels, prices, resets."""
     logs_to_stderr()
+    # What this command changes is the admin's doing (the caller holds the stage's credentials);
+    # the request id tells the audit trail it came from the command line.
+    actor = audit.Actor(audit.ADMIN, request_id=f"cli-{uuid.uuid4().hex}")
+    click.get_current_context().with_resource(audit.acting(actor))
     if stage:
         from chalicelib.core.settings import reset_settings
 
@@ -427,6 +434,7 @@ cli.add_command(cli_config.groups)
 cli.add_command(cli_resets.resets)
 cli.add_command(cli_ledger.ledger)
 cli.add_command(cli_keys.keys)
+cli.add_command(cli_audit.audit)
 
 
 def main() -> None:

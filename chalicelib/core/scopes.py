@@ -21,6 +21,7 @@ SCOPES: dict[str, str] = {
     "config:read": "Read channels, model prices and group ratios",
     "config:write": "Create, edit and delete channels, model prices and group ratios",
     "logs:read": "Read any account's logs, usage and API keys (?account_id=)",
+    "audit:read": "Read the audit trail of every management action (GET /audit)",
     "keys:admin": "Manage operator keys, within the caller's own scopes",
 }
 ALL_SCOPES: frozenset[str] = frozenset(SCOPES)

@@ -42,6 +42,9 @@ class Settings:
     # Prefix of the SSM parameters that hold upstream provider keys when deployed.
     channel_secret_ssm_prefix: str | None = None
     log_retention_days: int = 90
+    # How long an audit record is kept (DynamoDB TTL): a year and a bit, so last year's review
+    # of who changed what still finds the same month a year back.
+    audit_retention_days: int = 400
     store_content: bool = False
     # Seconds the per-container cache may serve key metadata; the reservation's condition re-checks
     # everything that must be current (status, expiry, hash, quota), so this only delays edits of
@@ -106,6 +109,7 @@ class Settings:
             admin_key_secret_id=aws_only("SLUICE_ADMIN_KEY_SECRET_ID"),
             channel_secret_ssm_prefix=aws_only("SLUICE_CHANNEL_SECRET_SSM_PREFIX"),
             log_retention_days=_int(env, "SLUICE_LOG_RETENTION_DAYS", 90),
+            audit_retention_days=_int(env, "SLUICE_AUDIT_RETENTION_DAYS", 400),
             store_content=env.get("SLUICE_STORE_CONTENT", "").strip().lower() in {"1", "true"},
             key_cache_seconds=_float(env, "SLUICE_KEY_CACHE_SECONDS", 10.0),
             upstream_connect_timeout=_float(env, "SLUICE_UPSTREAM_CONNECT_TIMEOUT", 5.0),

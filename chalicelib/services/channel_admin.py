@@ -13,7 +13,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.core import keys
+from chalicelib.core import audit, keys
 from chalicelib.core.channels import PUBLIC_FIELDS, Channel
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.pricing import PRICE_FIELDS, ModelPrice, MoneyError, parse_decimal
@@ -49,6 +49,15 @@ def channel_json(channel: Channel) -> dict[str, Any]:
     }
 
 
+# What a channel looks like in the audit: its settings, not its key nor its bookkeeping.
+_NOT_AUDITED = ("id", "api_key_set", "created_at", "updated_at")
+
+
+def _audited(channel: Channel) -> dict[str, Any]:
+    shown = channel_json(channel)
+    return {name: value for name, value in shown.items() if name not in _NOT_AUDITED}
+
+
 def create_channel(body: schemas_config.CreateChannel, now: int) -> dict[str, Any]:
     channel = Channel(
         id=body.id or keys.new_id(),
@@ -61,7 +70,11 @@ def create_channel(body: schemas_config.CreateChannel, now: int) -> dict[str, An
         weight=body.weight,
         enabled=body.enabled,
     )
-    return channel_json(config_store.create_channel(channel, body.api_key, now))
+    changes = audit.created(_audited(channel))
+    if body.api_key is not None:
+        changes["api_key"] = audit.secret(False, True)
+    entry = audit.entry("channel.create", channel.id, changes)
+    return channel_json(config_store.create_channel(channel, body.api_key, now, audit=entry))
 
 
 def list_channels() -> dict[str, Any]:
@@ -93,7 +106,11 @@ def patch_channel(channel_id: str, body: schemas_config.PatchChannel, now: int) 
     except schemas.FieldError as exc:
         raise InvalidRequest(f"{exc.param}: {exc}", param=exc.param) from exc
     api_key = body.api_key if "api_key" in fields else config_store.KEEP
-    return channel_json(config_store.update_channel(current, changed, api_key, now))
+    changes = audit.diff(_audited(current), _audited(changed))
+    if "api_key" in fields:
+        changes["api_key"] = audit.secret(current.has_api_key, body.api_key is not None)
+    entry = audit.entry("channel.update", channel_id, changes)
+    return channel_json(config_store.update_channel(current, changed, api_key, now, audit=entry))
 
 
 def set_channel_enabled(channel_id: str, enabled: bool, now: int) -> dict[str, Any]:
@@ -101,7 +118,11 @@ def set_channel_enabled(channel_id: str, enabled: bool, now: int) -> dict[str, A
 
 
 def delete_channel(channel_id: str) -> None:
-    config_store.delete_channel(channel_id)
+    current = config_store.require_channel(channel_id)
+    changes = audit.removed(_audited(current))
+    config_store.delete_channel(
+        channel_id, audit=audit.entry("channel.delete", channel_id, changes)
+    )
 
 
 # Prices -----------------------------------------------------------------------------------------
@@ -134,8 +155,19 @@ def set_price(model: str, body: schemas.SetPrice, now: int) -> dict[str, Any]:
         given.setdefault("input_usd_per_mtok", Decimal(0))
         given.setdefault("output_usd_per_mtok", Decimal(0))
     model_price = ModelPrice(**given)
-    config_store.set_price(model, model_price, now)
+    before = config_store.load_prices().get(model)
+    changes = audit.diff({} if before is None else before.to_json(), model_price.to_json())
+    changes |= {name: {"old": value, "new": None} for name, value in _dropped(before, model_price)}
+    entry = audit.entry("price.update", model, changes)
+    config_store.set_price(model, model_price, now, audit=entry)
     return price_json(model, model_price)
+
+
+def _dropped(before: ModelPrice | None, after: ModelPrice) -> list[tuple[str, str]]:
+    """Price fields the old price had and the new one does not (flat <-> per token)."""
+    if before is None:
+        return []
+    return [(k, v) for k, v in before.to_json().items() if k not in after.to_json()]
 
 
 def list_prices() -> dict[str, Any]:
@@ -144,7 +176,10 @@ def list_prices() -> dict[str, Any]:
 
 
 def delete_price(model: str) -> None:
-    config_store.delete_price(_model_name(model))
+    model = _model_name(model)
+    before = config_store.load_prices().get(model)
+    changes = audit.removed({} if before is None else before.to_json())
+    config_store.delete_price(model, audit=audit.entry("price.delete", model, changes))
 
 
 # Group ratios -----------------------------------------------------------------------------------
@@ -157,7 +192,10 @@ def set_group_ratio(group: str, body: schemas.SetGroupRatio, now: int) -> dict[s
         ratio = parse_decimal(body.ratio, allow_zero=False)
     except MoneyError as exc:
         raise InvalidRequest(f"ratio {exc}.", param="ratio") from exc
-    config_store.set_group_ratio(group, ratio, now)
+    before = config_store.load_group_ratios().get(group)
+    changes = audit.diff({"ratio": None if before is None else str(before)}, {"ratio": str(ratio)})
+    entry = audit.entry("group.update", group, changes)
+    config_store.set_group_ratio(group, ratio, now, audit=entry)
     return {"group": group, "ratio": str(ratio)}
 
 

@@ -7,11 +7,12 @@ of another account is reported exactly like a missing one.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from chalicelib.core import audit, keys, views
 from chalicelib.core import calendar as resets
-from chalicelib.core import keys, views
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.pricing import MoneyError, usd_to_units
 from chalicelib.core.quota import group_refusal
@@ -67,7 +68,9 @@ def create_account(body: schemas.CreateAccount, now: int) -> dict[str, Any]:
     )
     # The default key uses the first granted group, so it works from the start.
     token, key = _new_token(account_id, now, name="default", group=account.groups[0])
-    account_store.create(account, token)
+    changes = audit.created({**audit.account_fields(account), "default_token_id": token.id})
+    entry = audit.entry("account.create", account_id, changes, account_id=account_id)
+    account_store.create(account, token, audit=entry)
     return {
         "account": views.account_json(account),
         "management_key": management_key,
@@ -93,7 +96,18 @@ def _refuse_nulls(body: schemas.Body, *names: str) -> None:
 def patch_account(account_id: str, body: schemas.PatchAccount) -> dict[str, Any]:
     _refuse_nulls(body, "name", "status", "groups")
     groups = tuple(body.groups) if body.groups is not None else None
-    updated = account_store.update(account_id, name=body.name, status=body.status, groups=groups)
+    current = account_store.require(account_id)
+    after = replace(
+        current,
+        name=current.name if body.name is None else body.name,
+        status=current.status if body.status is None else body.status,
+        groups=current.groups if groups is None else groups,
+    )
+    changes = audit.diff(audit.account_fields(current), audit.account_fields(after))
+    entry = audit.entry("account.update", account_id, changes, account_id=account_id)
+    updated = account_store.update(
+        account_id, name=body.name, status=body.status, groups=groups, audit=entry
+    )
     return views.account_json(updated)
 
 
@@ -101,7 +115,11 @@ def regenerate_management_key(account_id: str) -> dict[str, Any]:
     """A new ``mk-`` key for the account, shown once; the old one stops working at once."""
     account_store.require(account_id)
     management_key = keys.new_key(keys.MANAGEMENT_PREFIX, account_id)
-    account = account_store.set_management_key_hash(account_id, keys.hash_key(management_key))
+    changes = {"management_key": audit.secret(True, True)}
+    entry = audit.entry("account.rotate_key", account_id, changes, account_id=account_id)
+    account = account_store.set_management_key_hash(
+        account_id, keys.hash_key(management_key), audit=entry
+    )
     return {"account": views.account_json(account), "management_key": management_key}
 
 
@@ -111,7 +129,9 @@ def credit_account(account_id: str, body: schemas.CreditAccount, now: int) -> di
         param = "quota_usd" if body.quota_usd is not None else "quota_units"
         raise InvalidRequest("The credit must be at least one unit.", param=param)
     account_store.require(account_id)
-    return views.account_json(account_store.credit(account_id, units, body.note, now))
+    changes = audit.created({"credited_units": units, "note": body.note or None})
+    entry = audit.entry("account.credit", account_id, changes, account_id=account_id)
+    return views.account_json(account_store.credit(account_id, units, body.note, now, audit=entry))
 
 
 # Tokens ---------------------------------------------------------------------------------------
@@ -205,7 +225,17 @@ def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict
         )
         for _ in range(body.count)
     ]
-    token_store.create_many([record for record, _ in created])
+    records = [record for record, _ in created]
+    entries = [
+        audit.entry(
+            "token.create",
+            record.id,
+            audit.created(audit.token_fields(record)),
+            account_id=account_id,
+        )
+        for record in records
+    ]
+    token_store.create_many(records, audits=entries)
     return {"data": [views.token_json(record, now, key=key) for record, key in created]}
 
 
@@ -254,16 +284,34 @@ def patch_token(
         current = jobs.reset_if_due(current, now) or current
         changes["reset_period"] = body.reset_period
         changes["next_reset_at"] = resets.next_boundary(body.reset_period or "never", now)
-    updated = token_store.update(current, token_store.TokenChanges(**changes))
+    entry = audit.entry(
+        "token.update", current.id, _token_diff(current, changes), account_id=account_id
+    )
+    updated = token_store.update(current, token_store.TokenChanges(**changes), audit=entry)
     return views.token_json(updated, now)
 
 
+def _token_diff(current: TokenRecord, changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The audit's old -> new for a PATCH's ``changes`` (a quota of None: unlimited)."""
+    fields = {k: v for k, v in changes.items() if k in TokenRecord.__dataclass_fields__}
+    if "quota_units" in changes:
+        fields["unlimited"] = changes["quota_units"] is None
+        fields["quota_units"] = changes["quota_units"] or 0
+    after = replace(current, **fields)
+    return audit.diff(audit.token_fields(current), audit.token_fields(after))
+
+
 def delete_token(account_id: str, token_id: str) -> None:
-    token_store.delete(token_id, account_id)
+    current = token_store.get_owned(token_id, account_id)
+    changes = audit.removed(audit.token_fields(current))
+    entry = audit.entry("token.delete", token_id, changes, account_id=account_id)
+    token_store.delete(token_id, account_id, audit=entry)
 
 
 def regenerate_token(account_id: str, token_id: str, now: int) -> dict[str, Any]:
     current = token_store.get_owned(token_id, account_id)
     key = keys.new_key(keys.TOKEN_PREFIX, current.id)
-    updated = token_store.regenerate(current, keys.hash_key(key), keys.preview(key))
+    changes = {"key": audit.secret(True, True)}
+    entry = audit.entry("token.regenerate", current.id, changes, account_id=account_id)
+    updated = token_store.regenerate(current, keys.hash_key(key), keys.preview(key), audit=entry)
     return views.token_json(updated, now, key=key)

@@ -9,9 +9,10 @@ the one write, so a refused request writes nothing.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.core import keys, observe, scopes, views
+from chalicelib.core import audit, keys, observe, scopes, views
 from chalicelib.core.errors import (
     InvalidRequest,
     KeyDisabled,
@@ -59,7 +60,8 @@ def create_key(body: schemas.CreateOperatorKey, held: frozenset[str], now: int) 
         created_at=now,
         expires_at=expires_at,
     )
-    key_store.create(record)
+    entry = audit.entry("opkey.create", key_id, audit.created(audit.operator_key_fields(record)))
+    key_store.create(record, audit=entry)
     return views.operator_key_json(record, now, key=key)
 
 
@@ -87,19 +89,30 @@ def patch_key(
         return views.operator_key_json(current, now)  # nothing to change, nothing written
     if body.scopes is not None:
         scopes.require_grantable(held, body.scopes)
+    new_scopes = None if body.scopes is None else tuple(body.scopes)
+    after = replace(
+        current,
+        name=current.name if body.name is None else body.name,
+        scopes=current.scopes if new_scopes is None else new_scopes,
+        status=current.status if body.status is None else body.status,
+    )
+    changes = audit.diff(audit.operator_key_fields(current), audit.operator_key_fields(after))
     updated = key_store.update(
         current,
         now,
         name=body.name,
-        scopes=None if body.scopes is None else tuple(body.scopes),
+        scopes=new_scopes,
         status=body.status,
+        audit=audit.entry("opkey.update", key_id, changes),
     )
     return views.operator_key_json(updated, now)
 
 
 def delete_key(key_id: str, held: frozenset[str]) -> None:
-    _may_manage(held, key_store.require(key_id))
-    key_store.delete(key_id)
+    current = key_store.require(key_id)
+    _may_manage(held, current)
+    changes = audit.removed(audit.operator_key_fields(current))
+    key_store.delete(key_id, audit=audit.entry("opkey.delete", key_id, changes))
 
 
 def verify(presented: str, key_id: str, now: int) -> OperatorKeyRecord:

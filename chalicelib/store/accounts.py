@@ -6,20 +6,15 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.core.audit import AuditEntry
 from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, Page, TokenRecord
+from chalicelib.store import audit as audit_store
 from chalicelib.store import tokens
-from chalicelib.store.common import (
-    decode_cursor,
-    refused_as,
-    take_page,
-    transact,
-    translated,
-)
+from chalicelib.store.common import decode_cursor, take_page, translated
 from chalicelib.store.models import ACCOUNT_KIND, Account, Event
 
 
@@ -43,8 +38,10 @@ def record_from_raw(raw: dict[str, Any]) -> AccountRecord:
     return to_record(Account.from_raw_data(raw))
 
 
-def create(account: AccountRecord, default_token: TokenRecord) -> None:
-    """The account and its default token appear together or not at all."""
+def create(
+    account: AccountRecord, default_token: TokenRecord, *, audit: AuditEntry | None = None
+) -> None:
+    """The account, its default token and the audit record appear together or not at all."""
     item = Account(
         account.id,
         kind=ACCOUNT_KIND,
@@ -65,13 +62,7 @@ def create(account: AccountRecord, default_token: TokenRecord) -> None:
         transaction.save(item, condition=Account.id.does_not_exist())
         transaction.save(tokens.new_item(default_token), condition=tokens.Token.id.does_not_exist())
 
-    with translated():
-        try:
-            transact(build)
-        except TransactWriteError as exc:
-            if tokens.cancelled_by_condition(exc):
-                raise Conflict("An account or token id collided; retry.") from exc
-            raise
+    audit_store.write(build, audit, Conflict("An account or token id collided; retry."))
 
 
 def get(account_id: str) -> AccountRecord | None:
@@ -121,6 +112,7 @@ def update(
     name: str | None = None,
     status: str | None = None,
     groups: tuple[str, ...] | None = None,
+    audit: AuditEntry | None = None,
 ) -> AccountRecord:
     actions: list[Action] = []
     if name is not None:
@@ -131,23 +123,31 @@ def update(
         actions.append(Account.groups.set(list(groups)))
     if not actions or not tokens.plausible_id(account_id):
         return require(account_id)
-    item = Account(account_id)
-    with translated(), refused_as(NotFound("No account with this id.", param="id")):
-        item.update(actions=actions, condition=Account.id.exists())
-    return to_record(item)
+    _update(account_id, actions, audit)
+    return require(account_id)
 
 
-def set_management_key_hash(account_id: str, key_hash: str) -> AccountRecord:
-    item = Account(account_id)
-    with translated(), refused_as(NotFound("No account with this id.", param="id")):
-        item.update(
-            actions=[Account.management_key_hash.set(key_hash)],
-            condition=Account.id.exists(),
-        )
-    return to_record(item)
+def _update(account_id: str, actions: list[Action], audit: AuditEntry | None) -> None:
+    """One update of an existing account, with its audit record (404 if there is no account)."""
+
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(Account(account_id), actions=actions, condition=Account.id.exists())
+
+    audit_store.write(build, audit, NotFound("No account with this id.", param="id"))
 
 
-def credit(account_id: str, units: int, note: str, now: int) -> AccountRecord:
+def set_management_key_hash(
+    account_id: str, key_hash: str, *, audit: AuditEntry | None = None
+) -> AccountRecord:
+    if not tokens.plausible_id(account_id):
+        raise NotFound("No account with this id.", param="id")
+    _update(account_id, [Account.management_key_hash.set(key_hash)], audit)
+    return require(account_id)
+
+
+def credit(
+    account_id: str, units: int, note: str, now: int, *, audit: AuditEntry | None = None
+) -> AccountRecord:
     """Grant ``units`` more balance, with an audit event, in one transaction.
 
     ``ADD`` keeps concurrent charges intact: no read-modify-write of the counters.
@@ -171,13 +171,7 @@ def credit(account_id: str, units: int, note: str, now: int) -> AccountRecord:
 
     # One client request token for all attempts: a credit retried after a lost answer is
     # applied once, never twice.
-    with translated():
-        try:
-            transact(build)
-        except TransactWriteError as exc:
-            if tokens.cancelled_by_condition(exc):
-                raise NotFound("No account with this id.", param="id") from exc
-            raise
+    audit_store.write(build, audit, NotFound("No account with this id.", param="id"))
     return require(account_id)
 
 

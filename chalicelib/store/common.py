@@ -161,6 +161,14 @@ def transact(build: Callable[[TransactWrite], None], attempts: int = 5) -> None:
             time.sleep(random.uniform(0, 0.02 * 2**attempt))
 
 
+def cancelled_by_condition(exc: BaseException) -> bool:
+    """True if a transaction was cancelled because one of its conditions failed."""
+    return isinstance(exc, TransactWriteError) and any(
+        reason is not None and reason.code == "ConditionalCheckFailed"
+        for reason in exc.cancellation_reasons
+    )
+
+
 def client_of(model: type[Model]) -> Any:
     """The botocore client PynamoDB uses for ``model``'s table (for calls PynamoDB can't make)."""
     return model._get_connection().connection.client

@@ -20,20 +20,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.core import observe
+from chalicelib.core.audit import AuditEntry
 from chalicelib.core.channels import PUBLIC_FIELDS, Channel
 from chalicelib.core.errors import Conflict, NotFound, ServiceUnavailable
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
+from chalicelib.store import audit as audit_store
 from chalicelib.store import secrets
-from chalicelib.store.common import error_code, refused_as, translated
+from chalicelib.store.common import error_code, translated
 from chalicelib.store.models import ConfigItem
 
 CHANNEL, PRICE, GROUP = "channel", "price", "group"
@@ -200,14 +202,37 @@ def _drop_parameter(parameter: str | None) -> None:
             )
 
 
-def _save(channel: Channel, now: int, condition: Any, conflict: Exception | None = None) -> None:
-    """Put the channel's item; a failed ``condition`` raises ``conflict``."""
+def _save(
+    channel: Channel,
+    now: int,
+    condition: Any,
+    conflict: Exception | None = None,
+    audit: AuditEntry | None = None,
+) -> None:
+    """Put the channel's item and its audit record; a failed ``condition`` raises ``conflict``."""
     item = ConfigItem(CHANNEL, channel.id, body=_channel_body(channel), updated_at=now)
-    with translated(), nullcontext() if conflict is None else refused_as(conflict):
-        item.save(condition=condition)
+    _put(item, condition, audit, conflict)
 
 
-def create_channel(channel: Channel, api_key: str | None, now: int) -> Channel:
+def _put(
+    item: ConfigItem, condition: Any, audit: AuditEntry | None, refused: Exception | None
+) -> None:
+    def build(transaction: TransactWrite) -> None:
+        transaction.save(item, condition=condition)
+
+    audit_store.write(build, audit, refused)
+
+
+def _delete(kind: str, name: str, audit: AuditEntry | None, missing: Exception) -> None:
+    def build(transaction: TransactWrite) -> None:
+        transaction.delete(ConfigItem(kind, name), condition=ConfigItem.name.exists())
+
+    audit_store.write(build, audit, missing)
+
+
+def create_channel(
+    channel: Channel, api_key: str | None, now: int, *, audit: AuditEntry | None = None
+) -> Channel:
     """Store a new channel; 409 if the id is taken (checked before the key is written)."""
     if get_channel(channel.id) is not None:
         raise Conflict("A channel with this id already exists.", param="id")
@@ -217,6 +242,7 @@ def create_channel(channel: Channel, api_key: str | None, now: int) -> Channel:
         now,
         ConfigItem.name.does_not_exist(),
         Conflict("A channel with this id already exists.", param="id"),
+        audit,
     )
     invalidate()
     return stored
@@ -238,7 +264,9 @@ def put_channel(channel: Channel, api_key: str | None, now: int) -> Channel:
     return stored
 
 
-def update_channel(current: Channel, changed: Channel, api_key: Any, now: int) -> Channel:
+def update_channel(
+    current: Channel, changed: Channel, api_key: Any, now: int, *, audit: AuditEntry | None = None
+) -> Channel:
     """Write ``changed`` over ``current``; 409 if someone else wrote it since it was read.
 
     ``api_key`` is the new key, None to remove it, or ``KEEP``.
@@ -252,6 +280,7 @@ def update_channel(current: Channel, changed: Channel, api_key: Any, now: int) -
         now,
         ConfigItem.body["revision"] == current.revision,
         Conflict("The channel changed or was deleted while it was being edited; retry."),
+        audit,
     )
     if api_key is not KEEP and api_key is None:
         _drop_parameter(current.api_key_parameter)
@@ -259,10 +288,9 @@ def update_channel(current: Channel, changed: Channel, api_key: Any, now: int) -
     return stored
 
 
-def delete_channel(channel_id: str) -> None:
+def delete_channel(channel_id: str, *, audit: AuditEntry | None = None) -> None:
     current = require_channel(channel_id)
-    with translated(), refused_as(NotFound("No channel with this id.", param="id")):
-        ConfigItem(CHANNEL, channel_id).delete(condition=ConfigItem.name.exists())
+    _delete(CHANNEL, channel_id, audit, NotFound("No channel with this id.", param="id"))
     _drop_parameter(current.api_key_parameter)
     invalidate()
 
@@ -282,16 +310,16 @@ def load_prices() -> dict[str, ModelPrice]:
     return {item.name: ModelPrice.from_json(item.body.as_dict()) for item in _query(PRICE)}
 
 
-def set_price(model: str, model_price: ModelPrice, now: int) -> None:
+def set_price(
+    model: str, model_price: ModelPrice, now: int, *, audit: AuditEntry | None = None
+) -> None:
     """Decimal strings, never floats: a price must read back exactly as it was written."""
-    with translated():
-        ConfigItem(PRICE, model, body=model_price.to_json(), updated_at=now).save()
+    _put(ConfigItem(PRICE, model, body=model_price.to_json(), updated_at=now), None, audit, None)
     invalidate()
 
 
-def delete_price(model: str) -> None:
-    with translated(), refused_as(NotFound("No price is set for this model.", param="model")):
-        ConfigItem(PRICE, model).delete(condition=ConfigItem.name.exists())
+def delete_price(model: str, *, audit: AuditEntry | None = None) -> None:
+    _delete(PRICE, model, audit, NotFound("No price is set for this model.", param="model"))
     invalidate()
 
 
@@ -300,7 +328,8 @@ def load_group_ratios() -> dict[str, Decimal]:
     return {item.name: Decimal(str(item.body.as_dict()["ratio"])) for item in _query(GROUP)}
 
 
-def set_group_ratio(group: str, ratio: Decimal, now: int) -> None:
-    with translated():
-        ConfigItem(GROUP, group, body={"ratio": str(ratio)}, updated_at=now).save()
+def set_group_ratio(
+    group: str, ratio: Decimal, now: int, *, audit: AuditEntry | None = None
+) -> None:
+    _put(ConfigItem(GROUP, group, body={"ratio": str(ratio)}, updated_at=now), None, audit, None)
     invalidate()

@@ -288,6 +288,53 @@ class VideoJobItem(Model):
     by_account = VideoJobsByAccount()
 
 
+# Audit trail: one item per management action, written in the change's own transaction -------
+class AuditByAccount(GlobalSecondaryIndex["AuditRecord"]):
+    """Sparse: one account's records (its keys and itself), newest first."""
+
+    class Meta:
+        index_name = "audit_by_account"
+        projection = AllProjection()
+
+    account_id = UnicodeAttribute(hash_key=True)
+    at_id = UnicodeAttribute(range_key=True)
+
+
+class AuditByTarget(GlobalSecondaryIndex["AuditRecord"]):
+    """One target's records (``<target_type>#<target_id>``), newest first."""
+
+    class Meta:
+        index_name = "audit_by_target"
+        projection = AllProjection()
+
+    target = UnicodeAttribute(hash_key=True)
+    at_id = UnicodeAttribute(range_key=True)
+
+
+class AuditRecord(Model):
+    """Partitioned by UTC month (``bucket`` = "2026-12"), so "every record, newest first" is a
+    Query per month walked backwards, never a Scan; see chalicelib/store/audit.py."""
+
+    class Meta(_Meta):
+        table_name = "sluice-dev-audit"
+
+    bucket = UnicodeAttribute(hash_key=True)
+    at_id = UnicodeAttribute(range_key=True)  # "<epoch ms, 13 digits>#<random>"
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target_type = UnicodeAttribute()
+    target_id = UnicodeAttribute()
+    target = UnicodeAttribute()
+    account_id = UnicodeAttribute(null=True)
+    changes = UnicodeAttribute(default="{}")  # JSON: {field: {"old": ..., "new": ...}}
+    source_ip = UnicodeAttribute(default="")
+    request_id = UnicodeAttribute(default="")
+    expire_at = TTLAttribute(null=True)
+
+    by_account = AuditByAccount()
+    by_target = AuditByTarget()
+
+
 TABLES: dict[str, type[Model]] = {
     "accounts": Account,
     "tokens": Token,
@@ -295,6 +342,7 @@ TABLES: dict[str, type[Model]] = {
     "config": ConfigItem,
     "events": Event,
     "videos": VideoJobItem,
+    "audit": AuditRecord,
 }
 
 

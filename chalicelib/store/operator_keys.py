@@ -13,13 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.core.audit import AuditEntry
 from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.core.records import NEVER, OperatorKeyRecord, Page
+from chalicelib.store import audit as audit_store
 from chalicelib.store.common import (
     conditional,
     decode_cursor,
     is_listing_position,
-    refused_as,
     take_page,
     translated,
 )
@@ -53,7 +56,7 @@ def to_record(item: ConfigItem) -> OperatorKeyRecord:
     )
 
 
-def create(record: OperatorKeyRecord) -> None:
+def create(record: OperatorKeyRecord, *, audit: AuditEntry | None = None) -> None:
     body: dict[str, Any] = {
         "name": record.name,
         "scopes": list(record.scopes),
@@ -65,8 +68,11 @@ def create(record: OperatorKeyRecord) -> None:
         "revision": record.revision,
     }
     item = ConfigItem(OPKEY, record.id, body=body, updated_at=record.created_at)
-    with translated(), refused_as(Conflict("An operator key id collided; retry.")):
-        item.save(condition=ConfigItem.name.does_not_exist())
+
+    def build(transaction: TransactWrite) -> None:
+        transaction.save(item, condition=ConfigItem.name.does_not_exist())
+
+    audit_store.write(build, audit, Conflict("An operator key id collided; retry."))
 
 
 def get(key_id: str) -> OperatorKeyRecord | None:
@@ -110,6 +116,7 @@ def update(
     name: str | None = None,
     scopes: tuple[str, ...] | None = None,
     status: str | None = None,
+    audit: AuditEntry | None = None,
 ) -> OperatorKeyRecord:
     """Apply the changes over ``current``; 409 if the key was edited or deleted since it was read.
 
@@ -126,14 +133,17 @@ def update(
         actions.append(ConfigItem.body["scopes"].set(list(scopes)))
     if status is not None:
         actions.append(ConfigItem.body["status"].set(status))
-    item = ConfigItem(OPKEY, current.id)
     conflict = Conflict("The operator key changed or was deleted while it was being edited; retry.")
-    with translated(), refused_as(conflict):
-        item.update(
+
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(
+            ConfigItem(OPKEY, current.id),
             actions=actions,
             condition=ConfigItem.name.exists() & (ConfigItem.body["revision"] == current.revision),
         )
-    return to_record(item)
+
+    audit_store.write(build, audit, conflict)
+    return require(current.id)
 
 
 def touch(record: OperatorKeyRecord, now: int) -> None:
@@ -154,8 +164,11 @@ def touch(record: OperatorKeyRecord, now: int) -> None:
         )
 
 
-def delete(key_id: str) -> None:
+def delete(key_id: str, *, audit: AuditEntry | None = None) -> None:
     if not plausible_id(key_id):
         raise _missing()
-    with translated(), refused_as(_missing()):
-        ConfigItem(OPKEY, key_id).delete(condition=ConfigItem.name.exists())
+
+    def build(transaction: TransactWrite) -> None:
+        transaction.delete(ConfigItem(OPKEY, key_id), condition=ConfigItem.name.exists())
+
+    audit_store.write(build, audit, _missing())

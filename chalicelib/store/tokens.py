@@ -14,17 +14,20 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.core import observe
+from chalicelib.core.audit import Actor, AuditEntry, removed, token_fields
 from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.core.records import NEVER, Page, TokenRecord
+from chalicelib.store import audit as audit_store
 from chalicelib.store.common import (
+    cancelled_by_condition,
     decode_cursor,
     is_listing_position,
-    refused_as,
     take_page,
     transact,
     translated,
 )
-from chalicelib.store.models import RESET_BUCKET, Token
+from chalicelib.store.models import RESET_BUCKET, AuditRecord, Token
 
 _UNSET: Any = object()
 
@@ -115,26 +118,81 @@ def new_item(record: TokenRecord) -> Token:
     return item
 
 
-def cancelled_by_condition(exc: BaseException) -> bool:
-    """True if a transaction was cancelled because one of its conditions failed."""
-    return isinstance(exc, TransactWriteError) and any(
-        reason is not None and reason.code == "ConditionalCheckFailed"
-        for reason in exc.cancellation_reasons
-    )
+# A TransactWriteItems holds at most 100 items: a key and its audit record are two.
+KEYS_PER_TRANSACTION = 50
 
 
-def create_many(records: list[TokenRecord]) -> None:
-    """Create up to 100 tokens in one transaction: all of them or none.
+def create_many(records: list[TokenRecord], *, audits: list[AuditEntry] | None = None) -> None:
+    """Create up to 100 tokens, each with its audit record when ``audits`` are given.
 
-    An id that already exists (a collision of random ids) cancels the whole batch with 409, so
+    A TransactWriteItems holds 100 items and a key with its record is two, so keys go 50 to a
+    transaction. Each transaction is all or nothing; if a later one fails, the keys of those
+    that landed are deleted again (each deletion recorded too), so the batch as a whole is still
+    all or nothing: no key is left whose secret nobody was ever shown. Without records, up to 100
+    keys go in one transaction.
+
+    An id that already exists (a collision of random ids) cancels its transaction with 409, so
     a retry draws new ids; an existing token is never overwritten.
     """
     if not records:
         return
+    if audits is not None and len(audits) != len(records):
+        raise ValueError("one audit entry per token")
+    size = KEYS_PER_TRANSACTION if audits else len(records)
+    landed: list[TokenRecord] = []
+    try:
+        for first in range(0, len(records), size):
+            chunk = records[first : first + size]
+            _create_chunk(chunk, (audits or [])[first : first + size])
+            landed += chunk
+    except Exception:
+        if landed and audits:
+            _take_back(landed, audits[0].actor)
+        raise
+
+
+def _take_back(records: list[TokenRecord], actor: Actor) -> None:
+    """Delete the keys of a batch that failed part way, recording each deletion."""
+    try:
+        for first in range(0, len(records), KEYS_PER_TRANSACTION):
+            chunk = records[first : first + KEYS_PER_TRANSACTION]
+            items = [
+                audit_store.new_item(
+                    AuditEntry(
+                        "token.delete",
+                        record.id,
+                        actor,
+                        record.account_id,
+                        removed(token_fields(record)),
+                    )
+                )
+                for record in chunk
+            ]
+
+            def build(
+                transaction: TransactWrite,
+                chunk: list[TokenRecord] = chunk,
+                items: list[AuditRecord] = items,
+            ) -> None:
+                for record in chunk:
+                    transaction.delete(Token(record.id), condition=Token.id.exists())
+                for item in items:
+                    audit_store.put(transaction, item)
+
+            with translated():
+                transact(build)
+    except Exception as exc:  # the batch's own error is the one to report
+        observe.log("token_batch_not_taken_back", level="ERROR", error=exc, tokens=len(records))
+
+
+def _create_chunk(records: list[TokenRecord], audits: list[AuditEntry]) -> None:
+    items = [audit_store.new_item(entry) for entry in audits]  # once: retries resend the same
 
     def build(transaction: TransactWrite) -> None:
         for record in records:
             transaction.save(new_item(record), condition=Token.id.does_not_exist())
+        for item in items:
+            audit_store.put(transaction, item)
 
     with translated():
         try:
@@ -247,7 +305,9 @@ class TokenChanges:
 LIMITS = ("rpm_limit", "tpm_limit", "max_concurrency")
 
 
-def update(current: TokenRecord, changes: TokenChanges) -> TokenRecord:
+def update(
+    current: TokenRecord, changes: TokenChanges, *, audit: AuditEntry | None = None
+) -> TokenRecord:
     """Apply ``changes`` to a token read as ``current``.
 
     The condition pins the owner and the quota that was read: if a concurrent edit changed the
@@ -283,10 +343,35 @@ def update(current: TokenRecord, changes: TokenChanges) -> TokenRecord:
         & (Token.unlimited == current.unlimited)
         & (Token.quota_units == current.quota_units)
     )
-    item = Token(current.id)
-    with translated(), refused_as(Conflict("The token changed while it was being edited; retry.")):
-        item.update(actions=actions, condition=condition)
-    return to_record(item)
+    _update(
+        current,
+        actions,
+        condition,
+        audit,
+        Conflict("The token changed while it was being edited; retry."),
+    )
+    return _reread(current.id)
+
+
+def _update(
+    current: TokenRecord,
+    actions: list[Action],
+    condition: Any,
+    audit: AuditEntry | None,
+    refused: Exception,
+) -> None:
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(Token(current.id), actions=actions, condition=condition)
+
+    audit_store.write(build, audit, refused)
+
+
+def _reread(token_id: str) -> TokenRecord:
+    """The token just written (a transaction returns no item), read strongly consistent."""
+    record = get(token_id)
+    if record is None:  # deleted in the instant since: as if it had been before
+        raise NotFound("No token with this id.", param="id")
+    return record
 
 
 def _limit_actions(changes: TokenChanges) -> list[Action]:
@@ -321,23 +406,25 @@ def _quota_actions(current: TokenRecord, quota: int | None) -> list[Action]:
     ]
 
 
-def regenerate(current: TokenRecord, key_hash: str, key_preview: str) -> TokenRecord:
+def regenerate(
+    current: TokenRecord, key_hash: str, key_preview: str, *, audit: AuditEntry | None = None
+) -> TokenRecord:
     """Swap the stored hash: the old key fails the very next request's hash check."""
-    item = Token(current.id)
-    with translated(), refused_as(NotFound("No token with this id.", param="id")):
-        item.update(
-            actions=[
-                Token.key_hash.set(key_hash),
-                Token.key_preview.set(key_preview),
-                Token.revision.add(1),
-            ],
-            condition=(Token.account_id == current.account_id),
-        )
-    return to_record(item)
+    actions: list[Action] = [
+        Token.key_hash.set(key_hash),
+        Token.key_preview.set(key_preview),
+        Token.revision.add(1),
+    ]
+    missing = NotFound("No token with this id.", param="id")
+    _update(current, actions, Token.account_id == current.account_id, audit, missing)
+    return _reread(current.id)
 
 
-def delete(token_id: str, account_id: str) -> None:
+def delete(token_id: str, account_id: str, *, audit: AuditEntry | None = None) -> None:
     if not plausible_id(token_id):
         raise NotFound("No token with this id.", param="id")
-    with translated(), refused_as(NotFound("No token with this id.", param="id")):
-        Token(token_id).delete(condition=(Token.account_id == account_id))
+
+    def build(transaction: TransactWrite) -> None:
+        transaction.delete(Token(token_id), condition=Token.account_id == account_id)
+
+    audit_store.write(build, audit, NotFound("No token with this id.", param="id"))

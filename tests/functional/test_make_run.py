@@ -415,6 +415,64 @@ def test_the_openai_sdk_makes_images_speech_transcripts_and_videos_charged_exact
     assert used() - before == 20_000 + 128 + 300 + 200_000
 
 
+def test_the_audit_log_shows_a_keys_life_and_an_operator_key_by_its_id(running: Run) -> None:
+    from chalicelib.core import keys
+
+    # GIVEN the demo account's management key, and an operator key that may edit accounts
+    base_url = running.value("Sluice is running at")
+    mk = running.value("demo management key (mk):")
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    tenant = {"Authorization": f"Bearer {mk}"}
+    account_id = httpx.get(f"{base_url}/account", headers=tenant, timeout=30).json()["id"]
+    body = {"name": "auditor", "scopes": ["accounts:write", "audit:read"]}
+    ops = httpx.post(f"{base_url}/admin/keys", headers=admin, json=body, timeout=30).json()
+
+    # WHEN the tenant creates a key, disables it and deletes it, and the operator key makes one
+    made = httpx.post(f"{base_url}/tokens", headers=tenant, json={"name": "au"}, timeout=30)
+    token = made.json()["data"][0]
+    path = f"{base_url}/tokens/{token['id']}"
+    disabled = httpx.patch(path, headers=tenant, json={"status": "disabled"}, timeout=30)
+    deleted = httpx.delete(path, headers=tenant, timeout=30)
+    by_ops = httpx.post(
+        f"{base_url}/tokens",
+        params={"account_id": account_id},
+        headers={"Authorization": f"Bearer {ops['key']}"},
+        json={"name": "by-ops"},
+        timeout=30,
+    )
+    assert (made.status_code, disabled.status_code, deleted.status_code) == (201, 200, 204)
+    assert by_ops.status_code == 201, by_ops.text
+    ops_token = by_ops.json()["data"][0]
+    trail = httpx.get(
+        f"{base_url}/audit",
+        params={"target_type": "token", "target_id": token["id"]},
+        headers=tenant,
+        timeout=30,
+    )
+    ops_trail = httpx.get(
+        f"{base_url}/audit",
+        params={"target_type": "token", "target_id": ops_token["id"]},
+        headers={"Authorization": f"Bearer {ops['key']}"},
+        timeout=30,
+    )
+
+    # THEN the key's trail is create -> disable -> delete, by the account, with no secret
+    assert trail.status_code == 200, trail.text
+    records = trail.json()["data"]
+    assert [r["action"] for r in records] == ["token.delete", "token.update", "token.create"]
+    assert {r["actor"] for r in records} == {account_id}
+    assert records[1]["changes"] == {"status": {"old": "enabled", "new": "disabled"}}
+    assert all(r["source_ip"] == "127.0.0.1" and r["request_id"] for r in records)
+    for secret in (token["key"], mk):
+        assert secret not in trail.text and keys.hash_key(secret) not in trail.text
+    # AND the operator key's creation names it by its id
+    assert ops_trail.status_code == 200, ops_trail.text
+    assert [(r["action"], r["actor"]) for r in ops_trail.json()["data"]] == [
+        ("token.create", f"ops:{ops['id']}")
+    ]
+    assert ops["key"] not in ops_trail.text
+
+
 def test_a_tenant_gets_only_the_groups_the_operator_grants(running: Run) -> None:
     # Last in this module: it adds a key and moves the demo channel to another group.
     base_url = running.value("Sluice is running at")

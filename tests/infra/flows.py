@@ -201,6 +201,20 @@ def operator_keys(driver: Driver) -> None:
     driver.call("POST", "/admin/sweeper/run", key=key, expect=401)
 
 
+def audit_trail(driver: Driver) -> None:
+    """The audit trail: everyone's (months walked), one account's (mk-), one target's."""
+    created = driver.admin("POST", "/admin/accounts", {"name": "audited"}, 201)
+    mk, token_id = created["management_key"], created["default_token"]["id"]
+    driver.call("PATCH", f"/tokens/{token_id}", key=mk, body={"status": "disabled"})
+    everyone = driver.admin("GET", "/audit?limit=1")
+    assert everyone["data"] and everyone["next_cursor"], everyone
+    driver.admin("GET", f"/audit?limit=1&cursor={everyone['next_cursor']}")
+    own = driver.call("GET", "/audit", key=mk)
+    assert [r["action"] for r in own["data"]] == ["token.update", "account.create"], own
+    target = driver.admin("GET", f"/audit?target_type=token&target_id={token_id}")
+    assert [r["action"] for r in target["data"]] == ["token.update"], target
+
+
 FLOWS: list[Callable[[Driver], None]] = [
     health_and_docs,
     management,
@@ -210,4 +224,5 @@ FLOWS: list[Callable[[Driver], None]] = [
     sweeper,
     ledger_verifier,
     operator_keys,
+    audit_trail,
 ]
