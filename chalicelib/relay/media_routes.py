@@ -13,12 +13,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from chalicelib.services import gateway, media, videos
-from chalicelib.upstream import media as upstream_media
 
 Handler = Callable[[Request], Any]
 
@@ -46,6 +47,8 @@ async def _relayed(
         relay.client_ip(request),
         deadline=deadline,
     )
+    if isinstance(result, media.TranscriptStream):
+        return BodyStream(result, result.status, result.content_type, result.headers)
     return relay.relayed(result)  # type: ignore[no-any-return]
 
 
@@ -105,7 +108,8 @@ def _on_video(video_id: str, action: str) -> dict[str, Handler]:
         )
         if isinstance(opened, gateway.CallResult):
             return relay.relayed(opened)
-        return FileStream(opened)
+        return BodyStream(opened.chunks, opened.status, opened.content_type, opened.headers,
+                          close=opened.close)  # fmt: skip
 
     async def remix(request: Request) -> Response:
         return await _relayed(request, videos.remix, video_id)
@@ -117,28 +121,40 @@ def _on_video(video_id: str, action: str) -> dict[str, Handler]:
     return {"POST": remix}
 
 
-class FileStream(StreamingResponse):
-    """A provider's file handed on as it arrives; the upstream response is closed however the
-    client's ends."""
+class BodyStream(StreamingResponse):
+    """A body handed on as the provider sends it (a video file, transcription events); its
+    ``close`` (upstream hung up on, a stream settled) runs however the client's response ends."""
 
-    def __init__(self, opened: upstream_media.OpenedBody) -> None:
-        self.opened = opened
+    def __init__(
+        self,
+        chunks: Any,
+        status: int,
+        content_type: str,
+        headers: dict[str, str],
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        self.source = chunks
+        self.close_source = close or chunks.close
         super().__init__(
             self._chunks(),
-            status_code=opened.status,
-            headers={**_app().SECURITY_HEADERS, **opened.headers},
-            media_type=opened.content_type,
+            status_code=status,
+            headers={**_app().SECURITY_HEADERS, **headers},
+            media_type=content_type,
         )
 
     async def _chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await run_in_threadpool(next, self.source, None)
+            if chunk is None:
+                return
+            yield chunk
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            while True:
-                chunk = await run_in_threadpool(next, self.opened.chunks, None)
-                if chunk is None:
-                    return
-                yield chunk
+            await super().__call__(scope, receive, send)
         finally:
-            await run_in_threadpool(self.opened.close)
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self.close_source)
 
 
 ROUTES: dict[str, dict[str, Handler]] = {

@@ -17,12 +17,14 @@ ignoring the format asked for) is charged the reservation, and its log record sa
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.core import errors, media, multipart, payloads
+from chalicelib.core import errors, media, multipart, payloads, quota
 from chalicelib.core.deadline import Deadline
 from chalicelib.core.pricing import Metered, ModelPrice, metered_cost_units
 from chalicelib.core.settings import get_settings
@@ -268,12 +270,12 @@ def transcription(
     source_ip: str,
     *,
     deadline: Deadline | None,
-) -> gateway.CallResult:
+) -> gateway.CallResult | TranscriptStream:
     """``POST /v1/audio/transcriptions`` or ``/translations`` (multipart, the file intact).
 
     Reserved for ``max_audio_seconds`` of audio, settled by what the answer reports. A streamed
-    transcription (``stream=true``) is relayed as the provider's event stream and settled by
-    the usage of its ``transcript.text.done`` event.
+    transcription (``stream=true``) is handed on event by event as the provider sends them
+    (``TranscriptStream``) and settled by the usage of its ``transcript.text.done`` event.
     """
     context = gateway.authenticate(authorization)
     form = multipart.parse(raw_body, content_type)
@@ -298,6 +300,8 @@ def transcription(
     )
     asked = wanted if stream else media.upstream_transcript_format(call.price, wanted)
     changes = {"response_format": asked} if asked != wanted else {}
+    if stream:
+        return _stream_transcript(call, source_ip, path, _form_body(form, {}), content_type)
 
     def settle_from(reply: upstream_media.MediaReply) -> tuple[int, Metered, UpstreamReply | None]:
         reserved = call.plan(None).reserve_units
@@ -344,3 +348,101 @@ def _streamed_usage(body: bytes) -> Metered | None:
         if isinstance(event, dict) and event.get("type") == "transcript.text.done":
             used = media.transcription_used(event) or used
     return used
+
+
+def _stream_transcript(
+    call: gateway.Call,
+    source_ip: str,
+    path: str,
+    body_for: Callable[[str], bytes],
+    content_type: str | None,
+) -> gateway.CallResult | TranscriptStream:
+    held = gateway.reserve(call, source_ip)
+    try:
+        opened = upstream_media.open_stream(
+            path,
+            model=call.model,
+            group=call.token.group,
+            body_for=body_for,
+            content_type=content_type or "",
+            request_id=held.record.request_id,
+            budget_seconds=call.seconds_left(),
+        )
+    except Exception as exc:
+        gateway.refund_failed(call, held, exc)
+        raise
+    if isinstance(opened, upstream_media.MediaReply):  # refused: passed on, not charged
+        return gateway.settle(call, held, _answer(opened, opened.body, JSON), cost=0)
+    return TranscriptStream(call, held, opened)
+
+
+class TranscriptStream:
+    """A streamed transcription handed on as it arrives; settled exactly once, when it ends,
+    breaks or the client hangs up (``close``), before the response body ends.
+
+    Charged by the usage of the ``transcript.text.done`` event; a stream that delivered bytes
+    without one (cut short, or a provider that sends none) is charged its reservation, which the
+    log says; one that delivered nothing is refunded.
+    """
+
+    def __init__(
+        self, call: gateway.Call, held: gateway.Held, opened: upstream_media.OpenedBody
+    ) -> None:
+        self.call = call
+        self.held = held
+        self.opened = opened
+        self.status = opened.status
+        self.content_type = opened.content_type
+        self.headers = {"X-Request-Id": held.record.request_id}
+        self._seen = bytearray()
+        self._settled = False
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> TranscriptStream:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            chunk = next(self.opened.chunks)
+        except StopIteration:
+            self._settle("ok", None)
+            raise
+        except Exception as exc:
+            self._settle("upstream_error", exc)
+            raise
+        self._seen += chunk
+        return chunk
+
+    def close(self) -> None:
+        self._settle("client_closed", None)
+
+    def _settle(self, status: str, detail: Any) -> None:
+        with self._lock:
+            if self._settled:
+                return
+            self._settled = True
+        self.opened.close()
+        reserved = self.held.plan.reserve_units
+        used = _streamed_usage(bytes(self._seen))
+        if not self._seen:
+            charged = 0
+        elif used is None:
+            charged, detail = reserved, detail or "no usage reported: charged the reservation"
+        else:
+            charged = quota.charge(
+                reserved, metered_cost_units(self.call.price, used, self.call.ratio)
+            )
+        record = replace(
+            self.held.record,
+            channel=self.opened.channel,
+            prompt_tokens=used.input_tokens if used else 0,
+            completion_tokens=used.output_tokens if used else 0,
+            stream=True,
+        )
+        gateway.finish(
+            replace(self.held, record=record),
+            self.call.started,
+            charged=charged,
+            status=status,
+            detail=detail,
+        )

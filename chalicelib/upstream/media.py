@@ -234,6 +234,7 @@ class OpenedBody:
     headers: dict[str, str]
     chunks: Iterator[bytes]
     close: Callable[[], None]
+    channel: str = ""  # the channel's name, for the log
 
 
 def open_to(channel_id: str, path: str, *, budget_seconds: float) -> OpenedBody | MediaReply:
@@ -276,6 +277,69 @@ def open_to(channel_id: str, path: str, *, budget_seconds: float) -> OpenedBody 
         chunks=_relayed(response),
         close=response.close,
     )
+
+
+def open_stream(
+    path: str,
+    *,
+    model: str,
+    group: str,
+    body_for: Callable[[str], bytes],
+    content_type: str,
+    request_id: str,
+    budget_seconds: float,
+) -> OpenedBody | MediaReply:
+    """POST a new call whose answer is handed on as it arrives (a streamed transcription),
+    failed over like ``send`` until a channel answers; its refusal (buffered) otherwise."""
+    settings = get_settings()
+    candidates = failover_order(
+        config_store.channels(), model, group, _rng, settings.upstream_max_attempts
+    )
+    if not candidates:
+        raise ModelNotFound(
+            f"The model '{model}' does not exist or no upstream serves it.", param="model"
+        )
+    deadline = time.monotonic() + budget_seconds
+    client = get_http_client()
+    failures: list[str] = []
+    last = ChannelFailure("no attempt was made", timeout=True)
+    for number, channel in enumerate(candidates, start=1):
+        response: httpx.Response | None = None
+        try:
+            request = client.build_request(
+                "POST",
+                _url(channel, path),
+                content=body_for(channel.upstream_model(model)),
+                headers=_headers(channel, content_type, "*/*"),
+                timeout=_timeout(deadline - time.monotonic()),
+            )
+            response = client.send(request, stream=True)
+            rejection = _refused(response, channel, deadline)
+        except httpx.TimeoutException as exc:
+            failure = ChannelFailure("timed out", timeout=True)
+            failure.__cause__ = exc
+        except httpx.HTTPError as exc:
+            failure = ChannelFailure(f"could not be reached or hung up ({type(exc).__name__})")
+            failure.__cause__ = exc
+        except ChannelFailure as exc:
+            failure = exc
+        else:
+            if rejection is not None:
+                response.close()
+                return rejection
+            return OpenedBody(
+                status=response.status_code,
+                content_type=response.headers.get("content-type", "application/octet-stream"),
+                headers={},
+                chunks=_relayed(response),
+                close=response.close,
+                channel=channel.name,
+            )
+        if response is not None:
+            response.close()
+        failures.append(channel_failed(request_id, number, channel, failure))
+        last = failure
+    raise all_failed(failures, last)
 
 
 def _relayed(response: httpx.Response) -> Iterator[bytes]:

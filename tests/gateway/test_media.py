@@ -205,6 +205,8 @@ def test_token_priced_transcription_is_charged_by_its_usage(
     if stream:
         assert response.headers["Content-Type"].startswith("text/event-stream")
         assert '"transcript.text.done"' in response.body.decode()
+        record = _record()
+        assert record.stream is True and record.state == "settled"
     else:
         assert upstream.last_body["response_format"] == "json"
         assert response.body.decode() == text + "\n"
