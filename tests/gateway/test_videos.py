@@ -8,7 +8,9 @@ import json
 import time
 from typing import Any
 
-from chalicelib.services import ledger_verify, sweeper
+import pytest
+
+from chalicelib.services import ledger_verify, sweeper, videos
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
 from chalicelib.store.models import UsageRecord
@@ -188,3 +190,38 @@ def test_bad_video_requests_are_openai_4xx_and_charge_nothing(relay_api: Any) ->
     bad_variant = _call(relay_api, "GET", f"/v1/videos/{video_id}/content?variant=x", token)
     assert bad_variant.status_code == 400 and bad_variant.json_body["error"]["param"] == "variant"
     assert _spent(token, account_id) == (0, JOB_UNITS, 0, JOB_UNITS)  # only the one real job
+
+
+class Killed(BaseException):
+    """The process dying: nothing in Sluice catches a BaseException."""
+
+
+def test_a_create_that_dies_before_remembering_its_job_is_refunded_by_the_sweeper(
+    relay_api: Any, monkeypatch: Any
+) -> None:
+    # GIVEN a create whose process dies right after the provider made the job
+    from chalicelib.store import video_jobs
+
+    account_id, token = _setup(relay_api)
+
+    def dies(*args: Any, **kwargs: Any) -> None:
+        raise Killed
+
+    monkeypatch.setattr(video_jobs, "remember", dies)
+    with pytest.raises(Killed):
+        videos.create(
+            json.dumps(CREATE).encode(),
+            "application/json",
+            f"Bearer {token['key']}",
+            "127.0.0.1",
+            deadline=None,
+        )
+    assert _spent(token, account_id) == (0, JOB_UNITS, 0, JOB_UNITS)
+
+    # WHEN the sweeper runs past the reservation max age
+    sweeper.sweep(int(time.time()) + 3_600)
+
+    # THEN nobody can ever fetch that job: it is refunded, and logged as swept
+    assert _spent(token, account_id) == (0, 0, 0, 0)
+    [record] = _records()
+    assert (record.state, record.detail) == ("refunded", "swept")
