@@ -43,10 +43,14 @@ $(DDB_JAR_STAMP):
 # The browser tests drive Debian's Chromium (never a browser downloaded by a test tool).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+# A small CJK font too, so the Chinese screenshots show characters rather than boxes.
 browser:
 	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null 2>&1 \
 	  && $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium \
 	  || echo "chromium unavailable: browser tests will be skipped"; }
+	@test -d /usr/share/fonts/truetype/wqy || { command -v apt-get >/dev/null 2>&1 \
+	  && $(SUDO) apt-get install -y -qq --no-install-recommends fonts-wqy-microhei \
+	  || echo "no CJK font: Chinese screenshots will show boxes"; }
 
 setup: $(VENV)/.installed $(DDB_JAR_STAMP) browser
 

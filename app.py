@@ -105,6 +105,15 @@ def credit_account(account_id: str) -> dict[str, Any]:
     return management.credit_account(account_id, body, web.now())
 
 
+@route("/admin/accounts/{account_id}/credits", methods=["GET"])
+def list_credits(account_id: str) -> dict[str, Any]:
+    from chalicelib.services import management
+
+    _admin()
+    web.only_query(app)
+    return management.credits(account_id)
+
+
 @route("/admin/accounts/{account_id}/management-key", methods=["POST"])
 def regenerate_management_key(account_id: str) -> dict[str, Any]:
     from chalicelib.services import management
@@ -219,7 +228,18 @@ def logs() -> dict[str, Any]:
 
     caller = _caller()
     account_id = caller.account_for(web.query(app, "account_id"))
-    web.only_query(app, "account_id", "limit", "cursor", "start", "end", "token_id", "model")
+    web.only_query(
+        app,
+        "account_id",
+        "limit",
+        "cursor",
+        "start",
+        "end",
+        "token_id",
+        "model",
+        "status",
+        "request_id",
+    )
     return reports.logs(
         account_id,
         management.parse_limit(web.query(app, "limit")),
@@ -230,6 +250,8 @@ def logs() -> dict[str, Any]:
         model=web.query(app, "model"),
         now=web.now(),
         show_channel=caller.is_operator,
+        status=web.query(app, "status"),
+        request_id=web.query(app, "request_id"),
     )
 
 
@@ -238,13 +260,16 @@ def usage() -> dict[str, Any]:
     from chalicelib.services import reports
 
     account_id = _caller().account_for(web.query(app, "account_id"))
-    web.only_query(app, "account_id", "start", "end", "group_by")
+    web.only_query(app, "account_id", "start", "end", "group_by", "token_id", "model", "status")
     return reports.usage(
         account_id,
         start=web.query(app, "start"),
         end=web.query(app, "end"),
         group_by=web.query(app, "group_by"),
         now=web.now(),
+        token_id=web.query(app, "token_id"),
+        model=web.query(app, "model"),
+        status=web.query(app, "status"),
     )
 
 

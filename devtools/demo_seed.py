@@ -36,6 +36,8 @@ DEMO_MODELS = (
     "text-embedding-3-small",
     "demo-flat",
     "demo-slow",
+    # The Responses API (cached input priced apart), legacy completions, moderations.
+    *("gpt-4.1-mini", "gpt-3.5-turbo-instruct", "omni-moderation-latest"),
     *MEDIA_PRICES,
 )
 DEMO_PRICES = {
@@ -51,6 +53,15 @@ DEMO_PRICES = {
     "demo-slow": ModelPrice(
         input_usd_per_mtok=Decimal("0.15"), output_usd_per_mtok=Decimal("0.60")
     ),
+    "gpt-4.1-mini": ModelPrice(
+        input_usd_per_mtok=Decimal("0.40"),
+        cached_input_usd_per_mtok=Decimal("0.10"),
+        output_usd_per_mtok=Decimal("1.60"),
+    ),
+    "gpt-3.5-turbo-instruct": ModelPrice(
+        input_usd_per_mtok=Decimal("1.50"), output_usd_per_mtok=Decimal("2.00")
+    ),
+    "omni-moderation-latest": ModelPrice(usd_per_request=Decimal("0.0002")),
     **MEDIA_PRICES,
 }
 

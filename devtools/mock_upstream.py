@@ -255,11 +255,6 @@ class _Handler(BaseHTTPRequestHandler):
             mock_media.MediaEndpoints(self).serve(method, path, raw)
         return True
 
-    def do_DELETE(self) -> None:
-        self.owner._count()
-        if not self._media("DELETE"):
-            self._send_json(404, openai_error(f"Unknown path {self.path}", "invalid_request_error"))
-
     def do_GET(self) -> None:
         self.owner._count()
         if self._media("GET"):
@@ -273,6 +268,26 @@ class _Handler(BaseHTTPRequestHandler):
                 for m in DEMO_MODELS
             ]
             self._send_json(200, {"object": "list", "data": data})
+            return
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path.startswith("/v1/responses/"):
+            from devtools import mock_surface
+
+            mock_surface.stored_response(self, "GET", path)
+            return
+        self._send_json(404, openai_error(f"Unknown path {self.path}", "invalid_request_error"))
+
+    def do_DELETE(self) -> None:
+        from devtools import mock_surface
+
+        self.owner._count()
+        if self._media("DELETE"):
+            return
+        if not self._authorized():
+            return
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path.startswith(mock_surface.RESPONSES_PREFIX):
+            mock_surface.stored_response(self, "DELETE", path)
             return
         self._send_json(404, openai_error(f"Unknown path {self.path}", "invalid_request_error"))
 
@@ -296,7 +311,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         path = self.path.split("?", 1)[0].rstrip("/")
-        if path not in ("/v1/chat/completions", "/v1/embeddings"):
+        from devtools import mock_surface  # the Responses API, completions, moderations
+
+        surface = mock_surface.handles(path)
+        if path not in ("/v1/chat/completions", "/v1/embeddings") and not surface:
             self._send_json(404, openai_error(f"Unknown path {self.path}", "invalid_request_error"))
             return
         if not self.owner._pause(self.owner.delay_ms / 1000.0) or not self.owner._held():
@@ -305,7 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
         model = str(body.get("model") or "")
         if self._generic_fault(model):
             return
-        if path == "/v1/chat/completions":
+        if surface:
+            mock_surface.post(self, path, body, model)
+        elif path == "/v1/chat/completions":
             self._chat(body, model)
         else:
             self._embeddings(body, model)
@@ -503,6 +523,8 @@ class MockUpstream:
         self.last_files: dict[str, bytes] = {}
         self.video_jobs: dict[str, dict[str, Any]] = {}
         self.video_polls = 2
+        # Stored Responses (devtools/mock_surface.py): id -> (response, input items).
+        self.responses: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         self._requests = 0
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)

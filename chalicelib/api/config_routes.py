@@ -111,8 +111,12 @@ def list_groups() -> dict[str, Any]:
 
 @route("/admin/groups/{group}", methods=["PUT"])
 def set_group_ratio(group: str) -> dict[str, Any]:
+    """A group's ratio; for ``auto``, the order its keys pick groups in."""
     from chalicelib.services import channel_admin, schemas
 
     _admin()
+    if group == "auto":
+        order = schemas.parse(schemas.SetAutoOrder, web.raw_body(bp))
+        return channel_admin.set_auto_order(order, web.now())
     body = schemas.parse(schemas.SetGroupRatio, web.raw_body(bp))
     return channel_admin.set_group_ratio(group, body, web.now())

@@ -88,10 +88,13 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/admin/accounts/{account_id}/credit", "POST"): Op(
         "Add balance to an account", "Account", request="CreditAccount"
     ),
+    ("/admin/accounts/{account_id}/credits", "GET"): Op(
+        "The account's credits, newest first, with their notes", "CreditList"
+    ),
     ("/admin/accounts/{account_id}/management-key", "POST"): Op(
         "Issue a new management key (shown once); the old one stops at once", "ManagementKey"
     ),
-    ("/account", "GET"): Op("Read the caller's account", "Account", errors=(404,)),
+    ("/account", "GET"): Op("Read the caller's account", "OwnAccount", errors=(404,)),
     ("/tokens", "POST"): Op(
         "Create API keys; the full keys appear in this response only",
         "TokensCreated",
@@ -124,7 +127,41 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         request="EmbeddingsRequest",
         errors=UPSTREAM_ERRORS,
     ),
-    ("/v1/models", "GET"): Op("Models this key may use", "ModelList"),
+    ("/v1/responses", "POST"): Op(
+        "Responses API, OpenAI-compatible; stream: true answers OpenAI's typed events",
+        "Response",
+        request="ResponseRequest",
+        errors=UPSTREAM_ERRORS,
+        events=True,
+    ),
+    ("/v1/responses/{id}", "GET"): Op(
+        "A stored response made with this key's account", "Response", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/responses/{id}", "DELETE"): Op(
+        "Delete a stored response", "ResponseDeleted", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/responses/{id}/cancel", "POST"): Op(
+        "Cancel a response", "Response", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/responses/{id}/input_items", "GET"): Op(
+        "A stored response's input items", "ProviderList", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/completions", "POST"): Op(
+        "Legacy completion, OpenAI-compatible; stream: true answers text/event-stream",
+        "Completion",
+        request="CompletionRequest",
+        errors=UPSTREAM_ERRORS,
+        events=True,
+    ),
+    ("/v1/moderations", "POST"): Op(
+        "Moderation, OpenAI-compatible",
+        "Moderation",
+        request="ModerationRequest",
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/models", "GET"): Op(
+        "Models this key may use, with the endpoints each serves", "ModelList"
+    ),
     ("/v1/key", "GET"): Op("The calling key's own quota and use", "Token"),
     ("/v1/dashboard/billing/subscription", "GET"): Op("Limit in US$", "Subscription"),
     ("/v1/dashboard/billing/usage", "GET"): Op("Spend in US cents", "BillingUsage"),
@@ -144,7 +181,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/admin/models/{model}", "DELETE"): Op("Delete a model's price", None, 204),
     ("/admin/groups", "GET"): Op("List group price ratios", "GroupList"),
     ("/admin/groups/{group}", "PUT"): Op(
-        "Set a group's price ratio", "GroupRatio", request="SetGroupRatio"
+        "Set a group's price ratio; for the group 'auto', the order its keys pick groups in",
+        "GroupRatioOrAutoOrder",
+        request="SetGroupRatioOrAutoOrder",
     ),
     ("/admin/resets/run", "POST"): Op("Run due quota resets now", "ResetRun"),
     ("/admin/sweeper/run", "POST"): Op(
@@ -175,12 +214,12 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/logs", "GET"): Op(
         "One line per relayed request, newest first",
         "LogList",
-        query=(*PAGE, "start", "end", "token_id", "model"),
+        query=(*PAGE, "start", "end", "token_id", "model", "status:log", "request_id"),
     ),
     ("/usage", "GET"): Op(
-        "Requests, tokens and cost per day, key or model",
+        "Requests, tokens and cost per day, key or model, with the filters of /logs",
         "UsageReport",
-        query=("start", "end", "group_by"),
+        query=("start", "end", "group_by", "token_id", "model", "status:log"),
     ),
     ("/audit", "GET"): Op(
         "Who changed what, newest first: every management action (a management key sees its "
@@ -231,6 +270,17 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "end": {"description": "Like start; default now.", "schema": {"type": "string"}},
     "token_id": {"description": "Only this key's requests.", "schema": {"type": "string"}},
     "model": {"description": "Only this model's requests.", "schema": {"type": "string"}},
+    "status:log": {
+        "description": "Only requests with this outcome.",
+        "schema": {
+            "type": "string",
+            "enum": ["ok", "upstream_error", "deadline_exceeded", "rejected"],
+        },
+    },
+    "request_id": {
+        "description": "Only the request with this id (still within the other filters).",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_\\-]{1,128}$"},
+    },
     "group_by": {"schema": {"type": "string", "enum": ["day", "token", "model"], "default": "day"}},
     "target_type": {
         "description": "Only records about this kind of target.",
@@ -247,7 +297,7 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
 }
 # The handlers read an empty value (?limit=) as an absent one; only a status filter must be real.
 for _name, _parameter in QUERY_PARAMETERS.items():
-    if _name != "status":
+    if _name not in ("status", "status:log"):
         _parameter["allowEmptyValue"] = True
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
@@ -391,6 +441,31 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "Document": {"type": "object", "required": ["openapi", "paths"]},
     "Account": _object(_ACCOUNT),
     "AccountList": _page("Account"),
+    "OwnAccount": _object(
+        {
+            **_ACCOUNT,
+            "group_models": {
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+                "description": "How many models the enabled channels of each group serve",
+            },
+        }
+    ),
+    "CreditList": _object(
+        {
+            "data": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "at": _TIME,
+                        "units": {"type": "integer"},
+                        "usd": _USD,
+                        "note": {"type": "string"},
+                    }
+                ),
+            }
+        }
+    ),
     "Token": _object(_TOKEN, "An API key; the secret itself is never listed."),
     "TokenWithKey": _object({**_TOKEN, "key": _KEY}, "An API key just created or regenerated."),
     "TokenList": _page("Token"),
@@ -414,6 +489,27 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "description": "The provider's chat.completion object, as it answered.",
     },
     "Embeddings": {"type": "object", "required": ["data"], "description": "As the provider sent"},
+    "Response": {
+        "type": "object",
+        "required": ["id"],
+        "description": "The provider's response object, as it answered.",
+    },
+    "ResponseDeleted": {
+        "type": "object",
+        "required": ["id"],
+        "description": "As the provider sent",
+    },
+    "ProviderList": {"type": "object", "required": ["data"], "description": "As the provider sent"},
+    "Completion": {
+        "type": "object",
+        "required": ["choices"],
+        "description": "As the provider sent",
+    },
+    "Moderation": {
+        "type": "object",
+        "required": ["results"],
+        "description": "As the provider sent",
+    },
     "ModelList": _object(
         {
             "object": {"const": "list"},
@@ -425,6 +521,11 @@ RESPONSES: dict[str, dict[str, Any]] = {
                         "object": {"const": "model"},
                         "created": {"type": "integer"},
                         "owned_by": {"type": "string"},
+                        "endpoints": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "Paths under /v1 the model is served on",
+                        },
                     }
                 ),
             },
@@ -451,6 +552,10 @@ RESPONSES: dict[str, dict[str, Any]] = {
             "token_id": {"type": "string"},
             "token_name": {"type": "string"},
             "model": {"type": "string"},
+            "group": _nullable(
+                "string",
+                description="The channel group the call used (for an 'auto' key, the one picked)",
+            ),
             "channel": _nullable(
                 "string",
                 description="The channel that answered; null unless read with the admin key",
@@ -544,7 +649,25 @@ RESPONSES: dict[str, dict[str, Any]] = {
     },
     "PriceList": _page("Price"),
     "GroupRatio": _object({"group": {"type": "string"}, "ratio": {"type": "string"}}),
-    "GroupList": _page("GroupRatio"),
+    "AutoOrder": _object(
+        {"group": {"const": "auto"}, "order": {"type": "array", "items": {"type": "string"}}}
+    ),
+    "GroupRatioOrAutoOrder": {
+        "oneOf": [
+            {"$ref": "#/components/schemas/GroupRatio"},
+            {"$ref": "#/components/schemas/AutoOrder"},
+        ]
+    },
+    "GroupList": _object(
+        {
+            "data": {"type": "array", "items": _ref("GroupRatio")},
+            "next_cursor": _nullable("string", description="null on the last page"),
+            "auto": _object(
+                {"order": {"type": "array", "items": {"type": "string"}}},
+                "The order 'auto' keys pick groups in (empty until set)",
+            ),
+        }
+    ),
     "LedgerReport": _object(
         {
             "ok": {"type": "boolean"},
@@ -627,6 +750,25 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "EmbeddingsRequest": _relay_request(
         "embeddings", "OpenAI's embeddings request; fields not listed go to the provider as sent."
     ),
+    "ResponseRequest": _relay_request(
+        "responses", "OpenAI's Responses request; fields not listed go to the provider as sent."
+    ),
+    "CompletionRequest": _relay_request(
+        "completions", "OpenAI's legacy completion request; other fields go to the provider."
+    ),
+    "ModerationRequest": _relay_request(
+        "moderations", "OpenAI's moderation request; fields not listed go to the provider as sent."
+    ),
+    "SetGroupRatioOrAutoOrder": {
+        "description": (
+            "{ratio} for a group; for the group 'auto', {order}: the groups its keys try in"
+            " order (each call uses the first the account is granted that serves the model)"
+        ),
+        "oneOf": [
+            {"$ref": "#/components/schemas/SetGroupRatio"},
+            {"$ref": "#/components/schemas/SetAutoOrder"},
+        ],
+    },
 }
 
 ERROR_DESCRIPTIONS = {
@@ -694,7 +836,8 @@ def _operation(path: str, method: str, op: Op, route: Any, comps: _Components) -
         for name in route.view_args
     ]
     parameters += [
-        {"name": name, "in": "query", **QUERY_PARAMETERS[name]}
+        # "status:log" documents the parameter "status" with the schema of that variant.
+        {"name": name.split(":")[0], "in": "query", **QUERY_PARAMETERS[name]}
         for name in (*implicit_query, *op.query)
     ]
     success: dict[str, Any] = {"description": op.summary}
@@ -779,6 +922,13 @@ class _RelayRoute:
 RELAY_ROUTES: dict[tuple[str, str], _RelayRoute] = {
     ("/v1/chat/completions", "POST"): _RelayRoute("chat_completions"),
     ("/v1/embeddings", "POST"): _RelayRoute("embeddings"),
+    ("/v1/responses", "POST"): _RelayRoute("responses"),
+    ("/v1/responses/{id}", "GET"): _RelayRoute("get_response", ("id",)),
+    ("/v1/responses/{id}", "DELETE"): _RelayRoute("delete_response", ("id",)),
+    ("/v1/responses/{id}/cancel", "POST"): _RelayRoute("cancel_response", ("id",)),
+    ("/v1/responses/{id}/input_items", "GET"): _RelayRoute("response_input_items", ("id",)),
+    ("/v1/completions", "POST"): _RelayRoute("completions"),
+    ("/v1/moderations", "POST"): _RelayRoute("moderations"),
     ("/v1/models", "GET"): _RelayRoute("models"),
     ("/v1/key", "GET"): _RelayRoute("own_key"),
     ("/v1/dashboard/billing/subscription", "GET"): _RelayRoute("billing_subscription"),

@@ -18,6 +18,7 @@ ADMIN_ROUTES: dict[tuple[str, str], str] = {
     ("/admin/accounts/{account_id}", "GET"): "accounts:read",
     ("/admin/accounts/{account_id}", "PATCH"): "accounts:write",
     ("/admin/accounts/{account_id}/credit", "POST"): "accounts:write",
+    ("/admin/accounts/{account_id}/credits", "GET"): "accounts:read",
     ("/admin/accounts/{account_id}/management-key", "POST"): "accounts:write",
     # On-demand jobs
     ("/admin/resets/run", "POST"): "resets:run",

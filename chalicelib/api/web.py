@@ -125,10 +125,14 @@ def query(app: Chalice | Blueprint, name: str) -> str | None:
 
 
 def only_query(app: Chalice | Blueprint, *allowed: str) -> None:
-    """Refuse unknown query parameters: a typo must not silently widen a listing."""
-    for name in _request(app).query_params or {}:
+    """Refuse unknown query parameters: a typo must not silently widen a listing. A parameter
+    given twice is refused too: only one of its values would be read."""
+    params: Any = _request(app).query_params or {}
+    for name in params:
         if name not in allowed:
             raise InvalidRequest(f"Unknown query parameter '{name}'.", param=name)
+        if hasattr(params, "getlist") and len(params.getlist(name)) > 1:
+            raise InvalidRequest(f"Query parameter '{name}' is given more than once.", param=name)
 
 
 def header(app: Chalice | Blueprint, name: str) -> str | None:

@@ -217,6 +217,15 @@ def set_group_ratio(group: str, ratio: str) -> None:
         _echo(admin.set_group_ratio(group, _body("SetGroupRatio", {"ratio": ratio}), _now()))
 
 
+@groups.command("auto")
+@click.argument("order", nargs=-1, required=True)
+def set_auto_order(order: tuple[str, ...]) -> None:
+    """Keys of the group 'auto' use, per call, the first group of ORDER that their account is
+    granted and that serves the model (e.g. `sluice groups auto default vip`)."""
+    with _use_cases() as admin:
+        _echo(admin.set_auto_order(_body("SetAutoOrder", {"order": list(order)}), _now()))
+
+
 @groups.command("list")
 def list_groups() -> None:
     """Every group with a ratio."""

@@ -25,6 +25,7 @@ PUBLIC_FIELDS: dict[str, str] = {
     "base_url": "string",
     "models": "string list",
     "model_map": "string map",
+    "endpoints": "string list",
     "group": "string",
     "priority": "integer",
     "weight": "integer",
@@ -35,6 +36,53 @@ PUBLIC_FIELDS: dict[str, str] = {
 }
 
 
+# The endpoints a model can be served on, named by their path under /v1 (``GET /v1/models``
+# lists them per model). A call's kind is one of them.
+ENDPOINTS = (
+    "chat/completions",
+    "responses",
+    "completions",
+    "embeddings",
+    "moderations",
+    "images/generations",
+    "images/edits",
+    "audio/speech",
+    "audio/transcriptions",
+    "audio/translations",
+    "videos",
+)
+KIND_ENDPOINTS = {
+    "chat": "chat/completions",
+    "responses": "responses",
+    "completions": "completions",
+    "embeddings": "embeddings",
+    "moderations": "moderations",
+}
+CHAT_ENDPOINTS = ("chat/completions", "responses", "completions")
+# When a channel names no endpoints, a model's are guessed from its name (the first hint that
+# appears in it), else it is a chat model. The guess only informs ``GET /v1/models``; routing
+# filters by endpoint only where the operator listed them.
+NAME_HINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("embed", ("embeddings",)),
+    ("moderation", ("moderations",)),
+    ("dall-e", ("images/generations", "images/edits")),
+    ("image", ("images/generations", "images/edits")),
+    ("tts", ("audio/speech",)),
+    ("whisper", ("audio/transcriptions", "audio/translations")),
+    ("transcribe", ("audio/transcriptions",)),
+    ("sora", ("videos",)),
+    ("video", ("videos",)),
+)
+
+
+def default_endpoints(model: str) -> tuple[str, ...]:
+    lowered = model.lower()
+    for hint, endpoints in NAME_HINTS:
+        if hint in lowered:
+            return endpoints
+    return CHAT_ENDPOINTS
+
+
 @dataclass(frozen=True)
 class Channel:
     id: str
@@ -42,6 +90,8 @@ class Channel:
     base_url: str
     models: tuple[str, ...]
     model_map: dict[str, str] = field(default_factory=dict)
+    # The endpoints (``ENDPOINTS``) this channel serves its models on; empty: guessed per model.
+    endpoints: tuple[str, ...] = ()
     group: str = "default"
     priority: int = 0
     weight: int = 1
@@ -59,8 +109,16 @@ class Channel:
     def has_api_key(self) -> bool:
         return bool(self.api_key or self.api_key_parameter)
 
-    def serves(self, model: str, group: str) -> bool:
-        return self.enabled and self.group == group and model in self.models
+    def serves(self, model: str, group: str, kind: str | None = None) -> bool:
+        """Enabled, in ``group``, serving ``model`` (and, when the operator listed this
+        channel's endpoints, serving the ``kind`` of call on one of them)."""
+        if not (self.enabled and self.group == group and model in self.models):
+            return False
+        endpoint = KIND_ENDPOINTS.get(kind or "")
+        return not (self.endpoints and endpoint and endpoint not in self.endpoints)
+
+    def endpoints_for(self, model: str) -> tuple[str, ...]:
+        return self.endpoints or default_endpoints(model)
 
     def upstream_model(self, model: str) -> str:
         """The name upstream knows ``model`` by (``model_map``), or the same name."""
@@ -83,11 +141,16 @@ def weighted_order(channels: Sequence[Channel], rng: random.Random) -> list[Chan
 
 
 def failover_order(
-    channels: Iterable[Channel], model: str, group: str, rng: random.Random, limit: int
+    channels: Iterable[Channel],
+    model: str,
+    group: str,
+    rng: random.Random,
+    limit: int,
+    kind: str | None = None,
 ) -> list[Channel]:
     """The channels to try for ``model`` in ``group``, in order, at most ``limit`` of them."""
     eligible = sorted(
-        (channel for channel in channels if channel.serves(model, group)),
+        (channel for channel in channels if channel.serves(model, group, kind)),
         key=lambda channel: (-channel.priority, channel.id),
     )
     ordered: list[Channel] = []
@@ -106,3 +169,19 @@ def models_for_group(channels: Iterable[Channel], group: str) -> list[str]:
             for model in channel.models
         }
     )
+
+
+def endpoints_by_model(channels: Iterable[Channel], groups: Iterable[str]) -> dict[str, list[str]]:
+    """Every model the enabled channels of ``groups`` serve, with its endpoints (in
+    ``ENDPOINTS`` order), for ``GET /v1/models``."""
+    wanted = set(groups)
+    found: dict[str, set[str]] = {}
+    for channel in channels:
+        if channel.enabled and channel.group in wanted:
+            for model in channel.models:
+                found.setdefault(model, set()).update(channel.endpoints_for(model))
+    return {
+        model: [e for e in ENDPOINTS if e in found[model]]
+        + sorted(e for e in found[model] if e not in ENDPOINTS)
+        for model in sorted(found)
+    }

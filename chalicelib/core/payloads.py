@@ -22,8 +22,19 @@ from typing import Any, Literal
 
 from chalicelib.core.errors import InvalidRequest, NotFound
 
-# chat and embeddings are checked here; images, audio and video by ``core.media``.
-Kind = Literal["chat", "embeddings", "images", "speech", "transcription", "video"]
+# chat, embeddings, responses, completions and moderations are checked here; images, audio
+# and video by ``core.media``.
+Kind = Literal[
+    "chat",
+    "embeddings",
+    "responses",
+    "completions",
+    "moderations",
+    "images",
+    "speech",
+    "transcription",
+    "video",
+]
 
 MAX_DEPTH = 64
 # Above the largest output any provider documents (a few hundred thousand tokens); a value past
@@ -46,6 +57,33 @@ FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "n": (_INT, False),
     },
     "embeddings": {
+        "model": ((str,), True),
+        "input": ((str, list), True),
+    },
+    "responses": {
+        "model": ((str,), True),
+        "input": ((str, list), False),
+        "instructions": ((str,), False),
+        "stream": ((bool,), False),
+        "max_output_tokens": (_INT, False),
+        "previous_response_id": ((str,), False),
+        "conversation": ((str, dict), False),
+        "store": ((bool,), False),
+        "background": ((bool,), False),
+        "tools": ((list,), False),
+    },
+    "completions": {
+        "model": ((str,), True),
+        "prompt": ((str, list), True),
+        "stream": ((bool,), False),
+        "stream_options": ((dict,), False),
+        "max_tokens": (_INT, False),
+        "n": (_INT, False),
+        "best_of": (_INT, False),
+        "suffix": ((str,), False),
+    },
+    "moderations": {
+        # OpenAI defaults the model; the gateway needs it named to price the call.
         "model": ((str,), True),
         "input": ((str, list), True),
     },
@@ -167,8 +205,13 @@ def parse(kind: Kind, raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(
             f"'model' must be at most {MAX_MODEL_CHARS} characters.", param="model"
         )
+    _check_output_caps(kind, payload)
     if kind == "chat":
         _check_chat(payload)
+    elif kind == "responses":
+        _check_responses(payload)
+    elif kind == "completions":
+        _check_completions(payload)
     elif not payload["input"]:
         raise InvalidRequest("'input' must not be empty.", param="input")
     return payload
@@ -183,20 +226,24 @@ def _check_chat(payload: dict[str, Any]) -> None:
             raise InvalidRequest(
                 f"messages[{index}] must be an object with a 'role'.", param=f"messages.{index}"
             )
-    for name in ("max_tokens", "max_completion_tokens"):
-        if name in payload and payload[name] is not None and payload[name] < 1:
-            raise InvalidRequest(f"'{name}' must be at least 1.", param=name)
-        if name in payload and payload[name] is not None and payload[name] > MAX_OUTPUT_TOKENS:
-            raise InvalidRequest(f"'{name}' must be at most {MAX_OUTPUT_TOKENS}.", param=name)
-    caps = [payload[name] for name in OUTPUT_CAP_FIELDS if payload.get(name) is not None]
+    caps = [payload[name] for name in OUTPUT_CAP_FIELDS["chat"] if payload.get(name) is not None]
     if len(set(caps)) > 1:
         # Providers differ in which one they honour; the reservation must size the one they use.
         raise InvalidRequest(
             "Give max_tokens or max_completion_tokens, not both with different values.",
             param="max_tokens",
         )
-    if payload.get("n") not in (None, 1):
-        raise InvalidRequest("Only n = 1 is supported.", param="n")
+    _check_one_choice(payload, "n")
+    _check_stream_options(payload)
+
+
+def _check_one_choice(payload: dict[str, Any], name: str) -> None:
+    # Several choices multiply the output the reservation would have to hold.
+    if payload.get(name) not in (None, 1):
+        raise InvalidRequest(f"Only {name} = 1 is supported.", param=name)
+
+
+def _check_stream_options(payload: dict[str, Any]) -> None:
     options = payload.get("stream_options")
     if options is not None and not payload.get("stream"):
         raise InvalidRequest(
@@ -204,25 +251,82 @@ def _check_chat(payload: dict[str, Any]) -> None:
         )
 
 
-# The output caps of chat; ``parse`` lets a body give both only with the same value.
-OUTPUT_CAP_FIELDS = ("max_completion_tokens", "max_tokens")
+def _check_responses(payload: dict[str, Any]) -> None:
+    if payload.get("input") is None and not (
+        payload.get("previous_response_id") or payload.get("conversation") or payload.get("prompt")
+    ):
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input")
+    if payload.get("background"):
+        # A background response is billed when it finishes, long after this call settled.
+        raise InvalidRequest(
+            "background responses are not supported by this gateway.", param="background"
+        )
+    if payload.get("previous_response_id") and payload.get("conversation"):
+        raise InvalidRequest(
+            "Give previous_response_id or conversation, not both.", param="conversation"
+        )
+    conversation = payload.get("conversation")
+    if isinstance(conversation, dict) and not isinstance(conversation.get("id"), str):
+        raise InvalidRequest("'conversation.id' must be a string.", param="conversation.id")
 
 
-def requested_output(payload: dict[str, Any]) -> int | None:
-    for name in OUTPUT_CAP_FIELDS:
+def _check_completions(payload: dict[str, Any]) -> None:
+    prompt = payload["prompt"]
+    if not prompt:
+        raise InvalidRequest("'prompt' must not be empty.", param="prompt")
+    _check_one_choice(payload, "n")
+    _check_one_choice(payload, "best_of")
+    _check_stream_options(payload)
+
+
+def _check_output_caps(kind: Kind, payload: dict[str, Any]) -> None:
+    for name in OUTPUT_CAP_FIELDS.get(kind, ()):
+        value = payload.get(name)
+        if value is not None and value < 1:
+            raise InvalidRequest(f"'{name}' must be at least 1.", param=name)
+        if value is not None and value > MAX_OUTPUT_TOKENS:
+            raise InvalidRequest(f"'{name}' must be at most {MAX_OUTPUT_TOKENS}.", param=name)
+
+
+# The output caps of each kind that produces output, the field written when the client gave
+# none first; for chat ``parse`` lets a body give both only with the same value.
+OUTPUT_CAP_FIELDS: dict[Kind, tuple[str, ...]] = {
+    "chat": ("max_completion_tokens", "max_tokens"),
+    "responses": ("max_output_tokens",),
+    "completions": ("max_tokens",),
+}
+# The output a call gets when it names no cap, where the API documents one (legacy completions
+# default to 16 tokens); elsewhere the gateway's own default (``quota.DEFAULT_MAX_OUTPUT_TOKENS``).
+DEFAULT_OUTPUT: dict[Kind, int] = {"completions": 16}
+# The kinds that can answer ``stream: true``.
+STREAMING_KINDS: tuple[Kind, ...] = ("chat", "responses", "completions")
+
+
+def produces_output(kind: Kind) -> bool:
+    return kind in OUTPUT_CAP_FIELDS
+
+
+def is_stream(kind: Kind, payload: dict[str, Any]) -> bool:
+    return kind in STREAMING_KINDS and payload.get("stream") is True
+
+
+def requested_output(payload: dict[str, Any], kind: Kind = "chat") -> int | None:
+    for name in OUTPUT_CAP_FIELDS.get(kind, ()):
         if payload.get(name) is not None:
             return int(payload[name])
     return None
 
 
-def set_output_cap(payload: dict[str, Any], tokens: int) -> None:
+def set_output_cap(payload: dict[str, Any], tokens: int, kind: Kind = "chat") -> None:
     """Send upstream exactly the cap that was reserved, in every cap field the client used.
 
     The field the client chose is kept (o-series models want ``max_completion_tokens``); with
-    none, ``max_tokens``. No field can carry a larger cap than the reservation was sized for.
+    none, the kind's usual one (``max_tokens``, ``max_output_tokens``). No field can carry a
+    larger cap than the reservation was sized for.
     """
-    given = [name for name in OUTPUT_CAP_FIELDS if payload.get(name) is not None]
-    for name in given or ["max_tokens"]:
+    fields = OUTPUT_CAP_FIELDS.get(kind, ())
+    given = [name for name in fields if payload.get(name) is not None]
+    for name in given or [fields[-1]]:
         payload[name] = tokens
 
 

@@ -47,7 +47,7 @@ Why it holds:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Final, Literal
 
@@ -85,6 +85,7 @@ def plan(
     """
     if price.is_flat:
         return Plan(cost_units(price, 0, 0, ratio), None)
+    price = _worst_input_rate(price)
     if not produces_output:
         return Plan(cost_units(price, prompt_tokens_bound, 0, ratio), None)
     wanted = requested_output if requested_output is not None else default_output
@@ -92,6 +93,15 @@ def plan(
         wanted = min(wanted, max_affordable_output(price, prompt_tokens_bound, budget_units, ratio))
     wanted = max(wanted, 1)
     return Plan(cost_units(price, prompt_tokens_bound, wanted, ratio), wanted)
+
+
+def _worst_input_rate(price: ModelPrice) -> ModelPrice:
+    """The price the reservation sizes the input with: the dearer of the input and cached-input
+    rates, since the provider decides which prompt tokens it serves from its cache."""
+    cached, fresh = price.cached_input_usd_per_mtok, price.input_usd_per_mtok
+    if cached is not None and (fresh is None or cached > fresh):
+        return replace(price, input_usd_per_mtok=cached)
+    return price
 
 
 def budget(token: TokenRecord, account: AccountRecord | None) -> int | None:

@@ -91,11 +91,88 @@ def _input_bound(item: Any) -> int:
     return json_bytes(item) + INPUT_OVERHEAD
 
 
+def _response_part_bound(part: Any) -> int:
+    """One part of a Responses message: text by bytes, images by the fixed allowance."""
+    if isinstance(part, dict) and part.get("type") == "input_image":
+        return IMAGE_TOKENS_LOW_DETAIL if part.get("detail") == "low" else IMAGE_TOKENS
+    if isinstance(part, dict) and isinstance(part.get("text"), str):
+        return utf8_len(part["text"])
+    return _part_bound(part)
+
+
+def _response_item_bound(item: Any) -> int:
+    """One ``input`` item of the Responses API: a message (its content like chat's, parts by
+    the Responses names), or anything else (tool calls and their outputs) by its JSON."""
+    if not isinstance(item, dict) or "content" not in item:
+        return MESSAGE_OVERHEAD + json_bytes(item)
+    content = item.get("content")
+    rest = {key: value for key, value in item.items() if key != "content"}
+    if isinstance(content, list):
+        inner = sum(_response_part_bound(part) for part in content)
+    else:
+        inner = _content_bound(content)
+    return MESSAGE_OVERHEAD + inner + json_bytes(rest)
+
+
+# Fields of a Responses request the provider renders into the prompt besides ``input``.
+RESPONSE_PROMPT_FIELDS = ("tools", "tool_choice", "text", "prompt")
+
+
+def _responses_bound(payload: dict[str, Any]) -> int:
+    """``instructions`` and ``input`` as the model reads them; what a ``previous_response_id``
+    carries along is not in the body (the gateway adds it from the stored response's usage)."""
+    raw = payload.get("input")
+    if isinstance(raw, str):
+        body = MESSAGE_OVERHEAD + utf8_len(raw)
+    elif isinstance(raw, list):
+        body = sum(_response_item_bound(item) for item in raw)
+    else:
+        body = 0 if raw is None else json_bytes(raw)
+    instructions = payload.get("instructions")
+    if isinstance(instructions, str):
+        body += MESSAGE_OVERHEAD + utf8_len(instructions)
+    extra = sum(json_bytes(payload[name]) for name in RESPONSE_PROMPT_FIELDS if name in payload)
+    return REPLY_PRIMING + extra + body
+
+
+def _completions_bound(payload: dict[str, Any]) -> int:
+    """A legacy ``prompt``: a string, strings, token ids or lists of token ids (each list one
+    prompt), plus any ``suffix``. Several prompts are several completions, each billed."""
+    raw = payload.get("prompt")
+    suffix = payload.get("suffix")
+    extra = utf8_len(suffix) if isinstance(suffix, str) else 0
+    if isinstance(raw, str):
+        return utf8_len(raw) + extra
+    if isinstance(raw, list) and raw and all(isinstance(i, int) for i in raw):
+        return len(raw) + extra
+    if isinstance(raw, list):
+        return sum(_input_bound(item) for item in raw) + extra
+    return json_bytes(payload)
+
+
+def _moderation_bound(payload: dict[str, Any]) -> int:
+    raw = payload.get("input")
+    if isinstance(raw, str):
+        return _input_bound(raw)
+    if isinstance(raw, list):
+        return sum(
+            _part_bound(item) + INPUT_OVERHEAD if isinstance(item, dict) else _input_bound(item)
+            for item in raw
+        )
+    return json_bytes(payload)
+
+
 def prompt_tokens_upper_bound(kind: str, payload: dict[str, Any]) -> int:
     """A number of prompt tokens upstream can never exceed for this request.
 
     Unknown shapes fall back to the bytes of the whole payload, which is still a safe bound.
     """
+    if kind == "responses":
+        return _responses_bound(payload)
+    if kind == "completions":
+        return _completions_bound(payload)
+    if kind == "moderations":
+        return _moderation_bound(payload)
     if kind == "embeddings":
         raw = payload.get("input")
         if isinstance(raw, str):

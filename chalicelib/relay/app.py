@@ -1,8 +1,11 @@
 """The relay's ASGI app: every OpenAI-compatible route under ``/v1/`` (thin).
 
 Each handler reads the request, calls one use case of ``chalicelib.services`` and returns its
-result. ``stream: true`` chat answers are handed on event by event (``StreamingResponse``): the
-reason this edge exists, since Chalice cannot stream (aws/chalice#2078).
+result. ``stream: true`` answers (chat, legacy completions, Responses) are handed on event by
+event (``StreamingResponse``): the reason this edge exists, since Chalice cannot stream
+(aws/chalice#2078). Every relayed kind takes the same ``_relay``: what differs between kinds is
+described once, in ``core.payloads`` (fields, output cap, streaming) and ``upstream`` (path,
+usage). Stored responses (``/v1/responses/{id}...``) go through ``services.objects``.
 
 Errors are mapped once, in ``_served``: a ``GatewayError`` becomes ``core.errors.error_body``
 JSON with its status and headers; anything unexpected becomes a 500 in the same shape, logged
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -38,7 +42,7 @@ from chalicelib.core.errors import (
 )
 from chalicelib.core.settings import get_settings
 from chalicelib.relay import media_routes
-from chalicelib.services import billing, gateway, streaming
+from chalicelib.services import billing, gateway, objects, streaming
 from chalicelib.store import configure_store
 
 # The same limit as the management API's (``api.web.MAX_BODY_BYTES``).
@@ -174,15 +178,39 @@ async def _relay(request: Request, kind: Any) -> Response:
 
 def models(request: Request) -> Response:
     token = gateway.key_for_route(authorization(request), client_ip(request))
-    return json_response(
-        {
-            "object": "list",
-            "data": [
-                {"id": m, "object": "model", "created": 0, "owned_by": "sluice"}
-                for m in gateway.models_for(token)
-            ],
-        }
+    return json_response({"object": "list", "data": gateway.model_list(token)})
+
+
+# The Responses API, legacy completions, moderations -----------------------------------------
+async def responses(request: Request) -> Response:
+    return await _relay(request, "responses")
+
+
+async def completions(request: Request) -> Response:
+    return await _relay(request, "completions")
+
+
+async def moderations(request: Request) -> Response:
+    return await _relay(request, "moderations")
+
+
+async def stored_response(request: Request) -> Response:
+    """GET / DELETE /v1/responses/{id}, POST .../cancel, GET .../input_items."""
+    object_id = request.path_params["id"]
+    suffix = request.url.path.rstrip("/").split("/" + object_id, 1)[1]
+    body = await raw_body(request) if request.method == "POST" else None
+    result = await run_in_threadpool(
+        objects.object_call,
+        "response",
+        object_id,
+        request.method,
+        suffix,
+        authorization(request),
+        client_ip(request),
+        query=request.url.query,
+        body=body or None,
     )
+    return relayed(result)
 
 
 def own_key(request: Request) -> Response:
@@ -203,18 +231,43 @@ Handler = Callable[[Request], Any]
 ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/chat/completions": {"POST": chat_completions},
     "/v1/embeddings": {"POST": embeddings},
+    "/v1/responses": {"POST": responses},
+    "/v1/completions": {"POST": completions},
+    "/v1/moderations": {"POST": moderations},
     "/v1/models": {"GET": models},
     "/v1/key": {"GET": own_key},
     "/v1/dashboard/billing/subscription": {"GET": billing_subscription},
     "/v1/dashboard/billing/usage": {"GET": billing_usage},
 }
+# Paths with an id in them; ``{id}`` (one path segment) becomes ``request.path_params["id"]``.
+ID_ROUTES: dict[str, dict[str, Handler]] = {
+    "/v1/responses/{id}": {"GET": stored_response, "DELETE": stored_response},
+    "/v1/responses/{id}/cancel": {"POST": stored_response},
+    "/v1/responses/{id}/input_items": {"GET": stored_response},
+}
+_ID_PATTERNS = [
+    (re.compile(re.escape(template).replace(re.escape("{id}"), "(?P<id>[^/]+)")), methods)
+    for template, methods in ID_ROUTES.items()
+]
+
+
+def _methods_for(request: Request, path: str) -> dict[str, Handler] | None:
+    methods = ROUTES.get(path)
+    if methods is not None:
+        return methods
+    for pattern, by_method in _ID_PATTERNS:
+        matched = pattern.fullmatch(path)
+        if matched:
+            request.scope["path_params"] = matched.groupdict()
+            return by_method
+    return None
 
 
 async def _served(request: Request) -> Response:
     """Route ``/v1/...`` and map every error, once."""
     path = request.url.path.rstrip("/") or "/"
     try:
-        methods = ROUTES.get(path) or media_routes.match(path)
+        methods = _methods_for(request, path) or media_routes.match(path)
         if methods is None:
             # Never the framework's own 404: nothing of the request is repeated back.
             raise NotFound("Unknown path. See /openapi.json for the routes Sluice serves.")

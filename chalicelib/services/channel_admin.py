@@ -16,6 +16,7 @@ from typing import Any
 from chalicelib.core import audit, keys
 from chalicelib.core.channels import PUBLIC_FIELDS, Channel
 from chalicelib.core.errors import InvalidRequest
+from chalicelib.core.groups import AUTO_GROUP
 from chalicelib.core.pricing import PRICE_FIELDS, ModelPrice, MoneyError, parse_decimal
 from chalicelib.core.views import iso
 from chalicelib.services import schemas, schemas_config
@@ -65,6 +66,7 @@ def create_channel(body: schemas_config.CreateChannel, now: int) -> dict[str, An
         base_url=body.base_url,
         models=tuple(body.models),
         model_map=dict(body.model_map),
+        endpoints=tuple(dict.fromkeys(body.endpoints)),
         group=body.group,
         priority=body.priority,
         weight=body.weight,
@@ -100,6 +102,8 @@ def patch_channel(channel_id: str, body: schemas_config.PatchChannel, now: int) 
         changes["models"] = tuple(body.models)
     if "model_map" in fields and body.model_map is not None:
         changes["model_map"] = dict(body.model_map)
+    if "endpoints" in fields and body.endpoints is not None:
+        changes["endpoints"] = tuple(dict.fromkeys(body.endpoints))
     changed = replace(current, **changes)
     try:
         schemas_config.check_models(changed.models, changed.model_map)
@@ -184,6 +188,12 @@ def delete_price(model: str) -> None:
 
 # Group ratios -----------------------------------------------------------------------------------
 def set_group_ratio(group: str, body: schemas.SetGroupRatio, now: int) -> dict[str, Any]:
+    if group == AUTO_GROUP:
+        # auto prices each call with the ratio of the group it picked; it has none of its own.
+        raise InvalidRequest(
+            "'auto' has no ratio of its own; PUT /admin/groups/auto takes {\"order\": [...]}.",
+            param="group",
+        )
     if not GROUP_PATTERN.fullmatch(group):
         raise InvalidRequest(
             "group must be 1 to 64 characters from A-Z, a-z, 0-9, '_', '.', '-'.", param="group"
@@ -201,4 +211,16 @@ def set_group_ratio(group: str, body: schemas.SetGroupRatio, now: int) -> dict[s
 
 def list_group_ratios() -> dict[str, Any]:
     ratios = config_store.load_group_ratios()
-    return _page([{"group": group, "ratio": str(ratios[group])} for group in sorted(ratios)])
+    listed = _page([{"group": group, "ratio": str(ratios[group])} for group in sorted(ratios)])
+    return {**listed, "auto": {"order": list(config_store.load_auto_order())}}
+
+
+def set_auto_order(body: schemas.SetAutoOrder, now: int) -> dict[str, Any]:
+    """The order ``auto`` keys pick their group in (see ``core.groups``)."""
+    order = tuple(body.order)
+    before = list(config_store.load_auto_order())
+    entry = audit.entry(
+        "group.update", AUTO_GROUP, audit.diff({"order": before}, {"order": list(order)})
+    )
+    config_store.set_auto_order(order, now, audit=entry)
+    return {"group": AUTO_GROUP, "order": list(order)}

@@ -1,12 +1,15 @@
 """One relayed call, in four steps: admit -> reserve -> forward -> settle.
 
-* ``admit``: the key, the body, and what this key may do with it (model, client IP, group);
-  the price and the worst case the call can cost.
+* ``admit``: the key, the body, and what this key may do with it (model, client IP, group --
+  for an ``auto`` key the group it picks, see ``core.groups``); the price and the worst case the
+  call can cost; for a Responses follow-up, the one channel that holds what it continues.
 * ``reserve``: the worst case, held on the key and on its account (``store.ledger``).
 * ``forward``: the call upstream (``upstream``), refunded in full if nothing came back.
 * ``settle``: the real cost charged, the rest released, the call logged.
 
-A ``stream: true`` chat takes ``streaming.relay_stream`` after ``reserve``: the events are handed
+The kinds (chat, embeddings, responses, completions, moderations) share every step; the few
+ways they differ are data in ``core.payloads``. A ``stream: true`` call takes
+``streaming.relay_stream`` after ``reserve``: the events are handed
 on as they arrive (``streaming.StreamDelivery``) and the call settles, through the same
 ``_finish``, once the stream ends, breaks or the client hangs up, charged for what was delivered.
 
@@ -16,6 +19,10 @@ state, in parallel). Key and account metadata are cached per container for a few
 cache is never trusted for anything that must be current: the reservation's condition re-checks
 the key's hash, revision (so an edit of its models, IPs or group counts at once), status, expiry,
 reset due and remaining quota, and the account's status, granted groups and balance.
+
+A Responses call adds a round trip where it must: a follow-up reads its owner record before the
+reservation (``continued_object``), and an answer that left a stored response writes one before
+it goes out (``remember_objects``), so the client's next call finds it.
 """
 
 from __future__ import annotations
@@ -30,21 +37,26 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from chalicelib import upstream
-from chalicelib.core import errors, keys, limits, observe, payloads, quota
+from chalicelib.core import errors, groups, keys, limits, observe, payloads, quota
+from chalicelib.core.channels import Channel, endpoints_by_model
 from chalicelib.core.deadline import Deadline
+from chalicelib.core.groups import AUTO_GROUP
 from chalicelib.core.payloads import Kind
-from chalicelib.core.pricing import ModelPrice, cost_units
-from chalicelib.core.records import AccountRecord, TokenRecord
+from chalicelib.core.pricing import Metered, ModelPrice, metered_cost_units
+from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, TokenRecord
 from chalicelib.core.settings import get_settings
 from chalicelib.services import resets
 from chalicelib.store import accounts as account_store
 from chalicelib.store import config as config_store
-from chalicelib.store import ledger
+from chalicelib.store import ledger, owned
 from chalicelib.store import tokens as token_store
 from chalicelib.store import usage as usage_store
 
 if TYPE_CHECKING:
     from chalicelib.services.streaming import StreamedCall
+
+# The kinds of provider-kept objects this module remembers owners of (store/owned.py).
+RESPONSE, CONVERSATION = "response", "conversation"
 
 
 @dataclass
@@ -155,8 +167,27 @@ def key_for_route(authorization: str | None, source_ip: str) -> TokenRecord:
 
 
 def models_for(token: TokenRecord) -> list[str]:
-    served = upstream.list_models(token.group)
+    served = sorted({m for group in _groups_of(token) for m in upstream.list_models(group)})
     return [m for m in served if not token.models or m in token.models]
+
+
+def model_list(token: TokenRecord) -> list[dict[str, Any]]:
+    """``GET /v1/models``: the models this key's groups serve, each with its endpoints."""
+    served = endpoints_by_model(config_store.channels(), _groups_of(token))
+    return [
+        {"id": model, "object": "model", "created": 0, "owned_by": "sluice", "endpoints": ends}
+        for model, ends in served.items()
+        if not token.models or model in token.models
+    ]
+
+
+def _groups_of(token: TokenRecord) -> list[str]:
+    """The groups a key's calls can use: its own, or for ``auto`` the ordered granted ones."""
+    if token.group != AUTO_GROUP:
+        return [token.group]
+    account = _account(token.account_id)
+    granted = account.groups if account is not None else (DEFAULT_GROUP,)
+    return groups.candidate_groups(config_store.auto_order(), granted)
 
 
 # The call ------------------------------------------------------------------------------------
@@ -182,6 +213,10 @@ class Call:
     stream: bool
     started: float
     deadline: Deadline
+    # The channel group the call uses: the key's, or the one ``auto`` picked for it.
+    group: str = DEFAULT_GROUP
+    # Set when the call continues an object only one channel's provider holds.
+    channel_id: str | None = None
     # A call whose worst case is known up front (images, audio, video: ``services.media``)
     # reserves exactly that, whatever the budget (a budget below it is refused, not capped).
     reserve_units: int | None = None
@@ -196,14 +231,15 @@ class Call:
         """The reservation for ``budget`` (the smaller balance of key and account)."""
         if self.reserve_units is not None:
             return quota.Plan(self.reserve_units, None)
-        produces_output = self.kind == "chat"
+        produces_output = payloads.produces_output(self.kind)
         return quota.plan(
             self.price,
             self.ratio,
             self.prompt_bound,
-            payloads.requested_output(self.payload) if produces_output else None,
+            payloads.requested_output(self.payload, self.kind) if produces_output else None,
             budget,
             produces_output=produces_output,
+            default_output=payloads.DEFAULT_OUTPUT.get(self.kind, quota.DEFAULT_MAX_OUTPUT_TOKENS),
         )
 
     def key_check(self) -> ledger.KeyCheck:
@@ -212,7 +248,7 @@ class Call:
             token.id,
             self.key.key_hash,
             token.revision,
-            token.group,
+            self.group,
             rpm_limit=token.rpm_limit,
             tpm_limit=token.tpm_limit,
             max_concurrency=token.max_concurrency,
@@ -307,19 +343,26 @@ def admit_payload(
     """
     model = payload["model"]
     price = config_store.price(model)
+    continued = continued_object(kind, payload, context.token.account_id)
+    pinned = _pinned_channel(continued)
     try:
         try:
-            ratio = check_key(context.token, model, source_ip, _account(context.token.account_id))
+            group, ratio = check_key(
+                context.token, model, source_ip, _account(context.token.account_id), pinned
+            )
         except (errors.Forbidden, errors.ModelNotFound):
             # Refusing on a cached copy would make a widened key wait for the cache: decide
             # again on the key and account as stored now (only refusals pay this read).
             context = _reread(context)
-            ratio = check_key(context.token, model, source_ip, _account(context.token.account_id))
+            group, ratio = check_key(
+                context.token, model, source_ip, _account(context.token.account_id), pinned
+            )
         if price is None:
             raise _not_served(model)
     except (errors.Forbidden, errors.ModelNotFound) as refused:
         _log_rejected(_record(context.token, model, kind, payload, 0), refused)
         raise
+    carried = continued.tokens if continued is not None else 0
     return Call(
         kind=kind,
         key=context,
@@ -327,12 +370,57 @@ def admit_payload(
         model=model,
         price=price,
         ratio=ratio,
-        prompt_bound=0 if worst_case else upstream.prompt_tokens_upper_bound(kind, payload),
-        stream=bool(payload.get("stream")) if kind == "chat" else False,
+        prompt_bound=0
+        if worst_case
+        else upstream.prompt_tokens_upper_bound(kind, payload) + carried,
+        stream=False if worst_case else payloads.is_stream(kind, payload),
         started=started,
         deadline=deadline or call_deadline(started),
+        group=group,
+        channel_id=continued.channel_id if continued is not None else None,
         reserve_units=worst_case(price, ratio) if worst_case else None,
         job=job,
+    )
+
+
+def continued_object(kind: Kind, payload: dict[str, Any], account_id: str) -> owned.Owner | None:
+    """The stored response (or conversation) a Responses call continues, if it names one.
+
+    Only its channel's provider holds it, so the call must go there; an id this account did not
+    make is a 404 whether it exists or not (nothing is charged, nothing written).
+    """
+    if kind != "responses":
+        return None
+    previous = payload.get("previous_response_id")
+    conversation = payload.get("conversation")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    if previous:
+        found = owned.owned_by(RESPONSE, previous, account_id)
+        if found is None:
+            raise errors.NotFound(
+                f"Previous response with id '{previous}' not found.", param="previous_response_id"
+            )
+        return found
+    if isinstance(conversation, str) and conversation:
+        found = owned.owned_by(CONVERSATION, conversation, account_id)
+        if found is None:
+            raise errors.NotFound(
+                f"Conversation with id '{conversation}' not found.", param="conversation"
+            )
+        return found
+    return None
+
+
+def _pinned_channel(continued: owned.Owner | None) -> Channel | None:
+    if continued is None:
+        return None
+    for channel in config_store.channels():
+        if channel.id == continued.channel_id and channel.enabled:
+            return channel
+    # The channel that holds it was removed or disabled: nothing else can continue it.
+    raise errors.NotFound(
+        "The stored response can no longer be reached.", param="previous_response_id"
     )
 
 
@@ -344,20 +432,50 @@ def _reread(context: KeyContext) -> KeyContext:
 
 
 def check_key(
-    token: TokenRecord, model: str, source_ip: str, account: AccountRecord | None
-) -> Decimal:
-    """Refuse what this key may not do; the price ratio of its group if it may."""
+    token: TokenRecord,
+    model: str,
+    source_ip: str,
+    account: AccountRecord | None,
+    pinned: Channel | None = None,
+) -> tuple[str, Decimal]:
+    """Refuse what this key may not do; if it may, the group the call uses and its ratio.
+
+    ``pinned``: the call continues an object on that channel, so only its group will do.
+    """
     if token.models and model not in token.models:
         raise errors.ModelNotAllowed(
             f"This API key may not use the model '{model}'.", param="model"
         )
     if not ip_allowed(token.allow_ips, source_ip):
         raise errors.IpNotAllowed()
-    if account is not None and token.group not in account.groups:
-        raise quota.group_refusal(token.group)
-    if model not in upstream.list_models(token.group):
+    group = token.group
+    if group == AUTO_GROUP:
+        group = _auto_group(token, model, account, pinned)
+    if account is not None and group not in account.groups:
+        raise quota.group_refusal(group)
+    if model not in upstream.list_models(group):
         raise _not_served(model)
-    return config_store.group_ratio(token.group)
+    if pinned is not None and pinned.group != group:
+        raise errors.NotFound(
+            "The stored response is not reachable with this key.", param="previous_response_id"
+        )
+    return group, config_store.group_ratio(group)
+
+
+def _auto_group(
+    token: TokenRecord, model: str, account: AccountRecord | None, pinned: Channel | None
+) -> str:
+    """The group an ``auto`` key's call uses (core/groups.py), or the refusal if none fits."""
+    granted = account.groups if account is not None else (DEFAULT_GROUP,)
+    order = config_store.auto_order()
+    if pinned is not None:
+        order = tuple(g for g in order if g == pinned.group)
+    chosen = groups.auto_choice(order, granted, lambda g: model in upstream.list_models(g))
+    if chosen is not None:
+        return chosen
+    if not groups.candidate_groups(order, granted):
+        raise quota.group_refusal(AUTO_GROUP)
+    raise _not_served(model)
 
 
 def _not_served(model: str) -> errors.ModelNotFound:
@@ -371,7 +489,9 @@ def reserve(call: Call, source_ip: str) -> Held:
     or with a fresh budget; raises the precise refusal otherwise (logged as rejected)."""
     now = int(time.time())
     plan = call.plan(quota.budget(call.token, _account(call.token.account_id)))
-    record = _record(call.token, call.model, call.kind, call.payload, plan.reserve_units)
+    record = _record(
+        call.token, call.model, call.kind, call.payload, plan.reserve_units, call.group
+    )
     for _ in range(MAX_RESERVE_ATTEMPTS):
         reservation = ledger.Reservation(
             record.request_id,
@@ -408,7 +528,7 @@ def _after_refusal(
 ) -> errors.GatewayError | tuple[Call, quota.Plan]:
     """The refusal's error, or the call and plan to try again with."""
     if not refusal.token_refused:
-        error = quota.account_refusal(refusal.account, call.token.group, plan.reserve_units)
+        error = quota.account_refusal(refusal.account, call.group, plan.reserve_units)
     else:
         verdict = quota.token_refusal(
             refusal.token, call.key.key_hash, call.token.revision, plan.reserve_units, now
@@ -434,13 +554,24 @@ def _readmitted(call: Call, token: TokenRecord, source_ip: str) -> tuple[Call, q
     """The key was edited since it was checked: check it again as it now is."""
     cache().put("t:" + token.id, token)
     account = _account(token.account_id)
-    ratio = check_key(token, call.model, source_ip, account)
-    again = replace(call, key=replace(call.key, token=token), ratio=ratio)
+    group, ratio = check_key(token, call.model, source_ip, account, _pinned_by(call))
+    again = replace(call, key=replace(call.key, token=token), ratio=ratio, group=group)
     return again, again.plan(quota.budget(token, account))
 
 
+def _pinned_by(call: Call) -> Channel | None:
+    if call.channel_id is None:
+        return None
+    return next((c for c in config_store.channels() if c.id == call.channel_id), None)
+
+
 def _record(
-    token: TokenRecord, model: str, kind: Kind, payload: dict[str, Any], reserved: int
+    token: TokenRecord,
+    model: str,
+    kind: Kind,
+    payload: dict[str, Any],
+    reserved: int,
+    group: str | None = None,
 ) -> usage_store.Usage:
     """The call's log record as it starts; it is written once, when the outcome is decided."""
     return usage_store.Usage(
@@ -451,14 +582,15 @@ def _record(
         created_ms=int(time.time() * 1000),
         model=model,
         reserved_units=reserved,
-        stream=bool(payload.get("stream")) if kind == "chat" else False,
+        stream=payloads.is_stream(kind, payload),
+        group=group or token.group,
     )
 
 
 def _capped(call: Call, held: Held) -> dict[str, Any]:
     payload = dict(call.payload)
     if held.plan.max_output_tokens is not None:
-        payloads.set_output_cap(payload, held.plan.max_output_tokens)
+        payloads.set_output_cap(payload, held.plan.max_output_tokens, call.kind)
     return payload
 
 
@@ -469,11 +601,12 @@ def forward(call: Call, held: Held) -> upstream.UpstreamReply:
         return upstream.forward(
             call.kind,
             payload,
-            group=call.token.group,
+            group=call.group,
             stream=call.stream,
             client_wants_usage=payloads.client_wants_usage(payload),
             request_id=held.record.request_id,
             budget_seconds=call.seconds_left(),
+            channel_id=call.channel_id,
         )
     except Exception as exc:
         _refund_failed(call, held, exc)
@@ -487,6 +620,7 @@ class Delivered:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool
+    cached_tokens: int = 0  # the part of prompt_tokens billed at the cached-input price
 
 
 def _charge(
@@ -504,12 +638,17 @@ def _charge(
     """Settle a call that was answered (whole, or streamed in part): charge what ``used`` costs
     (or ``cost``, computed by the caller for what tokens do not price) if it is ``paid`` for,
     never more than was reserved, and log it. Returns the charge."""
+    metered = Metered(
+        input_tokens=used.prompt_tokens,
+        output_tokens=used.completion_tokens,
+        cached_input_tokens=used.cached_tokens,
+    )
     if not paid:
         real_cost = 0
     elif cost is not None:
         real_cost = cost
     else:
-        real_cost = cost_units(call.price, used.prompt_tokens, used.completion_tokens, call.ratio)
+        real_cost = metered_cost_units(call.price, metered, call.ratio)
     charged = quota.charge(held.plan.reserve_units, real_cost)
     answered = replace(
         held.record,
@@ -547,10 +686,18 @@ def settle(
         _finish(held, call.started, charged=0, status="deadline_exceeded", detail=None)
         raise errors.UpstreamTimeout("The call did not finish within its deadline.")
     ok = reply.status < 400
+    if ok:
+        remember_objects(call, reply.channel_id, reply.object_id, reply.conversation_id,
+                         reply.prompt_tokens + reply.completion_tokens)  # fmt: skip
     charged = _charge(
         call,
         held,
-        Delivered(reply.prompt_tokens, reply.completion_tokens, reply.usage_estimated),
+        Delivered(
+            reply.prompt_tokens,
+            reply.completion_tokens,
+            reply.usage_estimated,
+            reply.cached_tokens,
+        ),
         paid=ok,
         channel=reply.channel,
         answer=reply.body,
@@ -568,6 +715,26 @@ def settle(
             **_rate_headers(call, held, reply.prompt_tokens + reply.completion_tokens),
         },
     )
+
+
+def remember_objects(
+    call: Call, channel_id: str, object_id: str, conversation_id: str, tokens: int
+) -> None:
+    """Remember who owns the response (and conversation) an answer left at the provider, so
+    follow-ups reach its channel and other accounts get 404. Written before the answer goes
+    out, so the client's next call finds it; a failed write only costs the follow-up (404),
+    never the answer."""
+    account_id = call.token.account_id
+    try:
+        if object_id:
+            owned.remember(RESPONSE, object_id, account_id, channel_id,
+                           owned.RESPONSE_TTL_SECONDS, tokens=tokens)  # fmt: skip
+        if conversation_id:
+            owned.remember(CONVERSATION, conversation_id, account_id, channel_id,
+                           owned.RESPONSE_TTL_SECONDS, tokens=tokens)  # fmt: skip
+    except errors.GatewayError as exc:
+        observe.log("owner_not_recorded", level="WARNING", object_id=object_id,
+                    code=exc.instance_code)  # fmt: skip
 
 
 def _rate_headers(call: Call, held: Held, tokens: int) -> dict[str, str]:
@@ -603,7 +770,7 @@ MAX_CONTENT_BYTES = 64 * 1024  # well inside DynamoDB's 400 KB item limit
 
 def _content(payload: dict[str, Any], answer: bytes) -> str:
     """What was asked and answered, for operators who enabled SLUICE_STORE_CONTENT."""
-    asked = payload.get("messages", payload.get("input"))
+    asked = payload.get("messages", payload.get("input", payload.get("prompt")))
     text = json.dumps({"request": asked, "response": answer.decode("utf-8", "replace")})
     return text.encode()[:MAX_CONTENT_BYTES].decode("utf-8", "ignore")
 

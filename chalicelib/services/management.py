@@ -14,12 +14,14 @@ from typing import Any
 from chalicelib.core import audit, keys, views
 from chalicelib.core import calendar as resets
 from chalicelib.core.errors import InvalidRequest
-from chalicelib.core.pricing import MoneyError, usd_to_units
+from chalicelib.core.groups import AUTO_GROUP, may_use_auto
+from chalicelib.core.pricing import MoneyError, units_to_usd, usd_to_units
 from chalicelib.core.quota import group_refusal
 from chalicelib.core.records import DEFAULT_GROUP, NEVER, AccountRecord, Page, TokenRecord
 from chalicelib.services import resets as jobs
 from chalicelib.services import schemas
 from chalicelib.store import accounts as account_store
+from chalicelib.store import config as config_store
 from chalicelib.store import tokens as token_store
 
 DEFAULT_LIST_LIMIT = 20
@@ -83,7 +85,31 @@ def list_accounts(limit: int, cursor: str | None) -> dict[str, Any]:
 
 
 def get_account(account_id: str) -> dict[str, Any]:
-    return views.account_json(account_store.require(account_id))
+    """The account, with how many models each of its groups serves (the console's group picker)."""
+    from chalicelib.core.channels import models_for_group
+    from chalicelib.store import config as config_store
+
+    account = account_store.require(account_id)
+    channels = config_store.channels()
+    served = {group: len(models_for_group(channels, group)) for group in account.groups}
+    return {**views.account_json(account), "group_models": served}
+
+
+def credits(account_id: str) -> dict[str, Any]:
+    """The account's credits, newest first, with the note the operator wrote for each."""
+    account_store.require(account_id)
+    return {
+        "data": [
+            {
+                "at": views.iso(event["at"]),
+                "units": int(event["units"]),
+                "usd": units_to_usd(int(event["units"])),
+                "note": event.get("note", ""),
+            }
+            for event in account_store.events(account_id)
+            if event["kind"] == "credit"
+        ]
+    }
 
 
 def _refuse_nulls(body: schemas.Body, *names: str) -> None:
@@ -197,10 +223,26 @@ def checked_expiry(expires_at: datetime, now: int) -> int:
 
 
 def _granted_group(account: AccountRecord, group: str) -> str:
-    """``group`` if the operator granted it to the account; 403 otherwise (nothing written)."""
+    """``group`` if the operator granted it to the account; 403 otherwise (nothing written).
+
+    ``auto`` counts as granted when the account is granted ``auto`` or any group of the auto
+    order (``core.groups``): each call then only ever picks among the account's own groups.
+    """
+    if group == AUTO_GROUP and may_use_auto(account.groups, config_store.load_auto_order()):
+        return group
     if group not in account.groups:
         raise group_refusal(group)
     return group
+
+
+def _batch_names(name: str, count: int) -> list[str]:
+    """A batch's keys are told apart by name: "ci-1", "ci-2", ...; a single key keeps its name.
+
+    The base is shortened when needed so every name stays within the 64 characters a name may have.
+    """
+    if count == 1:
+        return [name]
+    return [f"{name[: 63 - len(str(n))]}-{n}" for n in range(1, count + 1)]
 
 
 def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict[str, Any]:
@@ -208,11 +250,12 @@ def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict
     expires_at = _expiry(body, now)
     group = _granted_group(account, body.group or account.groups[0])
     quota = _units(body.quota_units, body.quota_usd)
+    names = _batch_names(body.name, body.count)
     created = [
         _new_token(
             account_id,
             now,
-            name=body.name,
+            name=name,
             expires_at=expires_at or NEVER,
             quota_units=quota,
             reset_period=body.reset_period or "never",
@@ -223,7 +266,7 @@ def create_tokens(account_id: str, body: schemas.CreateTokens, now: int) -> dict
             tpm_limit=body.tpm_limit,
             max_concurrency=body.max_concurrency,
         )
-        for _ in range(body.count)
+        for name in names
     ]
     records = [record for record, _ in created]
     entries = [

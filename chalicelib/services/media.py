@@ -81,7 +81,7 @@ def _relay(
         reply = upstream_media.send(
             path,
             model=call.model,
-            group=call.token.group,
+            group=call.group,
             body_for=body_for,
             content_type=content_type,
             request_id=held.record.request_id,
@@ -362,7 +362,7 @@ def _stream_transcript(
         opened = upstream_media.open_stream(
             path,
             model=call.model,
-            group=call.token.group,
+            group=call.group,
             body_for=body_for,
             content_type=content_type or "",
             request_id=held.record.request_id,

@@ -23,6 +23,10 @@ DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_MS = DEFAULT_RANGE_DAYS * DAY * 1000
 GROUP_BY = ("day", "token", "model")
+# What a request id may look like (the relay's are req_ and 32 hex digits).
+REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+# The outcomes a log line can show (chalicelib/services/gateway.py writes them).
+STATUSES = ("ok", "upstream_error", "deadline_exceeded", "rejected")
 
 
 def parse_time(raw: str | None, param: str) -> float | None:
@@ -79,6 +83,7 @@ def log_json(record: Usage, *, show_channel: bool) -> dict[str, Any]:
         "token_id": record.token_id,
         "token_name": record.token_name,
         "model": record.model,
+        "group": record.group or None,
         "channel": record.channel if show_channel else None,
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
@@ -105,9 +110,30 @@ def logs(
     model: str | None,
     now: int,
     show_channel: bool = False,
+    status: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
-    """A page of the account's log; channels are named only if ``show_channel`` (the admin)."""
+    """A page of the account's log; channels are named only if ``show_channel`` (the admin).
+
+    ``request_id`` finds one call by its id (a GetItem), still within the other filters; another
+    account's call is reported exactly like a missing one: an empty page.
+    """
     start_ms, end_ms = time_range(start, end, now)
+    status = _checked_status(status)
+    if request_id:
+        if not REQUEST_ID.fullmatch(request_id):
+            raise InvalidRequest("request_id is not a request id (req_...).", param="request_id")
+        found = usage_store.get(request_id)
+        wanted = found is not None and found.account_id == account_id
+        if found is not None and wanted:
+            wanted = start_ms <= found.created_ms < end_ms and _matches(
+                found, token_id=token_id, model=model, status=status
+            )
+        items = [found] if found is not None and wanted else []
+        return {
+            "data": [log_json(r, show_channel=show_channel) for r in items],
+            "next_cursor": None,
+        }
     page = usage_store.list_for_account(
         account_id,
         limit,
@@ -116,6 +142,7 @@ def logs(
         end_ms=end_ms,
         token_id=token_id or None,
         model=model or None,
+        status=status,
     )
     return {
         "data": [log_json(r, show_channel=show_channel) for r in page.items],
@@ -123,18 +150,47 @@ def logs(
     }
 
 
+def _checked_status(status: str | None) -> str | None:
+    if not status:
+        return None
+    if status not in STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}.", param="status")
+    return status
+
+
+def _matches(record: Usage, *, token_id: str | None, model: str | None, status: str | None) -> bool:
+    return (
+        (not token_id or record.token_id == token_id)
+        and (not model or record.model == model)
+        and (not status or record.status == status)
+    )
+
+
 def usage(
-    account_id: str, *, start: str | None, end: str | None, group_by: str | None, now: int
+    account_id: str,
+    *,
+    start: str | None,
+    end: str | None,
+    group_by: str | None,
+    now: int,
+    token_id: str | None = None,
+    model: str | None = None,
+    status: str | None = None,
 ) -> dict[str, Any]:
+    """Totals per day, key or model; the filters are those of ``logs``, so a chart drawn from
+    this always agrees with the log lines listed under it."""
     group_by = group_by or "day"
     if group_by not in GROUP_BY:
         raise InvalidRequest("group_by must be one of day, token, model.", param="group_by")
     start_ms, end_ms = time_range(start, end, now)
+    status = _checked_status(status)
     buckets: dict[str, dict[str, int]] = defaultdict(
         lambda: {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_units": 0}
     )
     for record in usage_store.iterate_for_account(account_id, start_ms, end_ms):
         if record.state == "pending":
+            continue
+        if not _matches(record, token_id=token_id, model=model, status=status):
             continue
         if group_by == "day":
             key = datetime.fromtimestamp(record.created_ms // 1000, UTC).strftime("%Y-%m-%d")

@@ -228,6 +228,18 @@ class SetGroupRatio(Body):
     ratio: UsdString
 
 
+def _no_auto_in_order(values: list[str]) -> list[str]:
+    if "auto" in values:
+        raise ValueError("must name real groups, not 'auto' itself")
+    return values
+
+
+class SetAutoOrder(Body):
+    """``PUT /admin/groups/auto``: the groups ``auto`` keys try, first one first."""
+
+    order: Annotated[Groups, AfterValidator(_no_auto_in_order)]
+
+
 def _known_scope(value: str) -> str:
     if value not in SCOPES:
         raise ValueError(f"'{value}' is not a scope; the scopes are {', '.join(SCOPES)}")

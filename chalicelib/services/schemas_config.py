@@ -7,11 +7,12 @@ field instead of a silently ignored setting. Prices and group ratios use ``schem
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
+from chalicelib.core.channels import ENDPOINTS
 from chalicelib.services.schemas import Body, FieldError, Group, Name
 
 ChannelId = Annotated[
@@ -24,6 +25,17 @@ Priority = Annotated[int, Field(ge=-1000, le=1000)]
 Weight = Annotated[int, Field(ge=1, le=1000)]
 Models = Annotated[list[ModelId], Field(min_length=1, max_length=200)]
 ModelMap = Annotated[dict[ModelId, ModelId], Field(max_length=200)]
+
+
+def _not_auto(value: str) -> str:
+    if value == "auto":
+        raise ValueError("'auto' is not a channel group: auto keys pick among real groups")
+    return value
+
+
+ChannelGroup = Annotated[Group, AfterValidator(_not_auto)]
+Endpoint = Literal[ENDPOINTS]  # type: ignore[valid-type]
+Endpoints = Annotated[list[Endpoint], Field(max_length=len(ENDPOINTS))]
 
 
 def _base_url(value: str) -> str:
@@ -64,7 +76,8 @@ class CreateChannel(Body):
     api_key: ApiKey | None = None
     models: Models
     model_map: ModelMap = Field(default_factory=dict)
-    group: Group = "default"
+    endpoints: Endpoints = Field(default_factory=list)
+    group: ChannelGroup = "default"
     priority: Priority = 0
     weight: Weight = 1
     enabled: bool = True
@@ -83,7 +96,8 @@ class PatchChannel(Body):
     api_key: ApiKey | None = None
     models: Models | None = None
     model_map: ModelMap | None = None
-    group: Group | None = None
+    endpoints: Endpoints | None = None
+    group: ChannelGroup | None = None
     priority: Priority | None = None
     weight: Weight | None = None
     enabled: bool | None = None

@@ -1,4 +1,5 @@
-"""A ``stream: true`` chat after ``gateway.reserve``: the events handed on as they arrive.
+"""A ``stream: true`` call (chat, completions, Responses) after ``gateway.reserve``: the events
+handed on as they arrive.
 
 ``relay_stream`` opens the stream upstream; ``StreamDelivery`` hands its events to the client
 and settles the call, through ``gateway``'s same charge and ``_finish``, once the stream ends,
@@ -26,6 +27,7 @@ from chalicelib.services.gateway import (
     _charge,
     _rate_headers,
     _refund_failed,
+    remember_objects,
     settle,
 )
 
@@ -61,10 +63,12 @@ def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
     try:
         source = upstream.open_stream(
             payload,
-            group=call.token.group,
+            group=call.group,
             client_wants_usage=payloads.client_wants_usage(payload),
             request_id=held.record.request_id,
             budget_seconds=call.seconds_left(),
+            kind=call.kind,
+            channel_id=call.channel_id,
         )
     except Exception as exc:
         _refund_failed(call, held, exc)
@@ -112,6 +116,7 @@ class StreamDelivery:
         self._text: list[str] = []
         self._usage: tuple[int, int] | None = None
         self._estimate: tuple[int, int] | None = None
+        self._cached_tokens = 0
         self._channel = ""
         self._delivered = False
         self._ending: tuple[str, Any] | None = None
@@ -151,12 +156,17 @@ class StreamDelivery:
             return self._sent(item.data) if item.data else b""
         if item.kind == "done":
             self._estimate = item.estimated_usage
+            self._cached_tokens = item.cached_tokens
             self._ending = ("ok", None)
+            # Before the last bytes go out, so the client's follow-up finds its owner.
+            carried = sum(self._usage or item.estimated_usage or (0, 0))
+            remember_objects(self.call, item.channel_id, item.object_id,
+                             item.conversation_id, carried)  # fmt: skip
             return self._sent(item.data)
         if item.kind == "rejected" and item.reply is not None:
             # Upstream refused the request after keepalives had started the response.
             self._ending = ("upstream_error", f"upstream answered HTTP {item.reply.status}")
-            return self._sent(b"data: " + item.reply.body + b"\n\n" + DONE_EVENT)
+            return self._sent(self._error_event(item.reply.body.decode("utf-8", "replace")))
         return self._end_with(item.error or errors.UpstreamError())
 
     def _silence(self) -> bytes:
@@ -172,7 +182,24 @@ class StreamDelivery:
         """The OpenAI-shaped error event, then [DONE]: how a started stream reports failure."""
         self._ending = ("upstream_error", error)
         body = json.dumps(errors.error_body(error), separators=(",", ":"))
-        return self._sent(f"data: {body}\n\n".encode() + DONE_EVENT)
+        return self._sent(self._error_event(body))
+
+    def _error_event(self, body: str) -> bytes:
+        """An error as the kind's stream says it: chat-style ``data:`` + ``[DONE]``, or the
+        Responses API's typed ``error`` event (its streams have no ``[DONE]``)."""
+        if self.call.kind != "responses":
+            return f"data: {body}\n\n".encode() + DONE_EVENT
+        try:
+            error = json.loads(body).get("error") or {}
+        except (ValueError, AttributeError):
+            error = {}
+        event = {
+            "type": "error",
+            "code": error.get("code"),
+            "message": error.get("message") or "The upstream provider failed.",
+            "param": error.get("param"),
+        }
+        return f"event: error\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
 
     def _sent(self, data: bytes) -> bytes:
         self._last_sent = time.monotonic()
@@ -195,10 +222,11 @@ class StreamDelivery:
         prompt, completion, estimated = (
             self._delivered_usage() if self._delivered else (0, 0, False)
         )
+        cached = self._cached_tokens if self._delivered and not estimated else 0
         _charge(
             self.call,
             self.held,
-            Delivered(prompt, completion, estimated),
+            Delivered(prompt, completion, estimated, cached),
             paid=self._delivered,
             channel=self._channel,
             answer="".join(self._text).encode(),

@@ -194,7 +194,7 @@ def create(
         reply = upstream_media.send(
             "/videos",
             model=call.model,
-            group=call.token.group,
+            group=call.group,
             body_for=body_for,
             content_type=sent_type,
             request_id=held.record.request_id,

@@ -39,6 +39,8 @@ from chalicelib.store.common import error_code, translated
 from chalicelib.store.models import ConfigItem
 
 CHANNEL, PRICE, GROUP = "channel", "price", "group"
+# The ``auto`` group's order (core/groups.py): one item, its own kind so it is cached like the rest.
+AUTO_ORDER, AUTO_ORDER_NAME = "auto_order", "auto"
 DEFAULT_RATIO = Decimal(1)
 KEEP: Any = object()  # "leave the channel's api key as it is"
 
@@ -332,4 +334,24 @@ def set_group_ratio(
     group: str, ratio: Decimal, now: int, *, audit: AuditEntry | None = None
 ) -> None:
     _put(ConfigItem(GROUP, group, body={"ratio": str(ratio)}, updated_at=now), None, audit, None)
+    invalidate()
+
+
+# The auto group's order -------------------------------------------------------------------------
+def load_auto_order() -> tuple[str, ...]:
+    """The order ``auto`` keys try groups in, read now (empty until the operator sets one)."""
+    for item in _query(AUTO_ORDER):
+        order = item.body.as_dict().get("order") or []
+        return tuple(str(group) for group in order)
+    return ()
+
+
+def auto_order() -> tuple[str, ...]:
+    """The same, from the per-container copy (the relay's path)."""
+    return _cached(AUTO_ORDER, load_auto_order)
+
+
+def set_auto_order(order: tuple[str, ...], now: int, *, audit: AuditEntry | None = None) -> None:
+    item = ConfigItem(AUTO_ORDER, AUTO_ORDER_NAME, body={"order": list(order)}, updated_at=now)
+    _put(item, None, audit, None)
     invalidate()

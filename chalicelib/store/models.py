@@ -221,9 +221,31 @@ class UsageRecord(Model):
     usage_estimated = BooleanAttribute(default=False)
     detail = UnicodeAttribute(null=True)
     content = UnicodeAttribute(null=True)
+    group = UnicodeAttribute(null=True)
     expire_at = TTLAttribute(null=True)
 
     by_account = UsageByAccount()
+
+
+class OwnedRecord(Model):
+    """Which account and channel own an object a provider keeps (a stored response, a video
+    job), so later calls on its id reach that channel and nobody else's key sees it.
+
+    Kept in the usage table (``configure`` points it there): one small item per object, written
+    once per call like a usage record and expired by the same TTL. Its key, ``<kind>#<object
+    id>``, never collides with a request id (``req_...``), and it carries no ``account_id``, so
+    the ``usage_by_account`` index (and every report built on it) never sees it.
+    """
+
+    class Meta(_Meta):
+        table_name = "sluice-dev-usage"
+
+    key = UnicodeAttribute(hash_key=True, attr_name="request_id")
+    owner_account = UnicodeAttribute()
+    owner_channel = UnicodeAttribute()
+    created_at = NumberAttribute()
+    tokens = NumberAttribute(default=0)
+    expire_at = TTLAttribute(null=True)
 
 
 # Configuration: channels, model prices, group ratios -------------------------------------------
@@ -367,6 +389,13 @@ def configure(settings: Settings) -> None:
             if table_name not in shared._tables:
                 shared.add_meta_table(table_connection.connection.get_meta_table(table_name))
             table_connection.connection = shared
+    # Not a table of its own: it lives in the usage table (see its docstring).
+    OwnedRecord.Meta.table_name = UsageRecord.Meta.table_name
+    OwnedRecord.Meta.region = settings.region
+    OwnedRecord.Meta.host = settings.dynamodb_endpoint
+    OwnedRecord._connection = None
+    if shared is not None:
+        OwnedRecord._get_connection().connection = shared
 
 
 def create_tables(wait: bool = True) -> list[str]:

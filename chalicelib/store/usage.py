@@ -48,6 +48,8 @@ class Usage:
     detail: str | None = None
     # Prompt and answer, only when the operator enabled SLUICE_STORE_CONTENT (off by default).
     content: str | None = None
+    # The channel group the call used: the key's, or the one an ``auto`` key's call picked.
+    group: str = ""
 
 
 def to_usage(item: UsageRecord) -> Usage:
@@ -69,6 +71,7 @@ def to_usage(item: UsageRecord) -> Usage:
         stream=bool(item.stream),
         usage_estimated=bool(item.usage_estimated),
         detail=item.detail,
+        group=item.group or "",
     )
 
 
@@ -99,6 +102,7 @@ def put(usage: Usage, retention_days: int) -> bool:
         usage_estimated=usage.usage_estimated,
         detail=usage.detail,
         content=usage.content,
+        group=usage.group or None,
         expire_at=timedelta(days=retention_days),
     )
     with translated():
@@ -123,8 +127,9 @@ def list_for_account(
     end_ms: int,
     token_id: str | None = None,
     model: str | None = None,
+    status: str | None = None,
 ) -> Page:
-    """Newest first within [start_ms, end_ms), optionally for one key and/or one model."""
+    """Newest first within [start_ms, end_ms), optionally for one key, model and/or status."""
     start_key = decode_cursor(cursor, expected={"account_id": account_id})
     if start_key is not None and not is_listing_position(
         start_key, strings=("request_id", "account_id"), numbers=("created_ms",)
@@ -136,6 +141,9 @@ def list_for_account(
     if model:
         by_model = UsageRecord.model == model
         condition = by_model if condition is None else condition & by_model
+    if status:
+        by_status = UsageRecord.status == status
+        condition = by_status if condition is None else condition & by_status
     with translated():
         results = UsageRecord.by_account.query(
             account_id,

@@ -37,6 +37,11 @@ class UpstreamReply:
     usage_estimated: bool  # True when upstream sent no usage and it was estimated
     channel: str  # name of the channel that answered (for the log)
     model: str  # the model name the client asked for
+    cached_tokens: int = 0  # the part of prompt_tokens the provider served from its cache
+    channel_id: str = ""  # id of the channel that answered (where later calls on it must go)
+    # A Responses answer: the id of the response the provider keeps, and of its conversation.
+    object_id: str = ""
+    conversation_id: str = ""
 
 
 if TYPE_CHECKING:  # the checker sees the real signature; the runtime imports it on first use
@@ -71,6 +76,13 @@ def open_stream(
     )
 
 
+def call_object(*args: Any, **kwargs: Any) -> UpstreamReply:
+    """A call on an object one channel keeps: ``chalicelib.upstream.objects.call_object``."""
+    from chalicelib.upstream import objects
+
+    return objects.call_object(*args, **kwargs)
+
+
 def list_models(group: str) -> list[str]:
     """Models served by the enabled channels of ``group`` (cached per container)."""
     from chalicelib.core.channels import models_for_group
@@ -83,6 +95,7 @@ __all__ = [
     "ChatStream",
     "Kind",
     "UpstreamReply",
+    "call_object",
     "forward",
     "list_models",
     "open_stream",

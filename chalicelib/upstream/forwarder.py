@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -58,10 +58,27 @@ from chalicelib.upstream.sse import (
     StreamTooLarge,
     encoded_size,
     generated_text,
-    usage_pair,
+    response_text,
+    usage_counts,
 )
 
-PATHS: dict[str, str] = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+PATHS: dict[str, str] = {
+    "chat": "/chat/completions",
+    "embeddings": "/embeddings",
+    "responses": "/responses",
+    "completions": "/completions",
+    "moderations": "/moderations",
+}
+# The list a complete answer of each kind must hold to be an answer at all.
+ANSWER_LISTS: dict[str, str] = {
+    "chat": "choices",
+    "completions": "choices",
+    "embeddings": "data",
+    "responses": "output",
+    "moderations": "results",
+}
+# The kinds whose streams carry chat-style chunks, ``stream_options`` and ``data: [DONE]``.
+CHUNK_STREAMS = ("chat", "completions")
 # Kept free at the end of the relay's time budget to settle and log after the last attempt.
 SETTLE_MARGIN_SECONDS = 5.0
 MIN_ATTEMPT_SECONDS = 0.05
@@ -98,6 +115,7 @@ def forward(
     request_id: str,
     rng: random.Random | None = None,
     budget_seconds: float | None = None,
+    channel_id: str | None = None,
 ) -> UpstreamReply:
     call, candidates = plan_call(
         kind,
@@ -107,6 +125,7 @@ def forward(
         client_wants_usage=client_wants_usage,
         rng=rng,
         budget_seconds=budget_seconds,
+        channel_id=channel_id,
     )
     failures: list[str] = []
     last = ChannelFailure("no attempt was made", timeout=True)
@@ -145,15 +164,28 @@ def plan_call(
     client_wants_usage: bool,
     rng: random.Random | None = None,
     budget_seconds: float | None = None,
+    channel_id: str | None = None,
 ) -> tuple[UpstreamCall, list[Channel]]:
-    """The call as every attempt needs it, and the channels to try, in order."""
+    """The call as every attempt needs it, and the channels to try, in order.
+
+    ``channel_id`` pins the call to that one channel (it continues an object only that channel's
+    provider holds, such as a stored response): no failover, since no other provider knows it.
+    """
     settings = get_settings()
     model = payload.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    channels = config_store.channels()
+    if channel_id is not None:
+        channels = [channel for channel in channels if channel.id == channel_id]
     candidates = failover_order(
-        config_store.channels(), model, group, rng or _rng, settings.upstream_max_attempts
+        channels, model, group, rng or _rng, settings.upstream_max_attempts, kind
     )
+    if not candidates and channel_id is not None:
+        raise InvalidRequest(
+            f"The model '{model}' is not served where the previous response is kept.",
+            param="model",
+        )
     if not candidates:
         raise ModelNotFound(
             f"The model '{model}' does not exist or no upstream serves it.", param="model"
@@ -164,7 +196,7 @@ def plan_call(
         kind=kind,
         payload=payload,
         model=model,
-        stream=stream and kind == "chat",
+        stream=stream and kind in ("chat", "completions", "responses"),
         client_wants_usage=client_wants_usage,
         prompt_bound=prompt_tokens_upper_bound(kind, payload),
         deadline=time.monotonic() + budget_seconds,
@@ -214,16 +246,21 @@ class UpstreamCall:
         Everything else (including the gateway's ``max_tokens`` cap) goes through untouched.
         """
         body = {**self.payload, "model": upstream_model}
-        if self.kind == "chat" and self.stream:
+        if self.kind in CHUNK_STREAMS and self.stream:
             options = body.get("stream_options")
             body["stream"] = True
             body["stream_options"] = {
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,  # always: usage is what the charge is computed from
             }
-        elif self.kind == "chat":
+        elif self.kind in CHUNK_STREAMS:
             body.pop("stream", None)
             body.pop("stream_options", None)
+        elif self.kind == "responses":
+            # Responses always carry their usage (in ``response.completed`` when streamed).
+            body["stream"] = self.stream
+            if not self.stream:
+                body.pop("stream", None)
         return body
 
     # One attempt ------------------------------------------------------------------------------
@@ -301,26 +338,37 @@ class UpstreamCall:
             data = json.loads(raw)
         except ValueError as exc:
             raise ChannelFailure("answered with a body that is not JSON") from exc
-        expected = "choices" if self.kind == "chat" else "data"
+        expected = ANSWER_LISTS[self.kind]
         if not isinstance(data, dict) or not isinstance(data.get(expected), list):
             raise ChannelFailure("answered with an error or an unexpected body")
-        usage = usage_pair(data.get("usage"))
+        usage = usage_counts(data.get("usage"))
         estimated = usage is None
+        cached = 0
         if usage is not None:
-            prompt, completion = usage
-        elif self.kind == "chat":
+            prompt, completion, cached = usage
+        elif self.kind in CHUNK_STREAMS:
             prompt = self.prompt_bound
             completion = estimate_completion_tokens(generated_text(data["choices"], "message"))
+        elif self.kind == "responses":
+            prompt = self.prompt_bound
+            completion = estimate_completion_tokens(response_text(data["output"]))
         else:
             prompt, completion = self.prompt_bound, 0
-        if self.kind == "embeddings":
+        if self.kind in ("embeddings", "moderations"):
             completion = 0
         if upstream_model != self.model and data.get("model") == upstream_model:
             data["model"] = self.model
             raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
         if encoded_size(raw.decode("utf-8", errors="replace")) > MAX_RESPONSE_BYTES:
             raise ResponseTooLarge()
-        return self._result(200, raw, "application/json", channel, prompt, completion, estimated)
+        reply = self._result(200, raw, "application/json", channel, prompt, completion, estimated)
+        object_id, conversation_id = created_objects(self.kind, data)
+        return replace(
+            reply,
+            cached_tokens=cached,
+            object_id=object_id,
+            conversation_id=conversation_id,
+        )
 
     def _read_stream(
         self, response: httpx.Response, channel: Channel, upstream_model: str
@@ -387,4 +435,19 @@ class UpstreamCall:
             usage_estimated=estimated,
             channel=channel.name,
             model=self.model,
+            channel_id=channel.id,
         )
+
+
+def created_objects(kind: str, answer: Any) -> tuple[str, str]:
+    """The ids a Responses answer leaves at the provider: (response id, conversation id), each
+    "" when there is none (``store: false``, no conversation, another kind)."""
+    if kind != "responses" or not isinstance(answer, dict):
+        return "", ""
+    stored = isinstance(answer.get("id"), str) and answer.get("store", True) is not False
+    conversation = answer.get("conversation")
+    in_conversation = isinstance(conversation, dict) and isinstance(conversation.get("id"), str)
+    return (
+        answer["id"] if stored else "",
+        conversation["id"] if in_conversation else "",  # type: ignore[index]
+    )

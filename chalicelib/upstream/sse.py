@@ -66,6 +66,24 @@ def usage_pair(usage: Any) -> tuple[int, int] | None:
     return None
 
 
+def usage_counts(usage: Any) -> tuple[int, int, int] | None:
+    """(input, output, cached input) tokens of a ``usage`` object, in either naming: chat and
+    completions' ``prompt_tokens`` / ``completion_tokens`` / ``prompt_tokens_details``, or the
+    Responses API's ``input_tokens`` / ``output_tokens`` / ``input_tokens_details``."""
+    if not isinstance(usage, dict):
+        return None
+    if "input_tokens" in usage:
+        names = ("input_tokens", "output_tokens", "input_tokens_details")
+    else:
+        names = ("prompt_tokens", "completion_tokens", "prompt_tokens_details")
+    prompt, completion = usage.get(names[0]), usage.get(names[1], 0)
+    if not (_is_count(prompt) and _is_count(completion)):
+        return None
+    details = usage.get(names[2])
+    cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
+    return prompt, completion, min(cached, prompt) if _is_count(cached) else 0
+
+
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -74,6 +92,8 @@ def generated_text(choices: Any, part: str) -> str:
     """All text a model produced in ``choices`` (``part`` is "delta" or "message")."""
     pieces: list[str] = []
     for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict) and isinstance(choice.get("text"), str):
+            pieces.append(choice["text"])  # a legacy completion's choice
         body = choice.get(part) if isinstance(choice, dict) else None
         if not isinstance(body, dict):
             continue
@@ -84,6 +104,24 @@ def generated_text(choices: Any, part: str) -> str:
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):
                 pieces += [str(function.get("name") or ""), str(function.get("arguments") or "")]
+    return "".join(pieces)
+
+
+def response_text(output: Any) -> str:
+    """All text a Responses ``output`` holds: message text, refusals, tool call arguments."""
+    pieces: list[str] = []
+    for item in output if isinstance(output, list) else ():
+        if not isinstance(item, dict):
+            continue
+        for name in ("name", "arguments", "code", "input"):
+            if isinstance(item.get(name), str):
+                pieces.append(item[name])
+        for part in item.get("content") or ():
+            if isinstance(part, dict):
+                pieces += [part[k] for k in ("text", "refusal") if isinstance(part.get(k), str)]
+        for part in item.get("summary") or ():
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                pieces.append(part["text"])
     return "".join(pieces)
 
 
@@ -111,6 +149,7 @@ class SseTranslator:
         self.client_wants_usage = client_wants_usage
         self.done = False
         self.usage: tuple[int, int] | None = None
+        self.cached_tokens = 0
         self._text: list[str] = []
         self._data: list[str] = []
         self._event_type = ""
@@ -164,9 +203,10 @@ class SseTranslator:
         self._last_chunk = chunk
         text = generated_text(chunk.get("choices"), "delta")
         self._text.append(text)
-        usage = usage_pair(chunk.get("usage"))
-        if usage is not None:
-            self.usage = usage
+        counted = usage_counts(chunk.get("usage"))
+        usage = counted[:2] if counted is not None else None
+        if counted is not None:
+            self.usage, self.cached_tokens = counted[:2], counted[2]
         changed = False
         if "usage" in chunk and not self.client_wants_usage:
             if usage is not None and not chunk.get("choices"):
@@ -198,7 +238,7 @@ class SseTranslator:
         last = self._last_chunk
         return {
             "id": last.get("id", ""),
-            "object": "chat.completion.chunk",
+            "object": last.get("object", "chat.completion.chunk"),
             "created": last.get("created", 0),
             "model": self.client_model,
             "choices": [],

@@ -35,7 +35,7 @@ import httpx
 from chalicelib.core import observe
 from chalicelib.core.channels import Channel
 from chalicelib.core.errors import GatewayError, ResponseTooLarge, UpstreamError, UpstreamTimeout
-from chalicelib.upstream import UpstreamReply
+from chalicelib.upstream import Kind, UpstreamReply
 from chalicelib.upstream.client import get_http_client
 from chalicelib.upstream.forwarder import (
     ChannelFailure,
@@ -45,6 +45,7 @@ from chalicelib.upstream.forwarder import (
     plan_call,
 )
 from chalicelib.upstream.sse import SseTranslator, StreamFailed
+from chalicelib.upstream.typed_sse import ResponsesTranslator
 
 # What one stream may carry in total; API Gateway's streaming limit is 200 MB.
 MAX_STREAM_BYTES = 190 * 1024 * 1024
@@ -69,6 +70,12 @@ class StreamItem:
     error: GatewayError | None = None
     reply: UpstreamReply | None = None
     channel: str = ""
+    # On "done": the cached part of the prompt, the channel's id, and (a Responses stream) the
+    # ids of the response the provider keeps and of its conversation.
+    cached_tokens: int = 0
+    channel_id: str = ""
+    object_id: str = ""
+    conversation_id: str = ""
 
 
 class _Stopped(Exception):
@@ -189,7 +196,8 @@ class ChatStream:
     def _relay_events(
         self, response: httpx.Response, channel: Channel, upstream_model: str, handed_on: list[bool]
     ) -> None:
-        translator = SseTranslator(
+        translating = ResponsesTranslator if self.call.kind == "responses" else SseTranslator
+        translator = translating(
             client_model=self.call.model,
             upstream_model=upstream_model,
             client_wants_usage=self.call.client_wants_usage,
@@ -228,12 +236,20 @@ class ChatStream:
             raise ChannelFailure("cut the stream before it finished")
         prompt, completion, estimated = translator.final_usage(self.call.prompt_bound)
         closing = "".join(translator.closing_events(self.call.prompt_bound)).encode()
+        object_id = conversation_id = ""
+        if isinstance(translator, ResponsesTranslator):
+            object_id = translator.response_id if translator.stored else ""
+            conversation_id = translator.conversation_id
         self._put(
             StreamItem(
                 "done",
                 closing,
                 estimated_usage=(prompt, completion) if estimated else None,
                 channel=channel.name,
+                cached_tokens=translator.cached_tokens,
+                channel_id=channel.id,
+                object_id=object_id,
+                conversation_id=conversation_id,
             )
         )
 
@@ -275,15 +291,18 @@ def open_stream(
     request_id: str,
     budget_seconds: float | None = None,
     rng: random.Random | None = None,
+    kind: Kind = "chat",
+    channel_id: str | None = None,
 ) -> ChatStream:
-    """Start streaming a chat call upstream (raises before any attempt if nothing serves it)."""
+    """Start streaming a call upstream (raises before any attempt if nothing serves it)."""
     call, candidates = plan_call(
-        "chat",
+        kind,
         payload,
         group=group,
         stream=True,
         client_wants_usage=client_wants_usage,
         rng=rng,
         budget_seconds=budget_seconds,
+        channel_id=channel_id,
     )
     return ChatStream(call, candidates, request_id).start()

@@ -60,6 +60,8 @@ class Stack:
     account_id: str
     demo_key: str
     has_relay: bool
+    upstream_base_url: str | None = None
+    upstream_api_key: str | None = None
 
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=15.0, trust_env=False)
@@ -151,7 +153,14 @@ def _relay_answers(base_url: str, demo_key: str) -> bool:
 def stack() -> Iterator[Stack]:
     from devtools.stack import start_stack
 
+    # Channels made in the browser must reach the relay at once, not after its 10 s cache.
+    saved_cache = os.environ.get("SLUICE_KEY_CACHE_SECONDS")
+    os.environ["SLUICE_KEY_CACHE_SECONDS"] = "0"
     with start_stack() as running, contextlib.ExitStack() as extra:
+        if saved_cache is None:
+            os.environ.pop("SLUICE_KEY_CACHE_SECONDS", None)
+        else:
+            os.environ["SLUICE_KEY_CACHE_SECONDS"] = saved_cache
         base_url = running.base_url.rstrip("/")
         if not _console_registered():
             base_url = extra.enter_context(_console_server(running.env))
@@ -163,6 +172,8 @@ def stack() -> Iterator[Stack]:
             account_id=running.account_id,
             demo_key=running.demo_key,
             has_relay=_relay_answers(base_url, running.demo_key),
+            upstream_base_url=running.upstream_base_url,
+            upstream_api_key=running.upstream_api_key,
         )
 
 
@@ -185,10 +196,19 @@ class Account:
 @pytest.fixture
 def account(stack: Stack) -> Account:
     """A fresh account per test, so token lists never see another test's tokens."""
+    return new_account(stack)
+
+
+@pytest.fixture
+def make_account(stack: Stack) -> Any:
+    """Factory: a fresh account with the given fields (groups, quota_usd...)."""
+    return lambda **fields: new_account(stack, **fields)
+
+
+def new_account(stack: Stack, **fields: Any) -> Account:
     name = "acct-" + secrets.token_hex(3)
-    status, created = stack.call(
-        "POST", "/admin/accounts", stack.admin_key, {"name": name, "quota_usd": "50"}
-    )
+    body = {"name": name, "quota_usd": "50", **fields}
+    status, created = stack.call("POST", "/admin/accounts", stack.admin_key, body)
     assert status == 201, created
     return Account(
         created["account"]["id"], name, created["management_key"], created["default_token"]
@@ -237,11 +257,15 @@ class Console:
         )
 
     def fill_token_form(self, **fields: str) -> None:
-        """Fill the create/edit form; ``expiry`` and ``reset`` pick a choice, the rest is typed."""
+        """Fill the create/edit form; ``expiry`` and ``reset`` pick a choice, the rest is typed.
+
+        A quota amount picks "Limited" first, as a user must for the amount field to show."""
         page = self.page
         page.wait_for_selector("#token-form")
         if "expiry" in fields:
             page.check(f"#f-expiry-{fields.pop('expiry')}")
+        if "quota_usd" in fields:
+            page.check("#f-quota-limited")
         if "reset" in fields:
             page.select_option("#f-reset_period", fields.pop("reset"))
         if "group" in fields:
@@ -258,8 +282,20 @@ class Console:
         key_input.wait_for()
         return str(key_input.input_value())
 
-    def screenshot(self, name: str) -> None:
-        self.page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
+    def screenshot(self, name: str, full_page: bool = True, jpeg: bool = False) -> None:
+        """A PNG of the page; ``jpeg`` for the loops that take many (a fraction of the time)."""
+        if jpeg:
+            path = ARTIFACTS / f"console-{name}.jpg"
+            self.page.screenshot(path=str(path), full_page=full_page, type="jpeg", quality=70)
+        else:
+            self.page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=full_page)
+
+    def set_theme(self, theme: str) -> None:
+        self.page.select_option("#theme-switch", theme)
+
+    def set_language(self, code: str) -> None:
+        self.page.select_option("#lang-switch", code)
+        self.page.wait_for_function("(code) => document.documentElement.lang === code", arg=code)
 
     def allow_http_errors(self, *statuses: int) -> None:
         """Chromium logs every 4xx fetch as a console error; a story that expects one says so."""

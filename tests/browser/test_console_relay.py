@@ -1,11 +1,13 @@
-"""Keys made in the console, used through the relay: the call shows in Logs and in the usage
-chart, a key disabled in the console is refused at the next call, and the in-console tests (key
-dialog, Playground) show answer, latency and cost. Needs the demo upstream (``relay_stack``)."""
+"""The console with the relay behind it: the admin creates a channel and a price in the browser and
+a key then relays through them; the Logs chart and table follow every filter; the Usage page and
+the in-console tests (key dialog, Playground streaming) show answer, latency and cost. Needs the
+demo upstream (``relay_stack``)."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+import secrets
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,16 +16,10 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-COST_TEXT = re.compile(r"^\$\d+\.\d+ \(([\d,]+) units\)$")
+COST_TEXT = re.compile(r"^\$\d+\.\d{2,6} \(([\d,]+) units\)$")
 
 
-def first_model(stack: Any, key: str) -> str:
-    status, models = stack.call("GET", "/v1/models", key)
-    assert status == 200 and models["data"], models
-    return str(models["data"][0]["id"])
-
-
-def chat(stack: Any, key: str, model: str, prompt: str) -> httpx.Response:
+def chat(stack: Any, key: str, model: str, prompt: str = "Hello!") -> httpx.Response:
     with stack.http() as client:
         return client.post(
             "/v1/chat/completions",
@@ -32,198 +28,179 @@ def chat(stack: Any, key: str, model: str, prompt: str) -> httpx.Response:
         )
 
 
-def token_logs(stack: Any, account: Any, token_id: str) -> list[dict[str, Any]]:
-    status, page = stack.call("GET", "/logs", account.management_key, token_id=token_id)
-    assert status == 200, page
-    return list(page["data"])
-
-
-def test_key_made_in_the_console_relays_and_its_call_shows_in_logs(
-    console: Any, relay_stack: Any, account: Any
+def test_admin_makes_a_channel_and_a_price_in_the_browser_and_a_key_relays_through_them(
+    console: Any, relay_stack: Any, make_account: Any
 ) -> None:
-    # GIVEN a key created in the console with a US$1 daily quota
+    # GIVEN the admin on the Channels page, and a group no channel serves yet
     stack = relay_stack
-    console.sign_in(account.management_key)
-    key = console.create_token(name="relay-ui", quota_usd="1", reset="daily")
-    console.page.click("#key-dialog-close")
-    token_id = key[3:19]
+    group = "gold" + secrets.token_hex(2)
+    model = f"{group}-chat"
+    console.sign_in(stack.admin_key)
+    page = console.page
+    console.open("/channels")
+    page.click("#new-channel")
 
-    # WHEN a program uses it through the relay
-    response = chat(stack, key, first_model(stack, key), "Hello!")
-    assert response.status_code == 200, response.text
-    request_id = response.headers["x-request-id"]
+    # WHEN a channel is created in the dialog (with the provider key)
+    page.fill("#ch-name", f"{group} upstream")
+    page.fill("#ch-base_url", stack.upstream_base_url)
+    page.fill("#ch-api_key", stack.upstream_api_key or "unused")
+    page.fill("#ch-models", model)
+    page.fill("#ch-group", group)
+    page.click("#ch-submit")
 
-    # THEN Logs lists that call with its key, model, cost and status
-    console.open("/logs")
-    row = console.page.locator(f'#log-rows tr[data-request-id="{request_id}"]')
-    expect(row).to_contain_text("relay-ui")
-    expect(row.locator(".status")).to_have_text("ok")
-    (entry,) = [e for e in token_logs(stack, account, token_id) if e["request_id"] == request_id]
-    expect(row).to_contain_text(entry["model"])
-    # AND today's bar of the usage chart carries the call's cost
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
-    bar = console.page.locator(f'#usage-chart rect[data-day="{today}"]')
-    assert int(bar.get_attribute("data-cost-units") or "0") >= entry["cost_units"] > 0
-    console.screenshot("logs")
-    # AND the token's stored usage is that cost, which the token table shows
-    token = stack.call("GET", f"/tokens/{token_id}", account.management_key)[1]
-    assert token["used_units"] == entry["cost_units"]
-    assert token["last_used_at"] is not None
+    # THEN it is listed with its key hidden, and the key is nowhere in the page
+    row = page.locator("#channel-rows tr", has_text=f"{group} upstream")
+    expect(row).to_contain_text("set (hidden)")
+    if stack.upstream_api_key:
+        assert stack.upstream_api_key not in page.content()
 
+    # WHEN a per-token price is set for its model on the Prices page
+    console.open("/prices")
+    page.click("#new-price")
+    page.fill("#pr-model", model)
+    page.fill("#pr-input_usd_per_mtok", "1,5")
+    page.fill("#pr-output_usd_per_mtok", "2")
+    page.click("#pr-submit")
+    expect(page.locator("#pr-err-input_usd_per_mtok")).to_contain_text("1.50")
+    page.fill("#pr-input_usd_per_mtok", "1.5")
+    page.click("#pr-submit")
+    expect(page.locator(f"#price-rows tr[data-model='{model}']")).to_contain_text("$1.50")
 
-def test_logs_filter_by_key_asks_the_server_for_that_key_only(
-    console: Any, relay_stack: Any, account: Any
-) -> None:
-    # GIVEN one call on each of two keys
-    stack = relay_stack
-    status, created = stack.call(
-        "POST", "/tokens", account.management_key, {"name": "second", "count": 1}
-    )
+    # AND an account granted that group, whose key is in it
+    account = make_account(groups=[group])
+    status, created = stack.call("POST", "/tokens", account.management_key, {"name": "g"})
     assert status == 201, created
-    second = created["data"][0]
-    for key in (account.default_token["key"], second["key"]):
-        assert chat(stack, key, first_model(stack, key), "ping").status_code == 200
-    console.sign_in(account.management_key)
-    console.open("/logs")
-    expect(console.page.locator("#log-rows tr")).to_have_count(2)
+    key = created["data"][0]["key"]
 
-    # WHEN the logs are filtered to the second key
-    console.page.select_option("#logs-token", second["id"])
-    console.page.click("#logs-apply")
+    # THEN the key relays through the new channel, charged at the new price
+    answer = chat(stack, key, model)
+    assert answer.status_code == 200, answer.text
+    usage = answer.json()["usage"]
+    units = -(-(usage["prompt_tokens"] * 15 + usage["completion_tokens"] * 20) // 20)
+    status, logs = stack.call("GET", "/logs", account.management_key)
+    assert [(e["model"], e["status"], e["cost_units"]) for e in logs["data"]] == [
+        (model, "ok", units)
+    ]
 
-    # THEN one row remains, and the server was asked with ?token_id=
-    expect(console.page.locator("#log-rows tr")).to_have_count(1)
-    expect(console.page.locator("#log-rows tr")).to_contain_text("second")
-    assert any(f"token_id={second['id']}" in u for u in console.request_urls)
-    assert len(token_logs(stack, account, second["id"])) == 1
+    # AND the Groups page shows the group with its channel and the account granted it
+    console.open("/groups")
+    group_row = page.locator(f"#group-rows tr[data-group='{group}']")
+    expect(group_row).to_contain_text(f"{group} upstream")
+    expect(group_row).to_contain_text(account.name)
 
-
-def test_key_disabled_in_the_console_is_refused_at_the_next_call(
-    console: Any, relay_stack: Any, account: Any
-) -> None:
-    # GIVEN a working key, made in the console
-    stack = relay_stack
-    console.sign_in(account.management_key)
-    key = console.create_token(name="soon-off")
-    console.page.click("#key-dialog-close")
-    model = first_model(stack, key)
-    assert chat(stack, key, model, "before").status_code == 200
-
-    # WHEN the owner disables it in the table
-    row = console.token_row("soon-off")
-    row.get_by_role("button", name="Disable token soon-off").click()
+    # WHEN the channel is disabled in the browser, THEN the relay no longer serves the model
+    console.open("/channels")
+    row.get_by_role("button", name=f"Disable channel {group} upstream").click()
     expect(row.locator(".status")).to_have_text("disabled")
-
-    # THEN the very next call is refused as disabled
-    refused = chat(stack, key, model, "after")
-    assert refused.status_code == 401
-    assert refused.json()["error"]["code"] == "key_disabled"
+    assert chat(stack, key, model).status_code in (404, 503)
 
 
-def test_key_dialog_test_shows_answer_latency_and_cost(
+def test_logs_chart_and_table_follow_every_filter_and_export(
     console: Any, relay_stack: Any, account: Any
 ) -> None:
-    # GIVEN the dialog of a key just created
+    # GIVEN calls with two models, and calls refused by a key's rate limit (1 per minute)
     stack = relay_stack
+    key = account.default_token["key"]
+    for model in ("gpt-4o-mini", "gpt-4o"):
+        assert chat(stack, key, model).status_code == 200
+    body = {"name": "limited", "rpm_limit": 1}
+    limited = stack.call("POST", "/tokens", account.management_key, body)[1]["data"][0]["key"]
+    refused = [chat(stack, limited, "gpt-4o-mini").status_code for _ in range(3)].count(429)
+    assert refused >= 1
+    _, logs = stack.call("GET", "/logs", account.management_key, limit=100)
+    cost_of: dict[str, int] = {}
+    for entry in logs["data"]:
+        cost_of[entry["model"]] = cost_of.get(entry["model"], 0) + entry["cost_units"]
     console.sign_in(account.management_key)
-    key = console.create_token(name="tested")
     page = console.page
+    console.open("/logs")
+    total = page.locator("#usage-chart-total")
+    expect(total).to_have_attribute("data-cost-units", str(sum(cost_of.values())))
+    expect(page.locator("#log-rows tr")).to_have_count(len(logs["data"]))
 
-    # WHEN its one-line test is sent
+    # WHEN the model filter is applied, THEN chart and table both follow it
+    page.fill("#logs-model", "gpt-4o")
+    page.click("#logs-apply")
+    expect(total).to_have_attribute("data-cost-units", str(cost_of["gpt-4o"]))
+    expect(page.locator("#log-rows tr")).to_have_count(1)
+
+    # WHEN a model with no calls is asked, THEN the chart says zero next to "No calls found"
+    page.fill("#logs-model", "no-such-model")
+    page.click("#logs-apply")
+    expect(page.locator("#log-rows td.empty")).to_have_text("No calls found.")
+    expect(total).to_have_attribute("data-cost-units", "0")
+
+    # WHEN the status filter asks for refused calls only
+    page.fill("#logs-model", "")
+    page.select_option("#logs-status", "rejected")
+    page.click("#logs-apply")
+    expect(page.locator("#log-rows tr")).to_have_count(refused)
+    expect(total).to_have_attribute("data-requests", str(refused))
+
+    # WHEN one request id is searched, THEN only that call shows, with its details
+    page.select_option("#logs-status", "")
+    wanted = logs["data"][-1]["request_id"]
+    page.fill("#logs-request-id", wanted)
+    page.click("#logs-apply")
+    expect(page.locator("#log-rows tr")).to_have_count(1)
+    page.get_by_role("button", name=f"Details of request {wanted}").click()
+    expect(page.locator("#log-detail")).to_contain_text(wanted)
+    page.click("#log-dialog-cancel")
+
+    # AND the export is a CSV of the filtered lines
+    with page.expect_download() as download:
+        page.click("#logs-export")
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("created_at,request_id") and len(lines) == 2 and wanted in lines[1]
+
+    # AND the Usage page adds up this month, by model and by key
+    console.open("/usage")
+    month = page.locator("#usage-month .figure").first
+    expect(month).to_have_attribute("data-cost-units", str(sum(cost_of.values())))
+    expect(page.locator("#by-model-rows tr")).to_have_count(len(cost_of))
+    expect(page.locator("#by-key-rows")).to_contain_text("default")
+    with page.expect_download() as download:
+        page.click("#usage-export")
+    assert "gpt-4o-mini" in Path(download.value.path()).read_text(encoding="utf-8")
+
+
+def test_key_dialog_and_playground_show_the_streamed_answer_latency_and_cost(
+    console: Any, relay_stack: Any, account: Any
+) -> None:
+    # GIVEN a key just created, tested from the dialog
+    console.sign_in(account.management_key)
+    page = console.page
+    console.create_token(name="tested")
     page.click("#key-test-start")
-    expect(page.locator("#kt-model option").first).to_have_attribute("value", re.compile(".+"))
+    expect(page.locator("#kt-model option").first).to_be_attached()
     page.click("#kt-send")
-
-    # THEN the answer, the latency and the cost are shown
-    expect(page.locator("#kt-answer")).to_contain_text("Say hello in one short sentence.")
-    expect(page.locator("#kt-latency")).to_have_text(re.compile(r"^\d+ ms$"))
     expect(page.locator("#kt-cost")).to_have_text(COST_TEXT)
-    console.screenshot("key-dialog-test")
-    # AND the cost shown is the one logged for that call
-    shown = COST_TEXT.match(page.locator("#kt-cost").inner_text())
-    assert shown is not None
-    (entry,) = token_logs(stack, account, key[3:19])
-    assert int(shown.group(1).replace(",", "")) == entry["cost_units"]
+    expect(page.locator("#kt-latency")).to_have_text(re.compile(r"^\d+ ms$"))
+    page.click("#copy-base-url")
+    page.click("#key-dialog-close")
 
-
-def test_playground_answers_with_a_pasted_key(console: Any, relay_stack: Any, account: Any) -> None:
-    # GIVEN the Playground with the account's default key pasted in
-    stack = relay_stack
-    console.sign_in(account.management_key)
+    # WHEN the Playground streams the slow demo model with the default key
     console.open("/playground")
-    page = console.page
-    page.fill("#pg-key", account.default_token["key"])
-    page.locator("#pg-key").blur()
-    expect(page.locator("#pg-model option").first).to_have_attribute("value", re.compile(".+"))
-
-    # WHEN a prompt is sent
-    page.fill("#pg-prompt", "Describe Paris in one sentence.")
-    page.click("#pg-send")
-
-    # THEN the answer, latency and cost appear, and the call is logged for that key
-    expect(page.locator("#pg-answer")).to_contain_text("Describe Paris in one sentence.")
-    expect(page.locator("#pg-latency")).to_have_text(re.compile(r"^\d+ ms$"))
-    expect(page.locator("#pg-cost")).to_have_text(COST_TEXT)
-    console.screenshot("playground")
-    (entry,) = token_logs(stack, account, account.default_token["id"])
-    assert entry["status"] == "ok"
-    assert page.locator("#pg-model").input_value() == entry["model"]
-
-
-def test_cost_is_read_from_the_logs_when_the_relay_sends_no_cost_header(
-    console: Any, relay_stack: Any, account: Any
-) -> None:
-    # GIVEN a relay answer stripped of its x-sluice-cost-units header on the way to the page
-    def without_cost_header(route: Any) -> None:
-        response = route.fetch()
-        headers = {k: v for k, v in response.headers.items() if k != "x-sluice-cost-units"}
-        route.fulfill(response=response, headers=headers)
-
-    console.page.route("**/v1/chat/completions", without_cost_header)
-    console.sign_in(account.management_key)
-    console.open("/playground")
-    page = console.page
-    page.fill("#pg-key", account.default_token["key"])
-    page.locator("#pg-key").blur()
-    expect(page.locator("#pg-model option").first).to_have_attribute("value", re.compile(".+"))
-
-    # WHEN a prompt is sent
-    page.click("#pg-send")
-
-    # THEN the cost shown is the one the logs recorded for that call
-    expect(page.locator("#pg-cost")).to_have_text(COST_TEXT)
-    shown = COST_TEXT.match(page.locator("#pg-cost").inner_text())
-    assert shown is not None
-    (entry,) = token_logs(relay_stack, account, account.default_token["id"])
-    assert int(shown.group(1).replace(",", "")) == entry["cost_units"]
-    assert any("/logs?" in u and "token_id=" in u for u in console.request_urls)
-
-
-def test_the_playground_shows_words_as_they_stream_in(
-    console: Any, relay_stack: Any, account: Any
-) -> None:
-    # GIVEN the Playground with a key, and the demo model that streams a word at a time
-    console.sign_in(account.management_key)
-    console.open("/playground")
-    page = console.page
     page.fill("#pg-key", account.default_token["key"])
     page.locator("#pg-key").blur()
     expect(page.locator("#pg-model option[value='demo-slow']")).to_have_count(1)
     page.select_option("#pg-model", "demo-slow")
-
-    # WHEN a prompt is sent
     page.fill("#pg-prompt", "Describe Paris in one sentence.")
     page.click("#pg-send")
 
-    # THEN the first words show while the stream is still under way
+    # THEN the first words show while the stream is still under way, then the cost
     expect(page.locator("#pg-answer")).to_contain_text("Hello")
     text, sending = page.evaluate(
         "() => [document.querySelector('#pg-answer').textContent,"
         " document.querySelector('#pg-send').disabled]"
     )
     assert sending and not text.endswith("sentence.")
-    # AND the whole answer and its cost once it ended
     expect(page.locator("#pg-answer")).to_contain_text("Describe Paris in one sentence.")
     expect(page.locator("#pg-cost")).to_have_text(COST_TEXT)
-    (entry,) = token_logs(relay_stack, account, account.default_token["id"])
-    assert (entry["status"], entry["model"]) == ("ok", "demo-slow")
+    shown = COST_TEXT.match(page.locator("#pg-cost").inner_text())
+    assert shown is not None
+    _, logs = relay_stack.call(
+        "GET", "/logs", account.management_key, token_id=account.default_token["id"]
+    )
+    (entry,) = logs["data"]
+    assert int(shown.group(1).replace(",", "")) == entry["cost_units"]

@@ -95,15 +95,52 @@ def test_the_page_has_no_inline_code_or_styles() -> None:
     assert re.findall(r"<style\b|\sstyle=|\son[a-z]+=", html, flags=re.IGNORECASE) == []
 
 
+# The only scripts that remember anything across tabs: the language and the theme chosen.
+PREFERENCE_SCRIPTS = {"i18n.js", "theme.js"}
+
+
 @pytest.mark.parametrize("name", [n for n in SHIPPED if n.endswith(".js")])
 def test_scripts_never_build_html_from_strings_or_store_keys_durably(name: str) -> None:
     # GIVEN one of the console's scripts
     code = (STATIC / name).read_text()
 
     # THEN nothing parses strings as HTML or code, sets inline styles, or uses localStorage
+    # (except the two preference scripts, which never see a key)
     forbidden = re.findall(
         r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
         r"setAttribute\(\s*[\"']style|localStorage|window\.(?:alert|confirm|prompt)\(",
         code,
     )
+    if name in PREFERENCE_SCRIPTS:
+        forbidden = [word for word in forbidden if word != "localStorage"]
+        assert "session" not in code and "api.js" not in code
     assert forbidden == []
+
+
+def _dictionary(language: str) -> set[str]:
+    text = (STATIC / "strings.js").read_text()
+    english, chinese = text.split("const zh = {", 1)
+    part = english if language == "en" else chinese
+    return set(re.findall(r'^\s+"([^"]+)":', part, flags=re.MULTILINE))
+
+
+def test_both_languages_have_every_string_the_scripts_and_page_use() -> None:
+    # GIVEN the English and Chinese dictionaries, and every key the scripts and page name
+    english, chinese = _dictionary("en"), _dictionary("zh-CN")
+    used: set[str] = set()
+    for path in STATIC.iterdir():
+        if path.suffix in (".js", ".html"):
+            code = path.read_text()
+            used |= set(re.findall(r'\bt\("([^"]+)"', code))
+            used |= set(re.findall(r'data-i18n(?:-label)?="([^"]+)"', code))
+    # THEN both languages have the same keys, and none the console uses is missing
+    assert english == chinese
+    assert used - english == set()
+
+
+def test_the_operator_keys_page_offers_exactly_the_apis_scopes() -> None:
+    from chalicelib.core.scopes import SCOPES
+
+    code = (STATIC / "operator_keys.js").read_text()
+    listed = re.findall(r'^  "([a-z]+:[a-z]+)",$', code, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(SCOPES)

@@ -1,14 +1,19 @@
-"""The token pages in a real browser: the walk-through of one-api-style consoles (sign in, create a
-key with quota, reset and expiry, copy it once), plus the table's actions, the API's validation
-messages next to their fields, and markup in names rendered as text.
+"""The token pages in a real browser, as a one-api / new-api user drives them: the create form
+(group dropdown, required marks, every field's error at once), the show-once dialog (distinct
+batch names, Copy all, CSV, base URL and a curl that works, asking before closing unsaved), the
+table (Group / Created / Remaining, search, sort, bulk disable and delete), the keyboard alone,
+and markup in names rendered as text.
 
-Each story checks the page and what the API stored.
+Each story checks the page and what the API stored. The stories are few and long on purpose:
+a browser test costs seconds.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,343 +35,275 @@ def stored_tokens(stack: Any, account: Any) -> list[dict[str, Any]]:
     return list(page["data"])
 
 
-def test_owner_creates_a_key_with_quota_reset_and_expiry_and_copies_it(
-    console: Any, stack: Any, account: Any
+def test_owner_creates_a_batch_sees_the_base_url_and_the_curl_works(
+    console: Any, stack: Any, make_account: Any
 ) -> None:
-    # GIVEN an account owner signed in, filling the create form
+    # GIVEN an en-US owner whose account may use the groups default and vip
+    account = make_account(groups=["default", "vip"])
     console.sign_in(account.management_key)
     page = console.page
+    expect(page.locator("html")).to_have_attribute("lang", "en")
     page.click("#new-token")
-    console.fill_token_form(name="ci-bot", quota_usd="2.50", reset="daily", expiry="30")
-    expect(page.locator("#f-quota-units")).to_have_text("= 1,250,000 units")
-    console.screenshot("create-form")
+    page.wait_for_selector("#token-form")
 
-    # WHEN the form is submitted and the key copied from the dialog
+    # THEN the group dropdown offers exactly the account's groups, with their model counts
+    options = page.locator("#f-group option")
+    assert options.evaluate_all("(os) => os.map((o) => o.value)") == ["default", "vip"]
+    expect(options.nth(1)).to_have_text("vip · 0 models")
+    expect(options.nth(0)).to_have_text(re.compile(r"^default · [1-9]\d* models$"))
+    # AND fields that do not apply are hidden, the required one is marked
+    expect(page.locator("#f-expires_at")).to_be_hidden()
+    expect(page.locator("#f-quota_usd")).to_be_hidden()
+    expect(page.locator("label[for=f-name] .required")).to_have_text("*")
+
+    # WHEN it is submitted with five mistakes
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.fill("#f-name", "")
+    page.check("#f-quota-limited")
+    page.fill("#f-quota_usd", "1,50")
+    page.fill("#f-count", "101")
+    page.fill("#f-allow_ips", "10.0.0.0/8\nnot-an-ip")
+    page.fill("#f-rpm_limit", "0")
     page.click("#f-submit")
-    key_input = page.locator("#new-key-0")
-    expect(key_input).to_have_value(KEY_PATTERN)
-    key = key_input.input_value()
-    console.screenshot("key-dialog")
-    page.get_by_role("button", name='Copy Key "ci-bot"').click()
 
-    # THEN the clipboard holds exactly the key, shown once: closing the dialog forgets it
-    expect(page.get_by_role("button", name='Copy Key "ci-bot"')).to_have_text("Copied")
-    assert page.evaluate("navigator.clipboard.readText()") == key
+    # THEN every error shows beside its field at once, in the console's words, and nothing is sent
+    expect(page.locator("#err-name")).to_have_text("Required.")
+    expect(page.locator("#err-quota")).to_have_text("Use a point for decimals: 1.50, not 1,50.")
+    expect(page.locator("#err-count")).to_have_text("A whole number from 1 to 100.")
+    expect(page.locator("#err-allow_ips")).to_contain_text("not-an-ip")
+    expect(page.locator("#err-rpm_limit")).to_contain_text("from 1 to")
+    expect(page.locator("#f-name")).to_be_focused()
+    assert posts == []
+    console.screenshot("create-form-errors")
+
+    # WHEN the mistakes are fixed and a batch of three is created
+    console.fill_token_form(
+        name="ci",
+        quota_usd="2.50",
+        reset="daily",
+        expiry="30",
+        count="3",
+        allow_ips="",
+        rpm_limit="",
+    )
+    expect(page.locator("#f-quota-units")).to_have_text("= 1,250,000 units")
+    page.click("#f-submit")
+
+    # THEN the dialog lists three keys with distinct names, the base URL and a filled-in curl
+    expect(page.locator("#key-list .key-value")).to_have_count(3)
+    labels = page.locator("#key-list .key-row label").all_inner_texts()
+    assert labels == ['Key "ci-1"', 'Key "ci-2"', 'Key "ci-3"']
+    keys = [page.locator(f"#new-key-{i}").input_value() for i in range(3)]
+    assert all(KEY_PATTERN.match(key) for key in keys) and len(set(keys)) == 3
+    expect(page.locator("#base-url")).to_have_value(f"{stack.base_url}/v1")
+    curl = page.locator("#snippet").inner_text()
+    assert keys[0] in curl and f"{stack.base_url}/v1/chat/completions" in curl
+    page.click("#snippet-python")
+    assert f'base_url="{stack.base_url}/v1"' in page.locator("#snippet").inner_text()
+    console.screenshot("key-dialog-batch")
+
+    # WHEN Escape is pressed before anything was copied, the console asks; cancelling keeps it
+    page.keyboard.press("Escape")
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    expect(page.locator("#confirm-message")).to_contain_text("cannot be shown again")
+    page.click("#confirm-cancel")
+    expect(page.locator("#key-dialog")).to_be_visible()
+
+    # WHEN "Copy all" is used, THEN the clipboard holds every key, and closing needs no question
+    with page.expect_download() as download:
+        page.click("#download-keys")
+    csv_text = Path(download.value.path()).read_text(encoding="utf-8")
+    assert csv_text.splitlines()[0] == "name,key,token_id" and keys[2] in csv_text
+    page.click("#copy-all")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.splitlines() == [f"ci-{n}\t{key}" for n, key in enumerate(keys, start=1)]
     page.click("#key-dialog-close")
-    expect(page.locator("#key-list input")).to_have_count(0)
-    assert key not in page.content()
-    row = console.token_row("ci-bot")
-    expect(row.locator(".status")).to_have_text("enabled")
-    expect(row).to_contain_text("$0.00 of $2.50 used")
-    expect(row).to_contain_text("daily")
-    expect(row).to_contain_text(preview(key))
+    expect(page.locator("#key-dialog")).to_be_hidden()
+    assert keys[0] not in page.content()
+
+    # AND the curl from the dialog works against the stack
+    if stack.has_relay:
+        model = stack.call("GET", "/v1/models", keys[0])[1]["data"][0]["id"]
+        command = curl.replace("gpt-4o-mini", model).replace(" \\\n", " ")
+        ran = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30)
+        assert '"chat.completion"' in ran.stdout, ran.stdout + ran.stderr
+
+    # AND the table shows each key with its group, what is left and when it was made
+    row = console.token_row("ci-1")
+    expect(row.locator(".group-name")).to_have_text("default")
+    expect(row.locator(".remaining")).to_have_text(re.compile(r"^\$2\.(50|49)$"))
+    expect(row.locator("td[data-label=Created]")).to_contain_text(" UTC")
+    expect(row.locator("td[data-label=Expires]")).to_contain_text(re.compile(r"in (29|30) days"))
+    expect(row).to_contain_text("resets daily")
+    # AND at 1280 px the table fits: nothing scrolls sideways, no row wraps to a second line
+    fits = page.evaluate(
+        "() => { const w = document.querySelector('#tokens-table').parentElement;"
+        " return w.scrollWidth <= w.clientWidth; }"
+    )
+    assert fits, "the token table is wider than the page at 1280 px"
     console.screenshot("tokens")
-    # AND the stored token is what the form said
-    (token,) = [t for t in stored_tokens(stack, account) if t["name"] == "ci-bot"]
-    assert token["quota_units"] == 1_250_000
-    assert token["reset_period"] == "daily"
-    assert token["key_preview"] == preview(key)
+    # AND the stored tokens are what the form said
+    stored = {t["name"]: t for t in stored_tokens(stack, account)}
+    assert {"ci-1", "ci-2", "ci-3"} <= set(stored)
+    token = stored["ci-2"]
+    assert (token["quota_units"], token["reset_period"]) == (1_250_000, "daily")
     expires = datetime.fromisoformat(token["expires_at"].replace("Z", "+00:00"))
     assert abs(expires - (datetime.now(UTC) + timedelta(days=30))) < timedelta(minutes=5)
 
 
-def test_without_a_secure_context_the_key_is_shown_selected_for_manual_copy(
-    open_console: Any, stack: Any, account: Any
+def test_table_search_sort_and_bulk_disable_and_delete_with_markup_names_as_text(
+    console: Any, stack: Any, account: Any
 ) -> None:
-    # GIVEN the console on plain HTTP under a real host name, where the clipboard API is absent
-    console = open_console(plain_http=True)
+    # GIVEN four tokens, one named with an HTML payload
+    for name in ("beta", "alpha", "gamma", MARKUP_NAME):
+        status, created = stack.call("POST", "/tokens", account.management_key, {"name": name})
+        assert status == 201, created
     console.sign_in(account.management_key)
-    assert console.page.evaluate("window.isSecureContext") is False
-
-    # WHEN a key is created
-    key = console.create_token(name="plain-http")
-
-    # THEN there is no Copy button; the key sits selected in a read-only box with a hint
     page = console.page
-    expect(page.locator("#select-hint")).to_contain_text("select and copy")
-    expect(page.locator("#key-list button.copy")).to_have_count(0)
-    selection = page.evaluate(
-        """() => {
-            const box = document.getElementById("new-key-0");
-            return [document.activeElement === box, box.readOnly,
-                    box.selectionStart, box.selectionEnd, box.value.length];
-        }"""
-    )
-    assert selection == [True, True, 0, len(key), len(key)]
-    console.screenshot("key-dialog-plain-http")
-    # AND that key is the one stored
-    (token,) = [t for t in stored_tokens(stack, account) if t["name"] == "plain-http"]
+    expect(console.token_row(MARKUP_NAME).locator(".token-name")).to_have_text(MARKUP_NAME)
+    assert page.locator("main img, dialog img").count() == 0
+
+    # WHEN the list is sorted by name and searched
+    page.click("button.sort[data-sort=name]")
+    names = page.locator("#token-rows .token-name").all_inner_texts()
+    assert names == sorted(names, key=str.lower)
+    page.fill("#token-search", "zzz")
+    expect(page.locator("#token-rows td.empty")).to_have_text("No token matches the search.")
+    page.fill("#token-search", "alp")
+    expect(page.locator("#token-rows .token-name")).to_have_text(["alpha"])
+    page.fill("#token-search", "")
+
+    # WHEN two are selected and disabled in bulk (after confirming)
+    console.token_row("alpha").locator(".row-select").check()
+    console.token_row("beta").locator(".row-select").check()
+    expect(page.locator("#selected-count")).to_have_text("2 selected")
+    page.click("#bulk-disable")
+    page.click("#confirm-ok")
+
+    # THEN both are stored disabled and their keys are refused at the next call
+    expect(console.token_row("alpha").locator(".status")).to_have_text("disabled")
+    statuses = {t["name"]: t["status"] for t in stored_tokens(stack, account)}
+    assert statuses["alpha"] == statuses["beta"] == "disabled" and statuses["gamma"] == "enabled"
+
+    # WHEN the delete of the markup-named one is cancelled, then two are deleted in bulk
+    console.token_row(MARKUP_NAME).get_by_role("button", name=f"Delete token {MARKUP_NAME}").click()
+    expect(page.locator("#confirm-message")).to_contain_text(MARKUP_NAME)
+    page.click("#confirm-cancel")
+    console.token_row("alpha").locator(".row-select").check()
+    console.token_row("gamma").locator(".row-select").check()
+    page.click("#bulk-delete")
+    page.click("#confirm-ok")
+
+    # THEN they are gone, the rest stays; nothing ran from the name
+    expect(console.token_row("gamma")).to_have_count(0)
+    names_left = sorted(t["name"] for t in stored_tokens(stack, account))
+    assert names_left == sorted(["beta", "default", MARKUP_NAME])
+    assert console.dialogs == []
+
+
+def test_keyboard_alone_creates_copies_and_closes_with_focus_kept_in_the_dialog(
+    console: Any, stack: Any, account: Any
+) -> None:
+    # GIVEN the create form, reached and filled with the keyboard only
+    console.sign_in(account.management_key)
+    page = console.page
+    page.focus("#new-token")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#token-form")
+    expect(page.locator("#f-name")).to_be_focused()
+    page.keyboard.type("kb")
+
+    # WHEN Enter submits it
+    page.keyboard.press("Enter")
+
+    # THEN the dialog has the focus on the key, and Tab stays inside the dialog
+    expect(page.locator("#new-key-0")).to_be_focused()
+    key = page.locator("#new-key-0").input_value()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        inside = page.evaluate("() => Boolean(document.activeElement.closest('#key-dialog'))")
+        assert inside, "the focus left the open dialog"
+    # AND Copy then Close are reached and pressed with the keyboard
+    page.focus("#new-key-0")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name='Copy Key "kb"')).to_be_focused()
+    page.keyboard.press("Enter")
+    assert page.evaluate("navigator.clipboard.readText()") == key
+    page.focus("#key-dialog-close")
+    page.keyboard.press("Enter")
+    expect(page.locator("#key-dialog")).to_be_hidden()
+    # AND the focus came back to the page, not lost on <body>
+    assert page.evaluate("() => document.activeElement !== document.body")
+    (token,) = [t for t in stored_tokens(stack, account) if t["name"] == "kb"]
     assert token["key_preview"] == preview(key)
 
 
-def test_token_named_with_markup_is_shown_as_text_and_never_runs(
+def test_edit_hides_what_does_not_apply_and_saves_name_quota_limits_and_regenerates(
     console: Any, stack: Any, account: Any
 ) -> None:
-    # GIVEN a token whose name is an HTML payload
-    status, created = stack.call("POST", "/tokens", account.management_key, {"name": MARKUP_NAME})
+    # GIVEN a limited token with a rate limit
+    body = {"name": "old", "quota_usd": "1", "reset_period": "weekly", "rpm_limit": 5}
+    status, created = stack.call("POST", "/tokens", account.management_key, body)
     assert status == 201, created
-
-    # WHEN the owner lists tokens, opens its edit form and its delete confirmation
+    token_id = created["data"][0]["id"]
     console.sign_in(account.management_key)
     page = console.page
-    row = console.token_row(MARKUP_NAME)
-    expect(row.locator(".token-name")).to_have_text(MARKUP_NAME)
-    console.screenshot("markup-name-as-text")
-    row.get_by_role("button", name=f"Delete token {MARKUP_NAME}").click()
-    expect(page.locator("#confirm-message")).to_contain_text(MARKUP_NAME)
-    page.click("#confirm-cancel")
-    row.get_by_role("link", name=f"Edit token {MARKUP_NAME}").click()
+    console.token_row("old").get_by_role("link", name="Edit token old").click()
+    page.wait_for_selector("#token-form")
+    expect(page.locator("#f-quota_usd")).to_have_value("1.00")
+    expect(page.locator("#f-reset_period")).to_have_value("weekly")
 
-    # THEN the name is plain text everywhere: no element was created from it, nothing fired
-    expect(page.locator("#f-name")).to_have_value(MARKUP_NAME)
-    assert page.locator("main img, dialog img").count() == 0
-    assert console.dialogs == []
-    # AND the token is still stored (the cancelled delete did nothing)
-    assert [t["name"] for t in stored_tokens(stack, account)].count(MARKUP_NAME) == 1
+    # WHEN "Unlimited" is chosen, the amount and reset fields go away; choosing a custom expiry
+    # shows its field, and an impossible date is refused beside it
+    page.check("#f-quota-unlimited")
+    expect(page.locator("#f-quota_usd")).to_be_hidden()
+    page.check("#f-quota-limited")
+    page.check("#f-expiry-custom")
+    page.fill("#f-expires_at", "2027-02-31 10:00")
+    page.click("#f-submit")
+    expect(page.locator("#err-expiry")).to_have_text("Enter a UTC date such as 2027-01-15 10:00.")
 
-
-@pytest.mark.parametrize(
-    ("control", "typed", "slot", "mentions"),
-    [
-        ("#f-count", "101", "#err-count", "count"),
-        ("#f-allow_ips", "10.0.0.0/8\nnot-an-ip", "#err-allow_ips", "not-an-ip"),
-        ("#f-quota_usd", "1.0000001", "#err-quota", "quota_usd"),
-        ("#f-rpm_limit", "0", "#err-rpm_limit", "rpm_limit"),
-    ],
-    ids=["count-over-100", "bad-cidr", "quota-finer-than-a-unit", "zero-rpm"],
-)
-def test_api_validation_error_is_shown_next_to_its_field(
-    console: Any, stack: Any, account: Any, control: str, typed: str, slot: str, mentions: str
-) -> None:
-    # GIVEN the create form with one value the API refuses
-    console.allow_http_errors(400)
-    console.sign_in(account.management_key)
-    console.open("/tokens/new")
-    console.fill_token_form(name="refused")
-    console.page.fill(control, typed)
-
-    # WHEN it is submitted
-    console.page.click("#f-submit")
-
-    # THEN the API's message sits next to that field, which is marked invalid, and only there
-    page = console.page
-    expect(page.locator(slot)).to_be_visible()
-    expect(page.locator(slot)).to_contain_text(mentions)
-    expect(page.locator(control)).to_have_attribute("aria-invalid", "true")
-    expect(page.locator(".field-error:visible, #err-form:visible")).to_have_count(1)
-    console.screenshot(f"validation-{slot.removeprefix('#err-')}")
-    # AND nothing was created
-    assert [t["name"] for t in stored_tokens(stack, account)] == ["default"]
-
-
-def test_disable_and_enable_in_the_table_change_the_stored_status(
-    console: Any, stack: Any, account: Any
-) -> None:
-    # GIVEN the owner's default token, enabled
-    console.sign_in(account.management_key)
-    row = console.token_row("default")
-    token_id = account.default_token["id"]
-
-    # WHEN it is disabled from its row
-    row.get_by_role("button", name="Disable token default").click()
-
-    # THEN the row and the store say disabled
-    expect(row.locator(".status")).to_have_text("disabled")
-    assert stack.call("GET", f"/tokens/{token_id}", account.management_key)[1]["status"] == (
-        "disabled"
+    # WHEN it is saved with a new name, amount, period, expiry and no rate limit
+    console.fill_token_form(
+        name="new", quota_usd="3.25", reset="monthly", expires_at="2030-01-15 10:00", rpm_limit=""
     )
-    # AND enabling it again is stored too
-    row.get_by_role("button", name="Enable token default").click()
-    expect(row.locator(".status")).to_have_text("enabled")
-    assert stack.call("GET", f"/tokens/{token_id}", account.management_key)[1]["status"] == (
-        "enabled"
+    page.click("#f-submit")
+    expect(console.token_row("new")).to_have_count(1)
+
+    # THEN the stored token changed exactly so
+    (stored,) = [t for t in stored_tokens(stack, account) if t["id"] == token_id]
+    assert (stored["name"], stored["quota_units"], stored["reset_period"]) == (
+        "new",
+        1_625_000,
+        "monthly",
+    )
+    assert stored["expires_at"] == "2030-01-15T10:00:00Z" and stored["rpm_limit"] is None
+    expect(console.token_row("new").locator("td[data-label=Expires]")).to_contain_text(
+        "2030-01-15 10:00 UTC"
     )
 
-
-def test_status_filter_asks_the_server_for_that_status_only(
-    console: Any, stack: Any, account: Any
-) -> None:
-    # GIVEN one disabled token next to the enabled default one
-    status, created = stack.call("POST", "/tokens", account.management_key, {"name": "off"})
-    assert status == 201, created
-    off_id = created["data"][0]["id"]
-    stack.call("PATCH", f"/tokens/{off_id}", account.management_key, {"status": "disabled"})
-    console.sign_in(account.management_key)
-    expect(console.page.locator("#token-rows tr")).to_have_count(2)
-
-    # WHEN the list is filtered to disabled tokens
-    console.page.select_option("#status-filter", "disabled")
-
-    # THEN the server was asked with ?status=disabled and only that token is listed
-    expect(console.page.locator("#token-rows tr")).to_have_count(1)
-    expect(console.token_row("off")).to_have_count(1)
-    assert any("/tokens?" in u and "status=disabled" in u for u in console.request_urls)
-
-
-def test_delete_asks_for_confirmation_then_removes_the_token(
-    console: Any, stack: Any, account: Any
-) -> None:
-    # GIVEN the owner's token list
-    console.sign_in(account.management_key)
-    page = console.page
-    token_id = account.default_token["id"]
-    row = console.token_row("default")
-
-    # WHEN delete is confirmed in the console's own dialog
-    row.get_by_role("button", name="Delete token default").click()
-    expect(page.locator("#confirm-dialog")).to_be_visible()
+    # WHEN its key is regenerated after confirming
+    console.token_row("new").get_by_role("button", name="Regenerate the key of token new").click()
     page.click("#confirm-ok")
-
-    # THEN the row is gone and so is the stored token
-    expect(page.locator("#token-rows")).to_contain_text("No tokens.")
-    assert stack.call("GET", f"/tokens/{token_id}", account.management_key)[0] == 404
-
-
-def test_regenerate_shows_the_new_key_once_and_replaces_the_stored_one(
-    console: Any, stack: Any, account: Any
-) -> None:
-    # GIVEN the default token with its original key
-    old_key = account.default_token["key"]
-    console.sign_in(account.management_key)
-    page = console.page
-
-    # WHEN its key is regenerated (after confirming)
-    console.token_row("default").get_by_role(
-        "button", name="Regenerate the key of token default"
-    ).click()
-    page.click("#confirm-ok")
-
-    # THEN the dialog shows a new key for the same token, and the row its new preview
-    expect(page.locator("#key-dialog-title")).to_have_text("Your regenerated key")
-    new_key = page.locator("#new-key-0").input_value()
-    assert KEY_PATTERN.match(new_key) and new_key != old_key
-    assert new_key[3:19] == account.default_token["id"]
+    key = page.locator("#new-key-0").input_value()
+    page.click("#copy-base-url")
     page.click("#key-dialog-close")
-    expect(console.token_row("default")).to_contain_text(preview(new_key))
-    # AND the store knows only the new key
-    stored = stack.call("GET", f"/tokens/{account.default_token['id']}", account.management_key)
-    assert stored[1]["key_preview"] == preview(new_key)
+
+    # THEN the new key is the stored one
+    (after,) = [t for t in stored_tokens(stack, account) if t["id"] == token_id]
+    assert after["key_preview"] == preview(key) != stored["key_preview"]
 
 
-def test_edit_form_changes_name_quota_and_reset_period(
-    console: Any, stack: Any, account: Any
+def test_sign_out_forgets_the_key_and_a_wrong_key_is_refused_in_the_consoles_words(
+    console: Any, account: Any
 ) -> None:
-    # GIVEN the edit form of the unlimited default token
+    console.allow_http_errors(401)
     console.sign_in(account.management_key)
     page = console.page
-    console.token_row("default").get_by_role("link", name="Edit token default").click()
-    expect(page.locator("#f-name")).to_have_value("default")
-    expect(page.locator("#f-quota-unlimited")).to_be_checked()
-
-    # WHEN name, quota and reset period are changed and saved
-    console.fill_token_form(name="renamed", quota_usd="5", reset="weekly")
-    page.click("#f-submit")
-
-    # THEN the list shows the change and the store holds it; expiry was left alone
-    row = console.token_row("renamed")
-    expect(row).to_contain_text("$0.00 of $5.00 used")
-    expect(row).to_contain_text("weekly")
-    token = stack.call("GET", f"/tokens/{account.default_token['id']}", account.management_key)[1]
-    assert (token["name"], token["quota_units"], token["reset_period"]) == (
-        "renamed",
-        2_500_000,
-        "weekly",
-    )
-    assert token["expires_at"] is None
-
-
-def test_edit_form_sets_and_clears_rate_limits(console: Any, stack: Any, account: Any) -> None:
-    # GIVEN the default token with a requests-per-minute limit
-    mk, token_id = account.management_key, account.default_token["id"]
-    assert stack.call("PATCH", f"/tokens/{token_id}", mk, {"rpm_limit": 60})[0] == 200
-    console.sign_in(mk)
-    page = console.page
-    console.token_row("default").get_by_role("link", name="Edit token default").click()
-    expect(page.locator("#f-rpm_limit")).to_have_value("60")
-
-    # WHEN the rpm limit is emptied, a concurrency limit typed, and the form saved
-    page.fill("#f-rpm_limit", "")
-    page.fill("#f-max_concurrency", "3")
-    page.click("#f-submit")
-
-    # THEN the store has no rpm limit and the concurrency limit; nothing else changed
-    expect(console.token_row("default")).to_be_visible()
-    token = stack.call("GET", f"/tokens/{token_id}", mk)[1]
-    assert (token["rpm_limit"], token["tpm_limit"], token["max_concurrency"]) == (None, None, 3)
-    assert token["quota_units"] is None and token["name"] == "default"
-
-
-def test_paging_follows_next_cursor_both_ways(console: Any, stack: Any, account: Any) -> None:
-    # GIVEN 26 tokens (the default one and 25 more), 20 to a page
-    status, created = stack.call(
-        "POST", "/tokens", account.management_key, {"name": "bulk", "count": 25}
-    )
-    assert status == 201, created
-    console.sign_in(account.management_key)
-    page = console.page
-    expect(page.locator("#token-rows tr")).to_have_count(20)
-
-    # WHEN the next page is opened
-    page.click("#tokens-next")
-
-    # THEN the remaining 6 are listed and there is no further page; back shows 20 again
-    expect(page.locator("#token-rows tr")).to_have_count(6)
-    expect(page.locator("#tokens-next")).to_be_disabled()
-    page.click("#tokens-prev")
-    expect(page.locator("#token-rows tr")).to_have_count(20)
-    assert len(stored_tokens(stack, account)) == 26
-
-
-def test_sign_out_forgets_the_key(console: Any, account: Any) -> None:
-    # GIVEN a signed-in owner whose key is kept for this tab only
-    console.sign_in(account.management_key)
-    page = console.page
-    assert page.evaluate("Object.keys(sessionStorage)") == ["sluice.console.key"]
-    assert page.evaluate("localStorage.length") == 0
-
-    # WHEN they sign out
     page.click("#sign-out")
-
-    # THEN the key is gone from storage and a reload lands on the sign-in form
     expect(page.locator("#signin-form")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
-    page.reload()
-    expect(page.locator("#signin-form")).to_be_visible()
-    expect(page.locator("#nav")).to_be_hidden()
-    assert page.context.cookies() == []
-
-
-def test_wrong_key_is_refused_with_the_api_message(console: Any) -> None:
-    # GIVEN the sign-in form
-    console.allow_http_errors(401)
-    console.open("/signin")
-
-    # WHEN a well-formed but unknown management key is used
-    console.page.fill("#signin-key", "mk-" + "A" * 48)
-    console.page.click("#signin-submit")
-
-    # THEN the API's refusal is shown and nothing is kept
-    expect(console.page.locator("#signin-error")).to_contain_text("Incorrect API key")
-    assert console.page.evaluate("sessionStorage.length") == 0
-
-
-def test_the_group_picker_offers_exactly_the_groups_the_operator_granted(
-    console: Any, stack: Any, account: Any
-) -> None:
-    # GIVEN an account the operator granted "default" and "vip"
-    status, body = stack.call(
-        "PATCH", f"/admin/accounts/{account.id}", stack.admin_key, {"groups": ["default", "vip"]}
-    )
-    assert status == 200, body
-    # WHEN its owner opens the create form
-    console.sign_in(account.management_key)
-    console.open("/tokens/new")
-    console.page.wait_for_selector("#token-form")
-    # THEN the group is a choice of exactly those groups, and a key is created in the one picked
-    options = console.page.locator("#f-group option")
-    expect(options).to_have_text(["default", "vip"])
-    console.fill_token_form(name="vip-bot", group="vip")
-    console.page.click("#f-submit")
-    expect(console.page.locator("#new-key-0")).to_have_value(KEY_PATTERN)
-    [created] = [t for t in stored_tokens(stack, account) if t["name"] == "vip-bot"]
-    assert created["group"] == "vip"
+    page.fill("#signin-key", "mk-" + "x" * 48)
+    page.click("#signin-submit")
+    expect(page.locator("#signin-error")).to_have_text("This key is not valid.")

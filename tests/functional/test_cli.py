@@ -196,9 +196,9 @@ def test_tokens_create_passes_every_option_to_the_schema(account: dict[str, Any]
 
     # THEN both are stored with exactly those settings
     assert len(created["data"]) == 2
-    for token in created["data"]:
+    for number, token in enumerate(created["data"], start=1):
         stored = token_store.get_owned(token["id"], account_id)
-        assert stored.name == "ci"
+        assert stored.name == f"ci-{number}"
         assert (stored.unlimited, stored.quota_units) == (False, 250_000)
         assert (stored.reset_period, stored.group) == ("daily", "vip")
         assert stored.models == ("gpt-4o-mini", "gpt-4o")

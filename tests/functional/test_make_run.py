@@ -241,6 +241,64 @@ def test_the_printed_chat_curl_and_the_openai_sdk_get_answers_that_are_logged(
     assert key["used_units"] == sum(costs)
 
 
+def test_the_openai_sdk_and_agent_frameworks_use_responses_and_completions(
+    running: Run,
+) -> None:
+    import asyncio
+
+    import agents
+    import openai
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIResponsesModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    # GIVEN the running stack, and clients that know only its base URL and the demo key
+    base_url = f"{running.value('Sluice is running at')}/v1"
+    sk = running.value("demo API key (sk):")
+    client = openai.OpenAI(base_url=base_url, api_key=sk, max_retries=0, timeout=30)
+
+    # WHEN the official SDK creates a response, streams one, continues and reads it back
+    first = client.responses.create(model="gpt-4.1-mini", input="Hello!")
+    with client.responses.stream(model="gpt-4.1-mini", input="Stream it") as stream:
+        deltas = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    follow = client.responses.create(
+        model="gpt-4.1-mini", input="Again", previous_response_id=first.id
+    )
+    read = client.responses.retrieve(first.id)
+    legacy = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi")
+    legacy_streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model="gpt-3.5-turbo-instruct", prompt="Say hi", stream=True
+        )
+        if c.choices
+    )
+
+    # THEN each is answered, with the usage it was charged by
+    assert first.output_text.endswith("Hello!") and first.usage is not None
+    assert deltas.endswith("Stream it") and final.usage is not None
+    assert follow.usage is not None and follow.usage.input_tokens_details.cached_tokens > 0
+    assert read.id == first.id
+    assert legacy.choices[0].text and legacy_streamed == legacy.choices[0].text
+
+    # AND OpenAI's Agents SDK (its default Responses model) works with the same two settings
+    agents.set_tracing_disabled(True)  # its traces would go to api.openai.com
+    agents.set_default_openai_client(
+        openai.AsyncOpenAI(base_url=base_url, api_key=sk, max_retries=0), use_for_tracing=False
+    )
+    agent = agents.Agent(name="demo", instructions="Be brief.", model="gpt-4.1-mini")
+    result = asyncio.run(agents.Runner.run(agent, "Hello agent"))
+    assert str(result.final_output).endswith("Hello agent")
+
+    # AND so does Pydantic AI's OpenAIResponsesModel
+    model = OpenAIResponsesModel(
+        "gpt-4.1-mini", provider=OpenAIProvider(base_url=base_url, api_key=sk)
+    )
+    answered = Agent(model).run_sync("Hello pydantic")
+    assert answered.output.endswith("Hello pydantic")
+
+
 def test_the_printed_streaming_curl_streams_the_slow_demo_model_word_by_word(
     running: Run,
 ) -> None:

@@ -97,9 +97,10 @@ def test_a_dangling_reference_is_caught() -> None:
 
 
 def _relay_routes() -> set[tuple[str, str]]:
-    from chalicelib.relay.app import ROUTES
+    from chalicelib.relay.app import ID_ROUTES, ROUTES
 
-    return {(path, method.lower()) for path, methods in ROUTES.items() for method in methods}
+    routes = {**ROUTES, **ID_ROUTES}
+    return {(path, method.lower()) for path, methods in routes.items() for method in methods}
 
 
 def test_every_route_and_method_of_the_app_is_in_the_document(document: dict[str, Any]) -> None:

@@ -199,6 +199,19 @@ def test_a_batch_creates_that_many_distinct_tokens(owner: Owner) -> None:
         assert item.quota_units == 100
 
 
+def test_a_batch_names_its_keys_apart_and_a_single_key_keeps_its_name(owner: Owner) -> None:
+    # GIVEN a batch of three named "ci" and one key named "solo"
+    batch = owner.create(name="ci", count=3)
+    (solo,) = owner.create(name="solo")
+    long = owner.create(name="x" * 64, count=10)
+    # THEN the batch's names are distinct, numbered in order; the single key is as named
+    assert [t["name"] for t in batch] == ["ci-1", "ci-2", "ci-3"]
+    assert [token_item(t["id"]).name for t in batch] == ["ci-1", "ci-2", "ci-3"]
+    assert solo["name"] == "solo"
+    # AND a name at the length limit is shortened so its number fits
+    assert long[9]["name"] == "x" * 61 + "-10" and all(len(t["name"]) <= 64 for t in long)
+
+
 def test_a_batch_of_100_is_accepted(owner: Owner) -> None:
     tokens = owner.create(count=100)
     assert len({t["id"] for t in tokens}) == 100

@@ -234,11 +234,17 @@ def test_the_relay_role_allows_every_call_the_relay_makes(
                 key=key,
                 body={"model": "text-embedding-3-small", "input": "hi"},
             ),
+            prod_api.call(
+                "POST", "/v1/responses", key=key, body={"model": "gpt-4.1-mini", "input": "hi"}
+            ),
             prod_api.call("GET", "/v1/models", key=key),
             prod_api.call("GET", "/v1/key", key=key),
             prod_api.call("GET", "/v1/dashboard/billing/subscription", key=key),
             prod_api.call("GET", "/v1/dashboard/billing/usage", key=key),
         ]
+        # A stored response is read through its owner record (store/owned.py).
+        response_id = responses[3][1]["id"]
+        responses.append(prod_api.call("GET", f"/v1/responses/{response_id}", key=key))
         recorder.on = False
 
     # THEN each call succeeded and the relay's role allows every AWS call it made

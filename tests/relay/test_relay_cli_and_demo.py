@@ -92,6 +92,12 @@ def test_cli_sets_and_lists_prices_and_group_ratios(tables: Any) -> None:
     assert config_store.price("gpt-4o-mini") == ModelPrice(Decimal("0.15"), Decimal("0.60"))
     groups = json.loads(run(cli_config.groups, "list").output)["data"]
     assert groups == [{"group": "vip", "ratio": "1.5"}]
+    # AND the auto group's order is set and listed the same way
+    assert run(cli_config.groups, "auto", "vip", "default").exit_code == 0
+    assert json.loads(run(cli_config.groups, "list").output)["auto"] == {
+        "order": ["vip", "default"]
+    }
+    assert config_store.auto_order() == ("vip", "default")
 
 
 def test_demo_bootstrap_serves_every_demo_model_and_is_idempotent(

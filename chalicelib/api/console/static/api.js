@@ -49,6 +49,19 @@ export class ApiError extends Error {
   }
 }
 
+// An error the console itself found (a field left empty...): its message is already in the
+// console's language.
+export function localError(message) {
+  const error = new ApiError(0, { error: { message } });
+  error.local = true;
+  return error;
+}
+
+// Where clients send API calls: the console's own origin and stage prefix, plus /v1.
+export function relayBaseUrl() {
+  return `${window.location.origin}${apiBase()}/v1`;
+}
+
 export function withQuery(path, query) {
   const params = new URLSearchParams();
   for (const [name, value] of Object.entries(query || {})) {

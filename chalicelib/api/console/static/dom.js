@@ -1,5 +1,7 @@
-// Small DOM and formatting helpers. Every string from the API or the user is inserted as text
-// (text nodes, textContent, attribute values), never parsed as HTML.
+// Small DOM helpers. Every string from the API or the user is inserted as text (text nodes,
+// textContent, attribute values), never parsed as HTML.
+
+import { errorText, t } from "./i18n.js";
 
 const PROPERTIES = new Set(["value", "checked", "disabled", "hidden", "selected", "readOnly"]);
 
@@ -30,13 +32,21 @@ export function clear(element) {
   return element;
 }
 
-// A labelled control: the label's ``for`` points at the control's id.
+// A labelled control: the label's ``for`` points at the control's id; ``required`` marks it
+// (a visible asterisk, and aria-required on the control).
 export function field(labelText, control, ...extra) {
-  const label = h("label", { for: control.id, text: labelText });
+  const required = control.dataset?.required === "true";
+  if (required) control.setAttribute("aria-required", "true");
+  const label = h(
+    "label",
+    { for: control.id },
+    labelText,
+    required ? h("span", { class: "required", "aria-hidden": "true", text: " *" }) : null,
+  );
   return h("div", { class: "field" }, label, control, extra);
 }
 
-// Where the API's message for ``param`` goes; ``prefix`` keeps ids unique across forms.
+// Where the message for ``name`` goes; ``prefix`` keeps ids unique across forms.
 export function errorSlot(name, prefix = "") {
   const id = `${prefix}err-${name}`;
   return h("p", { class: "field-error", id, "data-error-for": name, role: "alert", hidden: true });
@@ -52,11 +62,31 @@ export function cell(label, ...content) {
   return h("td", { "data-label": label }, h("div", { class: "cell" }, content));
 }
 
-export function table(id, bodyId, columns) {
+// ``columns``: names, or {label, sort, class} for a heading that sorts the rows when clicked.
+export function table(id, bodyId, columns, onSort = null) {
   const body = h("tbody", { id: bodyId });
-  const headings = columns.map((name) => h("th", { scope: "col", text: name }));
+  const headings = columns.map((column) => {
+    const spec = typeof column === "string" ? { label: column } : column;
+    const th = h("th", { scope: "col", class: spec.class || null });
+    if (spec.sort && onSort) {
+      const button = h("button", {
+        type: "button",
+        class: "sort",
+        "data-sort": spec.sort,
+        text: spec.label,
+      });
+      button.addEventListener("click", () => onSort(spec.sort, th));
+      th.append(button);
+    } else if (spec.node) th.append(spec.node);
+    else th.textContent = spec.label;
+    return th;
+  });
   const list = h("table", { class: "list", id }, h("thead", {}, h("tr", {}, headings)), body);
-  return { body, element: h("div", { class: "table-wrap" }, list) };
+  return { body, element: h("div", { class: "table-wrap" }, list), headings };
+}
+
+export function emptyRow(columns, text) {
+  return h("tr", {}, h("td", { colspan: columns, class: "empty", text }));
 }
 
 // Cursor paging: the cursor of every page seen is kept, so "Previous" needs nothing from the
@@ -64,15 +94,9 @@ export function table(id, bodyId, columns) {
 export function cursorPager(prefix, load, report) {
   const state = { cursors: [null], index: 0 };
   const button = (suffix, text) =>
-    h("button", {
-      type: "button",
-      class: "secondary",
-      id: `${prefix}-${suffix}`,
-      text,
-      disabled: true,
-    });
-  const prev = button("prev", "Previous");
-  const next = button("next", "Next");
+    h("button", { type: "button", class: "secondary", id: `${prefix}-${suffix}`, text, disabled: true });
+  const prev = button("prev", t("pager.previous"));
+  const next = button("next", t("pager.next"));
   const label = h("span", { class: "page-label", id: `${prefix}-page`, "aria-live": "polite" });
   const go = (step) =>
     guarded(async () => {
@@ -92,7 +116,7 @@ export function cursorPager(prefix, load, report) {
       state.cursors[state.index + 1] = nextCursor;
       prev.disabled = state.index === 0;
       next.disabled = !nextCursor;
-      label.textContent = `Page ${state.index + 1}`;
+      label.textContent = t("pager.page", { n: state.index + 1 });
     },
   };
 }
@@ -110,7 +134,7 @@ export function toast(message) {
 }
 
 // Event handlers are async; report their failures in the page instead of as uncaught errors.
-export function guarded(handler, report = (error) => toast(error.message)) {
+export function guarded(handler, report = (error) => toast(errorText(error))) {
   return async (event) => {
     try {
       await handler(event);
@@ -120,61 +144,20 @@ export function guarded(handler, report = (error) => toast(error.message)) {
   };
 }
 
-// Money: 500,000 units = US$1.00. Exact decimal arithmetic with BigInt, never floats.
-export const UNITS_PER_USD = 500000n;
-
-export function usdToUnits(text) {
-  const match = /^\s*(\d{1,10})(?:\.(\d{1,12}))?\s*$/.exec(String(text ?? ""));
-  if (!match) return { units: null, error: 'Enter an amount such as "1.50".' };
-  const fraction = (match[2] || "").padEnd(12, "0");
-  const micro = BigInt(match[1]) * 10n ** 12n + BigInt(fraction);
-  const scaled = micro * UNITS_PER_USD;
-  if (scaled % 10n ** 12n !== 0n) {
-    return { units: null, error: "Finer than one unit (US$0.000002)." };
-  }
-  return { units: scaled / 10n ** 12n, error: null };
-}
-
-export function groupDigits(value) {
-  return BigInt(value).toLocaleString("en-US");
-}
-
-export function unitsToUsd(units) {
-  const value = BigInt(units);
-  const micro = (value * 1000000n) / UNITS_PER_USD;
-  const whole = micro / 1000000n;
-  const fraction = (micro % 1000000n).toString().padStart(6, "0");
-  return trimUsd(`${whole}.${fraction}`);
-}
-
-// "1.500000" -> "$1.50", "0.000034" -> "$0.000034": at least cents, no noise after them.
-export function trimUsd(decimal) {
-  if (decimal === null || decimal === undefined) return "";
-  const [whole, fraction = ""] = String(decimal).split(".");
-  let digits = fraction.replace(/0+$/, "");
-  if (digits.length < 2) digits = digits.padEnd(2, "0");
-  return `$${whole}.${digits}`;
-}
-
-export function plainUsd(decimal) {
-  return trimUsd(decimal).slice(1);
-}
-
-// API times are ISO strings in UTC; show them as UTC without guessing the viewer's zone.
-export function formatTime(iso, empty = "never") {
-  if (!iso) return empty;
-  const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})/.exec(iso);
-  return match ? `${match[1]} ${match[2]} UTC` : iso;
-}
-
-// <input type="datetime-local"> values are read as UTC (the labels say so).
-export function localInputToIso(value) {
-  if (!value) return null;
-  return value.length === 16 ? `${value}:00Z` : `${value}Z`;
-}
-
-export function isoToLocalInput(iso) {
-  return iso ? iso.slice(0, 16) : "";
+// A message shown in a page's alert line (hidden while empty).
+export function alertLine(id = null) {
+  const element = h("p", { class: "form-error", role: "alert", id, hidden: true });
+  return {
+    element,
+    show(error) {
+      element.textContent = typeof error === "string" ? error : errorText(error);
+      element.hidden = false;
+    },
+    hide() {
+      element.hidden = true;
+      element.textContent = "";
+    },
+  };
 }
 
 export function splitList(text) {
@@ -189,35 +172,120 @@ export function tokenIdFromKey(key) {
   return match ? match[1] : null;
 }
 
-// Show an API error next to the field its ``param`` names ("allow_ips.1" -> allow_ips); forms
-// map params that share one control group through ``form.errorAliases``.
-export function showFieldErrors(form, error) {
+function clearErrors(form) {
   for (const slot of form.querySelectorAll(".field-error, [data-error-for='form']")) {
     slot.textContent = "";
     slot.hidden = true;
   }
-  if (!error) return;
-  const param = error.param ? String(error.param).split(".")[0] : null;
-  const name = param ? (form.errorAliases || {})[param] || param : null;
-  const fieldSlot =
-    name && form.querySelector(`.field-error[data-error-for="${CSS.escape(name)}"]`);
-  const slot = fieldSlot || form.querySelector('[data-error-for="form"]');
-  slot.textContent = error.message;
-  slot.hidden = false;
-  if (!fieldSlot) return;
-  const control =
-    form.querySelector(`[name="${CSS.escape(param)}"]`) ||
-    form.querySelector(`[name="${CSS.escape(name)}"]`);
-  if (control) {
-    control.setAttribute("aria-invalid", "true");
-    control.setAttribute("aria-describedby", slot.id);
-    control.focus();
-  }
-}
-
-export function resetInvalid(form) {
   for (const control of form.querySelectorAll("[aria-invalid]")) {
     control.removeAttribute("aria-invalid");
     control.removeAttribute("aria-describedby");
   }
+}
+
+function controlFor(form, name) {
+  return (
+    form.querySelector(`[name="${CSS.escape(name)}"]:not([type="radio"])`) ||
+    form.querySelector(`[name="${CSS.escape(name)}"]`)
+  );
+}
+
+// Every error at once, each beside its field: ``errors`` maps a field's name to its message
+// (the name "form" is the form-wide line). The first invalid control gets the focus.
+export function showErrors(form, errors) {
+  clearErrors(form);
+  let first = null;
+  for (const [name, message] of Object.entries(errors || {})) {
+    const aliased = (form.errorAliases || {})[name] || name;
+    const slot =
+      form.querySelector(`.field-error[data-error-for="${CSS.escape(aliased)}"]`) ||
+      form.querySelector('[data-error-for="form"]');
+    slot.textContent = slot.textContent ? `${slot.textContent} ${message}` : message;
+    slot.hidden = false;
+    const control = controlFor(form, name) || controlFor(form, aliased);
+    if (control && slot.dataset.errorFor !== "form") {
+      control.setAttribute("aria-invalid", "true");
+      control.setAttribute("aria-describedby", slot.id);
+      first = first || control;
+    }
+  }
+  if (first) first.focus();
+  return Object.keys(errors || {}).length > 0;
+}
+
+// An API error beside the field its ``param`` names ("allow_ips.1" -> allow_ips), in the
+// console's words when its code is known.
+export function showApiError(form, error) {
+  const param = error?.param ? String(error.param).split(".")[0] : "form";
+  showErrors(form, { [param]: errorText(error) });
+}
+
+// Run ``rules`` (name -> () => message or null) and show every failure at once; also re-check
+// a field as soon as it changes, so its message goes away when it is fixed.
+export function validator(form, rules) {
+  const check = () => {
+    const errors = {};
+    for (const [name, rule] of Object.entries(rules)) {
+      const message = rule();
+      if (message) errors[name] = message;
+    }
+    return errors;
+  };
+  let shown = false;
+  form.addEventListener("input", () => {
+    if (shown) showErrors(form, check());
+  });
+  return () => {
+    const errors = check();
+    shown = showErrors(form, errors);
+    return !shown;
+  };
+}
+
+// A file the browser saves: CSV text as a Blob download (no server round trip).
+export function download(filename, text, type = "text/csv;charset=utf-8") {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const link = h("a", { href: url, download: filename, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+function csvCell(value) {
+  const text = value === null || value === undefined ? "" : String(value);
+  // A leading = + - @ would run as a formula in a spreadsheet: quote it as text.
+  const safe = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+  return /[",\n\r]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+
+export function csv(header, rows) {
+  return [header, ...rows].map((row) => row.map(csvCell).join(",")).join("\r\n") + "\r\n";
+}
+
+export function clipboardAvailable() {
+  return Boolean(window.isSecureContext && navigator.clipboard && navigator.clipboard.writeText);
+}
+
+// Copy text; resolves to false when the browser refuses (the caller then offers selection).
+export async function copyText(text) {
+  if (!clipboardAvailable()) return false;
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// A small "Copy" button for a value shown next to it.
+export function copyButton(getText, label, id = null) {
+  const button = h("button", { type: "button", class: "secondary copy", id, text: t("action.copy"), "aria-label": label });
+  button.addEventListener("click", async () => {
+    if (await copyText(getText())) {
+      button.textContent = t("action.copied");
+      toast(t("toast.copied"));
+    } else toast(t("toast.copy_refused"));
+  });
+  return button;
 }

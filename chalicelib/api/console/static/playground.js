@@ -3,10 +3,12 @@
 // Used by the Playground page (the user pastes a key) and by the key dialog right after a key
 // is created or regenerated, the only moments the console holds a key's secret.
 
-import { ApiError, api, call, eventData, openStream, session } from "./api.js";
-import { clear, field, guarded, h, tokenIdFromKey, unitsToUsd } from "./dom.js";
+import { ApiError, api, call, eventData, localError, openStream, session } from "./api.js";
+import { clear, field, guarded, h, tokenIdFromKey } from "./dom.js";
+import { digits, unitsUsdFine } from "./format.js";
+import { errorText, t } from "./i18n.js";
 
-const DEFAULT_PROMPT = "Say hello in one short sentence.";
+const DEFAULT_PROMPT = () => t("pg.default_prompt");
 
 async function listModels(key) {
   const response = await call("GET", "/v1/models", { key });
@@ -69,8 +71,8 @@ export async function sendChat(key, model, prompt, onText = () => {}) {
 }
 
 function formatCost(units) {
-  if (units === null) return "unknown yet (see Logs)";
-  return `${unitsToUsd(units)} (${units.toLocaleString("en-US")} units)`;
+  if (units === null) return t("pg.cost_unknown");
+  return `${unitsUsdFine(units)} (${digits(units)} ${t("money.units")})`;
 }
 
 // The model picker, prompt, send button and results. ``getKey`` returns the key to use.
@@ -80,7 +82,7 @@ export function testPanel(prefix, getKey) {
     id: `${prefix}-prompt`,
     name: "prompt",
     rows: 2,
-    value: DEFAULT_PROMPT,
+    value: DEFAULT_PROMPT(),
   });
   const status = h("p", {
     class: "form-error",
@@ -91,20 +93,20 @@ export function testPanel(prefix, getKey) {
   const answer = h("output", { id: `${prefix}-answer`, class: "answer", for: `${prefix}-prompt` });
   const latency = h("output", { id: `${prefix}-latency` });
   const cost = h("output", { id: `${prefix}-cost` });
-  const send = h("button", { type: "button", id: `${prefix}-send`, text: "Send test" });
+  const send = h("button", { type: "button", id: `${prefix}-send`, text: t("pg.send") });
   const results = h(
     "dl",
     { class: "results", id: `${prefix}-results`, hidden: true },
-    h("dt", { text: "Answer" }),
+    h("dt", { text: t("pg.answer") }),
     h("dd", {}, answer),
-    h("dt", { text: "Latency" }),
+    h("dt", { text: t("col.latency") }),
     h("dd", {}, latency),
-    h("dt", { text: "Cost" }),
+    h("dt", { text: t("col.cost") }),
     h("dd", {}, cost),
   );
 
   function fail(error) {
-    status.textContent = error.message;
+    status.textContent = errorText(error);
     status.hidden = false;
   }
 
@@ -115,7 +117,7 @@ export function testPanel(prefix, getKey) {
     status.hidden = true;
     const models = await listModels(key);
     for (const model of models) modelSelect.append(h("option", { value: model, text: model }));
-    if (!models.length) modelSelect.append(h("option", { value: "", text: "no models available" }));
+    if (!models.length) modelSelect.append(h("option", { value: "", text: t("pg.no_models") }));
   }
 
   send.addEventListener(
@@ -124,7 +126,7 @@ export function testPanel(prefix, getKey) {
       status.hidden = true;
       results.hidden = true;
       const key = getKey();
-      if (!key) throw new ApiError(0, { error: { message: "Enter an API key (sk-…) first." } });
+      if (!key) throw localError(t("pg.enter_key"));
       if (!modelSelect.value) await loadModels();
       send.disabled = true;
       answer.textContent = "";
@@ -135,7 +137,7 @@ export function testPanel(prefix, getKey) {
           answer.textContent = text;
           results.hidden = false;
         };
-        const asked = prompt.value || DEFAULT_PROMPT;
+        const asked = prompt.value || DEFAULT_PROMPT();
         const outcome = await sendChat(key, modelSelect.value, asked, shown);
         answer.textContent = outcome.answer;
         latency.textContent = `${outcome.ms} ms`;
@@ -150,8 +152,8 @@ export function testPanel(prefix, getKey) {
   const element = h(
     "div",
     { class: "test-panel" },
-    field("Model", modelSelect),
-    field("Prompt", prompt),
+    field(t("col.model"), modelSelect),
+    field(t("pg.prompt"), prompt),
     h("div", { class: "actions" }, send),
     status,
     results,
@@ -171,13 +173,13 @@ export async function render(view) {
   const panel = testPanel("pg", () => keyInput.value.trim());
   keyInput.addEventListener("change", panel.loadModels);
   view.append(
-    h("h1", { text: "Playground" }),
+    h("h1", { text: t("nav.playground") }),
     h("p", {
       class: "hint",
-      text: "Paste an API key to try it. The key stays in this page and is not stored.",
+      text: t("pg.hint"),
     }),
     h("form", { class: "card", id: "playground", onsubmit: (event) => event.preventDefault() },
-      field("API key (sk-…)", keyInput),
+      field(t("pg.key"), keyInput),
       panel.element,
     ),
   );
