@@ -18,9 +18,13 @@ from typing import Any
 from chalice import Chalice, Cron, Rate, Response
 
 from chalicelib.api import auth, config_routes, console, key_routes, reset_routes, web
+from chalicelib.core.media import UPLOAD_MEDIA_TYPES
 from chalicelib.store import configure_store
 
 app = Chalice(app_name="sluice")
+# Bodies API Gateway must hand on as bytes (base64 in the event), not as text: uploads to the
+# relay's image, audio and video routes, and the audio and video it answers with.
+app.api.binary_types.extend(UPLOAD_MEDIA_TYPES)
 route = web.routes(app)
 configure_store()
 app.register_blueprint(console.bp)  # /console: the web console's static files

@@ -14,6 +14,22 @@ from chalicelib.core.pricing import ModelPrice
 from chalicelib.store import config as config_store
 
 DEMO_CHANNEL_ID = "demo"
+# Images, audio and video (devtools.mock_media serves them), priced as OpenAI lists them.
+MEDIA_PRICES = {
+    "dall-e-3": ModelPrice(usd_per_image=Decimal("0.04")),
+    # Billed per image and by tokens, as gpt-image-1 is.
+    "gpt-image-1": ModelPrice(
+        usd_per_image=Decimal("0.01"),
+        input_usd_per_mtok=Decimal("5.00"),
+        output_usd_per_mtok=Decimal("40.00"),
+    ),
+    "tts-1": ModelPrice(usd_per_mchar=Decimal("15.00")),
+    "whisper-1": ModelPrice(usd_per_minute=Decimal("0.006")),
+    "gpt-4o-transcribe": ModelPrice(
+        input_usd_per_mtok=Decimal("6.00"), output_usd_per_mtok=Decimal("10.00")
+    ),
+    "sora-2": ModelPrice(usd_per_second=Decimal("0.10")),
+}
 DEMO_MODELS = (
     "gpt-4o-mini",
     "gpt-4o",
@@ -22,6 +38,7 @@ DEMO_MODELS = (
     "demo-slow",
     # The Responses API (cached input priced apart), legacy completions, moderations.
     *("gpt-4.1-mini", "gpt-3.5-turbo-instruct", "omni-moderation-latest"),
+    *MEDIA_PRICES,
 )
 DEMO_PRICES = {
     "gpt-4o-mini": ModelPrice(
@@ -45,6 +62,7 @@ DEMO_PRICES = {
         input_usd_per_mtok=Decimal("1.50"), output_usd_per_mtok=Decimal("2.00")
     ),
     "omni-moderation-latest": ModelPrice(usd_per_request=Decimal("0.0002")),
+    **MEDIA_PRICES,
 }
 
 

@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from devtools import mock_media
+
 DEMO_MODELS = ("demo-chat", "demo-chat-large", "demo-embedding", "demo-slow")
 # ``demo-slow`` streams its answer one word at a time, this far apart, so streaming can be seen
 # with ``curl -N`` or in the console's Playground.
@@ -261,8 +263,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- routing ------------------------------------------------------------------------
 
+    def _media(self, method: str) -> bool:
+        """Images, audio and video (``devtools.mock_media``); True when the path was one."""
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if not mock_media.handles(path):
+            return False
+        raw = self._read_body() if method != "GET" else b""
+        if raw is not None and self._authorized():
+            mock_media.MediaEndpoints(self).serve(method, path, raw)
+        return True
+
     def do_GET(self) -> None:
         self.owner._count()
+        if self._media("GET"):
+            return
         if not self._authorized():
             return
         if self.path.rstrip("/") == "/v1/models":
@@ -285,6 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
         from devtools import mock_surface
 
         self.owner._count()
+        if self._media("DELETE"):
+            return
         if not self._authorized():
             return
         path = self.path.split("?", 1)[0].rstrip("/")
@@ -295,6 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.owner._count()
+        if self._media("POST"):
+            return
         raw = self._read_body()
         if raw is None:
             return
@@ -533,6 +551,11 @@ class MockUpstream:
         self.delay_ms = delay_ms
         self.hang_seconds = hang_seconds
         self.last_body: Any = None
+        # Images, audio and video (devtools.mock_media): the last upload's files, the jobs,
+        # and how many retrievals a video job takes to complete.
+        self.last_files: dict[str, bytes] = {}
+        self.video_jobs: dict[str, dict[str, Any]] = {}
+        self.video_polls = 2
         # Stored Responses (devtools/mock_surface.py): id -> (response, input items).
         self.responses: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         self._requests = 0

@@ -27,6 +27,8 @@ class PendingEntry:
     request_id: str
     units: int
     reserved_at: int  # epoch seconds
+    # Held by an upstream job past its call (a video): stale only after the job's own deadline.
+    job: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,14 @@ class Drift:
         return body
 
 
-def item_drift(item: LedgerItem, now: int, max_age_seconds: int) -> list[Drift]:
-    """The invariants one item's own attributes must satisfy."""
+def item_drift(
+    item: LedgerItem, now: int, max_age_seconds: int, job_max_age_seconds: int | None = None
+) -> list[Drift]:
+    """The invariants one item's own attributes must satisfy.
+
+    A job's entry (``PendingEntry.job``) is legitimately pending while the job runs, up to
+    ``job_max_age_seconds`` (default: as long as any other entry).
+    """
     found: list[Drift] = []
     base = 0 if item.unlimited else item.quota_units
     expected_remaining = base - item.used_units - item.reserved_units
@@ -83,7 +91,8 @@ def item_drift(item: LedgerItem, now: int, max_age_seconds: int) -> list[Drift]:
     if item.reserved_units != pending_units:
         found.append(Drift("reserved", item.kind, item.id, pending_units, item.reserved_units))
     for entry in item.pending:
-        if entry.reserved_at + max_age_seconds <= now:
+        age = job_max_age_seconds if entry.job and job_max_age_seconds else max_age_seconds
+        if entry.reserved_at + age <= now:
             found.append(
                 Drift("stale_pending", item.kind, item.id, 0, entry.units, entry.request_id)
             )

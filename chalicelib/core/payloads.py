@@ -22,7 +22,19 @@ from typing import Any, Literal
 
 from chalicelib.core.errors import InvalidRequest, NotFound
 
-Kind = Literal["chat", "embeddings", "responses", "completions", "moderations"]
+# chat, embeddings, responses, completions and moderations are checked here; images, audio
+# and video by ``core.media``.
+Kind = Literal[
+    "chat",
+    "embeddings",
+    "responses",
+    "completions",
+    "moderations",
+    "images",
+    "speech",
+    "transcription",
+    "video",
+]
 
 MAX_DEPTH = 64
 # Above the largest output any provider documents (a few hundred thousand tokens); a value past
@@ -34,7 +46,7 @@ MAX_MODEL_CHARS = 256
 MAX_ID_CHARS = 256
 
 _INT = (int,)
-FIELDS: dict[Kind, dict[str, tuple[tuple[type, ...], bool]]] = {
+FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "chat": {
         "model": ((str,), True),
         "messages": ((list,), True),

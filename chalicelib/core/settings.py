@@ -67,6 +67,12 @@ class Settings:
     # Reservations still pending after this many seconds belong to a request that cannot be alive
     # any more (Lambda's hard limit is 900 s); the sweeper refunds them.
     reservation_max_age_seconds: int = 960
+    # A transcription is reserved for this much audio at most (its duration is only known from
+    # the answer); a longer file is still transcribed and charged at most this.
+    max_audio_seconds: int = 1800
+    # A video job holds its reservation until the provider finishes it, at most this long: a
+    # job still unfinished then is refunded (the sweeper asks the provider once more first).
+    video_job_max_seconds: int = 6 * 3600
 
     @property
     def is_local(self) -> bool:
@@ -119,6 +125,8 @@ class Settings:
             in {"1", "true"},
             upstream_max_attempts=_int(env, "SLUICE_UPSTREAM_MAX_ATTEMPTS", 3),
             reservation_max_age_seconds=_int(env, "SLUICE_RESERVATION_MAX_AGE", 960),
+            max_audio_seconds=_int(env, "SLUICE_MAX_AUDIO_SECONDS", 1800),
+            video_job_max_seconds=_int(env, "SLUICE_VIDEO_JOB_MAX_SECONDS", 6 * 3600),
         )
 
 

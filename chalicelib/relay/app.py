@@ -41,6 +41,7 @@ from chalicelib.core.errors import (
     error_body,
 )
 from chalicelib.core.settings import get_settings
+from chalicelib.relay import media_routes
 from chalicelib.services import billing, gateway, objects, streaming
 from chalicelib.store import configure_store
 
@@ -266,7 +267,7 @@ async def _served(request: Request) -> Response:
     """Route ``/v1/...`` and map every error, once."""
     path = request.url.path.rstrip("/") or "/"
     try:
-        methods = _methods_for(request, path)
+        methods = _methods_for(request, path) or media_routes.match(path)
         if methods is None:
             # Never the framework's own 404: nothing of the request is repeated back.
             raise NotFound("Unknown path. See /openapi.json for the routes Sluice serves.")

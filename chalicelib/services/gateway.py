@@ -31,6 +31,7 @@ import ipaddress
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -216,6 +217,11 @@ class Call:
     group: str = DEFAULT_GROUP
     # Set when the call continues an object only one channel's provider holds.
     channel_id: str | None = None
+    # A call whose worst case is known up front (images, audio, video: ``services.media``)
+    # reserves exactly that, whatever the budget (a budget below it is refused, not capped).
+    reserve_units: int | None = None
+    # Set when an upstream job holds the reservation past the call (``ledger.Reservation.job``).
+    job: str = ""
 
     @property
     def token(self) -> TokenRecord:
@@ -223,6 +229,8 @@ class Call:
 
     def plan(self, budget: int | None) -> quota.Plan:
         """The reservation for ``budget`` (the smaller balance of key and account)."""
+        if self.reserve_units is not None:
+            return quota.Plan(self.reserve_units, None)
         produces_output = payloads.produces_output(self.kind)
         return quota.plan(
             self.price,
@@ -314,6 +322,25 @@ def admit(
     """
     context = authenticate(authorization)
     payload = payloads.parse(kind, raw_body)
+    return admit_payload(kind, context, payload, source_ip, started=started, deadline=deadline)
+
+
+def admit_payload(
+    kind: Kind,
+    context: KeyContext,
+    payload: dict[str, Any],
+    source_ip: str,
+    *,
+    started: float,
+    deadline: Deadline | None = None,
+    worst_case: Callable[[ModelPrice, Decimal], int] | None = None,
+    job: str = "",
+) -> Call:
+    """``admit`` for a body already checked (``payload["model"]`` a valid name).
+
+    ``worst_case(price, ratio)`` is the reservation of a call whose cost does not depend on an
+    output cap (images, audio, video); without it the call is sized as chat and embeddings are.
+    """
     model = payload["model"]
     price = config_store.price(model)
     continued = continued_object(kind, payload, context.token.account_id)
@@ -343,12 +370,16 @@ def admit(
         model=model,
         price=price,
         ratio=ratio,
-        prompt_bound=upstream.prompt_tokens_upper_bound(kind, payload) + carried,
-        stream=payloads.is_stream(kind, payload),
+        prompt_bound=0
+        if worst_case
+        else upstream.prompt_tokens_upper_bound(kind, payload) + carried,
+        stream=False if worst_case else payloads.is_stream(kind, payload),
         started=started,
         deadline=deadline or call_deadline(started),
         group=group,
         channel_id=continued.channel_id if continued is not None else None,
+        reserve_units=worst_case(price, ratio) if worst_case else None,
+        job=job,
     )
 
 
@@ -469,6 +500,7 @@ def reserve(call: Call, source_ip: str) -> Held:
             plan.reserve_units,
             call.model,
             meters_tokens=call.token.tpm_limit is not None,
+            job=call.job,
         )
         refusal = ledger.reserve_counted(reservation, call.key_check(), now)
         if isinstance(refusal, ledger.Counted):
@@ -601,15 +633,22 @@ def _charge(
     answer: bytes,
     status: str,
     detail: Any,
+    cost: int | None = None,
 ) -> int:
     """Settle a call that was answered (whole, or streamed in part): charge what ``used`` costs
-    if it is ``paid`` for, never more than was reserved, and log it. Returns the charge."""
+    (or ``cost``, computed by the caller for what tokens do not price) if it is ``paid`` for,
+    never more than was reserved, and log it. Returns the charge."""
     metered = Metered(
         input_tokens=used.prompt_tokens,
         output_tokens=used.completion_tokens,
         cached_input_tokens=used.cached_tokens,
     )
-    real_cost = metered_cost_units(call.price, metered, call.ratio) if paid else 0
+    if not paid:
+        real_cost = 0
+    elif cost is not None:
+        real_cost = cost
+    else:
+        real_cost = metered_cost_units(call.price, metered, call.ratio)
     charged = quota.charge(held.plan.reserve_units, real_cost)
     answered = replace(
         held.record,
@@ -634,11 +673,14 @@ def _refund_failed(call: Call, held: Held, error: BaseException) -> None:
     observe.metric("UpstreamFailures")
 
 
-def settle(call: Call, held: Held, reply: upstream.UpstreamReply) -> CallResult:
+def settle(
+    call: Call, held: Held, reply: upstream.UpstreamReply, *, cost: int | None = None
+) -> CallResult:
     """Charge the real cost (never more than was reserved), release the rest, log the call.
 
-    Past the call's deadline the answer can no longer reach the client (its gateway has given
-    up): it is refunded instead of charged, and answered 504.
+    The cost is the reply's tokens at the model's price, or ``cost`` when the caller priced the
+    answer itself (images, audio). Past the call's deadline the answer can no longer reach the
+    client (its gateway has given up): it is refunded instead of charged, and answered 504.
     """
     if call.deadline.passed():
         _finish(held, call.started, charged=0, status="deadline_exceeded", detail=None)
@@ -661,6 +703,7 @@ def settle(call: Call, held: Held, reply: upstream.UpstreamReply) -> CallResult:
         answer=reply.body,
         status="ok" if ok else "upstream_error",
         detail=None,
+        cost=cost,
     )
     return CallResult(
         status=reply.status,
@@ -746,14 +789,16 @@ def _describe(detail: Any) -> str | None:
     return type(detail).__name__
 
 
-def _finish(held: Held, started: float, *, charged: int, status: str, detail: Any) -> None:
+def _finish(held: Held, started: float, *, charged: int, status: str, detail: Any) -> int:
     """Decide the call's outcome, then apply it: the record first, then both items' settles.
 
     The record is the decision. Written first, it lets the sweeper finish a call whose process
     dies before (or between) the settles, at exactly this cost; a call that dies before it is
     written is refunded whole by the sweeper. Either way key, account and log agree. A write
     that fails here is left to the sweeper the same way (logged, never raised at the client,
-    who already has the answer).
+    who already has the answer). A record already there was decided first (a retried write,
+    the sweeper, or, for a video job, another poll that saw it finish): it is followed, so the
+    items are settled at its cost whoever gets there. Returns the cost applied.
     """
     final = replace(
         held.record,
@@ -764,7 +809,11 @@ def _finish(held: Held, started: float, *, charged: int, status: str, detail: An
         detail=_describe(detail),
     )
     try:
-        usage_store.put(final, get_settings().log_retention_days)
+        if not usage_store.put(final, get_settings().log_retention_days):
+            decided = usage_store.get(final.request_id)
+            if decided is not None:
+                final = decided
+                charged = decided.cost_units if decided.state == "settled" else 0
         tokens = final.prompt_tokens + final.completion_tokens
         ledger.release(held.reservation, charged, tokens=tokens, now=int(time.time()))
     except errors.GatewayError as exc:
@@ -788,3 +837,9 @@ def _finish(held: Held, started: float, *, charged: int, status: str, detail: An
         usage_estimated=final.usage_estimated,
         detail=final.detail,
     )
+    return charged
+
+
+# For the calls that settle outside a request's own flow (``services.media``, ``services.videos``).
+finish = _finish
+refund_failed = _refund_failed

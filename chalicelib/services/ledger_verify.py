@@ -81,7 +81,7 @@ def _check_account(run: VerifyRun, account: LedgerItem, now: int) -> None:
     tokens = list(verify_store.tokens_of(account.id))
     run.tokens += len(tokens)
     for item in (account, *tokens):
-        run.drift += _confirmed(item_drift(item, now, settings.reservation_max_age_seconds), now)
+        run.drift += _confirmed(item_drift(item, now, *_max_ages()), now)
     if not within_retention(account, now, settings.log_retention_days):
         return
     logged = verify_store.logged_costs(account.id)
@@ -107,4 +107,12 @@ def _confirmed(found: list[Drift], now: int) -> list[Drift]:
     item = verify_store.reread(found[0].item, found[0].id)
     if item is None:
         return []  # deleted since the index listed it
-    return item_drift(item, now, get_settings().reservation_max_age_seconds)
+    return item_drift(item, now, *_max_ages())
+
+
+def _max_ages() -> tuple[int, int]:
+    """How old a call's entry, and a video job's, may be: the job's deadline plus the sweeper's
+    margin (it refunds a job past its deadline on its next runs)."""
+    settings = get_settings()
+    max_age = settings.reservation_max_age_seconds
+    return max_age, settings.video_job_max_seconds + max_age

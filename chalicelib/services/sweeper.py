@@ -12,6 +12,11 @@ such item strongly consistently and, for every stale entry, follows the call's r
 * no record (the process died before deciding): the record is written ``refunded`` first, then
   the entry is refunded. Keys are swept before accounts, so the record carries the key's name.
 
+An entry held by an upstream job (a video, ``services/videos.py``) outlives its call on
+purpose: with no record yet, the job's provider is asked first. A finished job is decided there
+(its record written, both items settled or refunded); one still running keeps its entry, and
+its item's mark is set to be looked at again in ``JOB_RECHECK_SECONDS``.
+
 Every write is conditional (an entry is released at most once; a record is never overwritten),
 so sweepers may overlap and be killed at any line. Then the item's mark is moved to its oldest
 remaining entry's deadline, or cleared when none is left.
@@ -24,11 +29,14 @@ from dataclasses import dataclass
 
 from chalicelib.core import observe, quota
 from chalicelib.core.settings import get_settings
+from chalicelib.services import videos
 from chalicelib.store import ledger
 from chalicelib.store import usage as usage_store
 from chalicelib.store.ledger import ItemKind, PendingEntry, PendingItem
 
 MAX_PER_RUN = 10_000
+# Under the schedule's 5 minutes, so a running job is asked about again on the next run.
+JOB_RECHECK_SECONDS = 240
 KINDS: tuple[ItemKind, ...] = ("token", "account")
 
 
@@ -63,8 +71,12 @@ def sweep_item(kind: ItemKind, item_id: str, now: int) -> SweepRun:
     max_age = get_settings().reservation_max_age_seconds
     stale = [e for e in item.entries if e.reserved_at + max_age <= now]
     refunded = settled = 0
+    running: list[PendingEntry] = []
     for entry in stale:
-        charged = _decided_cost(item, entry)
+        charged = _decided_cost(item, entry, now)
+        if charged is None:
+            running.append(entry)
+            continue
         if ledger.release_entry(kind, item_id, entry, charged):
             if charged:
                 settled += 1
@@ -80,14 +92,19 @@ def sweep_item(kind: ItemKind, item_id: str, now: int) -> SweepRun:
                 cost_units=charged,
             )
     left = [e for e in item.entries if e not in stale]
-    next_at = min(e.reserved_at for e in left) + max_age if left else None
-    ledger.move_mark(kind, item_id, len(left), next_at)
+    due = [e.reserved_at + max_age for e in left] + [now + JOB_RECHECK_SECONDS for _ in running]
+    ledger.move_mark(kind, item_id, len(left) + len(running), min(due) if due else None)
     return SweepRun(refunded, 0, complete=True, settled=settled)
 
 
-def _decided_cost(item: PendingItem, entry: PendingEntry) -> int:
-    """What the call's record decided, writing "refunded" first if it decided nothing."""
+def _decided_cost(item: PendingItem, entry: PendingEntry, now: int) -> int | None:
+    """What the call's record decided, writing "refunded" first if it decided nothing; None
+    for a job still running upstream (its entry stays)."""
     record = usage_store.get(entry.request_id)
+    if record is None and entry.job == videos.KIND:
+        if videos.still_running(entry, now):
+            return None
+        record = usage_store.get(entry.request_id)  # decided just now, unless never recorded
     if record is None:
         written = usage_store.put(
             usage_store.Usage(

@@ -8,7 +8,11 @@ compensation (undo the half that succeeded) are what DynamoDB serves well.
 
 A reservation leaves an entry ``pending[rid] = [units, reserved_at, model, token_id]`` on each
 item: what the sweeper needs to give the units back and to write the call's log record if the
-process died. It also marks the item for the sweeper's sparse index (``sweep_bucket`` and
+process died. A reservation that outlives its call (a video job, pending until the provider
+finishes it) adds a fifth element, the job's kind: the sweeper then asks the job's owner what
+was decided instead of refunding it as a crashed call (``services/sweeper.py``).
+
+A reservation also marks the item for the sweeper's sparse index (``sweep_bucket`` and
 ``sweep_at``, with ``if_not_exists`` so a busy item's mark is set once, not rewritten, and is
 never later than its oldest entry's sweep deadline). Only the sweeper moves or clears the mark,
 conditional on the number of entries it saw (``size(pending)``), so the mark can never end up
@@ -97,6 +101,8 @@ class Reservation:
     # The key had a tokens-per-minute limit when the call was admitted: its settle adds the
     # call's tokens to the key's current minute.
     meters_tokens: bool = False
+    # Set for a reservation held by an upstream job past its call ("video"); see the docstring.
+    job: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,8 @@ class KeyCheck:
 def _reserving(r: Reservation, now: int) -> dict[str, Any]:
     """The parts of a reservation write both items share: the entry and the sweeper's mark."""
     entry = [_n(r.units), _n(now), {"S": r.model}, {"S": r.token_id}]
+    if r.job:
+        entry.append({"S": r.job})
     return {
         "update": (
             "ADD remaining_units :neg, reserved_units :r"
@@ -321,6 +329,7 @@ class PendingEntry:
     reserved_at: int
     model: str
     token_id: str
+    job: str = ""  # the kind of job that holds it past its call ("" for a plain call)
 
 
 @dataclass(frozen=True)
@@ -345,13 +354,14 @@ def marked_items(kind: ItemKind, before: int, limit: int) -> Iterator[str]:
 
 
 def _entry(rid: str, raw: Any, item_id: str, kind: ItemKind) -> PendingEntry:
-    values = [*list(raw), None, None]
+    values = [*list(raw), None, None, None]
     return PendingEntry(
         request_id=rid,
         units=int(values[0]),
         reserved_at=int(values[1]),
         model=str(values[2] or ""),
         token_id=str(values[3] or (item_id if kind == "token" else "")),
+        job=str(values[4] or ""),
     )
 
 

@@ -278,6 +278,38 @@ class Event(Model):
     expire_at = TTLAttribute(null=True)
 
 
+# Ownership: which account and channel an upstream object (a video job...) belongs to ------------
+class VideoJobsByAccount(GlobalSecondaryIndex["VideoJobItem"]):
+    """One account's objects of one kind, newest first: ``GET /v1/videos`` without a Scan."""
+
+    class Meta:
+        index_name = "video_jobs_by_account"
+        projection = AllProjection()
+
+    listed_under = UnicodeAttribute(hash_key=True)  # "<account id>#<kind>"
+    created_ms = NumberAttribute(range_key=True)
+
+
+class VideoJobItem(Model):
+    """``id`` = "<kind>#<object id>": read with a strongly consistent GetItem on every call."""
+
+    class Meta(_Meta):
+        table_name = "sluice-dev-videos"
+
+    id = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()
+    object_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    channel_id = UnicodeAttribute()
+    created_ms = NumberAttribute()
+    # Unset on items that only the sweeper reads (they stay out of the account's listing).
+    listed_under = UnicodeAttribute(null=True)
+    attributes = MapAttribute[str, Any](default=dict)
+    expire_at = TTLAttribute(null=True)
+
+    by_account = VideoJobsByAccount()
+
+
 # Audit trail: one item per management action, written in the change's own transaction -------
 class AuditByAccount(GlobalSecondaryIndex["AuditRecord"]):
     """Sparse: one account's records (its keys and itself), newest first."""
@@ -331,6 +363,7 @@ TABLES: dict[str, type[Model]] = {
     "usage": UsageRecord,
     "config": ConfigItem,
     "events": Event,
+    "videos": VideoJobItem,
     "audit": AuditRecord,
 }
 

@@ -20,7 +20,7 @@ def _pending(raw: Any) -> tuple[PendingEntry, ...]:
     """``pending`` as stored: request id -> [units, epoch seconds, ...]."""
     entries = raw.as_dict() if hasattr(raw, "as_dict") else dict(raw or {})
     return tuple(
-        PendingEntry(rid, int(value[0]), int(value[1]))
+        PendingEntry(rid, int(value[0]), int(value[1]), job=len(value) >= 5 and bool(value[4]))
         for rid, value in sorted(entries.items())
         if isinstance(value, list | tuple) and len(value) >= 2
     )

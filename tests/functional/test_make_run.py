@@ -487,6 +487,43 @@ def test_persist_reuses_the_demo_account_and_issues_a_fresh_working_key(tmp_path
     assert via_banner.json()["id"] == first_keys[0]
 
 
+def test_the_openai_sdk_makes_images_speech_transcripts_and_videos_charged_exactly(
+    running: Run,
+) -> None:
+    import openai
+
+    # GIVEN the running stack, its demo API key, and what the key has spent so far
+    base_url = running.value("Sluice is running at")
+    sk = running.value("demo API key (sk):")
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=sk, max_retries=0, timeout=30)
+
+    def used() -> int:
+        key = httpx.get(f"{base_url}/v1/key", headers={"Authorization": f"Bearer {sk}"})
+        return int(key.json()["used_units"])
+
+    before = used()
+
+    # WHEN the official SDK generates an image, speaks, transcribes and makes a video
+    image = client.images.generate(model="dall-e-3", prompt="a lighthouse", n=1)
+    speech = client.audio.speech.create(model="tts-1", voice="alloy", input="Hello from Sluice")
+    audio = bytes(range(256)) * 20  # 5,120 bytes: 5.12 s of demo audio
+    transcript = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", audio))
+    job = client.videos.create(model="sora-2", prompt="a lighthouse at dusk", seconds="4")
+    for _ in range(10):
+        job = client.videos.retrieve(job.id)
+        if job.status == "completed":
+            break
+    video = client.videos.download_content(job.id).read()
+
+    # THEN each is answered as OpenAI's SDK expects
+    assert image.data is not None and image.data[0].b64_json
+    assert speech.read().startswith(b"ID3")
+    assert transcript.text == "Transcript of 5120 bytes of demo audio."
+    assert job.status == "completed" and video.startswith(b"\x00\x00\x00\x18ftyp")
+    # AND the key paid exactly: US$0.04 + 17 chars at US$15/M + 6 s at US$0.006/min + 4 s x US$0.10
+    assert used() - before == 20_000 + 128 + 300 + 200_000
+
+
 def test_the_audit_log_shows_a_keys_life_and_an_operator_key_by_its_id(running: Run) -> None:
     from chalicelib.core import keys
 

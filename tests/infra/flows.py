@@ -150,6 +150,19 @@ def relay(driver: Driver) -> None:
         driver.call("POST", "/v1/chat/completions", key=key, body={**HELLO, "stream": True})
         embed = {"model": "text-embedding-3-small", "input": "hello"}
         driver.call("POST", "/v1/embeddings", key=key, body=embed)
+        answer = driver.call(
+            "POST", "/v1/responses", key=key, body={"model": "gpt-4.1-mini", "input": "hello"}
+        )
+        driver.call("GET", f"/v1/responses/{answer['id']}", key=key)
+        legacy = {"model": "gpt-3.5-turbo-instruct", "prompt": "hello"}
+        driver.call("POST", "/v1/completions", key=key, body=legacy)
+        moderation = {"model": "omni-moderation-latest", "input": "hello"}
+        driver.call("POST", "/v1/moderations", key=key, body=moderation)
+        video = {"model": "sora-2", "prompt": "a lighthouse at dusk", "seconds": "4"}
+        job = driver.call("POST", "/v1/videos", key=key, body=video)
+        driver.call("GET", f"/v1/videos/{job['id']}", key=key)
+        driver.call("GET", "/v1/videos", key=key)
+        driver.call("DELETE", f"/v1/videos/{job['id']}", key=key)
     driver.call("GET", "/v1/models", key=key)
     driver.call("GET", "/v1/key", key=key)
     driver.call("GET", "/v1/dashboard/billing/subscription", key=key)

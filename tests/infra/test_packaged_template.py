@@ -232,6 +232,20 @@ def test_api_is_regional_and_named_for_its_metrics(
     assert properties["Name"] == properties["DefinitionBody"]["info"]["title"] == f"sluice-{STAGE}"
 
 
+def test_api_passes_uploads_and_media_through_as_binary(
+    packaged_prod: tuple[Path, dict[str, Any]],
+) -> None:
+    # GIVEN the packaged prod template
+    _, template = packaged_prod
+
+    # WHEN its REST API's binary media types are read
+    [api] = _of_type(template, "AWS::Serverless::Api").values()
+    binary = set(api["Properties"]["DefinitionBody"]["x-amazon-apigateway-binary-media-types"])
+
+    # THEN multipart uploads, audio, images and video reach the relay as bytes, not as text
+    assert {"multipart/form-data", "audio/*", "image/*", "video/*"} <= binary
+
+
 def test_log_groups_keep_logs_for_a_bounded_time_and_are_the_ones_the_policy_names(
     packaged_prod: tuple[Path, dict[str, Any]],
 ) -> None:

@@ -133,7 +133,7 @@ def _relay_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def test_the_relay_role_reads_keys_and_config_and_writes_only_the_ledger_and_usage(
+def test_the_relay_role_reads_keys_and_config_and_writes_only_the_ledger_usage_and_owners(
     packaged_prod: tuple[Path, dict[str, Any]],
 ) -> None:
     _, template = packaged_prod
@@ -153,6 +153,11 @@ def test_the_relay_role_reads_keys_and_config_and_writes_only_the_ledger_and_usa
         ("dynamodb:GetItem", "usage"),
         ("dynamodb:PutItem", "usage"),
         ("dynamodb:Query", "config"),
+        # Video jobs: their owners, and each account's list of them.
+        ("dynamodb:GetItem", "videos"),
+        ("dynamodb:PutItem", "videos"),
+        ("dynamodb:DeleteItem", "videos"),
+        ("dynamodb:Query", "videos/index/video_jobs_by_account"),
     }
     ssm = {(a, r) for a, r in grants if a.startswith("ssm:")}
     assert ssm == {
