@@ -17,7 +17,15 @@ from typing import Any
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib.api import auth, config_routes, console, key_routes, reset_routes, web
+from chalicelib.api import (
+    alert_routes,
+    auth,
+    config_routes,
+    console,
+    key_routes,
+    reset_routes,
+    web,
+)
 from chalicelib.store import configure_store
 
 app = Chalice(app_name="sluice")
@@ -27,6 +35,7 @@ app.register_blueprint(console.bp)  # /console: the web console's static files
 app.register_blueprint(config_routes.bp)  # /admin/channels, /admin/models, /admin/groups
 app.register_blueprint(reset_routes.bp)  # /admin/resets/run, /admin/sweeper/run
 app.register_blueprint(key_routes.bp)  # /admin/keys: operator keys
+app.register_blueprint(alert_routes.bp)  # budget alerts: /account/alerts, /tokens/{id}/alerts
 
 
 def _caller() -> auth.Caller:

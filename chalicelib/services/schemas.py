@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from chalicelib.core import limits, payloads, text
+from chalicelib.core import alerts, limits, payloads, text
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.scopes import SCOPES
 
@@ -264,6 +264,29 @@ class PatchOperatorKey(Body):
     name: Name | None = None
     scopes: Scopes | None = None
     status: Status | None = None
+
+
+def _distinct_thresholds(values: list[int]) -> list[int]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not repeat a threshold")
+    return values
+
+
+Threshold = Annotated[int, Field(ge=1, le=100)]
+
+
+class AlertSettings(Body):
+    """Budget alerts of an account or key: percentages of its quota, and where to POST."""
+
+    thresholds: (
+        Annotated[
+            list[Threshold],
+            Field(min_length=1, max_length=alerts.MAX_THRESHOLDS),
+            AfterValidator(_distinct_thresholds),
+        ]
+        | None
+    ) = None
+    webhook_url: Annotated[str, StringConstraints(min_length=1, max_length=alerts.MAX_URL_LENGTH)]
 
 
 def parse(schema: type[Body], raw: bytes | str | None) -> Any:

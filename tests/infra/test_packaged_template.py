@@ -46,6 +46,7 @@ EXPECTED_SCHEDULES = {
 ALLOWED_WILDCARDS = {
     r"key/\*": "KMS: any key, but only through SSM and for this stage's parameters (conditions)",
     rf"parameter/sluice/{STAGE}/channels/\*": "one parameter per provider channel, made at run",
+    rf"parameter/sluice/{STAGE}/alerts/\*": "one signing secret per account or key with alerts",
     r"log-group:/aws/lambda/sluice-[a-z_-]+:\*": "the function's log streams, one per container",
 }
 _PINNED_ARN = re.compile(
