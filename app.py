@@ -290,6 +290,33 @@ def verify_ledger(event: Any) -> dict[str, Any]:
     return {k: v for k, v in run.as_json().items() if k != "drift"} | {"drift": len(run.drift)}
 
 
+# Budget alerts: each table's stream (old and new image) to the same service. The stream ARNs
+# are the tables' own, wired in by devtools/package.py; locally devtools/streams.py polls the
+# streams and calls the same service.
+TOKENS_STREAM = "arn:aws:dynamodb:::table/tokens/stream/wired-by-package"
+ACCOUNTS_STREAM = "arn:aws:dynamodb:::table/accounts/stream/wired-by-package"
+
+
+@app.on_dynamodb_record(
+    stream_arn=TOKENS_STREAM, name="token_alerts", starting_position="TRIM_HORIZON"
+)
+def token_alerts(event: Any) -> dict[str, int]:
+    from chalicelib.services import alerts
+
+    records = [(r.event_name, r.old_image, r.new_image) for r in event]
+    return alerts.handle_records("token", records).as_json()
+
+
+@app.on_dynamodb_record(
+    stream_arn=ACCOUNTS_STREAM, name="account_alerts", starting_position="TRIM_HORIZON"
+)
+def account_alerts(event: Any) -> dict[str, int]:
+    from chalicelib.services import alerts
+
+    records = [(r.event_name, r.old_image, r.new_image) for r in event]
+    return alerts.handle_records("account", records).as_json()
+
+
 def _time_left(event: Any) -> Callable[[], float] | None:
     """Seconds this invocation has left, from the Lambda context (None: no limit known)."""
     context = getattr(event, "context", None)
