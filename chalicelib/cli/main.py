@@ -22,6 +22,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from chalicelib.cli import alerts as cli_alerts
 from chalicelib.cli import config as cli_config
 from chalicelib.cli import keys as cli_keys
 from chalicelib.cli import ledger as cli_ledger
@@ -427,6 +428,7 @@ cli.add_command(cli_config.groups)
 cli.add_command(cli_resets.resets)
 cli.add_command(cli_ledger.ledger)
 cli.add_command(cli_keys.keys)
+cli.add_command(cli_alerts.alerts)
 
 
 def main() -> None:

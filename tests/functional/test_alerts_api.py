@@ -228,3 +228,35 @@ def test_dead_letters_are_listed_for_the_operator_only(owner: tuple[Any, dict[st
     assert [d["threshold"] for d in first["data"] + second["data"]] == [51, 50]
     assert first["data"][0]["last_error"] == "HTTP 500"
     assert status in (401, 403)
+
+
+def test_the_cli_sets_shows_rotates_and_turns_off_alerts(owner: tuple[Any, dict[str, Any]]) -> None:
+    # GIVEN an account, from the operator's shell
+    from click.testing import CliRunner
+
+    from chalicelib.cli.main import cli
+
+    _, created = owner
+    account_id, token_id = created["account"]["id"], created["default_token"]["id"]
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["alerts", *args], catch_exceptions=False)
+
+    # WHEN alerts are set on the account and a key, shown, rotated, refused and turned off
+    first = run("set", account_id, "--url", URL, "--threshold", "90", "--json")
+    shown = run("show", account_id)
+    keyed = run("set", account_id, "--token", token_id, "--url", URL)
+    rotated = run("rotate-secret", account_id, "--json")
+    bad = run("set", account_id, "--url", "http://hooks.example.com/x")
+    off = run("off", account_id)
+    after = run("show", account_id, "--json")
+    dead = run("dead-letters")
+
+    # THEN the secret is printed by set (the first time) and rotate only
+    secret = json.loads(first.output)["webhook_secret"]
+    assert "whsec_" not in shown.output and "90%" in shown.output
+    assert "Signing secret (shown once): whsec_" in keyed.output
+    assert json.loads(rotated.output)["webhook_secret"] not in (None, secret)
+    assert bad.exit_code == 1 and "--webhook-url must use https" in bad.output
+    assert off.exit_code == 0 and json.loads(after.output)["enabled"] is False
+    assert dead.output.strip() == "(none)"
