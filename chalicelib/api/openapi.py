@@ -82,7 +82,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/admin/accounts", "GET"): Op("List accounts, newest first", "AccountList", query=PAGE),
     ("/admin/accounts/{account_id}", "GET"): Op("Read an account", "Account"),
     ("/admin/accounts/{account_id}", "PATCH"): Op(
-        "Rename, disable or enable an account", "Account", request="PatchAccount"
+        "Rename, disable or enable an account; set its limits", "Account", request="PatchAccount"
     ),
     ("/admin/accounts/{account_id}/credit", "POST"): Op(
         "Add balance to an account", "Account", request="CreditAccount"
@@ -338,6 +338,15 @@ _ACCOUNT = {
         "items": {"type": "string"},
         "description": "The channel groups this account's keys may use (granted by the operator)",
     },
+    "rpm_limit": _nullable(
+        "integer", minimum=1, description="Requests per UTC minute, all keys together; null: none"
+    ),
+    "tpm_limit": _nullable(
+        "integer", minimum=1, description="Tokens per UTC minute, all keys together; null: none"
+    ),
+    "max_concurrency": _nullable(
+        "integer", minimum=1, description="Calls in flight, all keys together; null: none"
+    ),
 }
 
 _TOKEN = {

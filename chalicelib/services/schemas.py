@@ -128,6 +128,10 @@ class CreateAccount(Body):
     quota_usd: UsdString | None = None
     unlimited: bool = False
     groups: Groups | None = None
+    # Limits on all the account's keys together; null: none (see chalicelib/core/limits.py).
+    rpm_limit: RequestsPerMinute | None = None
+    tpm_limit: TokensPerMinute | None = None
+    max_concurrency: Concurrency | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -144,9 +148,14 @@ class CreateAccount(Body):
 
 
 class PatchAccount(Body):
+    """``rpm_limit: null`` (and the other limits) removes the limit."""
+
     name: Name | None = None
     status: Status | None = None
     groups: Groups | None = None
+    rpm_limit: RequestsPerMinute | None = None
+    tpm_limit: TokensPerMinute | None = None
+    max_concurrency: Concurrency | None = None
 
 
 class CreditAccount(Body):

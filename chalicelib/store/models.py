@@ -101,6 +101,13 @@ class Account(Model):
     groups = ListAttribute[str](of=UnicodeAttribute, null=True)  # type: ignore[arg-type]
     # request id -> [reserved units, epoch seconds]; see the timeline in chalicelib/core/quota.py
     pending = MapAttribute[str, Any](default=dict)
+    # Limits on all the account's keys together (absent: none) and their minute windows, as on
+    # a token; the reservation compares the windows with these stored attributes.
+    rpm_limit = NumberAttribute(null=True)
+    tpm_limit = NumberAttribute(null=True)
+    max_concurrency = NumberAttribute(null=True)
+    requests_by_minute = MapAttribute[str, Any](null=True)
+    tokens_by_minute = MapAttribute[str, Any](null=True)
     # Budget alerts (absent: none): the thresholds, and the highest one delivered in which
     # epoch (see chalicelib/core/alerts.py). Where deliveries go is a ConfigItem ("alert").
     alert_thresholds = ListAttribute[int](of=NumberAttribute, null=True)  # type: ignore[arg-type]
