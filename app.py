@@ -17,7 +17,15 @@ from typing import Any
 
 from chalice import Chalice, Cron, Rate, Response
 
-from chalicelib.api import auth, config_routes, console, key_routes, reset_routes, web
+from chalicelib.api import (
+    alert_routes,
+    auth,
+    config_routes,
+    console,
+    key_routes,
+    reset_routes,
+    web,
+)
 from chalicelib.core.media import UPLOAD_MEDIA_TYPES
 from chalicelib.store import configure_store
 
@@ -31,6 +39,7 @@ app.register_blueprint(console.bp)  # /console: the web console's static files
 app.register_blueprint(config_routes.bp)  # /admin/channels, /admin/models, /admin/groups
 app.register_blueprint(reset_routes.bp)  # /admin/resets/run, /admin/sweeper/run
 app.register_blueprint(key_routes.bp)  # /admin/keys: operator keys
+app.register_blueprint(alert_routes.bp)  # budget alerts: /account/alerts, /tokens/{id}/alerts
 
 
 def _caller() -> auth.Caller:
@@ -330,6 +339,33 @@ def verify_ledger(event: Any) -> dict[str, Any]:
 
     run = ledger_verify.verify(web.now(), _time_left(event))
     return {k: v for k, v in run.as_json().items() if k != "drift"} | {"drift": len(run.drift)}
+
+
+# Budget alerts: each table's stream (old and new image) to the same service. The stream ARNs
+# are the tables' own, wired in by devtools/package.py; locally devtools/streams.py polls the
+# streams and calls the same service.
+TOKENS_STREAM = "arn:aws:dynamodb:::table/tokens/stream/wired-by-package"
+ACCOUNTS_STREAM = "arn:aws:dynamodb:::table/accounts/stream/wired-by-package"
+
+
+@app.on_dynamodb_record(
+    stream_arn=TOKENS_STREAM, name="token_alerts", starting_position="TRIM_HORIZON"
+)
+def token_alerts(event: Any) -> dict[str, int]:
+    from chalicelib.services import alerts
+
+    records = [(r.event_name, r.old_image, r.new_image) for r in event]
+    return alerts.handle_records("token", records).as_json()
+
+
+@app.on_dynamodb_record(
+    stream_arn=ACCOUNTS_STREAM, name="account_alerts", starting_position="TRIM_HORIZON"
+)
+def account_alerts(event: Any) -> dict[str, int]:
+    from chalicelib.services import alerts
+
+    records = [(r.event_name, r.old_image, r.new_image) for r in event]
+    return alerts.handle_records("account", records).as_json()
 
 
 def _time_left(event: Any) -> Callable[[], float] | None:

@@ -202,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
 
     reset_settings()
     from chalicelib.relay.app import app as relay_app
+    from devtools.streams import start_in_background
 
+    # Budget alerts: the tables' streams to the same handler Lambda runs in AWS.
+    stop_streams = start_in_background()
     server = uvicorn.Server(
         _config(Front(relay_app, f"http://127.0.0.1:{internal}"), args.host, args.port)
     )
@@ -215,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.run()
     finally:
+        stop_streams.set()
         if backend.poll() is None:
             backend.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):

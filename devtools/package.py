@@ -18,6 +18,9 @@ generated template the names the rest of the stack relies on:
   a template creates are always the ones its Lambdas' ``SLUICE_TABLE_PREFIX`` points at;
 * ``/v1/{proxy+}`` goes to the relay function (``wire_relay``): a streaming Lambda proxy
   integration, with the stage's settings and log retention, and API Gateway allowed to invoke it;
+* a stream handler's ``Stream`` (app.py names a placeholder, ``.../table/<suffix>/stream/
+  wired-by-package``) becomes the ``StreamArn`` of the table ``infra/tables.yaml`` creates, with a
+  bounded number of retries (``wire_streams``);
 * the policy files say ``arn:aws:<service>:*:*:...`` (valid for ``chalice deploy`` too); here the
   region and account are pinned to the stack's own with ``Fn::Sub``.
 
@@ -227,6 +230,40 @@ def wire_relay(template: dict[str, Any], stage: str) -> None:
     }
 
 
+_STREAM_PLACEHOLDER = re.compile(r"^arn:aws:dynamodb:::table/([a-z]+)/stream/wired-by-package$")
+# A batch whose handler fails (DynamoDB unavailable) is retried this many times, then skipped:
+# a stuck batch must not hold up the shard's later changes for the stream's 24 hours.
+STREAM_MAX_RETRIES = 10
+
+
+def wire_streams(template: dict[str, Any]) -> None:
+    """Point every DynamoDB event of a function at its table's stream (in place)."""
+    tables = {
+        table_suffix: logical_id
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::DynamoDB::Table"
+        for table_suffix in [_suffix_of(resource)]
+    }
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in resource["Properties"].get("Events", {}).values():
+            if event.get("Type") != "DynamoDB":
+                continue
+            placeholder = _STREAM_PLACEHOLDER.match(str(event["Properties"]["Stream"]))
+            if placeholder is None or placeholder.group(1) not in tables:
+                raise ValueError(f"{logical_id}: its stream names no table of infra/tables.yaml")
+            table = tables[placeholder.group(1)]
+            event["Properties"]["Stream"] = {"Fn::GetAtt": [table, "StreamArn"]}
+            event["Properties"]["MaximumRetryAttempts"] = STREAM_MAX_RETRIES
+
+
+def _suffix_of(table: dict[str, Any]) -> str:
+    """``tokens`` for a table named ``sluice-${Stage}-tokens``."""
+    name = table["Properties"]["TableName"]
+    return str(name.get("Fn::Sub", name) if isinstance(name, dict) else name).rsplit("-", 1)[-1]
+
+
 def _with_stage(value: Any, stage: str) -> Any:
     """``${Stage}`` written out in every ``Fn::Sub`` string: the names are final, like the
     policy files' (the Stage parameter can only be this stage anyway)."""
@@ -246,6 +283,7 @@ def finish_template(template: dict[str, Any], stage: str, functions: list[str]) 
     """Name the functions and the API, and pin the role policies to the stack (in place)."""
     if RELAY_FUNCTION in template["Resources"]:
         wire_relay(template, stage)
+    wire_streams(template)
     by_logical_id = {cfn_name(function): function for function in functions}
     # chalice's log groups say /aws/lambda/${ApiHandler} after renaming that function APIHandler.
     by_logical_id |= {to_cfn_resource_name(function): function for function in functions}

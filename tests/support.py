@@ -61,5 +61,9 @@ ACCOUNT_FIELDS = frozenset(
         "remaining_usd",
         "created_at",
         "groups",
+        # Limits on all the account's keys together (null: none)
+        "rpm_limit",
+        "tpm_limit",
+        "max_concurrency",
     }
 )

@@ -83,7 +83,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/admin/accounts", "GET"): Op("List accounts, newest first", "AccountList", query=PAGE),
     ("/admin/accounts/{account_id}", "GET"): Op("Read an account", "Account"),
     ("/admin/accounts/{account_id}", "PATCH"): Op(
-        "Rename, disable or enable an account", "Account", request="PatchAccount"
+        "Rename, disable or enable an account; set its limits", "Account", request="PatchAccount"
     ),
     ("/admin/accounts/{account_id}/credit", "POST"): Op(
         "Add balance to an account", "Account", request="CreditAccount"
@@ -210,6 +210,44 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Check every key and account against the ledger's invariants (reads only)",
         "LedgerReport",
         query=("cursor",),
+    ),
+    ("/account/alerts", "GET"): Op("Read the caller's budget alerts", "Alerts"),
+    ("/account/alerts", "PUT"): Op(
+        "Set budget alerts; the first time, the answer holds the signing secret (shown once)",
+        "AlertsMaybeSecret",
+        request="AlertSettings",
+        errors=(404,),
+    ),
+    ("/account/alerts", "DELETE"): Op("Turn budget alerts off", None, 204, errors=(404,)),
+    ("/account/alerts/rotate-secret", "POST"): Op(
+        "Issue a new webhook signing secret (shown once)", "AlertsWithSecret"
+    ),
+    ("/tokens/{token_id}/alerts", "GET"): Op("Read an API key's budget alerts", "Alerts"),
+    ("/tokens/{token_id}/alerts", "PUT"): Op(
+        "Set an API key's budget alerts; the first time, with the signing secret (shown once)",
+        "AlertsMaybeSecret",
+        request="AlertSettings",
+    ),
+    ("/tokens/{token_id}/alerts", "DELETE"): Op("Turn an API key's budget alerts off", None, 204),
+    ("/tokens/{token_id}/alerts/rotate-secret", "POST"): Op(
+        "Issue a new signing secret for an API key's alerts (shown once)",
+        "AlertsWithSecret",
+    ),
+    ("/admin/accounts/{account_id}/alerts", "GET"): Op("Read an account's budget alerts", "Alerts"),
+    ("/admin/accounts/{account_id}/alerts", "PUT"): Op(
+        "Set an account's budget alerts; the first time, with the signing secret (shown once)",
+        "AlertsMaybeSecret",
+        request="AlertSettings",
+    ),
+    ("/admin/accounts/{account_id}/alerts", "DELETE"): Op(
+        "Turn an account's budget alerts off", None, 204
+    ),
+    ("/admin/accounts/{account_id}/alerts/rotate-secret", "POST"): Op(
+        "Issue a new signing secret for an account's alerts (shown once)",
+        "AlertsWithSecret",
+    ),
+    ("/admin/alerts/dead-letters", "GET"): Op(
+        "Alert deliveries that failed every attempt, newest first", "DeadLetterList", query=PAGE
     ),
     ("/logs", "GET"): Op(
         "One line per relayed request, newest first",
@@ -369,6 +407,15 @@ _ACCOUNT = {
         "items": {"type": "string"},
         "description": "The channel groups this account's keys may use (granted by the operator)",
     },
+    "rpm_limit": _nullable(
+        "integer", minimum=1, description="Requests per UTC minute, all keys together; null: none"
+    ),
+    "tpm_limit": _nullable(
+        "integer", minimum=1, description="Tokens per UTC minute, all keys together; null: none"
+    ),
+    "max_concurrency": _nullable(
+        "integer", minimum=1, description="Calls in flight, all keys together; null: none"
+    ),
 }
 
 _TOKEN = {
@@ -412,6 +459,36 @@ _OPERATOR_KEY = {
     "last_used_at": {**_TIME, "type": ["string", "null"], "description": "To the minute"},
     "key_preview": {"type": "string", "description": "Enough of the key to recognise it"},
 }
+
+
+_ALERTS = {
+    "account_id": {"type": "string"},
+    "token_id": _nullable("string", description="null: the account's own alerts"),
+    "thresholds": {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 1, "maximum": 100},
+        "description": "Percent of the quota (a key's per reset period; an account's granted)",
+    },
+    "webhook_url": _nullable("string", description="null: alerts are not set up"),
+    "enabled": {"type": "boolean"},
+    "updated_at": {**_TIME, "type": ["string", "null"]},
+}
+_WEBHOOK_SECRET = {
+    "type": "string",
+    "pattern": "^whsec_",
+    "description": (
+        "Signs each delivery: X-Sluice-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "
+        '"<t>.<raw body>">. Shown once'
+    ),
+}
+
+
+def _alerts_with_secret(required: bool) -> dict[str, Any]:
+    schema = _object({**_ALERTS, "webhook_secret": _WEBHOOK_SECRET})
+    if not required:
+        schema["required"] = list(_ALERTS)
+        schema["description"] = "webhook_secret only when this call created the settings"
+    return schema
 
 
 def _page(item: str) -> dict[str, Any]:
@@ -721,6 +798,22 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "An operator key just created.",
     ),
     "OperatorKeyList": _page("OperatorKey"),
+    "Alerts": _object(_ALERTS),
+    "AlertsWithSecret": _alerts_with_secret(True),
+    "AlertsMaybeSecret": _alerts_with_secret(False),
+    "DeadLetter": _object(
+        {
+            "at": _TIME,
+            "account_id": {"type": "string"},
+            "token_id": _nullable("string"),
+            "threshold": {"type": "integer"},
+            "webhook_url": {"type": "string"},
+            "attempts": {"type": "integer"},
+            "last_error": _nullable("string"),
+            "payload": {"type": "string", "description": "The body that was signed and sent"},
+        }
+    ),
+    "DeadLetterList": _page("DeadLetter"),
     "Text": {"type": "string"},
     "Any": {"description": "Not documented yet."},
 }

@@ -41,6 +41,12 @@ ADMIN_ROUTES: dict[tuple[str, str], str] = {
     ("/admin/keys/{key_id}", "GET"): "keys:admin",
     ("/admin/keys/{key_id}", "PATCH"): "keys:admin",
     ("/admin/keys/{key_id}", "DELETE"): "keys:admin",
+    # Budget alerts
+    ("/admin/accounts/{account_id}/alerts", "GET"): "accounts:read",
+    ("/admin/accounts/{account_id}/alerts", "PUT"): "accounts:write",
+    ("/admin/accounts/{account_id}/alerts", "DELETE"): "accounts:write",
+    ("/admin/accounts/{account_id}/alerts/rotate-secret", "POST"): "accounts:write",
+    ("/admin/alerts/dead-letters", "GET"): "accounts:read",
 }
 
 ACCOUNT_ROUTES: dict[tuple[str, str], str] = {
@@ -54,6 +60,14 @@ ACCOUNT_ROUTES: dict[tuple[str, str], str] = {
     ("/logs", "GET"): "logs:read",
     ("/usage", "GET"): "logs:read",
     ("/audit", "GET"): "audit:read",
+    ("/account/alerts", "GET"): "accounts:read",
+    ("/account/alerts", "PUT"): "accounts:write",
+    ("/account/alerts", "DELETE"): "accounts:write",
+    ("/account/alerts/rotate-secret", "POST"): "accounts:write",
+    ("/tokens/{token_id}/alerts", "GET"): "accounts:read",
+    ("/tokens/{token_id}/alerts", "PUT"): "accounts:write",
+    ("/tokens/{token_id}/alerts", "DELETE"): "accounts:write",
+    ("/tokens/{token_id}/alerts/rotate-secret", "POST"): "accounts:write",
 }
 
 ROUTE_SCOPES: dict[tuple[str, str], str] = {**ADMIN_ROUTES, **ACCOUNT_ROUTES}

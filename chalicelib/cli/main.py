@@ -23,6 +23,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from chalicelib.cli import alerts as cli_alerts
 from chalicelib.cli import audit as cli_audit
 from chalicelib.cli import config as cli_config
 from chalicelib.cli import keys as cli_keys
@@ -156,6 +157,10 @@ ACCOUNT_COLUMNS: list[tuple[str, Callable]] = [
     ("reserved", lambda a: a["reserved_units"]),
     ("created", lambda a: a["created_at"]),
 ]
+ACCOUNT_LIMIT_COLUMNS: list[tuple[str, Callable]] = [
+    (name, lambda a, name=name: "none" if a[name] is None else a[name])
+    for name in ("rpm_limit", "tpm_limit", "max_concurrency")
+]
 TOKEN_COLUMNS: list[tuple[str, Callable]] = [
     ("id", lambda t: t["id"]),
     ("name", lambda t: t["name"]),
@@ -272,6 +277,29 @@ def set_account_groups(account_id: str, groups: tuple[str, ...], as_json: bool) 
     management = _store()
     account = management.patch_account(account_id, _body("PatchAccount", {"groups": list(groups)}))
     _show(account, [account], ACCOUNT_COLUMNS, as_json)
+
+
+@accounts.command("limits")
+@click.argument("account_id")
+@click.option("--rpm-limit", default=None, help="Requests per UTC minute, all keys; or none.")
+@click.option("--tpm-limit", default=None, help="Tokens per UTC minute, all keys; or none.")
+@click.option("--max-concurrency", default=None, help="Calls in flight, all keys; or none.")
+@json_option
+def set_account_limits(account_id: str, as_json: bool, **given: str | None) -> None:
+    """Set or remove (``none``) limits capping all of ACCOUNT_ID's keys together."""
+    from chalicelib.services import schemas
+
+    management = _store()
+    fields = {k: _limit_value(v) for k, v in given.items() if v is not None}
+    try:
+        body = schemas.PatchAccount.model_validate(fields)
+    except ValidationError as exc:
+        raise schemas.validation_error(exc) from exc
+    account = management.patch_account(account_id, body)
+    if as_json:
+        _echo_json(account)
+        return
+    click.echo(table([account], ACCOUNT_COLUMNS + ACCOUNT_LIMIT_COLUMNS))
 
 
 @accounts.command("credit")
@@ -435,6 +463,7 @@ cli.add_command(cli_resets.resets)
 cli.add_command(cli_ledger.ledger)
 cli.add_command(cli_keys.keys)
 cli.add_command(cli_audit.audit)
+cli.add_command(cli_alerts.alerts)
 
 
 def main() -> None:

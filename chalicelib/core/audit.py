@@ -214,6 +214,9 @@ def account_fields(account: AccountRecord) -> dict[str, Any]:
         "unlimited": account.unlimited,
         "quota_units": None if account.unlimited else account.quota_units,
         "groups": list(account.groups),
+        "rpm_limit": account.rpm_limit,
+        "tpm_limit": account.tpm_limit,
+        "max_concurrency": account.max_concurrency,
     }
 
 

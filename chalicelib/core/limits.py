@@ -20,9 +20,27 @@ conditional write (``store.ledger``), so the limits are exact under any concurre
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from chalicelib.core import errors
-from chalicelib.core.records import TokenRecord
+
+
+class Limited(Protocol):
+    """A key or an account: both may carry the three limits (an account's cap all its keys)."""
+
+    @property
+    def rpm_limit(self) -> int | None: ...
+    @property
+    def tpm_limit(self) -> int | None: ...
+    @property
+    def max_concurrency(self) -> int | None: ...
+    @property
+    def in_flight(self) -> int: ...
+    @property
+    def requests_by_minute(self) -> dict[int, int]: ...
+    @property
+    def tokens_by_minute(self) -> dict[int, int]: ...
+
 
 MAX_RPM = 1_000_000
 MAX_TPM = 10_000_000_000
@@ -53,44 +71,44 @@ def stale_minutes(known: Iterable[int], current: int) -> tuple[int, ...]:
     return tuple(sorted({m for m in known if m < current} | {current - 1, current - 2}))
 
 
-def has_limits(token: TokenRecord) -> bool:
+def has_limits(token: Limited) -> bool:
     return any(v is not None for v in (token.rpm_limit, token.tpm_limit, token.max_concurrency))
 
 
-def refusal(token: TokenRecord, now: int) -> errors.RateLimited | None:
-    """Which limit refused a reservation, from the key as it was (the ALL_OLD image)."""
+def refusal(token: Limited, now: int, who: str = "key") -> errors.RateLimited | None:
+    """Which limit refused a reservation, from the key (or account) as it was (ALL_OLD)."""
     this_minute = minute(now)
     requests = token.requests_by_minute.get(this_minute, 0)
     tokens = token.tokens_by_minute.get(this_minute, 0)
     if token.max_concurrency is not None and token.in_flight >= token.max_concurrency:
         return errors.RateLimited(
-            f"Concurrency limit reached: this key allows {token.max_concurrency} calls in "
+            f"Concurrency limit reached: this {who} allows {token.max_concurrency} calls in "
             "flight (max_concurrency); retry when one finishes.",
             headers={"Retry-After": "1", **rate_headers(token, now, requests, tokens)},
         )
     if token.rpm_limit is not None and requests >= token.rpm_limit:
         return errors.RateLimited(
-            f"Rate limit reached for requests: this key allows {token.rpm_limit} requests per "
+            f"Rate limit reached for requests: this {who} allows {token.rpm_limit} requests per "
             "minute (rpm_limit, fixed UTC minutes).",
             headers=_retry(token, now, requests, tokens),
         )
     if token.tpm_limit is not None and tokens >= token.tpm_limit:
         return errors.TokenRateLimited(
-            f"Rate limit reached for tokens: this key allows {token.tpm_limit} tokens per "
+            f"Rate limit reached for tokens: this {who} allows {token.tpm_limit} tokens per "
             f"minute (tpm_limit, fixed UTC minutes); {tokens} used this minute.",
             headers=_retry(token, now, requests, tokens),
         )
     return None
 
 
-def _retry(token: TokenRecord, now: int, requests: int, tokens: int) -> dict[str, str]:
+def _retry(token: Limited, now: int, requests: int, tokens: int) -> dict[str, str]:
     return {
         "Retry-After": str(seconds_to_next_minute(now)),
         **rate_headers(token, now, requests, tokens),
     }
 
 
-def rate_headers(token: TokenRecord, now: int, requests: int, tokens: int) -> dict[str, str]:
+def rate_headers(token: Limited, now: int, requests: int, tokens: int) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-*`` headers for the key's limits, from the current minute's
     counts of requests and tokens as this call saw them (none for a limit the key lacks)."""
     reset = f"{seconds_to_next_minute(now)}s"

@@ -153,7 +153,7 @@ def token_refusal(
 
 
 def account_refusal(
-    account: AccountRecord | None, group: str, reserve_units: int
+    account: AccountRecord | None, group: str, reserve_units: int, now: int | None = None
 ) -> errors.GatewayError:
     if account is None:
         return errors.InvalidKey()
@@ -166,6 +166,9 @@ def account_refusal(
             f"The account's balance is exhausted: {max(account.remaining_units, 0)} units left, "
             f"this request needs up to {reserve_units}."
         )
+    rate_limited = limits.refusal(account, now, who="account") if now is not None else None
+    if rate_limited is not None:
+        return rate_limited
     return errors.Conflict("This request id is already in use.")
 
 

@@ -29,6 +29,14 @@ class AccountRecord:
     # The channel groups this account's keys may use; the operator grants them (price ratios and
     # dedicated channels are the operator's, not the tenant's, to choose).
     groups: tuple[str, ...] = (DEFAULT_GROUP,)
+    # Limits capping all the account's keys together (None: none), as on a key (see
+    # core/limits.py), and what the item held when read: calls in flight, minute windows.
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_concurrency: int | None = None
+    in_flight: int = 0
+    requests_by_minute: dict[int, int] = field(default_factory=dict, compare=False)
+    tokens_by_minute: dict[int, int] = field(default_factory=dict, compare=False)
 
     def is_exhausted(self) -> bool:
         return not self.unlimited and self.remaining_units <= 0

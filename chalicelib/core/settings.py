@@ -73,6 +73,15 @@ class Settings:
     # A video job holds its reservation until the provider finishes it, at most this long: a
     # job still unfinished then is refunded (the sweeper asks the provider once more first).
     video_job_max_seconds: int = 6 * 3600
+    # Budget alerts (chalicelib/core/alerts.py). Deployed, a webhook's signing secret lives in
+    # an SSM SecureString under this prefix; locally it sits in the alert settings item.
+    alert_secret_ssm_prefix: str | None = None
+    # Plain-HTTP webhooks to a loopback address: for local stacks only (default: on when the
+    # store is local), never on a deployed stage.
+    alert_allow_http_loopback: bool = False
+    alert_delivery_attempts: int = 4
+    alert_backoff_seconds: float = 1.0
+    alert_timeout_seconds: float = 5.0
 
     @property
     def is_local(self) -> bool:
@@ -127,6 +136,16 @@ class Settings:
             reservation_max_age_seconds=_int(env, "SLUICE_RESERVATION_MAX_AGE", 960),
             max_audio_seconds=_int(env, "SLUICE_MAX_AUDIO_SECONDS", 1800),
             video_job_max_seconds=_int(env, "SLUICE_VIDEO_JOB_MAX_SECONDS", 6 * 3600),
+            alert_secret_ssm_prefix=aws_only("SLUICE_ALERT_SECRET_SSM_PREFIX"),
+            alert_allow_http_loopback=env.get(
+                "SLUICE_ALERT_ALLOW_HTTP_LOOPBACK", "1" if endpoint else ""
+            )
+            .strip()
+            .lower()
+            in {"1", "true"},
+            alert_delivery_attempts=max(_int(env, "SLUICE_ALERT_DELIVERY_ATTEMPTS", 4), 1),
+            alert_backoff_seconds=_float(env, "SLUICE_ALERT_BACKOFF_SECONDS", 1.0),
+            alert_timeout_seconds=_float(env, "SLUICE_ALERT_TIMEOUT_SECONDS", 5.0),
         )
 
 

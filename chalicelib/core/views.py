@@ -69,6 +69,9 @@ def account_json(account: AccountRecord) -> dict[str, Any]:
         "remaining_usd": units_to_usd(remaining),
         "created_at": iso(account.created_at),
         "groups": list(account.groups),
+        "rpm_limit": account.rpm_limit,
+        "tpm_limit": account.tpm_limit,
+        "max_concurrency": account.max_concurrency,
     }
 
 

@@ -488,7 +488,8 @@ def reserve(call: Call, source_ip: str) -> Held:
     """Hold the worst case on key and account: retried after a lazy reset, an edit of the key,
     or with a fresh budget; raises the precise refusal otherwise (logged as rejected)."""
     now = int(time.time())
-    plan = call.plan(quota.budget(call.token, _account(call.token.account_id)))
+    account = _account(call.token.account_id)
+    plan = call.plan(quota.budget(call.token, account))
     record = _record(
         call.token, call.model, call.kind, call.payload, plan.reserve_units, call.group
     )
@@ -501,8 +502,11 @@ def reserve(call: Call, source_ip: str) -> Held:
             call.model,
             meters_tokens=call.token.tpm_limit is not None,
             job=call.job,
+            account_meters_tokens=account is not None and account.tpm_limit is not None,
         )
-        refusal = ledger.reserve_counted(reservation, call.key_check(), now)
+        refusal = ledger.reserve_counted(
+            reservation, call.key_check(), now, _account_limits(account)
+        )
         if isinstance(refusal, ledger.Counted):
             reserved = replace(record, reserved_units=plan.reserve_units)
             return Held(reservation, plan, reserved, refusal)
@@ -523,12 +527,24 @@ def reserve(call: Call, source_ip: str) -> Held:
 MAX_RESERVE_ATTEMPTS = 3
 
 
+def _account_limits(account: AccountRecord | None) -> ledger.AccountLimits | None:
+    """The account's limit clauses, from the cached account (None: it has none)."""
+    if account is None or not limits.has_limits(account):
+        return None
+    return ledger.AccountLimits(
+        rpm_limit=account.rpm_limit,
+        tpm_limit=account.tpm_limit,
+        max_concurrency=account.max_concurrency,
+        known_minutes=(*account.requests_by_minute, *account.tokens_by_minute),
+    )
+
+
 def _after_refusal(
     call: Call, plan: quota.Plan, refusal: ledger.Refusal, source_ip: str, now: int
 ) -> errors.GatewayError | tuple[Call, quota.Plan]:
     """The refusal's error, or the call and plan to try again with."""
     if not refusal.token_refused:
-        error = quota.account_refusal(refusal.account, call.group, plan.reserve_units)
+        error = quota.account_refusal(refusal.account, call.group, plan.reserve_units, now)
     else:
         verdict = quota.token_refusal(
             refusal.token, call.key.key_hash, call.token.revision, plan.reserve_units, now

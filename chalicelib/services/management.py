@@ -67,6 +67,9 @@ def create_account(body: schemas.CreateAccount, now: int) -> dict[str, Any]:
         created_at=now,
         management_key_hash=keys.hash_key(management_key),
         groups=tuple(body.groups or (DEFAULT_GROUP,)),
+        rpm_limit=body.rpm_limit,
+        tpm_limit=body.tpm_limit,
+        max_concurrency=body.max_concurrency,
     )
     # The default key uses the first granted group, so it works from the start.
     token, key = _new_token(account_id, now, name="default", group=account.groups[0])
@@ -122,17 +125,26 @@ def _refuse_nulls(body: schemas.Body, *names: str) -> None:
 def patch_account(account_id: str, body: schemas.PatchAccount) -> dict[str, Any]:
     _refuse_nulls(body, "name", "status", "groups")
     groups = tuple(body.groups) if body.groups is not None else None
+    account_limits = {
+        name: getattr(body, name) for name in token_store.LIMITS if name in body.model_fields_set
+    }
     current = account_store.require(account_id)
     after = replace(
         current,
         name=current.name if body.name is None else body.name,
         status=current.status if body.status is None else body.status,
         groups=current.groups if groups is None else groups,
+        **account_limits,
     )
     changes = audit.diff(audit.account_fields(current), audit.account_fields(after))
     entry = audit.entry("account.update", account_id, changes, account_id=account_id)
     updated = account_store.update(
-        account_id, name=body.name, status=body.status, groups=groups, audit=entry
+        account_id,
+        name=body.name,
+        status=body.status,
+        groups=groups,
+        limits=account_limits,
+        audit=entry,
     )
     return views.account_json(updated)
 

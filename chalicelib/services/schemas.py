@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from chalicelib.core import limits, payloads, text
+from chalicelib.core import alerts, limits, payloads, text
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.pricing import PRICE_FIELDS
 from chalicelib.core.scopes import SCOPES
@@ -129,6 +129,10 @@ class CreateAccount(Body):
     quota_usd: UsdString | None = None
     unlimited: bool = False
     groups: Groups | None = None
+    # Limits on all the account's keys together; null: none (see chalicelib/core/limits.py).
+    rpm_limit: RequestsPerMinute | None = None
+    tpm_limit: TokensPerMinute | None = None
+    max_concurrency: Concurrency | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -145,9 +149,14 @@ class CreateAccount(Body):
 
 
 class PatchAccount(Body):
+    """``rpm_limit: null`` (and the other limits) removes the limit."""
+
     name: Name | None = None
     status: Status | None = None
     groups: Groups | None = None
+    rpm_limit: RequestsPerMinute | None = None
+    tpm_limit: TokensPerMinute | None = None
+    max_concurrency: Concurrency | None = None
 
 
 class CreditAccount(Body):
@@ -278,6 +287,29 @@ class PatchOperatorKey(Body):
     name: Name | None = None
     scopes: Scopes | None = None
     status: Status | None = None
+
+
+def _distinct_thresholds(values: list[int]) -> list[int]:
+    if len(set(values)) != len(values):
+        raise ValueError("must not repeat a threshold")
+    return values
+
+
+Threshold = Annotated[int, Field(ge=1, le=100)]
+
+
+class AlertSettings(Body):
+    """Budget alerts of an account or key: percentages of its quota, and where to POST."""
+
+    thresholds: (
+        Annotated[
+            list[Threshold],
+            Field(min_length=1, max_length=alerts.MAX_THRESHOLDS),
+            AfterValidator(_distinct_thresholds),
+        ]
+        | None
+    ) = None
+    webhook_url: Annotated[str, StringConstraints(min_length=1, max_length=alerts.MAX_URL_LENGTH)]
 
 
 def parse(schema: type[Body], raw: bytes | str | None) -> Any:

@@ -32,7 +32,19 @@ def to_record(item: Account) -> AccountRecord:
         created_at=int(item.created_at),
         management_key_hash=item.management_key_hash,
         groups=tuple(item.groups) if item.groups is not None else (DEFAULT_GROUP,),
+        **_limits_of(item),
     )
+
+
+def _limits_of(item: Account) -> dict[str, Any]:
+    return {
+        "rpm_limit": tokens.optional_int(item.rpm_limit),
+        "tpm_limit": tokens.optional_int(item.tpm_limit),
+        "max_concurrency": tokens.optional_int(item.max_concurrency),
+        "in_flight": len(tokens.as_dict(item.pending)),
+        "requests_by_minute": tokens.windows(item.requests_by_minute),
+        "tokens_by_minute": tokens.windows(item.tokens_by_minute),
+    }
 
 
 def record_from_raw(raw: dict[str, Any]) -> AccountRecord:
@@ -57,6 +69,11 @@ def create(
         management_key_hash=account.management_key_hash,
         groups=list(account.groups),
         pending={},
+        rpm_limit=account.rpm_limit,
+        tpm_limit=account.tpm_limit,
+        max_concurrency=account.max_concurrency,
+        requests_by_minute={},
+        tokens_by_minute={},
     )
 
     def build(transaction: TransactWrite) -> None:
@@ -114,7 +131,9 @@ def update(
     status: str | None = None,
     groups: tuple[str, ...] | None = None,
     audit: AuditEntry | None = None,
+    limits: dict[str, int | None] | None = None,
 ) -> AccountRecord:
+    """``limits``: the rate limits to set (an int) or remove (None), by name."""
     actions: list[Action] = []
     if name is not None:
         actions.append(Account.name.set(name))
@@ -122,6 +141,15 @@ def update(
         actions.append(Account.status.set(status))
     if groups is not None:
         actions.append(Account.groups.set(list(groups)))
+    for name, value in (limits or {}).items():
+        attribute = getattr(Account, name)
+        actions.append(attribute.remove() if value is None else attribute.set(value))
+    if any(value is not None for value in (limits or {}).values()):
+        # Items older than the limits have no window maps yet; the reservation needs them.
+        actions += [
+            Account.requests_by_minute.set(Account.requests_by_minute | {}),
+            Account.tokens_by_minute.set(Account.tokens_by_minute | {}),
+        ]
     if not actions or not tokens.plausible_id(account_id):
         return require(account_id)
     _update(account_id, actions, audit)

@@ -103,6 +103,8 @@ class Reservation:
     meters_tokens: bool = False
     # Set for a reservation held by an upstream job past its call ("video"); see the docstring.
     job: str = ""
+    # The same for the account's own tokens-per-minute limit.
+    account_meters_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,21 @@ class KeyCheck:
     max_concurrency: int | None = None
     # Minute windows the checked copy of the key held (removed when older than this minute).
     known_minutes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """Which limit clauses the account's reservation carries, from the cached account: the
+    condition compares with the limits the item stores, not with these values."""
+
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_concurrency: int | None = None
+    known_minutes: tuple[int, ...] = ()
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.rpm_limit, self.tpm_limit, self.max_concurrency))
 
 
 def _reserving(r: Reservation, now: int) -> dict[str, Any]:
@@ -189,28 +206,43 @@ def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
     )
 
 
-def _reserve_account(group: str, r: Reservation, now: int) -> Outcome:
+def _reserve_account(
+    group: str, r: Reservation, now: int, capped: AccountLimits | None = None
+) -> Outcome:
     # The account is enabled, still grants the key's group (an operator's revocation stops the
     # very next call), can afford the worst case, and this request has not reserved yet. Items
-    # older than the groups attribute grant only the default group.
+    # older than the groups attribute grant only the default group. An account with limits on
+    # all its keys together also has fewer calls in flight, and this minute's requests and
+    # tokens below them (compared with its stored limits).
     granted = "contains(#groups, :group)"
     if group == DEFAULT_GROUP:
         granted = f"(attribute_not_exists(#groups) OR {granted})"
     shared = _reserving(r, now)
+    sets, removes, limited, names, values = (
+        limit_clauses(capped, now, stored=True)
+        if capped is not None and capped.any
+        else ("", "", "", {}, {})
+    )
     return _update(
         TableName=Account.Meta.table_name,
         Key={"id": {"S": r.account_id}},
-        UpdateExpression=shared["update"],
+        UpdateExpression=shared["update"] + sets + removes,
         ConditionExpression=(
             f"#status = :enabled AND {granted} AND (unlimited = :true OR remaining_units >= :r)"
-            " AND attribute_not_exists(pending.#rid)"
+            " AND attribute_not_exists(pending.#rid)" + limited
         ),
-        ExpressionAttributeNames={"#status": "status", "#rid": r.rid, "#groups": "groups"},
+        ExpressionAttributeNames={
+            "#status": "status",
+            "#rid": r.rid,
+            "#groups": "groups",
+            **names,
+        },
         ExpressionAttributeValues={
             **shared["values"],
             ":enabled": {"S": "enabled"},
             ":true": {"BOOL": True},
             ":group": {"S": group},
+            **values,
         },
         ReturnValuesOnConditionCheckFailure="ALL_OLD",
     )
@@ -263,20 +295,24 @@ class Refusal:
     account: AccountRecord | None
 
 
-def reserve(reservation: Reservation, key: KeyCheck, now: int) -> Refusal | None:
+def reserve(
+    reservation: Reservation, key: KeyCheck, now: int, capped: AccountLimits | None = None
+) -> Refusal | None:
     """Reserve on token and account at once; None on success, else why it was refused.
 
     If one side refuses, the other side's reservation is undone before returning.
     """
-    outcome = reserve_counted(reservation, key, now)
+    outcome = reserve_counted(reservation, key, now, capped)
     return outcome if isinstance(outcome, Refusal) else None
 
 
-def reserve_counted(reservation: Reservation, key: KeyCheck, now: int) -> Refusal | Counted:
+def reserve_counted(
+    reservation: Reservation, key: KeyCheck, now: int, capped: AccountLimits | None = None
+) -> Refusal | Counted:
     """``reserve``, telling on success where the key's current minute stands (for headers)."""
     r = reservation
     token_future: Future[Outcome] = pool().submit(_reserve_token, key, r, now)
-    account_outcome = _reserve_account(key.group, r, now)
+    account_outcome = _reserve_account(key.group, r, now, capped)
     token_outcome = token_future.result()
     token_ok = token_outcome.ok or _is_ours(token_outcome.old_item, r.rid)
     account_ok = account_outcome.ok or _is_ours(account_outcome.old_item, r.rid)
@@ -288,7 +324,9 @@ def reserve_counted(reservation: Reservation, key: KeyCheck, now: int) -> Refusa
         uncount = ("requests_by_minute", limits.minute(now), -1) if key.rpm_limit else None
         _release("token", r.token_id, r.rid, r.units, 0, uncount)
     if account_ok:
-        _release("account", r.account_id, r.rid, r.units, 0)
+        counted_in = capped is not None and capped.rpm_limit is not None
+        uncount = ("requests_by_minute", limits.minute(now), -1) if counted_in else None
+        _release("account", r.account_id, r.rid, r.units, 0, uncount)
     token_item, account_item = token_outcome.old_item, account_outcome.old_item
     return Refusal(
         token_refused=not token_ok,
@@ -317,7 +355,10 @@ def release(
     if r.meters_tokens and tokens > 0 and now is not None:
         metered = ("tokens_by_minute", limits.minute(now), tokens)
     token_future = pool().submit(_release, "token", r.token_id, r.rid, r.units, charged, metered)
-    account_done = _release("account", r.account_id, r.rid, r.units, charged)
+    account_metered = None
+    if r.account_meters_tokens and tokens > 0 and now is not None:
+        account_metered = ("tokens_by_minute", limits.minute(now), tokens)
+    account_done = _release("account", r.account_id, r.rid, r.units, charged, account_metered)
     return token_future.result(), account_done
 
 

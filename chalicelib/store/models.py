@@ -25,6 +25,7 @@ from pynamodb.attributes import (
     TTLAttribute,
     UnicodeAttribute,
 )
+from pynamodb.constants import STREAM_NEW_AND_OLD_IMAGE
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -81,6 +82,8 @@ class AccountsPending(GlobalSecondaryIndex["Account"]):
 class Account(Model):
     class Meta(_Meta):
         table_name = "sluice-dev-accounts"
+        # Budget alerts read the table's stream (old vs new image); see services/alerts.py.
+        stream_view_type = STREAM_NEW_AND_OLD_IMAGE
 
     id = UnicodeAttribute(hash_key=True)
     kind = UnicodeAttribute(default=ACCOUNT_KIND)
@@ -98,6 +101,18 @@ class Account(Model):
     groups = ListAttribute[str](of=UnicodeAttribute, null=True)  # type: ignore[arg-type]
     # request id -> [reserved units, epoch seconds]; see the timeline in chalicelib/core/quota.py
     pending = MapAttribute[str, Any](default=dict)
+    # Limits on all the account's keys together (absent: none) and their minute windows, as on
+    # a token; the reservation compares the windows with these stored attributes.
+    rpm_limit = NumberAttribute(null=True)
+    tpm_limit = NumberAttribute(null=True)
+    max_concurrency = NumberAttribute(null=True)
+    requests_by_minute = MapAttribute[str, Any](null=True)
+    tokens_by_minute = MapAttribute[str, Any](null=True)
+    # Budget alerts (absent: none): the thresholds, and the highest one delivered in which
+    # epoch (see chalicelib/core/alerts.py). Where deliveries go is a ConfigItem ("alert").
+    alert_thresholds = ListAttribute[int](of=NumberAttribute, null=True)  # type: ignore[arg-type]
+    alert_epoch = UnicodeAttribute(null=True)
+    alert_level = NumberAttribute(null=True)
 
     # No later than the sweep deadline of its oldest pending entry (see core/quota.py).
     sweep_bucket = UnicodeAttribute(null=True)
@@ -142,6 +157,8 @@ class TokensPending(GlobalSecondaryIndex["Token"]):
 class Token(Model):
     class Meta(_Meta):
         table_name = "sluice-dev-tokens"
+        # Budget alerts read the table's stream (old vs new image); see services/alerts.py.
+        stream_view_type = STREAM_NEW_AND_OLD_IMAGE
 
     id = UnicodeAttribute(hash_key=True)
     account_id = UnicodeAttribute()
@@ -178,6 +195,11 @@ class Token(Model):
     max_concurrency = NumberAttribute(null=True)
     requests_by_minute = MapAttribute[str, Any](null=True)
     tokens_by_minute = MapAttribute[str, Any](null=True)
+    # Budget alerts (absent: none): the thresholds, and the highest one delivered in which
+    # epoch (see chalicelib/core/alerts.py). Where deliveries go is a ConfigItem ("alert").
+    alert_thresholds = ListAttribute[int](of=NumberAttribute, null=True)  # type: ignore[arg-type]
+    alert_epoch = UnicodeAttribute(null=True)
+    alert_level = NumberAttribute(null=True)
 
     sweep_bucket = UnicodeAttribute(null=True)
     sweep_at = NumberAttribute(null=True)
@@ -252,9 +274,10 @@ class OwnedRecord(Model):
 class ConfigItem(Model):
     """Small, rarely written configuration, read with one Query per kind.
 
-    kind = "channel" | "price" | "group" (cached per container, see store/config.py), or
-    "opkey" (operator keys, never cached, see store/operator_keys.py); name = channel id, model
-    name, group name or operator key id.
+    kind = "channel" | "price" | "group" (cached per container, see store/config.py),
+    "opkey" (operator keys, never cached, see store/operator_keys.py) or "alert" (where a key's
+    or account's budget alerts go, see store/alerts.py); name = channel id, model name, group
+    name, operator key id, or "account#<id>" / "token#<id>".
     """
 
     class Meta(_Meta):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.core import limits
 
 if TYPE_CHECKING:
-    from chalicelib.store.ledger import KeyCheck
+    from chalicelib.store.ledger import AccountLimits, KeyCheck
 
 
 def _n(value: int) -> dict[str, str]:
@@ -28,15 +28,27 @@ class Counted:
     minute: int = 0
 
 
-def limit_clauses(key: KeyCheck, now: int) -> tuple[str, str, str, dict[str, Any], dict[str, Any]]:
-    """The rate-limit parts of the token reservation: (SET actions, REMOVE actions, condition,
-    names, values); all empty for a key without limits."""
+def limit_clauses(
+    key: KeyCheck | AccountLimits, now: int, *, stored: bool = False
+) -> tuple[str, str, str, dict[str, Any], dict[str, Any]]:
+    """The rate-limit parts of a reservation: (SET actions, REMOVE actions, condition, names,
+    values); all empty without limits.
+
+    A key's limits are compared as values (the reservation pins the key's revision, so they are
+    the stored ones). An account's are compared with its stored attributes (``stored``): the
+    cached copy only says which clauses to send, so a limit lowered or removed counts at once.
+    """
     sets, removes, conditions = [], [], []
     names: dict[str, Any] = {}
     values: dict[str, Any] = {}
     if key.max_concurrency is not None:
-        conditions.append("size(pending) < :max_concurrency")
-        values[":max_concurrency"] = _n(key.max_concurrency)
+        if stored:
+            conditions.append(
+                "(attribute_not_exists(max_concurrency) OR size(pending) < max_concurrency)"
+            )
+        else:
+            conditions.append("size(pending) < :max_concurrency")
+            values[":max_concurrency"] = _n(key.max_concurrency)
     windows = [
         ("requests_by_minute", key.rpm_limit, ":rpm_limit", " + :one"),
         # Touched (not counted) so the answer carries the minute's total; the settle counts.
@@ -50,8 +62,15 @@ def limit_clauses(key: KeyCheck, now: int) -> tuple[str, str, str, dict[str, Any
         window = f"{attribute}.#minute"
         sets.append(f"{window} = if_not_exists({window}, :zero){count}")
         removes += [f"{attribute}.#stale{i}" for i in range(len(stale))]
-        conditions.append(f"(attribute_not_exists({window}) OR {window} < {placeholder})")
-        values[placeholder] = _n(limit)
+        if stored:
+            name = placeholder[1:]  # the attribute itself: rpm_limit, tpm_limit
+            conditions.append(
+                f"(attribute_not_exists({name}) OR attribute_not_exists({window})"
+                f" OR {window} < {name})"
+            )
+        else:
+            conditions.append(f"(attribute_not_exists({window}) OR {window} < {placeholder})")
+            values[placeholder] = _n(limit)
     if sets:
         names["#minute"] = str(minute)
         names.update({f"#stale{i}": str(m) for i, m in enumerate(stale)})

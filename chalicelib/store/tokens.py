@@ -56,26 +56,26 @@ def to_record(item: Token) -> TokenRecord:
         allow_ips=tuple(item.allow_ips or ()),
         last_used_at=None if item.last_used_at is None else int(item.last_used_at),
         revision=int(item.revision or 0),
-        rpm_limit=_optional_int(item.rpm_limit),
-        tpm_limit=_optional_int(item.tpm_limit),
-        max_concurrency=_optional_int(item.max_concurrency),
-        in_flight=len(_as_dict(item.pending)),
-        requests_by_minute=_windows(item.requests_by_minute),
-        tokens_by_minute=_windows(item.tokens_by_minute),
+        rpm_limit=optional_int(item.rpm_limit),
+        tpm_limit=optional_int(item.tpm_limit),
+        max_concurrency=optional_int(item.max_concurrency),
+        in_flight=len(as_dict(item.pending)),
+        requests_by_minute=windows(item.requests_by_minute),
+        tokens_by_minute=windows(item.tokens_by_minute),
     )
 
 
-def _optional_int(value: Any) -> int | None:
+def optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
+def as_dict(value: Any) -> dict[str, Any]:
     return (value.as_dict() if value is not None else {}) or {}
 
 
-def _windows(value: Any) -> dict[int, int]:
+def windows(value: Any) -> dict[int, int]:
     """A minute-window map as ``{minute: count}`` (keys that are not minutes are ignored)."""
-    return {int(k): int(v) for k, v in _as_dict(value).items() if k.isdigit()}
+    return {int(k): int(v) for k, v in as_dict(value).items() if k.isdigit()}
 
 
 def record_from_raw(raw: dict[str, Any]) -> TokenRecord:

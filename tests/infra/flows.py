@@ -264,6 +264,29 @@ def audit_trail(driver: Driver) -> None:
     assert [r["action"] for r in target["data"]] == ["token.update"], target
 
 
+def alerts(driver: Driver) -> None:
+    """Budget alerts set, read, rotated and turned off, per account and per key (the secrets in
+    SSM); the operator's equivalents and its dead letters."""
+    created = driver.admin("POST", "/admin/accounts", {"name": "alerts", "quota_units": 100}, 201)
+    account_id, mk = created["account"]["id"], created["management_key"]
+    token_id = created["default_token"]["id"]
+    body = {"webhook_url": "https://hooks.example.com/sluice", "thresholds": [50, 100]}
+    assert "webhook_secret" in driver.call("PUT", "/account/alerts", key=mk, body=body)
+    driver.call("GET", "/account/alerts", key=mk)
+    driver.call("POST", "/account/alerts/rotate-secret", key=mk)
+    driver.call("DELETE", "/account/alerts", key=mk, expect=204)
+    driver.call("PUT", f"/tokens/{token_id}/alerts", key=mk, body=body)
+    driver.call("GET", f"/tokens/{token_id}/alerts", key=mk)
+    driver.call("POST", f"/tokens/{token_id}/alerts/rotate-secret", key=mk)
+    driver.call("DELETE", f"/tokens/{token_id}/alerts", key=mk, expect=204)
+    admin_path = f"/admin/accounts/{account_id}/alerts"
+    driver.admin("PUT", admin_path, body)
+    driver.admin("GET", admin_path)
+    driver.admin("POST", f"{admin_path}/rotate-secret")
+    driver.admin("DELETE", admin_path, expect=204)
+    driver.admin("GET", "/admin/alerts/dead-letters")
+
+
 FLOWS: list[Callable[[Driver], None]] = [
     health_and_docs,
     management,
@@ -274,4 +297,5 @@ FLOWS: list[Callable[[Driver], None]] = [
     ledger_verifier,
     operator_keys,
     audit_trail,
+    alerts,
 ]

@@ -51,6 +51,7 @@ def model_specs() -> dict[str, dict[str, Any]]:
                 for index in schema["local_secondary_indexes"]
             },
             "ttl": None if ttl is None else ttl.attr_name,
+            "stream": getattr(model.Meta, "stream_view_type", None),
         }
     return specs
 
@@ -94,6 +95,7 @@ def template_specs(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 for index in properties.get("LocalSecondaryIndexes", [])
             },
             "ttl": ttl["AttributeName"] if ttl and ttl.get("Enabled") is True else None,
+            "stream": properties.get("StreamSpecification", {}).get("StreamViewType"),
         }
     return specs
 

@@ -36,6 +36,9 @@ EXPECTED_FUNCTIONS = {
     f"sluice-{STAGE}-reset_quotas": (300, 256),
     f"sluice-{STAGE}-sweep_reservations": (300, 256),
     f"sluice-{STAGE}-verify_ledger": (300, 256),
+    # The stream handlers of budget alerts (a batch with failing webhooks retries with backoff).
+    f"sluice-{STAGE}-token_alerts": (120, 256),
+    f"sluice-{STAGE}-account_alerts": (120, 256),
 }
 EXPECTED_SCHEDULES = {
     f"sluice-{STAGE}-reset_quotas": "cron(0 * * * ? *)",  # hourly at minute 0; EventBridge is UTC
@@ -46,7 +49,9 @@ EXPECTED_SCHEDULES = {
 ALLOWED_WILDCARDS = {
     r"key/\*": "KMS: any key, but only through SSM and for this stage's parameters (conditions)",
     rf"parameter/sluice/{STAGE}/channels/\*": "one parameter per provider channel, made at run",
+    rf"parameter/sluice/{STAGE}/alerts/\*": "one signing secret per account or key with alerts",
     r"log-group:/aws/lambda/sluice-[a-z_-]+:\*": "the function's log streams, one per container",
+    rf"table/sluice-{STAGE}-(tokens|accounts)/stream/\*": "the table's stream, under its label",
 }
 _PINNED_ARN = re.compile(
     r"^arn:\$\{AWS::Partition\}:([a-z0-9-]+):\$\{AWS::Region\}:\$\{AWS::AccountId\}:(.+)$"
@@ -211,9 +216,13 @@ def test_decryption_is_limited_to_ssm_and_this_stages_parameters(
         conditions = statement["Condition"]["StringLike"]
         assert conditions["kms:ViaService"] == {"Fn::Sub": "ssm.${AWS::Region}.${AWS::URLSuffix}"}
         context = conditions["kms:EncryptionContext:PARAMETER_ARN"]["Fn::Sub"]
-        # (the relay's role: only the channels' keys)
+        # (the relay's role: only the channels' keys; the alert handlers': only their secrets)
         assert context.endswith(
-            (f":parameter/sluice/{STAGE}/*", f":parameter/sluice/{STAGE}/channels/*")
+            (
+                f":parameter/sluice/{STAGE}/*",
+                f":parameter/sluice/{STAGE}/channels/*",
+                f":parameter/sluice/{STAGE}/alerts/*",
+            )
         )
 
 

@@ -184,6 +184,9 @@ def test_limited_account_shows_every_field_in_units_and_usd() -> None:
         "remaining_usd": "1.500000",
         "created_at": "2027-03-10T12:00:00Z",
         "groups": ["default"],
+        "rpm_limit": None,
+        "tpm_limit": None,
+        "max_concurrency": None,
     }
 
 

@@ -1,0 +1,237 @@
+"""Budget alerts: the settings a management key edits, and the stream handler that delivers.
+
+Settings: ``PUT`` stores thresholds and a webhook URL for an account or one of its keys; the
+first ``PUT`` (and every rotation) answers the signing secret once, which is then only ever used
+to sign. Bad input is refused before anything is written.
+
+Delivery happens off the request path: DynamoDB Streams carry every change of a key or account
+item (old and new image) to ``handle_records``; in AWS through the Lambda event source mapping
+(app.py), locally through ``devtools.streams``' poller. Per record::
+
+    thresholds on the item?  -- no --> nothing
+    crossed (core.alerts)?   -- none --> nothing
+    claim the highest one    -- lost --> nothing (a duplicate, or another handler sent it)
+    for each crossed one:    POST, signed; retry with backoff; all failed --> dead letter
+
+Claiming before sending makes a delivery at most once per crossing even when records are
+replayed; the price is that a handler killed between its claim and its POST loses that alert
+(it is logged as claimed, so the gap is visible). A failed POST never fails the batch: Lambda
+would replay it, and the claim would then (rightly) refuse to send twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.core import alerts, observe, views
+from chalicelib.core.errors import InvalidRequest
+from chalicelib.core.settings import get_settings
+from chalicelib.services import schemas
+from chalicelib.store import accounts as account_store
+from chalicelib.store import alerts as alert_store
+from chalicelib.store import tokens as token_store
+from chalicelib.upstream import webhooks
+
+# (event name, old image, new image) of one stream record, images as DynamoDB JSON.
+Record = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
+
+
+# Settings -------------------------------------------------------------------------------------
+def _check_subject(kind: alert_store.Kind, account_id: str, token_id: str | None) -> str:
+    if kind == "token":
+        assert token_id is not None
+        token_store.get_owned(token_id, account_id)
+        return token_id
+    account_store.require(account_id)
+    return account_id
+
+
+def _json(
+    settings: alert_store.AlertSettings | None, kind: str, item_id: str, account_id: str
+) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "token_id": item_id if kind == "token" else None,
+        "thresholds": list(settings.thresholds if settings else alerts.DEFAULT_THRESHOLDS),
+        "webhook_url": settings.webhook_url if settings else None,
+        "enabled": settings is not None,
+        "updated_at": views.iso(settings.updated_at) if settings else None,
+    }
+
+
+def get_alerts(
+    kind: alert_store.Kind, account_id: str, token_id: str | None = None
+) -> dict[str, Any]:
+    item_id = _check_subject(kind, account_id, token_id)
+    return _json(alert_store.get(kind, item_id), kind, item_id, account_id)
+
+
+def put_alerts(
+    kind: alert_store.Kind,
+    account_id: str,
+    body: schemas.AlertSettings,
+    now: int,
+    token_id: str | None = None,
+) -> dict[str, Any]:
+    """Store the settings; the answer holds ``webhook_secret`` only when one was just made."""
+    url = alerts.checked_webhook_url(
+        body.webhook_url, allow_plain_loopback=get_settings().alert_allow_http_loopback
+    )
+    thresholds = alerts.thresholds_from(body.thresholds)
+    item_id = _check_subject(kind, account_id, token_id)
+    first = alert_store.get(kind, item_id) is None
+    secret = alert_store.new_secret() if first else None
+    stored = alert_store.put(
+        alert_store.AlertSettings(kind, item_id, account_id, thresholds, url, now), secret
+    )
+    answer = _json(stored, kind, item_id, account_id)
+    return answer | ({"webhook_secret": secret} if secret else {})
+
+
+def rotate_secret(
+    kind: alert_store.Kind, account_id: str, now: int, token_id: str | None = None
+) -> dict[str, Any]:
+    """A new signing secret, shown once; the old one signs nothing from now on."""
+    item_id = _check_subject(kind, account_id, token_id)
+    current = alert_store.get(kind, item_id)
+    if current is None:
+        raise InvalidRequest(
+            "Alerts are not set up here: PUT the settings first.", param="webhook_url"
+        )
+    secret = alert_store.new_secret()
+    stored = alert_store.put(
+        alert_store.AlertSettings(
+            kind, item_id, account_id, current.thresholds, current.webhook_url, now
+        ),
+        secret,
+    )
+    return _json(stored, kind, item_id, account_id) | {"webhook_secret": secret}
+
+
+def delete_alerts(kind: alert_store.Kind, account_id: str, token_id: str | None = None) -> None:
+    item_id = _check_subject(kind, account_id, token_id)
+    alert_store.delete(kind, item_id, account_id)
+
+
+def list_dead_letters(limit: int, cursor: str | None) -> dict[str, Any]:
+    page = alert_store.dead_letters(limit, cursor)
+    return {
+        "data": [_dead_letter_json(entry) for entry in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+def _dead_letter_json(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "at": views.iso(int(entry["at_ms"]) // 1000),
+        "account_id": entry.get("account_id"),
+        "token_id": entry.get("token_id"),
+        "threshold": entry.get("threshold"),
+        "webhook_url": entry.get("webhook_url"),
+        "attempts": entry.get("attempts"),
+        "last_error": entry.get("last_error"),
+        "payload": entry.get("payload"),
+    }
+
+
+# The stream handler ---------------------------------------------------------------------------
+@dataclass
+class AlertRun:
+    """What one batch of stream records did."""
+
+    delivered: list[tuple[str, int]] = field(default_factory=list)  # (item id, threshold)
+    dead_lettered: list[tuple[str, int]] = field(default_factory=list)
+    duplicates: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "delivered": len(self.delivered),
+            "dead_lettered": len(self.dead_lettered),
+            "duplicates": self.duplicates,
+        }
+
+
+def handle_records(
+    kind: alert_store.Kind,
+    records: Iterable[Record],
+    now: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AlertRun:
+    """Deliver every threshold the records crossed, once each (see the module docstring)."""
+    run = AlertRun()
+    for event_name, old_image, new_image in records:
+        if event_name == "REMOVE" or not new_image:
+            continue
+        thresholds = alert_store.thresholds_of(new_image)
+        if not thresholds:
+            continue
+        new = alert_store.budget_of(kind, new_image)
+        old = alert_store.budget_of(kind, old_image) if old_image else None
+        crossed = alerts.crossed(thresholds, old, new, alert_store.sent_of(new_image))
+        if not crossed or new is None:
+            continue
+        item_id = str(new_image["id"]["S"])
+        if not alert_store.claim(kind, item_id, new.epoch, max(crossed)):
+            run.duplicates += 1
+            continue
+        observe.log("alert_claimed", kind=kind, item_id=item_id, thresholds=list(crossed))
+        settings = alert_store.get(kind, item_id)
+        if settings is None:
+            continue  # turned off since the change: nowhere to send
+        for threshold in crossed:
+            _deliver(settings, threshold, new, now, sleep, run)
+    return run
+
+
+def _deliver(
+    settings: alert_store.AlertSettings,
+    threshold: int,
+    budget: alerts.Budget,
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
+    run: AlertRun,
+) -> None:
+    config = get_settings()
+    body = alerts.payload(
+        account_id=settings.account_id,
+        token_id=settings.id if settings.kind == "token" else None,
+        threshold=threshold,
+        budget=budget,
+        at=views.iso(int(now())) or "",
+    )
+    secret = alert_store.signing_secret(settings)
+    waits = alerts.backoff(config.alert_delivery_attempts, config.alert_backoff_seconds)
+    attempt = None
+    for number in range(config.alert_delivery_attempts):
+        if number:
+            sleep(waits[number - 1])
+        signature = alerts.signature(secret, body, int(now()))
+        attempt = webhooks.post(settings.webhook_url, body, signature, config.alert_timeout_seconds)
+        if attempt.delivered:
+            run.delivered.append((settings.id, threshold))
+            observe.log("alert_delivered", item_id=settings.id, threshold=threshold)
+            return
+    error = attempt.error if attempt is not None else None
+    observe.log(
+        "alert_dead_lettered",
+        level="WARNING",
+        item_id=settings.id,
+        threshold=threshold,
+        last_error=error,
+    )
+    alert_store.dead_letter(
+        {
+            "account_id": settings.account_id,
+            "token_id": settings.id if settings.kind == "token" else None,
+            "threshold": threshold,
+            "webhook_url": settings.webhook_url,
+            "attempts": config.alert_delivery_attempts,
+            "last_error": error,
+            "payload": body.decode(),
+        },
+        int(now() * 1000),
+    )
+    run.dead_lettered.append((settings.id, threshold))

@@ -1,0 +1,271 @@
+"""Budget alerts in DynamoDB: where they go, what was sent, and the deliveries that failed.
+
+* The thresholds live on the key or account item itself (``alert_thresholds``), so the stream
+  handler decides from the record's images alone whether anything was crossed: no read per
+  record. Where deliveries go (URL, signing secret) is a ``ConfigItem("alert", "<kind>#<id>")``,
+  read only when something is to be sent.
+* The signing secret must be recoverable to sign. Deployed (``alert_secret_ssm_prefix``), it
+  is an SSM SecureString ``<prefix><kind>/<id>`` and the item keeps ``name:version``, as channel
+  keys are kept; locally it sits in the item. Nothing here returns it but ``signing_secret``.
+* ``claim`` is the conditional write that records a level as sent (see core/alerts.py).
+* A delivery that failed every attempt becomes an ``Event`` in the ``alerts#dead-letters``
+  partition, listed newest first by the operator, kept ``DEAD_LETTER_DAYS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets as random
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chalicelib.core.alerts import Budget, Sent
+from chalicelib.core.errors import InvalidRequest, NotFound, ServiceUnavailable
+from chalicelib.core.records import Page
+from chalicelib.core.settings import get_settings
+from chalicelib.store import secrets
+from chalicelib.store.common import (
+    Refused,
+    conditional,
+    connection,
+    decode_cursor,
+    encode_cursor,
+    refused_as,
+    translated,
+)
+from chalicelib.store.models import Account, ConfigItem, Event, Token
+
+Kind = Literal["account", "token"]
+ALERT = "alert"
+DEAD_LETTERS = "alerts#dead-letters"
+DEAD_LETTER_DAYS = 30
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    kind: Kind
+    id: str
+    account_id: str
+    thresholds: tuple[int, ...]
+    webhook_url: str
+    updated_at: int
+    # Exactly one is set: the secret itself (local) or its SSM parameter "name:version".
+    secret: str | None = None
+    secret_parameter: str | None = None
+
+
+def _name(kind: Kind, item_id: str) -> str:
+    return f"{kind}#{item_id}"
+
+
+def _model(kind: Kind) -> Any:
+    return Token if kind == "token" else Account
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + random.token_urlsafe(32)
+
+
+# Settings -----------------------------------------------------------------------------------
+def get(kind: Kind, item_id: str) -> AlertSettings | None:
+    with translated():
+        try:
+            item = ConfigItem.get(ALERT, _name(kind, item_id), consistent_read=True)
+        except ConfigItem.DoesNotExist:
+            return None
+    body = item.body.as_dict()
+    return AlertSettings(
+        kind=kind,
+        id=item_id,
+        account_id=str(body["account_id"]),
+        thresholds=tuple(int(t) for t in body["thresholds"]),
+        webhook_url=str(body["webhook_url"]),
+        updated_at=int(item.updated_at),
+        secret=body.get("secret"),
+        secret_parameter=body.get("secret_parameter"),
+    )
+
+
+def put(settings: AlertSettings, secret: str | None) -> AlertSettings:
+    """Store ``settings`` (with a new ``secret``, or the one already kept when None).
+
+    The thresholds go onto the key or account item too, conditional on it still being there
+    (and, for a key, still the account's): no settings for a key that is gone.
+    """
+    kept = get(settings.kind, settings.id)
+    if secret is None and kept is None:
+        raise ValueError("a first setting needs a secret")
+    if secret is not None:
+        stored = _store_secret(settings, secret)
+    else:
+        assert kept is not None
+        stored = replace(settings, secret=kept.secret, secret_parameter=kept.secret_parameter)
+    body: dict[str, Any] = {
+        "account_id": stored.account_id,
+        "thresholds": list(stored.thresholds),
+        "webhook_url": stored.webhook_url,
+    }
+    if stored.secret_parameter:
+        body["secret_parameter"] = stored.secret_parameter
+    else:
+        body["secret"] = stored.secret
+    model = _model(settings.kind)
+    condition = model.id.exists()
+    if settings.kind == "token":
+        condition &= Token.account_id == settings.account_id
+    not_found = NotFound(f"No {settings.kind} with this id.", param="id")
+    with translated(), refused_as(not_found):
+        model(settings.id).update(
+            actions=[model.alert_thresholds.set(list(stored.thresholds))], condition=condition
+        )
+    with translated():
+        ConfigItem(
+            ALERT, _name(settings.kind, settings.id), body=body, updated_at=settings.updated_at
+        ).save()
+    return stored
+
+
+def delete(kind: Kind, item_id: str, account_id: str) -> None:
+    """Turn alerts off: the item's thresholds go first, so nothing fires meanwhile."""
+    model = _model(kind)
+    condition = model.id.exists()
+    if kind == "token":
+        condition &= Token.account_id == account_id
+    with translated(), refused_as(NotFound(f"No {kind} with this id.", param="id")):
+        model(item_id).update(actions=[model.alert_thresholds.remove()], condition=condition)
+    kept = get(kind, item_id)
+    with translated():
+        ConfigItem(ALERT, _name(kind, item_id)).delete()
+    if kept is not None and kept.secret_parameter:
+        _drop_parameter(kept.secret_parameter)
+
+
+def _ssm() -> Any:
+    import boto3  # only deployed stages with a prefix ever need it
+
+    return boto3.client("ssm", region_name=get_settings().region)
+
+
+def _parameter_name(kind: Kind, item_id: str) -> str:
+    return f"{get_settings().alert_secret_ssm_prefix}{kind}/{item_id}"
+
+
+def _store_secret(settings: AlertSettings, secret: str) -> AlertSettings:
+    if not get_settings().alert_secret_ssm_prefix:
+        return replace(settings, secret=secret, secret_parameter=None)
+    name = _parameter_name(settings.kind, settings.id)
+    try:
+        version = _ssm().put_parameter(
+            Name=name, Value=secret, Type="SecureString", Overwrite=True
+        )["Version"]
+    except (BotoCoreError, ClientError) as exc:
+        raise ServiceUnavailable("The webhook secret could not be stored; retry.") from exc
+    return replace(settings, secret=None, secret_parameter=f"{name}:{version}")
+
+
+def _drop_parameter(parameter: str) -> None:
+    # Already gone, or left behind: without its settings item it signs nothing.
+    with contextlib.suppress(BotoCoreError, ClientError):
+        _ssm().delete_parameter(Name=parameter.rsplit(":", 1)[0])
+
+
+def signing_secret(settings: AlertSettings) -> str:
+    """The secret to sign with; read from SSM once per container and secret version."""
+    if settings.secret_parameter:
+        try:
+            return secrets.ssm_parameter(settings.secret_parameter, get_settings())
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable("The webhook secret could not be read.") from exc
+    return str(settings.secret)
+
+
+# Stream images ------------------------------------------------------------------------------
+def _number(image: dict[str, Any], name: str) -> int | None:
+    value = image.get(name, {}).get("N")
+    return None if value is None else int(value)
+
+
+def thresholds_of(image: dict[str, Any] | None) -> tuple[int, ...]:
+    listed = (image or {}).get("alert_thresholds", {}).get("L", [])
+    return tuple(int(v["N"]) for v in listed if "N" in v)
+
+
+def budget_of(kind: Kind, image: dict[str, Any] | None) -> Budget | None:
+    """Usage against quota from a stream image (DynamoDB JSON); None when nothing to measure."""
+    if not image or image.get("unlimited", {}).get("BOOL"):
+        return None
+    quota = _number(image, "quota_units") or 0
+    epoch = str(quota)
+    if kind == "token":
+        epoch = f"{_number(image, 'last_reset_at') or 0}/{quota}"
+    return Budget(used_units=_number(image, "used_units") or 0, quota_units=quota, epoch=epoch)
+
+
+def sent_of(image: dict[str, Any] | None) -> Sent | None:
+    epoch = (image or {}).get("alert_epoch", {}).get("S")
+    level = _number(image or {}, "alert_level")
+    return None if epoch is None or level is None else Sent(epoch=epoch, level=level)
+
+
+def account_of(kind: Kind, image: dict[str, Any]) -> str:
+    return str(image["account_id"]["S"] if kind == "token" else image["id"]["S"])
+
+
+def _client() -> Any:
+    return connection().client
+
+
+def claim(kind: Kind, item_id: str, epoch: str, level: int) -> bool:
+    """Record ``level`` as sent in ``epoch``; False if this or a higher level already was.
+
+    One writer wins: a duplicate stream record, a retried batch, a second poller all fail the
+    condition and send nothing. A deleted item is not re-created.
+    """
+    model = _model(kind)
+    with translated():
+        written = conditional(
+            lambda: _client().update_item(
+                TableName=model.Meta.table_name,
+                Key={"id": {"S": item_id}},
+                UpdateExpression="SET alert_epoch = :epoch, alert_level = :level",
+                ConditionExpression=(
+                    "attribute_exists(id) AND (attribute_not_exists(alert_epoch)"
+                    " OR alert_epoch <> :epoch OR alert_level < :level)"
+                ),
+                ExpressionAttributeValues={
+                    ":epoch": {"S": epoch},
+                    ":level": {"N": str(level)},
+                },
+            )
+        )
+    return not isinstance(written, Refused)
+
+
+# Dead letters -------------------------------------------------------------------------------
+def dead_letter(body: dict[str, Any], now_ms: int) -> None:
+    """Keep a delivery that failed every attempt, for the operator to see (and replay)."""
+    with translated():
+        Event(
+            DEAD_LETTERS,
+            f"{now_ms:013d}#{random.token_hex(4)}",
+            kind="alert.dead_letter",
+            body=body,
+            expire_at=datetime.fromtimestamp(now_ms / 1000 + DEAD_LETTER_DAYS * 86_400, UTC),
+        ).save()
+
+
+def dead_letters(limit: int, cursor: str | None) -> Page:
+    start = decode_cursor(cursor, expected={"subject": DEAD_LETTERS})
+    if start is not None and (set(start) != {"subject", "at_id"} or "S" not in start["at_id"]):
+        raise InvalidRequest("cursor is not valid.", param="cursor")
+    with translated():
+        results = Event.query(
+            DEAD_LETTERS, scan_index_forward=False, limit=limit, last_evaluated_key=start
+        )
+        items = [{"at_ms": int(e.at_id.split("#")[0]), **e.body.as_dict()} for e in results]
+        last = results.last_evaluated_key
+    return Page(items=items, next_cursor=encode_cursor(last) if len(items) == limit else None)
