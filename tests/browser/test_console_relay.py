@@ -88,6 +88,20 @@ def test_admin_makes_a_channel_and_a_price_in_the_browser_and_a_key_relays_throu
     expect(group_row).to_contain_text(f"{group} upstream")
     expect(group_row).to_contain_text(account.name)
 
+    # WHEN the admin sets the order of the automatic group, THEN it is stored as typed
+    page.fill("#ao-order", f"{group}, auto")
+    page.click("#ao-submit")
+    expect(page.locator("#ao-err-order")).to_be_visible()
+    page.fill("#ao-order", f"{group}, default")
+    page.click("#ao-submit")
+    expect(page.locator("#ao-err-order")).to_be_hidden()
+    page.reload()
+    expect(page.locator("#ao-order")).to_have_value(f"{group}, default")
+    assert stack.call("GET", "/admin/groups", stack.admin_key)[1]["auto"]["order"] == [
+        group,
+        "default",
+    ]
+
     # WHEN the channel is disabled in the browser, THEN the relay no longer serves the model
     console.open("/channels")
     row.get_by_role("button", name=f"Disable channel {group} upstream").click()

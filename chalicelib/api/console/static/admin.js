@@ -275,7 +275,17 @@ export async function renderGroups(view) {
   const message = alertLine();
   const columns = ["col.group", "groups.ratio", "groups.channels", "groups.accounts", "col.actions"].map((k) => t(k));
   const list = table("groups-table", "group-rows", columns);
-  const autoSlot = h("div", { id: "auto-order" });
+  // The order `auto` keys pick their group in (PUT /admin/groups/auto): comma-separated names.
+  const order = input("ao", "order", { placeholder: "default, vip", "data-required": "true" });
+  const autoForm = h(
+    "form",
+    { class: "card", id: "auto-form", novalidate: true },
+    h("h2", { text: t("groups.auto_title") }),
+    formError("ao-err-form"),
+    field(t("groups.auto_label"), order, errorSlot("order", "ao-")),
+    h("p", { class: "hint", text: t("groups.auto_hint") }),
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "ao-submit", text: t("action.save") })),
+  );
   const group = input("gr", "group", { "data-required": "true" });
   const ratio = input("gr", "ratio", { inputmode: "decimal", placeholder: "1.0", "data-required": "true" });
   const form = h(
@@ -314,12 +324,7 @@ export async function renderGroups(view) {
       );
     }
     if (!names.size) list.body.append(emptyRow(columns.length, t("groups.none")));
-    // The automatic group's order, when this API reports one (``auto_order`` on /admin/groups).
-    clear(autoSlot);
-    const order = ratios.auto_order || ratios.auto?.order;
-    if (Array.isArray(order)) {
-      autoSlot.append(h("section", { class: "card" }, h("h2", { text: t("groups.auto_title") }), h("ol", { id: "auto-order-list" }, order.map((name) => h("li", { class: "mono", text: name })))));
-    }
+    order.value = (ratios.auto?.order ?? []).join(", ");
   }
 
   submit(
@@ -335,6 +340,21 @@ export async function renderGroups(view) {
       await load();
     },
   );
-  view.append(h("h1", { text: t("groups.title") }), h("p", { class: "hint", text: t("groups.hint") }), form, message.element, autoSlot, list.element);
+  submit(
+    autoForm,
+    {
+      order: () => {
+        const names = splitList(order.value);
+        if (!names.length) return t("validate.required");
+        return names.every((name) => /^[A-Za-z0-9_.-]{1,64}$/.test(name) && name !== "auto") ? null : t("validate.group_name");
+      },
+    },
+    async () => {
+      await api("PUT", "/admin/groups/auto", { body: { order: splitList(order.value) } });
+      toast(t("toast.saved"));
+      await load();
+    },
+  );
+  view.append(h("h1", { text: t("groups.title") }), h("p", { class: "hint", text: t("groups.hint") }), form, autoForm, message.element, list.element);
   await load();
 }

@@ -345,6 +345,8 @@ const en = {
   "groups.none": "No groups yet.",
   "groups.edit_label": "Edit the ratio of {group}",
   "groups.auto_title": "Order of the automatic group",
+  "groups.auto_label": "Groups, first tried first",
+  "groups.auto_hint": "A key in group auto uses the first of these groups that its account is granted and that serves the model.",
 
   "keys_page.title": "Operator keys",
   "keys_page.hint": "Keys for tools and colleagues, each limited to its scopes. A key is shown once.",
@@ -755,6 +757,8 @@ const zh = {
   "groups.none": "还没有分组。",
   "groups.edit_label": "编辑 {group} 的倍率",
   "groups.auto_title": "自动分组的顺序",
+  "groups.auto_label": "分组（按顺序尝试）",
+  "groups.auto_hint": "分组为 auto 的令牌使用其账户被授予且提供该模型的第一个分组。",
 
   "keys_page.title": "运维密钥",
   "keys_page.hint": "供工具和同事使用的密钥，各自限定权限范围。密钥只显示一次。",
