@@ -95,6 +95,13 @@ def get_account(account_id: str) -> dict[str, Any]:
     account = account_store.require(account_id)
     channels = config_store.channels()
     served = {group: len(models_for_group(channels, group)) for group in account.groups}
+    order = config_store.load_auto_order()
+    if may_use_auto(account.groups, order):
+        # `auto` serves every model of the ordered groups the account is granted.
+        reachable = [group for group in order if group in account.groups]
+        served[AUTO_GROUP] = len(
+            set().union(*(models_for_group(channels, group) for group in reachable))
+        )
     return {**views.account_json(account), "group_models": served}
 
 

@@ -78,6 +78,17 @@ def test_account_lists_how_many_models_each_of_its_groups_serves(relay_api: Any)
     assert account["group_models"]["default"] > 0
     assert set(account["group_models"]) == {"default", "vip"}
 
+    # WHEN the operator orders the automatic group over one of its groups
+    status, _ = relay_api.admin("PUT", "/admin/groups/auto", {"order": ["vip", "default"]})
+    assert status == 200
+    _, account = relay_api.call("GET", "/account", key=created["management_key"])
+    # THEN `auto` is offered, serving what its ordered groups serve together
+    assert account["group_models"]["auto"] == account["group_models"]["default"]
+    # AND an account granted none of the ordered groups is not offered it
+    other = relay_api.new_account("elsewhere", groups=["gold"])
+    _, theirs = relay_api.call("GET", "/account", key=other["management_key"])
+    assert set(theirs["group_models"]) == {"gold"}
+
 
 def test_credits_are_listed_newest_first_with_their_notes(relay_api: Any) -> None:
     # GIVEN an account credited twice

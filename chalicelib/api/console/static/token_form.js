@@ -49,10 +49,11 @@ function listBox(name, values) {
 }
 
 // The groups the operator granted the account, each with how many models it serves; a tenant
-// cannot pick any other one. "auto" is offered only when the account lists it.
+// cannot pick any other one. "auto" is offered when the API offers it (group_models names it).
 function groupSelect(account, current) {
   const served = account.group_models || {};
-  const groups = account.groups?.length ? account.groups : ["default"];
+  const listed = account.groups?.length ? account.groups : ["default"];
+  const groups = AUTO in served && !listed.includes(AUTO) ? [...listed, AUTO] : listed;
   const choices = current && !groups.includes(current) ? [...groups, current] : groups;
   return h(
     "select",
