@@ -19,6 +19,9 @@ async function listModels(key) {
   return [...chat, ...names.filter((name) => !chat.includes(name))];
 }
 
+const COST_LOOKUPS = 8;
+const COST_LOOKUP_WAIT_MS = 250;
+
 // The call's cost: the relay's header when it sends one, else the call's entry in the logs.
 async function lookUpCost(response, key) {
   const header = response.headers.get("x-sluice-cost-units");
@@ -28,19 +31,25 @@ async function lookUpCost(response, key) {
   if (!tokenId || !session.key || (session.isAdmin && !session.accountId)) return null;
   const requestId =
     response.headers.get("x-sluice-request-id") || response.headers.get("x-request-id");
-  try {
-    const query = { token_id: tokenId, limit: 5 };
-    const page = await api("GET", "/logs", { query, scoped: true });
-    const entries = (page && page.data) || [];
-    const entry = entries.find((item) => requestId && item.request_id === requestId) || entries[0];
-    return entry && entry.cost_units !== undefined ? BigInt(entry.cost_units) : null;
-  } catch {
-    return null;
+  const query = { token_id: tokenId, limit: 5 };
+  // A streamed call is settled just after its last bytes reach the client, so its log entry may
+  // not be there yet at [DONE]: look again a few times, briefly (bounded: 8 x 250 ms).
+  for (let attempt = 0; attempt < COST_LOOKUPS; attempt += 1) {
+    try {
+      const page = await api("GET", "/logs", { query, scoped: true });
+      const entries = (page && page.data) || [];
+      const entry = requestId ? entries.find((item) => item.request_id === requestId) : entries[0];
+      if (entry && entry.cost_units !== undefined) return BigInt(entry.cost_units);
+    } catch {
+      return null;
+    }
+    await new Promise((resolve) => setTimeout(resolve, COST_LOOKUP_WAIT_MS));
   }
+  return null;
 }
 
 // The answer is streamed: ``onText`` gets the text so far each time words arrive. The cost is
-// known once the stream has ended (the relay settles the call before it closes the stream).
+// known once the stream has ended and the relay has settled the call (see lookUpCost).
 export async function sendChat(key, model, prompt, onText = () => {}) {
   const started = performance.now();
   const response = await openStream("POST", "/v1/chat/completions", {
