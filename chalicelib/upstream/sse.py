@@ -135,32 +135,24 @@ class Translated:
     usage: tuple[int, int] | None = None
 
 
-class SseTranslator:
-    """Upstream SSE lines in, client events out, one event at a time.
+class EventReader:
+    """The SSE format ("field: value" lines, events separated by a blank line), read line by line.
 
-    ``feed(line)`` returns a ``Translated`` when the line completes an event, else None; once
-    ``done`` (upstream sent ``[DONE]``), ``closing_events`` gives what the client still needs.
-    Raises ``StreamFailed`` for an error event or anything that is not a chunk.
+    ``feed(line)`` collects an event's ``data``/``event`` fields and hands the finished event to
+    ``_dispatch`` (each translator's own); ``done`` stops reading. Both translators share this.
     """
 
-    def __init__(self, *, client_model: str, upstream_model: str, client_wants_usage: bool) -> None:
-        self.client_model = client_model
-        self.upstream_model = upstream_model
-        self.client_wants_usage = client_wants_usage
+    def __init__(self) -> None:
         self.done = False
-        self.usage: tuple[int, int] | None = None
-        self.cached_tokens = 0
         self._text: list[str] = []
         self._data: list[str] = []
         self._event_type = ""
-        self._last_chunk: dict[str, Any] = {}
 
     @property
     def text(self) -> str:
         """All text the model produced so far."""
         return "".join(self._text)
 
-    # Parsing (the SSE format: "field: value" lines, events separated by a blank line) ----------
     def feed(self, line: str) -> Translated | None:
         if self.done:
             return None
@@ -180,9 +172,35 @@ class SseTranslator:
         """The last event, if upstream ended it without its blank line."""
         return self._dispatch() if not self.done and self._data else None
 
-    def _dispatch(self) -> Translated | None:
+    def _take_event(self) -> tuple[str, str]:
+        """The collected event's data and name, leaving the reader ready for the next one."""
         data, event_type = "\n".join(self._data), self._event_type
         self._data, self._event_type = [], ""
+        return data, event_type
+
+    def _dispatch(self) -> Translated | None:
+        raise NotImplementedError
+
+
+class SseTranslator(EventReader):
+    """Upstream SSE lines in, client events out, one event at a time.
+
+    ``feed(line)`` returns a ``Translated`` when the line completes an event, else None; once
+    ``done`` (upstream sent ``[DONE]``), ``closing_events`` gives what the client still needs.
+    Raises ``StreamFailed`` for an error event or anything that is not a chunk.
+    """
+
+    def __init__(self, *, client_model: str, upstream_model: str, client_wants_usage: bool) -> None:
+        super().__init__()
+        self.client_model = client_model
+        self.upstream_model = upstream_model
+        self.client_wants_usage = client_wants_usage
+        self.usage: tuple[int, int] | None = None
+        self.cached_tokens = 0
+        self._last_chunk: dict[str, Any] = {}
+
+    def _dispatch(self) -> Translated | None:
+        data, event_type = self._take_event()
         if not data:
             return None
         if data.strip() == DONE:

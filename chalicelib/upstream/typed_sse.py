@@ -24,7 +24,7 @@ import json
 from typing import Any
 
 from chalicelib.core.token_count import estimate_completion_tokens
-from chalicelib.upstream.sse import StreamFailed, Translated, usage_counts
+from chalicelib.upstream.sse import EventReader, StreamFailed, Translated, usage_counts
 
 TERMINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 # Events whose ``delta`` is text the model produced (the estimate when no usage came).
@@ -42,47 +42,21 @@ def typed_event(name: str, data: str) -> str:
     return f"event: {name}\ndata: {data}\n\n"
 
 
-class ResponsesTranslator:
+class ResponsesTranslator(EventReader):
     """Upstream lines in, typed events out; see the module docstring."""
 
     def __init__(self, *, client_model: str, upstream_model: str, client_wants_usage: bool) -> None:
+        super().__init__()
         self.client_model = client_model
         self.upstream_model = upstream_model
-        self.done = False
         self.usage: tuple[int, int] | None = None
         self.cached_tokens = 0
         self.response_id = ""
         self.stored = True
         self.conversation_id = ""
-        self._text: list[str] = []
-        self._data: list[str] = []
-        self._event_type = ""
-
-    @property
-    def text(self) -> str:
-        return "".join(self._text)
-
-    def feed(self, line: str) -> Translated | None:
-        if self.done:
-            return None
-        if line == "":
-            return self._dispatch()
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event_type = value
-        return None
-
-    def flush(self) -> Translated | None:
-        return self._dispatch() if not self.done and self._data else None
 
     def _dispatch(self) -> Translated | None:
-        data, named = "\n".join(self._data), self._event_type
-        self._data, self._event_type = [], ""
+        data, named = self._take_event()
         if not data:
             return None
         try:
