@@ -31,7 +31,8 @@ import ipaddress
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -613,7 +614,7 @@ def _capped(call: Call, held: Held) -> dict[str, Any]:
 def forward(call: Call, held: Held) -> upstream.UpstreamReply:
     """The call upstream with the reserved output cap; refunded in full if nothing came back."""
     payload = _capped(call, held)
-    try:
+    with refunded_on_error(call, held):
         return upstream.forward(
             call.kind,
             payload,
@@ -624,9 +625,6 @@ def forward(call: Call, held: Held) -> upstream.UpstreamReply:
             budget_seconds=call.seconds_left(),
             channel_id=call.channel_id,
         )
-    except Exception as exc:
-        _refund_failed(call, held, exc)
-        raise
 
 
 @dataclass(frozen=True)
@@ -680,6 +678,17 @@ def _charge(
             detail=detail)  # fmt: skip
     observe.metric("RelayedCalls")
     return charged
+
+
+@contextmanager
+def refunded_on_error(call: Call, held: Held) -> Iterator[None]:
+    """Refund ``held`` in full if the block raises (upstream never answered, or its answer could
+    not be used), then re-raise: a live call never leaves its reservation to the sweeper."""
+    try:
+        yield
+    except Exception as exc:
+        _refund_failed(call, held, exc)
+        raise
 
 
 def _refund_failed(call: Call, held: Held, error: BaseException) -> None:

@@ -77,7 +77,7 @@ def _relay(
     """Reserve, send, settle: ``settle_from`` turns a 2xx answer into its cost, what it used
     and (optionally) the answer to give the client instead of the provider's."""
     held = gateway.reserve(call, source_ip)
-    try:
+    with gateway.refunded_on_error(call, held):
         reply = upstream_media.send(
             path,
             model=call.model,
@@ -88,16 +88,10 @@ def _relay(
             budget_seconds=call.seconds_left(),
             accepted=accepted,
         )
-    except Exception as exc:
-        gateway.refund_failed(call, held, exc)
-        raise
     cost, used, answer = 0, Metered(), None
     if reply.status < 400:
-        try:
+        with gateway.refunded_on_error(call, held):
             cost, used, answer = settle_from(reply)
-        except Exception as exc:
-            gateway.refund_failed(call, held, exc)
-            raise
     upstream_reply = answer or UpstreamReply(
         status=reply.status,
         body=reply.body,
@@ -358,7 +352,7 @@ def _stream_transcript(
     content_type: str | None,
 ) -> gateway.CallResult | TranscriptStream:
     held = gateway.reserve(call, source_ip)
-    try:
+    with gateway.refunded_on_error(call, held):
         opened = upstream_media.open_stream(
             path,
             model=call.model,
@@ -368,9 +362,6 @@ def _stream_transcript(
             request_id=held.record.request_id,
             budget_seconds=call.seconds_left(),
         )
-    except Exception as exc:
-        gateway.refund_failed(call, held, exc)
-        raise
     if isinstance(opened, upstream_media.MediaReply):  # refused: passed on, not charged
         return gateway.settle(call, held, _answer(opened, opened.body, JSON), cost=0)
     return TranscriptStream(call, held, opened)

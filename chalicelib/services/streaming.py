@@ -27,6 +27,7 @@ from chalicelib.services.gateway import (
     _charge,
     _rate_headers,
     _refund_failed,
+    refunded_on_error,
     remember_objects,
     settle,
 )
@@ -60,7 +61,7 @@ def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
     stream can only end with an error event (see ``StreamDelivery``).
     """
     payload = _capped(call, held)
-    try:
+    with refunded_on_error(call, held):
         source = upstream.open_stream(
             payload,
             group=call.group,
@@ -70,9 +71,6 @@ def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
             kind=call.kind,
             channel_id=call.channel_id,
         )
-    except Exception as exc:
-        _refund_failed(call, held, exc)
-        raise
     first = source.next_item(get_settings().stream_keepalive_seconds)
     if first is not None and first.kind == "failed" and first.error is not None:
         source.close()

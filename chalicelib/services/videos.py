@@ -190,7 +190,7 @@ def create(
         sent_type = "application/json"
     call = _admitted(context, payload, source_ip, seconds, deadline)
     held = gateway.reserve(call, source_ip)
-    try:
+    with gateway.refunded_on_error(call, held):
         reply = upstream_media.send(
             "/videos",
             model=call.model,
@@ -201,9 +201,6 @@ def create(
             budget_seconds=call.seconds_left(),
             accepted=_is_job,
         )
-    except Exception as exc:
-        gateway.refund_failed(call, held, exc)
-        raise
     return _started(call, held, reply, seconds)
 
 
@@ -227,7 +224,7 @@ def remix(
         context, {"model": source.model, "prompt": prompt}, source_ip, source.seconds, deadline
     )
     held = gateway.reserve(call, source_ip)
-    try:
+    with gateway.refunded_on_error(call, held):
         reply = upstream_media.send_to(
             source.channel_id,
             "POST",
@@ -238,9 +235,6 @@ def remix(
         )
         if reply.status < 400 and not _is_job(reply):
             raise errors.UpstreamError("The upstream provider answered with an unexpected body.")
-    except Exception as exc:
-        gateway.refund_failed(call, held, exc)
-        raise
     return _started(call, held, reply, source.seconds)
 
 
