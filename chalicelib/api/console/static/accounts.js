@@ -15,11 +15,10 @@ import {
   formError,
   guarded,
   h,
-  showApiError,
   splitList,
+  submitForm,
   table,
   toast,
-  validator,
 } from "./dom.js";
 import { digits, time, usd, usdToUnits } from "./format.js";
 import { t } from "./i18n.js";
@@ -52,22 +51,6 @@ export async function accountPicker(onChange) {
   return h("div", { class: "toolbar account-bar" }, field(t("accounts.managing"), select));
 }
 
-// Submit through the validator, then the API: every field's error appears beside it.
-function onSubmit(form, rules, action) {
-  const valid = validator(form, rules);
-  form.addEventListener(
-    "submit",
-    guarded(
-      async (event) => {
-        event.preventDefault();
-        if (!valid()) return;
-        await action();
-      },
-      (error) => showApiError(form, error),
-    ),
-  );
-}
-
 function creditDialog(account, done) {
   const amount = h("input", { id: "credit-amount", name: "quota_usd", inputmode: "decimal", autocomplete: "off", "data-required": "true" });
   const units = h("output", { id: "credit-units", for: "credit-amount" });
@@ -85,7 +68,7 @@ function creditDialog(account, done) {
   form.errorAliases = { quota_units: "quota_usd" };
   liveUnits(amount, units);
   const dialog = formDialog("credit-dialog", t("accounts.credit_title", { name: account.name }), form);
-  onSubmit(
+  submitForm(
     form,
     {
       quota_usd: () => {
@@ -126,7 +109,7 @@ function groupsDialog(account, done) {
     h("div", { class: "actions" }, h("button", { type: "submit", id: "groups-submit", text: t("action.save") })),
   );
   const dialog = formDialog("groups-dialog", t("accounts.groups_title", { name: account.name }), form);
-  onSubmit(
+  submitForm(
     form,
     {
       groups: () => {
@@ -168,7 +151,7 @@ function createForm(done) {
     quotaField.hidden = unlimited.checked;
   });
   liveUnits(quota, units);
-  onSubmit(
+  submitForm(
     form,
     {
       name: () => (name.value.trim() ? null : t("validate.required")),

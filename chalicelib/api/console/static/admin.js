@@ -5,26 +5,11 @@
 
 import { api } from "./api.js";
 import { confirmAction, formDialog } from "./dialogs.js";
-import { alertLine, cell, clear, emptyRow, errorSlot, field, formError, guarded, h, showApiError, splitList, table, toast, validator } from "./dom.js";
+import { alertLine, cell, clear, emptyRow, errorSlot, field, formError, guarded, h, splitList, submitForm, table, toast } from "./dom.js";
 import { usdFine } from "./format.js";
 import { t } from "./i18n.js";
 
 const DECIMAL = /^\d{1,10}(\.\d{1,12})?$/;
-
-function submit(form, rules, action) {
-  const valid = validator(form, rules);
-  form.addEventListener(
-    "submit",
-    guarded(
-      async (event) => {
-        event.preventDefault();
-        if (!valid()) return;
-        await action();
-      },
-      (error) => showApiError(form, error),
-    ),
-  );
-}
 
 function input(prefix, name, props = {}) {
   return h("input", { id: `${prefix}-${name}`, name, autocomplete: "off", ...props });
@@ -74,7 +59,7 @@ function channelDialog(channel, done) {
     const text = String(control.value).trim();
     return /^-?\d+$/.test(text) && Number(text) >= min && Number(text) <= max ? null : t("validate.range", { min, max });
   };
-  submit(
+  submitForm(
     form,
     {
       name: () => (name.value.trim() ? null : t("validate.required")),
@@ -204,7 +189,7 @@ function priceDialog(price, done) {
     const previous = rules[name];
     rules[name] = () => check() || (previous ? previous() : null);
   }
-  submit(form, rules, async () => {
+  submitForm(form, rules, async () => {
     const body = {};
     for (const name of PRICE_FIELDS) {
       if (controls[name].value.trim()) body[name] = controls[name].value.trim();
@@ -327,7 +312,7 @@ export async function renderGroups(view) {
     order.value = (ratios.auto?.order ?? []).join(", ");
   }
 
-  submit(
+  submitForm(
     form,
     {
       group: () => (/^[A-Za-z0-9_.-]{1,64}$/.test(group.value.trim()) ? null : t("validate.group_name")),
@@ -340,7 +325,7 @@ export async function renderGroups(view) {
       await load();
     },
   );
-  submit(
+  submitForm(
     autoForm,
     {
       order: () => {

@@ -242,6 +242,23 @@ export function validator(form, rules) {
   };
 }
 
+// Submit through the validator, then ``action`` (the API call): every field's error appears
+// beside it, whether the console's own check or the server's answer found it.
+export function submitForm(form, rules, action) {
+  const valid = validator(form, rules);
+  form.addEventListener(
+    "submit",
+    guarded(
+      async (event) => {
+        event.preventDefault();
+        if (!valid()) return;
+        await action();
+      },
+      (error) => showApiError(form, error),
+    ),
+  );
+}
+
 // A file the browser saves: CSV text as a Blob download (no server round trip).
 export function download(filename, text, type = "text/csv;charset=utf-8") {
   const url = URL.createObjectURL(new Blob([text], { type }));

@@ -5,7 +5,7 @@
 
 import { ApiError, api } from "./api.js";
 import { showKeys } from "./dialogs.js";
-import { alertLine, cell, clear, cursorPager, emptyRow, errorSlot, field, formError, guarded, h, showApiError, table, toast, validator } from "./dom.js";
+import { alertLine, cell, clear, cursorPager, emptyRow, errorSlot, field, formError, guarded, h, submitForm, table, toast } from "./dom.js";
 import { time } from "./format.js";
 import { t } from "./i18n.js";
 
@@ -73,27 +73,18 @@ export async function renderAlerts(view, hide) {
     ),
   );
   const numbers = () => thresholds.value.split(/[\s,，]+/).filter(Boolean);
-  const valid = validator(form, {
-    thresholds: () => (numbers().every((n) => /^\d{1,3}$/.test(n) && Number(n) >= 1 && Number(n) <= 100) ? null : t("validate.range", { min: 1, max: 100 })),
-    webhook_url: () => (!webhook.value.trim() || /^https?:\/\/\S+$/.test(webhook.value.trim()) ? null : t("validate.url")),
-  });
   const showSecret = (answer) => {
     if (answer && answer.webhook_secret) showKeys([{ label: t("alerts.secret"), name: "webhook_secret", key: answer.webhook_secret }], { title: t("alerts.secret") });
   };
-  form.addEventListener(
-    "submit",
-    guarded(
-      async (event) => {
-        event.preventDefault();
-        if (!valid()) return;
-        const body = { thresholds: numbers().map(Number), webhook_url: webhook.value.trim() || null };
-        const answer = await api("PUT", "/account/alerts", { body, scoped: true });
-        toast(t("toast.saved"));
-        showSecret(answer);
-      },
-      (error) => showApiError(form, error),
-    ),
-  );
+  submitForm(form, {
+    thresholds: () => (numbers().every((n) => /^\d{1,3}$/.test(n) && Number(n) >= 1 && Number(n) <= 100) ? null : t("validate.range", { min: 1, max: 100 })),
+    webhook_url: () => (!webhook.value.trim() || /^https?:\/\/\S+$/.test(webhook.value.trim()) ? null : t("validate.url")),
+  }, async () => {
+    const body = { thresholds: numbers().map(Number), webhook_url: webhook.value.trim() || null };
+    const answer = await api("PUT", "/account/alerts", { body, scoped: true });
+    toast(t("toast.saved"));
+    showSecret(answer);
+  });
   form.querySelector("#al-rotate").addEventListener(
     "click",
     guarded(async () => showSecret(await api("POST", "/account/alerts/rotate-secret", { scoped: true })), message.show),

@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import { confirmAction, showKeys } from "./dialogs.js";
-import { alertLine, cell, clear, cursorPager, emptyRow, errorSlot, field, formError, guarded, h, showApiError, table, toast, validator } from "./dom.js";
+import { alertLine, cell, clear, cursorPager, emptyRow, errorSlot, field, formError, guarded, h, submitForm, table, toast } from "./dom.js";
 import { relative, time } from "./format.js";
 import { t } from "./i18n.js";
 
@@ -40,26 +40,17 @@ function createForm(done) {
     h("div", { class: "actions" }, h("button", { type: "submit", id: "ok-submit", text: t("action.create") })),
   );
   const chosen = () => [...form.querySelectorAll('input[name="scopes"]:checked')].map((box) => box.value);
-  const valid = validator(form, {
+  submitForm(form, {
     name: () => (name.value.trim() ? null : t("validate.required")),
     scopes: () => (chosen().length ? null : t("validate.scope")),
+  }, async () => {
+    const body = { name: name.value.trim(), scopes: chosen() };
+    if (expiry.value !== "never") body.expires_in_days = Number(expiry.value);
+    const created = await api("POST", "/admin/keys", { body });
+    form.reset();
+    await done();
+    showKeys([{ label: t("keys_page.key_named", { name: created.name }), name: created.name, key: created.key }], { title: t("keys_page.created") });
   });
-  form.addEventListener(
-    "submit",
-    guarded(
-      async (event) => {
-        event.preventDefault();
-        if (!valid()) return;
-        const body = { name: name.value.trim(), scopes: chosen() };
-        if (expiry.value !== "never") body.expires_in_days = Number(expiry.value);
-        const created = await api("POST", "/admin/keys", { body });
-        form.reset();
-        await done();
-        showKeys([{ label: t("keys_page.key_named", { name: created.name }), name: created.name, key: created.key }], { title: t("keys_page.created") });
-      },
-      (error) => showApiError(form, error),
-    ),
-  );
   return form;
 }
 
