@@ -88,7 +88,9 @@ const UNITS = [
 // "in 45 days", "3 hours ago" (45 天后, 3 小时前), in the console's language.
 export function relative(iso, now = Date.now()) {
   if (!iso) return "";
-  const seconds = Math.round((Date.parse(iso) - now) / 1000);
+  // Whole seconds toward zero: a key that expires in 29 d 23 h 59 m 59.7 s is "in 29 days", never
+  // rounded up to 30 days and so shown as "next month".
+  const seconds = Math.trunc((Date.parse(iso) - now) / 1000);
   const format = new Intl.RelativeTimeFormat(lang(), { numeric: "auto" });
   for (const [unit, size] of UNITS) {
     if (Math.abs(seconds) >= size) return format.format(Math.trunc(seconds / size), unit);
