@@ -1,7 +1,7 @@
 """The console with the relay behind it: the admin creates a channel and a price in the browser and
 a key then relays through them; the Logs chart and table follow every filter; the Usage page and
-the in-console tests (key dialog, Playground streaming) show answer, latency and cost. Needs the
-demo upstream (``relay_stack``)."""
+the in-console tests (key dialog, Playground streaming, images and speech) show answer, latency
+and cost. Needs the demo upstream (``relay_stack``)."""
 
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ def test_logs_chart_and_table_follow_every_filter_and_export(
     assert "gpt-4o-mini" in Path(download.value.path()).read_text(encoding="utf-8")
 
 
-def test_key_dialog_and_playground_show_the_streamed_answer_latency_and_cost(
+def test_key_dialog_and_playground_show_the_streamed_answer_images_audio_and_cost(
     console: Any, relay_stack: Any, account: Any
 ) -> None:
     # GIVEN a key just created, tested from the dialog
@@ -213,8 +213,46 @@ def test_key_dialog_and_playground_show_the_streamed_answer_latency_and_cost(
     expect(page.locator("#pg-cost")).to_have_text(COST_TEXT)
     shown = COST_TEXT.match(page.locator("#pg-cost").inner_text())
     assert shown is not None
+    shown_cost = {"demo-slow": int(shown.group(1).replace(",", ""))}
+
+    # WHEN an image model is chosen, THEN the form asks for a size and a count instead
+    page.select_option("#pg-model", "dall-e-3")
+    expect(page.locator("#pg-size")).to_be_visible()
+    expect(page.locator("#pg-voice")).to_be_hidden()
+    page.fill("#pg-n", "2")
+    page.click("#pg-send")
+
+    # AND the two images it makes show (decoded under the console's CSP), with their cost
+    images = page.locator("#pg-media img")
+    expect(images).to_have_count(2)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#pg-media img')]"
+        ".every((img) => img.complete && img.naturalWidth > 0)"
+    )
+    expect(page.locator("#pg-cost")).to_have_text(COST_TEXT)
+    shown = COST_TEXT.match(page.locator("#pg-cost").inner_text())
+    assert shown is not None
+    shown_cost["dall-e-3"] = int(shown.group(1).replace(",", ""))
+    console.screenshot("playground-image")
+
+    # WHEN a speech model is chosen, THEN it asks for a voice and plays back what it said
+    page.select_option("#pg-model", "tts-1")
+    expect(page.locator("#pg-voice")).to_be_visible()
+    expect(page.locator("#pg-size")).to_be_hidden()
+    expect(page.locator("#pg-media img")).to_have_count(0)
+    page.select_option("#pg-voice", "nova")
+    page.click("#pg-send")
+    expect(page.locator("#pg-media audio[controls]")).to_have_count(1)
+    page.wait_for_function("() => document.querySelector('#pg-audio').duration > 0")
+    expect(page.locator("#pg-cost")).to_have_text(COST_TEXT)
+    shown = COST_TEXT.match(page.locator("#pg-cost").inner_text())
+    assert shown is not None
+    shown_cost["tts-1"] = int(shown.group(1).replace(",", ""))
+    console.screenshot("playground-speech")
+
+    # AND every cost shown is the one the logs charged for that call
     _, logs = relay_stack.call(
         "GET", "/logs", account.management_key, token_id=account.default_token["id"]
     )
-    (entry,) = logs["data"]
-    assert int(shown.group(1).replace(",", "")) == entry["cost_units"]
+    assert {entry["model"]: entry["cost_units"] for entry in logs["data"]} == shown_cost
+    assert shown_cost["dall-e-3"] == 2 * 20_000  # two images at US$0.04
