@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from chalicelib.api import scopes as route_scopes
 from chalicelib.core import audit, channels, payloads
-from chalicelib.core.pricing import PRICE_FIELDS
+from chalicelib.core.pricing import MAX_AUDIO_SECONDS_FIELD, MAX_AUDIO_SECONDS_LIMIT, PRICE_FIELDS
 from chalicelib.core.scopes import SCOPES
 from chalicelib.services import schemas
 
@@ -717,6 +717,13 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "properties": {
             "model": {"type": "string"},
             **{name: {"type": "string"} for name in PRICE_FIELDS},
+            MAX_AUDIO_SECONDS_FIELD: {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_AUDIO_SECONDS_LIMIT,
+                "description": "Longest audio a transcription is reserved for (default: "
+                "SLUICE_MAX_AUDIO_SECONDS, 1800).",
+            },
         },
         "description": (
             "US$ as decimal strings; any combination, at least one: per million input, cached "

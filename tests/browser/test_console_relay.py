@@ -54,17 +54,25 @@ def test_admin_makes_a_channel_and_a_price_in_the_browser_and_a_key_relays_throu
     if stack.upstream_api_key:
         assert stack.upstream_api_key not in page.content()
 
-    # WHEN a per-token price is set for its model on the Prices page
+    # WHEN a per-token price (and a longest audio) is set for its model on the Prices page
     console.open("/prices")
     page.click("#new-price")
     page.fill("#pr-model", model)
     page.fill("#pr-input_usd_per_mtok", "1,5")
     page.fill("#pr-output_usd_per_mtok", "2")
+    page.fill("#pr-max_audio_seconds", "0")
     page.click("#pr-submit")
     expect(page.locator("#pr-err-input_usd_per_mtok")).to_contain_text("1.50")
+    expect(page.locator("#pr-err-max_audio_seconds")).to_contain_text("1 to 86400")
     page.fill("#pr-input_usd_per_mtok", "1.5")
+    page.fill("#pr-max_audio_seconds", "600")
     page.click("#pr-submit")
-    expect(page.locator(f"#price-rows tr[data-model='{model}']")).to_contain_text("$1.50")
+    price_row = page.locator(f"#price-rows tr[data-model='{model}']")
+    expect(price_row).to_contain_text("$1.50")
+    expect(price_row).to_contain_text("audio up to 600 s")
+
+    prices = stack.call("GET", "/admin/models", stack.admin_key)[1]["data"]
+    assert [p["max_audio_seconds"] for p in prices if p["model"] == model] == [600]
 
     # AND an account granted that group, whose key is in it
     account = make_account(groups=[group])
