@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -197,6 +197,89 @@ def test_the_printed_account_and_tokens_curls_work(running: Run) -> None:
     assert sk not in tokens.text
 
 
+class LongCalls:
+    """A 40 s streamed call and a 40 s whole call on a key of their own, run side by side in
+    the background, so the module's other tests run while they last."""
+
+    def __init__(self, running: Run) -> None:
+        self.base_url = running.value("Sluice is running at")
+        self.mk = running.value("demo management key (mk):")
+        made = httpx.post(
+            f"{self.base_url}/tokens",
+            json={"name": "long-calls"},
+            headers={"Authorization": f"Bearer {self.mk}"},
+            timeout=30,
+        )
+        assert made.status_code == 201, made.text
+        self.token = made.json()["data"][0]
+        self.ask = {
+            "model": "demo-slow",
+            "messages": [{"role": "user", "content": "Take your time."}],
+            "metadata": {SLOW_DURATION_METADATA: str(LONG_CALL_SECONDS)},
+        }
+        self.first_event = threading.Event()
+        self.outcome: dict[str, Any] = {}
+        self.started = time.monotonic()
+        self.threads = [
+            threading.Thread(target=self._whole, daemon=True),
+            threading.Thread(target=self._streamed, daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token['key']}"}
+
+    def _whole(self) -> None:
+        response = httpx.post(
+            f"{self.base_url}/v1/chat/completions",
+            headers=self._headers(),
+            json=self.ask,
+            timeout=120.0,
+        )
+        self.outcome["whole"] = (response.status_code, response.json())
+
+    def _streamed(self) -> None:
+        data: list[str] = []
+        with httpx.stream(
+            "POST",
+            f"{self.base_url}/v1/chat/completions",
+            headers=self._headers(),
+            json={**self.ask, "stream": True},
+            timeout=120.0,
+        ) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    data.append(line[6:])
+                    self.first_event.set()
+            self.outcome["streamed"] = (response.status_code, data)
+
+    def join(self) -> float:
+        """Wait for both (bounded); how long they took from their start."""
+        for thread in self.threads:
+            thread.join(timeout=120.0)
+        return time.monotonic() - self.started
+
+
+@pytest.fixture(scope="module")
+def long_calls(running: Run) -> LongCalls:
+    return LongCalls(running)
+
+
+def test_forty_second_calls_are_under_way_with_their_reservation_held(
+    long_calls: LongCalls,
+) -> None:
+    # GIVEN the two long calls started  WHEN the stream's first event has arrived
+    assert long_calls.first_event.wait(timeout=60.0)
+    key = httpx.get(
+        f"{long_calls.base_url}/v1/key", headers=long_calls._headers(), timeout=30
+    ).json()
+
+    # THEN neither is answered yet, and the key holds their reservations
+    assert "whole" not in long_calls.outcome and "streamed" not in long_calls.outcome
+    assert key["reserved_units"] > 0
+
+
 def test_the_printed_chat_curl_and_the_openai_sdk_get_answers_that_are_logged(
     running: Run,
 ) -> None:
@@ -325,78 +408,6 @@ def test_the_printed_streaming_curl_streams_the_slow_demo_model_word_by_word(
     ]
     assert response.status_code == 200 and data[-1] == "[DONE]"
     assert len(words) > 3 and all(len(word.split()) == 1 for word in words)
-
-
-def test_a_forty_second_streamed_call_and_a_forty_second_whole_call_both_complete(
-    running: Run,
-) -> None:
-    # GIVEN the demo upstream told (per request) to take 40 s over demo-slow
-    base_url = running.value("Sluice is running at")
-    sk = running.value("demo API key (sk):")
-    mk = running.value("demo management key (mk):")
-    ask = {
-        "model": "demo-slow",
-        "messages": [{"role": "user", "content": "Take your time."}],
-        "metadata": {SLOW_DURATION_METADATA: str(LONG_CALL_SECONDS)},
-    }
-    headers = {"Authorization": f"Bearer {sk}"}
-    outcome: dict[str, object] = {}
-
-    def whole() -> None:
-        response = httpx.post(
-            f"{base_url}/v1/chat/completions", headers=headers, json=ask, timeout=120.0
-        )
-        outcome["whole"] = (response.status_code, response.json())
-
-    # WHEN both run at once, the streamed one read as it arrives
-    started = time.monotonic()
-    other = threading.Thread(target=whole, daemon=True)
-    other.start()
-    with httpx.stream(
-        "POST",
-        f"{base_url}/v1/chat/completions",
-        headers=headers,
-        json={**ask, "stream": True},
-        timeout=120.0,
-    ) as response:
-        streamed_status = response.status_code
-        data = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
-    other.join(timeout=120.0)
-    took = time.monotonic() - started
-
-    # THEN both are answered in full: the stream word by word with [DONE] last, and they did
-    # last the 40 s (so neither was cut by a timeout on the way)
-    words = [
-        choice["delta"].get("content")
-        for chunk in map(json.loads, data[:-1])
-        for choice in chunk["choices"]
-        if choice["delta"].get("content")
-    ]
-    assert streamed_status == 200 and data[-1] == "[DONE]"
-    assert len(words) > 3 and all(len(word.split()) == 1 for word in words)
-    status, body = outcome["whole"]  # type: ignore[misc]
-    assert status == 200, body
-    assert body["choices"][0]["message"]["content"] == "".join(words)  # type: ignore[index]
-    assert took >= LONG_CALL_SECONDS
-    # AND both are logged as answered and charged (the stream settles just after its bytes)
-    long_calls: list[dict[str, object]] = []
-    for _ in range(100):
-        logs = httpx.get(
-            f"{base_url}/logs",
-            params={"token_id": sk[3:19], "limit": 100},
-            headers={"Authorization": f"Bearer {mk}"},
-            timeout=30,
-        ).json()["data"]
-        long_calls = [
-            line
-            for line in logs
-            if line["model"] == "demo-slow" and line["latency_ms"] >= LONG_CALL_SECONDS * 1000
-        ]
-        if len(long_calls) >= 2:
-            break
-        time.sleep(0.1)
-    assert sorted(line["stream"] for line in long_calls) == [False, True], long_calls
-    assert all(line["status"] == "ok" and line["cost_units"] > 0 for line in long_calls)
 
 
 def test_the_admin_key_from_the_environment_is_the_one_that_works(running: Run) -> None:
@@ -699,6 +710,53 @@ def test_a_tenant_gets_only_the_groups_the_operator_grants(running: Run) -> None
     assert httpx.patch(f"{base_url}/admin/accounts/{account_id}", headers=admin, json=revoke)
     refused = httpx.post(f"{base_url}/v1/chat/completions", headers=key, json=chat, timeout=30)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "group_not_allowed"
+
+
+def test_a_forty_second_streamed_call_and_a_forty_second_whole_call_both_complete(
+    long_calls: LongCalls,
+) -> None:
+    # GIVEN the demo upstream told (per request) to take 40 s over demo-slow, on both calls
+    # (started by the fixture; the tests between ran meanwhile)
+    # WHEN both have ended
+    took = long_calls.join()
+
+    # THEN both are answered in full: the stream word by word with [DONE] last, and they did
+    # last the 40 s (so neither was cut by a timeout on the way)
+    streamed_status, data = long_calls.outcome["streamed"]
+    words = [
+        choice["delta"].get("content")
+        for chunk in map(json.loads, data[:-1])
+        for choice in chunk["choices"]
+        if choice["delta"].get("content")
+    ]
+    assert streamed_status == 200 and data[-1] == "[DONE]"
+    assert len(words) > 3 and all(len(word.split()) == 1 for word in words)
+    status, body = long_calls.outcome["whole"]
+    assert status == 200, body
+    assert body["choices"][0]["message"]["content"] == "".join(words)
+    assert took >= LONG_CALL_SECONDS
+    # AND both are logged as answered and charged (the stream settles just after its bytes),
+    # with nothing left reserved on the key
+    long: list[dict[str, Any]] = []
+    key: dict[str, Any] = {}
+    for _ in range(100):
+        logs = httpx.get(
+            f"{long_calls.base_url}/logs",
+            params={"token_id": long_calls.token["id"], "limit": 100},
+            headers={"Authorization": f"Bearer {long_calls.mk}"},
+            timeout=30,
+        ).json()["data"]
+        long = [line for line in logs if line["latency_ms"] >= LONG_CALL_SECONDS * 1000]
+        key = httpx.get(
+            f"{long_calls.base_url}/v1/key", headers=long_calls._headers(), timeout=30
+        ).json()
+        if len(long) >= 2 and key["reserved_units"] == 0:
+            break
+        time.sleep(0.1)
+    assert sorted(line["stream"] for line in long) == [False, True], long
+    assert all(line["status"] == "ok" and line["cost_units"] > 0 for line in long)
+    assert key["reserved_units"] == 0
+    assert key["used_units"] == sum(line["cost_units"] for line in long)
 
 
 def test_ctrl_c_stops_the_run_and_every_process_it_started(running: Run) -> None:
