@@ -36,6 +36,24 @@ os.environ.update(
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "SLUICE_DYNAMODB_ENDPOINT"):
     os.environ.pop(_name, None)
 
+# The longest files, longest first. `make test` runs pytest-xdist with --dist loadfile, which
+# hands whole files to the workers in collection order: a long file collected last would run
+# alone at the end while the other worker idles. Within a file the order is unchanged.
+LONGEST_FILES = (
+    "tests/browser/test_console_pages.py",
+    "tests/functional/test_make_run.py",
+    "tests/test_schemathesis.py",
+    "tests/gateway/test_relay_concurrency.py",
+    "tests/browser/test_console_tokens.py",
+    "tests/infra/test_packaged_template.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: place for place, name in enumerate(LONGEST_FILES)}
+    root = config.rootpath
+    items.sort(key=lambda item: rank.get(item.path.relative_to(root).as_posix(), len(rank)))
+
 
 def _apply_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
     from chalicelib.core.settings import get_settings, reset_settings

@@ -8,6 +8,7 @@ The admin key is then read from SSM (moto), as in AWS.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -23,13 +24,26 @@ ADMIN_KEY = os.environ["SLUICE_ADMIN_KEY"]
 
 @pytest.fixture(scope="session")
 def packaged_prod(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """``make package STAGE=prod`` into a temporary directory, once per session."""
+    """``make package STAGE=prod`` into a temporary directory, once per test run.
+
+    Under pytest-xdist each worker has its own session, and the files using this fixture may
+    land on different workers: the first to get here packages (half a minute), under a lock
+    in the run's shared temporary directory, and the others read what it wrote. The tests
+    only read the package.
+    """
     from devtools.package import package, zip_report
 
-    out_dir = tmp_path_factory.mktemp("dist-prod")
-    sam_file = package("prod", out_dir)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this run's directory, above each worker's own
+    out_dir, done = shared / "dist-prod", shared / "dist-prod.done"
+    with (shared / "dist-prod.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            package("prod", out_dir)
+            done.touch()
     print(zip_report(out_dir / "deployment.zip"))
-    return out_dir, json.loads(sam_file.read_text())
+    return out_dir, json.loads((out_dir / "sam.json").read_text())
 
 
 @pytest.fixture

@@ -89,22 +89,6 @@ def test_dynamodb_local_is_preferred_when_java_and_jar_exist(dynamo: LocalDynamo
     assert dynamo.kind == "dynamodb-local"
 
 
-def test_stop_leaves_no_process_and_frees_the_port() -> None:
-    # GIVEN a running server
-    server = start_local_dynamodb()
-    pid, endpoint = server.pid, server.endpoint
-    assert process_exists(pid)
-
-    # WHEN it is stopped
-    server.stop()
-
-    # THEN neither the process nor its group survives, and nothing listens any more
-    assert not process_exists(pid)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(pid, 0)
-    assert not port_open(endpoint)
-
-
 def test_stop_is_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a server (the quick-starting kind) that was already stopped
     monkeypatch.setenv("SLUICE_DDB_BACKEND", "moto")
@@ -192,15 +176,24 @@ def test_start_on_a_busy_port_fails_with_log_tail() -> None:
 @needs_ddb_local
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_forced_backend")
-def test_data_dir_persists_tables_across_restarts(tmp_path: Path) -> None:
-    # GIVEN a server with a data dir that got a table
+def test_stop_leaves_no_process_and_a_restart_on_the_data_dir_keeps_its_tables(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a server with a data dir that got a table, then was stopped
     data_dir = str(tmp_path / "ddb-data")
     with start_local_dynamodb(data_dir=data_dir) as first:
+        pid, endpoint = first.pid, first.endpoint
+        assert process_exists(pid)
         create_table(first.endpoint, "sluice-test-persisted")
 
     # WHEN a new server starts on the same data dir
+    # THEN neither the first process nor its group survived, and nothing listened any more
+    assert not process_exists(pid)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+    assert not port_open(endpoint)
     with start_local_dynamodb(data_dir=data_dir) as second:
         names = local_client(second.endpoint).list_tables()["TableNames"]
 
-    # THEN the table is still there
+    # AND the table is still there
     assert "sluice-test-persisted" in names
