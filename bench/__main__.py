@@ -296,8 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             return {"imports": cold_start.imports(args.import_runs), "package": package}
 
         run.section("cold_start", cold)
+        packaged = bool((run.figures.get("cold_start") or {}).get("package", {}).get("ok"))
         run.section(
-            "relay_cold_start", lambda: streaming.relay_cold_start(max(args.import_runs, 3))
+            "relay_cold_start",
+            lambda: streaming.relay_cold_start(max(args.import_runs, 3), built=packaged),
         )
         try:
             if served:
