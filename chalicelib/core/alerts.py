@@ -152,6 +152,18 @@ def checked_webhook_url(url: str, *, allow_plain_loopback: bool) -> str:
     raise InvalidRequest(f"webhook_url must use {allowed}.", param="webhook_url")
 
 
+def shown_url(url: str) -> str:
+    """The part of a webhook URL that may be shown where the URL itself may not (the audit).
+
+    Only ``scheme://host[:port]``: chat and automation services put their credential in the
+    path (``/services/T0/B0/<token>``, ``/api/webhooks/<id>/<token>``) or in the query
+    (``?token=``), so anything after the host is replaced by ``/…``.
+    """
+    parts = urlsplit(url)
+    rest = "/…" if parts.path not in ("", "/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{parts.netloc}{rest}"
+
+
 def _is_loopback(host: str) -> bool:
     if host.lower() in LOOPBACK_NAMES:
         return True

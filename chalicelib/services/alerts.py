@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.core import alerts, observe, views
+from chalicelib.core import alerts, audit, observe, views
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.settings import get_settings
 from chalicelib.services import schemas
@@ -69,6 +69,27 @@ def get_alerts(
     return _json(alert_store.get(kind, item_id), kind, item_id, account_id)
 
 
+def _audited(settings: alert_store.AlertSettings | None) -> dict[str, Any] | None:
+    """The fields of ``settings`` the audit compares (``core.audit.alert_changes`` shows them)."""
+    if settings is None:
+        return None
+    return {"thresholds": list(settings.thresholds), "webhook_url": settings.webhook_url}
+
+
+def _entry(
+    action: str,
+    kind: alert_store.Kind,
+    item_id: str,
+    account_id: str,
+    old: alert_store.AlertSettings | None,
+    new: alert_store.AlertSettings | None,
+    *,
+    new_secret: bool,
+) -> audit.AuditEntry:
+    changes = audit.alert_changes(_audited(old), _audited(new), new_secret=new_secret)
+    return audit.entry(action, audit.alert_target(kind, item_id), changes, account_id=account_id)
+
+
 def put_alerts(
     kind: alert_store.Kind,
     account_id: str,
@@ -82,11 +103,13 @@ def put_alerts(
     )
     thresholds = alerts.thresholds_from(body.thresholds)
     item_id = _check_subject(kind, account_id, token_id)
-    first = alert_store.get(kind, item_id) is None
-    secret = alert_store.new_secret() if first else None
-    stored = alert_store.put(
-        alert_store.AlertSettings(kind, item_id, account_id, thresholds, url, now), secret
+    current = alert_store.get(kind, item_id)
+    secret = alert_store.new_secret() if current is None else None
+    settings = alert_store.AlertSettings(kind, item_id, account_id, thresholds, url, now)
+    entry = _entry(
+        "alerts.update", kind, item_id, account_id, current, settings, new_secret=bool(secret)
     )
+    stored = alert_store.put(settings, secret, audit=entry)
     answer = _json(stored, kind, item_id, account_id)
     return answer | ({"webhook_secret": secret} if secret else {})
 
@@ -102,18 +125,21 @@ def rotate_secret(
             "Alerts are not set up here: PUT the settings first.", param="webhook_url"
         )
     secret = alert_store.new_secret()
-    stored = alert_store.put(
-        alert_store.AlertSettings(
-            kind, item_id, account_id, current.thresholds, current.webhook_url, now
-        ),
-        secret,
+    settings = alert_store.AlertSettings(
+        kind, item_id, account_id, current.thresholds, current.webhook_url, now
     )
+    entry = _entry(
+        "alerts.rotate_secret", kind, item_id, account_id, current, settings, new_secret=True
+    )
+    stored = alert_store.put(settings, secret, audit=entry)
     return _json(stored, kind, item_id, account_id) | {"webhook_secret": secret}
 
 
 def delete_alerts(kind: alert_store.Kind, account_id: str, token_id: str | None = None) -> None:
     item_id = _check_subject(kind, account_id, token_id)
-    alert_store.delete(kind, item_id, account_id)
+    current = alert_store.get(kind, item_id)
+    entry = _entry("alerts.delete", kind, item_id, account_id, current, None, new_secret=False)
+    alert_store.delete(kind, item_id, account_id, audit=entry)
 
 
 def list_dead_letters(limit: int, cursor: str | None) -> dict[str, Any]:

@@ -21,11 +21,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.core.alerts import Budget, Sent
+from chalicelib.core.audit import AuditEntry
 from chalicelib.core.errors import InvalidRequest, NotFound, ServiceUnavailable
 from chalicelib.core.records import Page
 from chalicelib.core.settings import get_settings
+from chalicelib.store import audit as audit_store
 from chalicelib.store import secrets
 from chalicelib.store.common import (
     Refused,
@@ -33,7 +36,6 @@ from chalicelib.store.common import (
     connection,
     decode_cursor,
     encode_cursor,
-    refused_as,
     translated,
 )
 from chalicelib.store.models import Account, ConfigItem, Event, Token
@@ -90,11 +92,15 @@ def get(kind: Kind, item_id: str) -> AlertSettings | None:
     )
 
 
-def put(settings: AlertSettings, secret: str | None) -> AlertSettings:
+def put(
+    settings: AlertSettings, secret: str | None, *, audit: AuditEntry | None = None
+) -> AlertSettings:
     """Store ``settings`` (with a new ``secret``, or the one already kept when None).
 
-    The thresholds go onto the key or account item too, conditional on it still being there
-    (and, for a key, still the account's): no settings for a key that is gone.
+    The thresholds go onto the key or account item, the settings into their config item and
+    ``audit``'s record into the trail, in one transaction, conditional on the item still being
+    there (and, for a key, still the account's): no settings for a key that is gone, and no
+    change unrecorded.
     """
     kept = get(settings.kind, settings.id)
     if secret is None and kept is None:
@@ -114,32 +120,45 @@ def put(settings: AlertSettings, secret: str | None) -> AlertSettings:
     else:
         body["secret"] = stored.secret
     model = _model(settings.kind)
-    condition = model.id.exists()
-    if settings.kind == "token":
-        condition &= Token.account_id == settings.account_id
-    not_found = NotFound(f"No {settings.kind} with this id.", param="id")
-    with translated(), refused_as(not_found):
-        model(settings.id).update(
-            actions=[model.alert_thresholds.set(list(stored.thresholds))], condition=condition
+    config = ConfigItem(
+        ALERT, _name(settings.kind, settings.id), body=body, updated_at=settings.updated_at
+    )
+
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(
+            model(settings.id),
+            actions=[model.alert_thresholds.set(list(stored.thresholds))],
+            condition=_owned(settings.kind, settings.account_id),
         )
-    with translated():
-        ConfigItem(
-            ALERT, _name(settings.kind, settings.id), body=body, updated_at=settings.updated_at
-        ).save()
+        transaction.save(config)
+
+    audit_store.write(build, audit, NotFound(f"No {settings.kind} with this id.", param="id"))
     return stored
 
 
-def delete(kind: Kind, item_id: str, account_id: str) -> None:
-    """Turn alerts off: the item's thresholds go first, so nothing fires meanwhile."""
+def _owned(kind: Kind, account_id: str) -> Any:
+    """The item is there and, for a key, is the account's."""
     model = _model(kind)
     condition = model.id.exists()
     if kind == "token":
         condition &= Token.account_id == account_id
-    with translated(), refused_as(NotFound(f"No {kind} with this id.", param="id")):
-        model(item_id).update(actions=[model.alert_thresholds.remove()], condition=condition)
+    return condition
+
+
+def delete(kind: Kind, item_id: str, account_id: str, *, audit: AuditEntry | None = None) -> None:
+    """Turn alerts off: the item's thresholds and the settings go together, with the record."""
+    model = _model(kind)
     kept = get(kind, item_id)
-    with translated():
-        ConfigItem(ALERT, _name(kind, item_id)).delete()
+
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(
+            model(item_id),
+            actions=[model.alert_thresholds.remove()],
+            condition=_owned(kind, account_id),
+        )
+        transaction.delete(ConfigItem(ALERT, _name(kind, item_id)))
+
+    audit_store.write(build, audit, NotFound(f"No {kind} with this id.", param="id"))
     if kept is not None and kept.secret_parameter:
         _drop_parameter(kept.secret_parameter)
 
