@@ -14,11 +14,10 @@ crossed at most once per epoch. The epoch changes exactly when the percentage ca
 * an account: a credit (``quota_units``).
 
 Stream records can still arrive twice (Lambda retries a failed batch) or be seen by two pollers,
-so the item records what was sent: ``alert_epoch`` and ``alert_level`` (the highest threshold
-delivered in that epoch). A delivery happens only after a conditional write raised the level
-(``sent_condition`` in the store), which one writer wins. That write lands on the same item and
-yields a stream record of its own; its usage is unchanged, so nothing is crossed and it never
-re-fires.
+so a delivery happens only after a conditional write claimed it: a marker keyed by the item,
+the epoch and the threshold, which one writer creates (store/alert_outbox.py). Items written
+before that kept the highest level sent on the item itself (``alert_epoch``, ``alert_level``);
+``crossed`` still honours it.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ MAX_THRESHOLDS = 10
 MAX_URL_LENGTH = 2048
 EVENT_TYPE = "budget.threshold_crossed"
 SIGNATURE_HEADER = "X-Sluice-Signature"
+DELIVERY_HEADER = "X-Sluice-Delivery"
 LOOPBACK_NAMES = ("localhost",)
 
 

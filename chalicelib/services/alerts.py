@@ -10,13 +10,15 @@ item (old and new image) to ``handle_records``; in AWS through the Lambda event 
 
     thresholds on the item?  -- no --> nothing
     crossed (core.alerts)?   -- none --> nothing
-    claim the highest one    -- lost --> nothing (a duplicate, or another handler sent it)
-    for each crossed one:    POST, signed; retry with backoff; all failed --> dead letter
+    for each crossed one:    claim it, with its outbox entry -- lost --> nothing (a duplicate)
+                             POST, signed; retry with backoff; all failed --> dead letter
+                             either way its outbox entry goes (store/alert_outbox.py)
 
-Claiming before sending makes a delivery at most once per crossing even when records are
-replayed; the price is that a handler killed between its claim and its POST loses that alert
-(it is logged as claimed, so the gap is visible). A failed POST never fails the batch: Lambda
-would replay it, and the claim would then (rightly) refuse to send twice.
+Claiming before sending makes a crossing fire once even when records are replayed; the claim's
+outbox entry makes it fire at least once even when the handler dies between its claim and its
+POST: ``retry_pending`` (the ``retry_alerts`` schedule) sends what a dead handler left, once
+its lease is over. A failed POST never fails the batch: Lambda would replay it, and the claim
+would then (rightly) refuse to send twice.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.settings import get_settings
 from chalicelib.services import schemas
 from chalicelib.store import accounts as account_store
+from chalicelib.store import alert_outbox as outbox
 from chalicelib.store import alerts as alert_store
 from chalicelib.store import tokens as token_store
 from chalicelib.upstream import webhooks
@@ -143,7 +146,7 @@ def delete_alerts(kind: alert_store.Kind, account_id: str, token_id: str | None 
 
 
 def list_dead_letters(limit: int, cursor: str | None) -> dict[str, Any]:
-    page = alert_store.dead_letters(limit, cursor)
+    page = outbox.dead_letters(limit, cursor)
     return {
         "data": [_dead_letter_json(entry) for entry in page.items],
         "next_cursor": page.next_cursor,
@@ -166,11 +169,11 @@ def _dead_letter_json(entry: dict[str, Any]) -> dict[str, Any]:
 # The stream handler ---------------------------------------------------------------------------
 @dataclass
 class AlertRun:
-    """What one batch of stream records did."""
+    """What one batch of stream records (or one retry run) did."""
 
     delivered: list[tuple[str, int]] = field(default_factory=list)  # (item id, threshold)
     dead_lettered: list[tuple[str, int]] = field(default_factory=list)
-    duplicates: int = 0
+    duplicates: int = 0  # crossings claimed before (replays), or retries another run took
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -200,34 +203,70 @@ def handle_records(
         if not crossed or new is None:
             continue
         item_id = str(new_image["id"]["S"])
-        if not alert_store.claim(kind, item_id, new.epoch, max(crossed)):
-            run.duplicates += 1
-            continue
-        observe.log("alert_claimed", kind=kind, item_id=item_id, thresholds=list(crossed))
-        settings = alert_store.get(kind, item_id)
-        if settings is None:
-            continue  # turned off since the change: nowhere to send
+        account_id = alert_store.account_of(kind, new_image)
+        claimed_ms = int(now() * 1000)
         for threshold in crossed:
-            _deliver(settings, threshold, new, now, sleep, run)
+            body = alerts.payload(
+                account_id=account_id,
+                token_id=item_id if kind == "token" else None,
+                threshold=threshold,
+                budget=new,
+                at=views.iso(claimed_ms // 1000) or "",
+            )
+            delivery = outbox.Delivery(
+                kind, item_id, account_id, new.epoch, threshold, body.decode(), claimed_ms
+            )
+            if not outbox.claim(delivery):
+                run.duplicates += 1
+                continue
+            observe.log("alert_claimed", kind=kind, item_id=item_id, threshold=threshold)
+            _send(delivery, now, sleep, run)
     return run
 
 
-def _deliver(
-    settings: alert_store.AlertSettings,
-    threshold: int,
-    budget: alerts.Budget,
+def retry_pending(
+    now: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: Callable[[], float] | None = None,
+) -> AlertRun:
+    """Send the deliveries whose handler died after claiming them (the ``retry_alerts`` job).
+
+    Only entries whose lease ran out are listed, and each is leased again to one retrier
+    before it is sent, so two runs (or a run and a late handler) never both send it.
+    """
+    run = AlertRun()
+    for number, stranded in enumerate(outbox.stale(int(now()))):
+        if number and deadline is not None and deadline() < RETRY_MARGIN_SECONDS:
+            break  # the next run finishes it (every run gets at least one through)
+        delivery = outbox.take(stranded, int(now()))
+        if delivery is None:
+            run.duplicates += 1
+            continue
+        observe.log("alert_retried", item_id=delivery.item_id, threshold=delivery.threshold)
+        if delivery.runs > outbox.MAX_RUNS:
+            _dead_letter(delivery, None, 0, f"abandoned after {outbox.MAX_RUNS} runs", now, run)
+            continue
+        _send(delivery, now, sleep, run)
+    return run
+
+
+# Enough for one delivery's attempts at the default settings (4 x 5 s timeouts + 7 s of waits).
+RETRY_MARGIN_SECONDS = 30.0
+
+
+def _send(
+    delivery: outbox.Delivery,
     now: Callable[[], float],
     sleep: Callable[[float], None],
     run: AlertRun,
 ) -> None:
+    """POST the claimed delivery, signed, with backoff; then settle it (delivered or dead)."""
+    settings = alert_store.get(delivery.kind, delivery.item_id)  # type: ignore[arg-type]
+    if settings is None:
+        outbox.dropped(delivery, int(now() * 1000))  # turned off since: nowhere to send
+        return
     config = get_settings()
-    body = alerts.payload(
-        account_id=settings.account_id,
-        token_id=settings.id if settings.kind == "token" else None,
-        threshold=threshold,
-        budget=budget,
-        at=views.iso(int(now())) or "",
-    )
+    body = delivery.payload.encode()
     secret = alert_store.signing_secret(settings)
     waits = alerts.backoff(config.alert_delivery_attempts, config.alert_backoff_seconds)
     attempt = None
@@ -235,29 +274,41 @@ def _deliver(
         if number:
             sleep(waits[number - 1])
         signature = alerts.signature(secret, body, int(now()))
-        attempt = webhooks.post(settings.webhook_url, body, signature, config.alert_timeout_seconds)
+        attempt = webhooks.post(
+            settings.webhook_url, body, signature, config.alert_timeout_seconds, delivery.id
+        )
         if attempt.delivered:
-            run.delivered.append((settings.id, threshold))
-            observe.log("alert_delivered", item_id=settings.id, threshold=threshold)
+            outbox.delivered(delivery, int(now() * 1000))
+            run.delivered.append((delivery.item_id, delivery.threshold))
+            observe.log("alert_delivered", item_id=delivery.item_id, threshold=delivery.threshold)
             return
     error = attempt.error if attempt is not None else None
+    _dead_letter(delivery, settings.webhook_url, config.alert_delivery_attempts, error, now, run)
+
+
+def _dead_letter(
+    delivery: outbox.Delivery,
+    webhook_url: str | None,
+    attempts: int,
+    error: str | None,
+    now: Callable[[], float],
+    run: AlertRun,
+) -> None:
     observe.log(
         "alert_dead_lettered",
         level="WARNING",
-        item_id=settings.id,
-        threshold=threshold,
+        item_id=delivery.item_id,
+        threshold=delivery.threshold,
         last_error=error,
     )
-    alert_store.dead_letter(
-        {
-            "account_id": settings.account_id,
-            "token_id": settings.id if settings.kind == "token" else None,
-            "threshold": threshold,
-            "webhook_url": settings.webhook_url,
-            "attempts": config.alert_delivery_attempts,
-            "last_error": error,
-            "payload": body.decode(),
-        },
-        int(now() * 1000),
-    )
-    run.dead_lettered.append((settings.id, threshold))
+    body = {
+        "account_id": delivery.account_id,
+        "token_id": delivery.token_id,
+        "threshold": delivery.threshold,
+        "webhook_url": webhook_url,
+        "attempts": attempts,
+        "last_error": error,
+        "payload": delivery.payload,
+    }
+    outbox.dead_lettered(delivery, body, int(now() * 1000))
+    run.dead_lettered.append((delivery.item_id, delivery.threshold))

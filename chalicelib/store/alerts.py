@@ -7,9 +7,7 @@
 * The signing secret must be recoverable to sign. Deployed (``alert_secret_ssm_prefix``), it
   is an SSM SecureString ``<prefix><kind>/<id>`` and the item keeps ``name:version``, as channel
   keys are kept; locally it sits in the item. Nothing here returns it but ``signing_secret``.
-* ``claim`` is the conditional write that records a level as sent (see core/alerts.py).
-* A delivery that failed every attempt becomes an ``Event`` in the ``alerts#dead-letters``
-  partition, listed newest first by the operator, kept ``DEAD_LETTER_DAYS``.
+* What was crossed and sent, and the deliveries that failed, are store/alert_outbox.py's.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import secrets as random
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -25,25 +22,17 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.core.alerts import Budget, Sent
 from chalicelib.core.audit import AuditEntry
-from chalicelib.core.errors import InvalidRequest, NotFound, ServiceUnavailable
-from chalicelib.core.records import Page
+from chalicelib.core.errors import NotFound, ServiceUnavailable
 from chalicelib.core.settings import get_settings
 from chalicelib.store import audit as audit_store
 from chalicelib.store import secrets
 from chalicelib.store.common import (
-    Refused,
-    conditional,
-    connection,
-    decode_cursor,
-    encode_cursor,
     translated,
 )
-from chalicelib.store.models import Account, ConfigItem, Event, Token
+from chalicelib.store.models import Account, ConfigItem, Token
 
 Kind = Literal["account", "token"]
 ALERT = "alert"
-DEAD_LETTERS = "alerts#dead-letters"
-DEAD_LETTER_DAYS = 30
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
@@ -232,59 +221,3 @@ def sent_of(image: dict[str, Any] | None) -> Sent | None:
 
 def account_of(kind: Kind, image: dict[str, Any]) -> str:
     return str(image["account_id"]["S"] if kind == "token" else image["id"]["S"])
-
-
-def _client() -> Any:
-    return connection().client
-
-
-def claim(kind: Kind, item_id: str, epoch: str, level: int) -> bool:
-    """Record ``level`` as sent in ``epoch``; False if this or a higher level already was.
-
-    One writer wins: a duplicate stream record, a retried batch, a second poller all fail the
-    condition and send nothing. A deleted item is not re-created.
-    """
-    model = _model(kind)
-    with translated():
-        written = conditional(
-            lambda: _client().update_item(
-                TableName=model.Meta.table_name,
-                Key={"id": {"S": item_id}},
-                UpdateExpression="SET alert_epoch = :epoch, alert_level = :level",
-                ConditionExpression=(
-                    "attribute_exists(id) AND (attribute_not_exists(alert_epoch)"
-                    " OR alert_epoch <> :epoch OR alert_level < :level)"
-                ),
-                ExpressionAttributeValues={
-                    ":epoch": {"S": epoch},
-                    ":level": {"N": str(level)},
-                },
-            )
-        )
-    return not isinstance(written, Refused)
-
-
-# Dead letters -------------------------------------------------------------------------------
-def dead_letter(body: dict[str, Any], now_ms: int) -> None:
-    """Keep a delivery that failed every attempt, for the operator to see (and replay)."""
-    with translated():
-        Event(
-            DEAD_LETTERS,
-            f"{now_ms:013d}#{random.token_hex(4)}",
-            kind="alert.dead_letter",
-            body=body,
-            expire_at=datetime.fromtimestamp(now_ms / 1000 + DEAD_LETTER_DAYS * 86_400, UTC),
-        ).save()
-
-
-def dead_letters(limit: int, cursor: str | None) -> Page:
-    start = decode_cursor(cursor, expected={"subject": DEAD_LETTERS})
-    if start is not None and (set(start) != {"subject", "at_id"} or "S" not in start["at_id"]):
-        raise InvalidRequest("cursor is not valid.", param="cursor")
-    with translated():
-        results = Event.query(
-            DEAD_LETTERS, scan_index_forward=False, limit=limit, last_evaluated_key=start
-        )
-        items = [{"at_ms": int(e.at_id.split("#")[0]), **e.body.as_dict()} for e in results]
-        last = results.last_evaluated_key
-    return Page(items=items, next_cursor=encode_cursor(last) if len(items) == limit else None)
