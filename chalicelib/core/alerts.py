@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -150,6 +151,39 @@ def checked_webhook_url(url: str, *, allow_plain_loopback: bool) -> str:
         return url
     allowed = "https (or http to a loopback address on a local stack)"
     raise InvalidRequest(f"webhook_url must use {allowed}.", param="webhook_url")
+
+
+_SNS_ARN = re.compile(r"arn:aws[a-z-]*:sns:([a-z0-9-]+):([0-9]{12}):([A-Za-z0-9_-]{1,256})")
+_BUS_ARN = re.compile(
+    r"arn:aws[a-z-]*:events:([a-z0-9-]+):([0-9]{12}):event-bus/([A-Za-z0-9._/-]{1,256})"
+)
+
+
+def checked_sns_topic_arn(arn: str, *, stack_name: str | None, region: str) -> str:
+    """The ARN if it is the stack's own alert topic (the only one its role may publish to)."""
+    param = "sns_topic_arn"
+    if stack_name is None:
+        raise InvalidRequest(f"{param} is only available on a deployed stage.", param=param)
+    found = _SNS_ARN.fullmatch(arn)
+    if found is None or found.group(1) != region or found.group(3) != stack_name:
+        expected = f"arn:aws:sns:{region}:<account>:{stack_name}"
+        raise InvalidRequest(f"{param} must be this stack's alert topic, {expected}.", param=param)
+    return arn
+
+
+def checked_event_bus(bus: str, *, stack_name: str | None, region: str) -> str:
+    """The bus (name or ARN) if it is the stack's own alert bus."""
+    param = "event_bus"
+    if stack_name is None:
+        raise InvalidRequest(f"{param} is only available on a deployed stage.", param=param)
+    found = _BUS_ARN.fullmatch(bus)
+    if bus != stack_name and (
+        found is None or found.group(1) != region or found.group(3) != stack_name
+    ):
+        raise InvalidRequest(
+            f"{param} must be this stack's alert bus, {stack_name} (or its ARN).", param=param
+        )
+    return bus
 
 
 def shown_url(url: str) -> str:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib.core import alerts, audit, observe, views
@@ -36,7 +36,7 @@ from chalicelib.store import accounts as account_store
 from chalicelib.store import alert_outbox as outbox
 from chalicelib.store import alerts as alert_store
 from chalicelib.store import tokens as token_store
-from chalicelib.upstream import webhooks
+from chalicelib.upstream import stack_targets, webhooks
 
 # (event name, old image, new image) of one stream record, images as DynamoDB JSON.
 Record = tuple[str, dict[str, Any] | None, dict[str, Any] | None]
@@ -60,6 +60,8 @@ def _json(
         "token_id": item_id if kind == "token" else None,
         "thresholds": list(settings.thresholds if settings else alerts.DEFAULT_THRESHOLDS),
         "webhook_url": settings.webhook_url if settings else None,
+        "sns_topic_arn": settings.sns_topic_arn if settings else None,
+        "event_bus": settings.event_bus if settings else None,
         "enabled": settings is not None,
         "updated_at": views.iso(settings.updated_at) if settings else None,
     }
@@ -76,7 +78,12 @@ def _audited(settings: alert_store.AlertSettings | None) -> dict[str, Any] | Non
     """The fields of ``settings`` the audit compares (``core.audit.alert_changes`` shows them)."""
     if settings is None:
         return None
-    return {"thresholds": list(settings.thresholds), "webhook_url": settings.webhook_url}
+    return {
+        "thresholds": list(settings.thresholds),
+        "webhook_url": settings.webhook_url,
+        "sns_topic_arn": settings.sns_topic_arn,
+        "event_bus": settings.event_bus,
+    }
 
 
 def _entry(
@@ -101,14 +108,28 @@ def put_alerts(
     token_id: str | None = None,
 ) -> dict[str, Any]:
     """Store the settings; the answer holds ``webhook_secret`` only when one was just made."""
-    url = alerts.checked_webhook_url(
-        body.webhook_url, allow_plain_loopback=get_settings().alert_allow_http_loopback
+    config = get_settings()
+    if body.webhook_url is None and body.sns_topic_arn is None and body.event_bus is None:
+        raise InvalidRequest(
+            "Give webhook_url (or, deployed, sns_topic_arn or event_bus).", param="webhook_url"
+        )
+    url = body.webhook_url and alerts.checked_webhook_url(
+        body.webhook_url, allow_plain_loopback=config.alert_allow_http_loopback
+    )
+    stack, region = config.alert_targets_name, config.region
+    topic = body.sns_topic_arn and alerts.checked_sns_topic_arn(
+        body.sns_topic_arn, stack_name=stack, region=region
+    )
+    bus = body.event_bus and alerts.checked_event_bus(
+        body.event_bus, stack_name=stack, region=region
     )
     thresholds = alerts.thresholds_from(body.thresholds)
     item_id = _check_subject(kind, account_id, token_id)
     current = alert_store.get(kind, item_id)
     secret = alert_store.new_secret() if current is None else None
-    settings = alert_store.AlertSettings(kind, item_id, account_id, thresholds, url, now)
+    settings = alert_store.AlertSettings(
+        kind, item_id, account_id, thresholds, url, now, sns_topic_arn=topic, event_bus=bus
+    )
     entry = _entry(
         "alerts.update", kind, item_id, account_id, current, settings, new_secret=bool(secret)
     )
@@ -128,9 +149,7 @@ def rotate_secret(
             "Alerts are not set up here: PUT the settings first.", param="webhook_url"
         )
     secret = alert_store.new_secret()
-    settings = alert_store.AlertSettings(
-        kind, item_id, account_id, current.thresholds, current.webhook_url, now
-    )
+    settings = replace(current, updated_at=now, secret=None, secret_parameter=None)
     entry = _entry(
         "alerts.rotate_secret", kind, item_id, account_id, current, settings, new_secret=True
     )
@@ -260,30 +279,70 @@ def _send(
     sleep: Callable[[float], None],
     run: AlertRun,
 ) -> None:
-    """POST the claimed delivery, signed, with backoff; then settle it (delivered or dead)."""
+    """Deliver the claimed body to each target, with backoff; then settle it.
+
+    Delivered when every target took it; otherwise a dead letter naming the targets that did
+    not (a resend after a crash goes to all of them again: at least once).
+    """
     settings = alert_store.get(delivery.kind, delivery.item_id)  # type: ignore[arg-type]
     if settings is None:
         outbox.dropped(delivery, int(now() * 1000))  # turned off since: nowhere to send
         return
     config = get_settings()
+    failed: dict[str, str | None] = {}
+    for target, send in _targets(settings, delivery, now):
+        attempt = _attempts(send, config.alert_delivery_attempts, sleep)
+        if not attempt.delivered:
+            failed[target] = attempt.error
+    if not failed:
+        outbox.delivered(delivery, int(now() * 1000))
+        run.delivered.append((delivery.item_id, delivery.threshold))
+        observe.log("alert_delivered", item_id=delivery.item_id, threshold=delivery.threshold)
+        return
+    if list(failed) == ["webhook"]:
+        error = failed["webhook"]
+    else:
+        error = "; ".join(f"{target}: {why}" for target, why in failed.items())
+    _dead_letter(delivery, settings.webhook_url, config.alert_delivery_attempts, error, now, run)
+
+
+Send = Callable[[], webhooks.Attempt]
+
+
+def _targets(
+    settings: alert_store.AlertSettings, delivery: outbox.Delivery, now: Callable[[], float]
+) -> list[tuple[str, Send]]:
+    config = get_settings()
     body = delivery.payload.encode()
-    secret = alert_store.signing_secret(settings)
-    waits = alerts.backoff(config.alert_delivery_attempts, config.alert_backoff_seconds)
-    attempt = None
-    for number in range(config.alert_delivery_attempts):
+    targets: list[tuple[str, Send]] = []
+    if settings.webhook_url:
+        url, secret = settings.webhook_url, alert_store.signing_secret(settings)
+
+        def webhook() -> webhooks.Attempt:
+            signature = alerts.signature(secret, body, int(now()))
+            return webhooks.post(url, body, signature, config.alert_timeout_seconds, delivery.id)
+
+        targets.append(("webhook", webhook))
+    if settings.sns_topic_arn:
+        topic = settings.sns_topic_arn
+        targets.append(("sns", lambda: stack_targets.publish_sns(topic, body, config.region)))
+    if settings.event_bus:
+        bus = settings.event_bus
+        targets.append(("eventbridge", lambda: stack_targets.put_event(bus, body, config.region)))
+    return targets
+
+
+def _attempts(send: Send, attempts: int, sleep: Callable[[float], None]) -> webhooks.Attempt:
+    """Up to ``attempts`` tries, waiting ``core.alerts.backoff`` between them."""
+    waits = alerts.backoff(attempts, get_settings().alert_backoff_seconds)
+    attempt = webhooks.Attempt(delivered=False, error="no attempt")
+    for number in range(attempts):
         if number:
             sleep(waits[number - 1])
-        signature = alerts.signature(secret, body, int(now()))
-        attempt = webhooks.post(
-            settings.webhook_url, body, signature, config.alert_timeout_seconds, delivery.id
-        )
+        attempt = send()
         if attempt.delivered:
-            outbox.delivered(delivery, int(now() * 1000))
-            run.delivered.append((delivery.item_id, delivery.threshold))
-            observe.log("alert_delivered", item_id=delivery.item_id, threshold=delivery.threshold)
-            return
-    error = attempt.error if attempt is not None else None
-    _dead_letter(delivery, settings.webhook_url, config.alert_delivery_attempts, error, now, run)
+            break
+    return attempt
 
 
 def _dead_letter(

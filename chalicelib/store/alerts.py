@@ -42,11 +42,14 @@ class AlertSettings:
     id: str
     account_id: str
     thresholds: tuple[int, ...]
-    webhook_url: str
+    webhook_url: str | None
     updated_at: int
     # Exactly one is set: the secret itself (local) or its SSM parameter "name:version".
     secret: str | None = None
     secret_parameter: str | None = None
+    # Deployed only: the stack's own topic and bus (core.alerts checks), as given.
+    sns_topic_arn: str | None = None
+    event_bus: str | None = None
 
 
 def _name(kind: Kind, item_id: str) -> str:
@@ -74,10 +77,12 @@ def get(kind: Kind, item_id: str) -> AlertSettings | None:
         id=item_id,
         account_id=str(body["account_id"]),
         thresholds=tuple(int(t) for t in body["thresholds"]),
-        webhook_url=str(body["webhook_url"]),
+        webhook_url=body.get("webhook_url"),
         updated_at=int(item.updated_at),
         secret=body.get("secret"),
         secret_parameter=body.get("secret_parameter"),
+        sns_topic_arn=body.get("sns_topic_arn"),
+        event_bus=body.get("event_bus"),
     )
 
 
@@ -102,8 +107,13 @@ def put(
     body: dict[str, Any] = {
         "account_id": stored.account_id,
         "thresholds": list(stored.thresholds),
-        "webhook_url": stored.webhook_url,
     }
+    targets = {
+        "webhook_url": stored.webhook_url,
+        "sns_topic_arn": stored.sns_topic_arn,
+        "event_bus": stored.event_bus,
+    }
+    body |= {name: value for name, value in targets.items() if value is not None}
     if stored.secret_parameter:
         body["secret_parameter"] = stored.secret_parameter
     else:

@@ -85,7 +85,13 @@ def test_alert_handlers_role_allows_their_calls_and_nothing_more(
     assert status == 201
     account_id, token_id = created["account"]["id"], created["default_token"]["id"]
     body = {"webhook_url": "https://hooks.example.com/x", "thresholds": [100]}
-    assert prod_api.admin("PUT", f"/admin/accounts/{account_id}/alerts", body)[0] == 200
+    # the account's also go to the stack's topic and bus (made here as the stack makes them)
+    import boto3
+
+    topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="sluice-prod-alerts")
+    boto3.client("events", region_name="us-east-1").create_event_bus(Name="sluice-prod-alerts")
+    to_stack = {**body, "sns_topic_arn": topic["TopicArn"], "event_bus": "sluice-prod-alerts"}
+    assert prod_api.admin("PUT", f"/admin/accounts/{account_id}/alerts", to_stack)[0] == 200
     mk = created["management_key"]
     assert prod_api.call("PUT", f"/tokens/{token_id}/alerts", key=mk, body=body)[0] == 200
     # and a delivery whose handler died an hour ago, for the retry job

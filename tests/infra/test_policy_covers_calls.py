@@ -82,7 +82,18 @@ def needed(service: str, operation: str, params: dict[str, Any], region: str) ->
     if service == "ssm" and "Name" in params:
         name = str(params["Name"]).split(":", 1)[0]  # "name:version" selects a version
         return [Call(f"ssm:{operation}", f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{name}")]
+    if service == "sns" and "TopicArn" in params:
+        return [Call(f"sns:{operation}", str(params["TopicArn"]))]
+    if service == "events" and operation == "PutEvents":
+        return [
+            Call("events:PutEvents", _bus_arn(region, entry.get("EventBusName", "default")))
+            for entry in params["Entries"]
+        ]
     return [Call(f"{service}:{operation}", "*")]
+
+
+def _bus_arn(region: str, bus: str) -> str:
+    return bus if bus.startswith("arn:") else f"arn:aws:events:{region}:{ACCOUNT}:event-bus/{bus}"
 
 
 @pytest.fixture
