@@ -12,24 +12,30 @@ served. Every loop is bounded in count and in time, and aims at 127.0.0.1 only.
 Figure 8: the relay function's cold start, locally: a fresh interpreter imports
 ``chalicelib.relay.app`` and starts uvicorn until it answers one HTTP request (what Lambda Web
 Adapter waits for before the first invocation), against a fresh interpreter importing boto3.
+Both run from the unpacked deployment zip, as Lambda runs them (``python -S`` with only the zip
+on the path: no developer tools, the zip's own bytecode).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench import cold_start
 from bench.load import Target, percentile
 from bench.overhead import Gateway
-from bench.procs import REPO, cpu_seconds, sluice_env
+from bench.procs import WORK, cpu_seconds, sluice_env
 
 WORD_MS = 20.0
 PERCENTILES = (50, 99)
@@ -242,6 +248,17 @@ thread.join(10)
 assert status == 401, status
 print(ready * 1000)
 """
+# The floor under figure 8: the relay's libraries alone (pynamodb pulls in botocore), serving a
+# one-route Starlette app the same way. What the relay takes beyond this is the app's own code.
+LIBRARIES_CHILD = RELAY_CHILD.replace(
+    "from chalicelib.relay.app import app",
+    "import httpx, pynamodb.models\n"
+    "from starlette.applications import Starlette\n"
+    "from starlette.responses import Response\n"
+    "from starlette.routing import Route\n"
+    "async def refuse(request): return Response(status_code=401)\n"
+    "app = Starlette(routes=[Route('/v1/models', refuse)])",
+)
 BOTO3_CHILD = """
 import time
 started = time.perf_counter()
@@ -250,11 +267,11 @@ print((time.perf_counter() - started) * 1000)
 """
 
 
-def _child_ms(code: str, env: dict[str, str]) -> float:
+def _child_ms(code: str, env: dict[str, str], root: Path) -> float:
     done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=str(REPO),
-        env=env,
+        [sys.executable, "-S", "-c", code],
+        cwd=str(root),
+        env={**env, "PYTHONPATH": str(root)},
         capture_output=True,
         text=True,
         timeout=COLD_TIMEOUT_SECONDS,
@@ -265,21 +282,45 @@ def _child_ms(code: str, env: dict[str, str]) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def _unpacked_zip() -> Path | dict[str, Any]:
+    """The deployment zip ``cold_start.package_zip`` builds (built here if not yet), unpacked."""
+    zip_file = WORK / "package" / "deployment.zip"
+    if not zip_file.exists():
+        built = cold_start.package_zip()
+        if not built["ok"]:
+            return built
+    root = WORK / "relay-package"
+    shutil.rmtree(root, ignore_errors=True)
+    with zipfile.ZipFile(zip_file) as archive:
+        archive.extractall(root)
+    return root
+
+
 def relay_cold_start(runs: int = COLD_RUNS) -> dict[str, Any]:
     """Medians of alternating runs, so a burst of outside load hits both alike."""
+    root = _unpacked_zip()
+    if isinstance(root, dict):
+        return {"ok": False, "note": root.get("note", "no deployment zip")}
     # The endpoint is never called: the relay's first request here is refused before any lookup.
     env = sluice_env("http://127.0.0.1:9", "bench-admin-unused")
     relay_ms: list[float] = []
+    libraries_ms: list[float] = []
     boto_ms: list[float] = []
     for _ in range(runs):
-        relay_ms.append(_child_ms(RELAY_CHILD, env))
-        boto_ms.append(_child_ms(BOTO3_CHILD, env))
+        relay_ms.append(_child_ms(RELAY_CHILD, env, root))
+        libraries_ms.append(_child_ms(LIBRARIES_CHILD, env, root))
+        boto_ms.append(_child_ms(BOTO3_CHILD, env, root))
     relay, boto = statistics.median(relay_ms), statistics.median(boto_ms)
+    libraries = statistics.median(libraries_ms)
     return {
+        "ok": True,
+        "from": "the unpacked deployment zip",
         "runs": runs,
         "relay_ms": round(relay, 1),
         "boto3_ms": round(boto, 1),
         "ratio": round(relay / boto, 2) if boto else None,
+        "libraries_ms": round(libraries, 1),
+        "libraries_ratio": round(libraries / boto, 2) if boto else None,
         "relay_ms_all": [round(v, 1) for v in relay_ms],
         "boto3_ms_all": [round(v, 1) for v in boto_ms],
     }

@@ -202,10 +202,12 @@ def main(argv: list[str] | None = None) -> int:
 
     reset_settings()
     from chalicelib.relay.app import app as relay_app
-    from devtools.streams import start_in_background
 
-    # Budget alerts: the tables' streams to the same handler Lambda runs in AWS.
-    stop_streams = start_in_background()
+    # Budget alerts: the tables' streams to the same handler Lambda runs in AWS, in a process of
+    # its own as in AWS (a thread here would take the relay's interpreter lock while it polls).
+    streams = subprocess.Popen(
+        [sys.executable, "-m", "devtools.streams"], cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL
+    )
     server = uvicorn.Server(
         _config(Front(relay_app, f"http://127.0.0.1:{internal}"), args.host, args.port)
     )
@@ -218,11 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.run()
     finally:
-        stop_streams.set()
-        if backend.poll() is None:
-            backend.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                backend.wait(timeout=5)
+        for child in (streams, backend):
+            if child.poll() is None:
+                child.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=5)
     return 0
 
 

@@ -2,9 +2,10 @@
 
 Deterministic, so tests can assert exact charges and bytes:
 
-* images: ``n`` images of fixed PNG-looking bytes (a prompt containing "[fewer]" gets one less);
+* images: ``n`` copies of one small real PNG (a prompt containing "[fewer]" gets one less);
   ``usage`` (tokens) for models whose name contains "image-1";
-* speech: audio bytes derived from the input, with the content type of ``response_format``;
+* speech: playable MP3 bytes (silence) derived from the input, with the content type of
+  ``response_format``;
 * transcription / translation: the audio lasts one second per 1,000 bytes of the uploaded file;
   models whose name contains "transcribe" report tokens (and stream with ``stream=true``), the
   others the duration, in every OpenAI format (json, text, srt, vtt, verbose_json);
@@ -23,8 +24,10 @@ import base64
 import hashlib
 import json
 import math
+import struct
 import time
 import uuid
+import zlib
 from email import policy
 from email.parser import BytesParser
 from typing import Any
@@ -37,7 +40,53 @@ MEDIA_PATHS = (
     "/v1/audio/translations",
     "/v1/videos",
 )
-IMAGE_BYTES = b"\x89PNG\r\n\x1a\n" + b"sluice-demo-image" * 4
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _demo_png(size: int = 32) -> bytes:
+    """A real (decodable) PNG: a diagonal two-tone pattern, so a browser shows an image."""
+    rows = b"".join(
+        b"\x00"
+        + b"".join(b"\x1f\x6f\xb4" if (x + y) % 16 < 8 else b"\xe8\xf1\xfa" for x in range(size))
+        for y in range(size)
+    )
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows, 9))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+# An MPEG-1 Layer III frame header (128 kbit/s, 44.1 kHz, mono) whose side information and
+# main data are all zero: a decoder plays it as 26 ms of silence.
+_MP3_SILENT_FRAME = b"\xff\xfb\x90\xc4" + bytes(413)
+# Three frames (78 ms) per character of input, at most about ten seconds.
+_MP3_FRAMES_PER_CHARACTER = 3
+_MP3_MAX_FRAMES = 400
+
+
+def demo_speech(text: str) -> bytes:
+    """Playable MP3 bytes derived from ``text``: an ID3v2 tag holding the text's digest, then
+    silence whose length grows with the text."""
+    frame = (
+        b"PRIV"
+        + struct.pack(">I", 39)
+        + b"\x00\x00"
+        + b"sluice\x00"
+        + hashlib.sha256(text.encode()).digest()
+    )
+    tag_size = len(frame)
+    syncsafe = bytes((tag_size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    frames = min(max(1, len(text)) * _MP3_FRAMES_PER_CHARACTER, _MP3_MAX_FRAMES)
+    return b"ID3\x03\x00\x00" + syncsafe + frame + _MP3_SILENT_FRAME * frames
+
+
+IMAGE_BYTES = _demo_png()
 VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42" + b"sluice-demo-video" * 64
 BYTES_PER_AUDIO_SECOND = 1000
 IMAGE_INPUT_TOKENS = 50
@@ -149,7 +198,7 @@ class MediaEndpoints:
     # --- audio ----------------------------------------------------------------------------
     def _speech(self, fields: dict[str, Any]) -> None:
         text = str(fields.get("input", ""))
-        audio = b"ID3" + hashlib.sha256(text.encode()).digest() * 8
+        audio = demo_speech(text)
         kind = SPEECH_TYPES.get(str(fields.get("response_format") or "mp3"), "audio/mpeg")
         self.handler._send_bytes(200, audio, kind)
 

@@ -22,7 +22,8 @@ generated template the names the rest of the stack relies on:
   wired-by-package``) becomes the ``StreamArn`` of the table ``infra/tables.yaml`` creates, with a
   bounded number of retries (``wire_streams``);
 * the policy files say ``arn:aws:<service>:*:*:...`` (valid for ``chalice deploy`` too); here the
-  region and account are pinned to the stack's own with ``Fn::Sub``.
+  region and account are pinned to the stack's own with ``Fn::Sub``;
+* the zip carries compiled bytecode beside every module (``add_bytecode``).
 
 ``--deploy`` then runs ``aws cloudformation package`` (uploads the zip to S3) and
 ``aws cloudformation deploy``; see docs/deploy.md.
@@ -31,6 +32,7 @@ generated template the names the rest of the stack relies on:
 from __future__ import annotations
 
 import argparse
+import compileall
 import importlib
 import json
 import os
@@ -41,6 +43,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from py_compile import PycInvalidationMode
 from typing import Any
 
 import yaml
@@ -413,7 +416,52 @@ def package(stage: str, out_dir: Path, api_timeout_ms: int | None = None) -> Pat
     if api_timeout_ms is not None:
         set_integration_timeout(template, api_timeout_ms)
     sam_file.write_text(json.dumps(template, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    add_bytecode(out_dir / "deployment.zip", _runtimes(template))
     return sam_file
+
+
+# Where Lambda unpacks the zip: compiled modules name their source there, for tracebacks.
+LAMBDA_TASK_ROOT = "/var/task"
+
+
+def add_bytecode(zip_file: Path, runtimes: set[str]) -> None:
+    """Add ``__pycache__/*.pyc`` for every module in ``zip_file`` (in place).
+
+    ``chalice package`` unpacks wheels without compiling them, and Lambda's ``/var/task`` is
+    read-only, so without bytecode every cold start compiles botocore, pydantic and the app
+    again: that was most of the relay's cold start. The bytecode is for this interpreter,
+    which must be the functions' runtime (Python ignores bytecode of another version, so a
+    mismatch would only waste space: it stops the build instead). ``UNCHECKED_HASH``: Lambda's
+    code is immutable, so the interpreter need not compare each file's timestamp or hash.
+    """
+    runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if runtimes != {runtime}:
+        raise SystemExit(f"packaging with {runtime}, but the functions run {sorted(runtimes)}")
+    with tempfile.TemporaryDirectory(prefix="sluice-bytecode-") as scratch:
+        tree = Path(scratch)
+        with zipfile.ZipFile(zip_file) as archive:
+            sources = [name for name in archive.namelist() if name.endswith(".py")]
+            archive.extractall(tree, members=sources)
+        # Some wheels ship sources that are not meant to be imported (templates, examples):
+        # they fail to compile and are left without bytecode, as pip leaves them.
+        compileall.compile_dir(
+            tree,
+            ddir=LAMBDA_TASK_ROOT,
+            quiet=2,
+            workers=0,
+            invalidation_mode=PycInvalidationMode.UNCHECKED_HASH,
+        )
+        with zipfile.ZipFile(zip_file, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+            for compiled in sorted(tree.rglob("*.pyc")):
+                archive.write(compiled, compiled.relative_to(tree).as_posix())
+
+
+def _runtimes(template: dict[str, Any]) -> set[str]:
+    return {
+        resource["Properties"]["Runtime"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
 
 
 def zip_report(zip_file: Path) -> str:

@@ -1,10 +1,11 @@
 """DynamoDB Streams on a local stack: what Lambda's event source mapping does in AWS, in a loop.
 
 In AWS the stream handlers of app.py (``token_alerts``, ``account_alerts``) get their records
-from Lambda; locally ``make run`` starts ``start_in_background()``, which reads DynamoDB Local's
-streams (DescribeStream -> GetShardIterator -> GetRecords) and hands each batch to the same
-service, ``chalicelib.services.alerts.handle_records``. Tests call ``StreamPoller.poll()`` — one
-deterministic step that drains every shard — instead of waiting on the thread.
+from Lambda; locally ``make run``'s front starts ``python -m devtools.streams``, which reads
+DynamoDB Local's streams (DescribeStream -> GetShardIterator -> GetRecords) and hands each batch
+to the same service, ``chalicelib.services.alerts.handle_records``. Tests call
+``StreamPoller.poll()`` — one deterministic step that drains every shard — instead of waiting
+on the process.
 
 Like the event source mapping, a shard is read in order, from the oldest record still in the
 stream (TRIM_HORIZON); a batch is handled before the next is read.
@@ -12,6 +13,8 @@ stream (TRIM_HORIZON); a batch is handled before the next is read.
 
 from __future__ import annotations
 
+import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -97,9 +100,17 @@ def _as_record(raw: dict[str, Any]) -> tuple[str, Any, Any]:
     return str(raw.get("eventName", "")), change.get("OldImage"), change.get("NewImage")
 
 
-def start_in_background(settings: Settings | None = None) -> threading.Event:
-    """Poll in a daemon thread until the returned event is set (``make run``)."""
+def main() -> int:
+    """Poll until stopped (SIGTERM or SIGINT): ``devtools.front`` runs this as its child."""
+    from chalicelib.store import configure_store
+
     stop = threading.Event()
-    poller = StreamPoller(settings)
-    threading.Thread(target=poller.run, args=(stop,), name="streams", daemon=True).start()
-    return stop
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    configure_store(get_settings())  # the handler's tables: the stack's, on DynamoDB Local
+    StreamPoller().run(stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

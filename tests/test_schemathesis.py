@@ -58,10 +58,14 @@ CONFIG = schemathesis.Config.from_dict(
 )
 # Generated channels would point the relay at arbitrary hosts, and tests talk to 127.0.0.1 only:
 # channel writes are left to the relay's own tests.
+# A video job created holds its reservation until a poll sees it finish, which the last test
+# here would read as a leak: creates and remixes are left to the videos' own tests.
 schema = (
     schemathesis.openapi.from_dict(document(app), config=CONFIG)
     .exclude(path="/admin/channels", method="POST")
     .exclude(path="/admin/channels/{channel_id}", method="PATCH")
+    .exclude(path="/v1/videos", method="POST")
+    .exclude(path="/v1/videos/{id}/remix", method="POST")
 )
 
 

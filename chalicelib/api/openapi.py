@@ -23,13 +23,20 @@ from pydantic import BaseModel
 
 from chalicelib.api import scopes as route_scopes
 from chalicelib.core import audit, channels, payloads
-from chalicelib.core.pricing import PRICE_FIELDS
+from chalicelib.core.media import (
+    MAX_IMAGES,
+    MAX_SPEECH_CHARS,
+    MAX_VIDEO_SECONDS,
+    TRANSCRIPT_FORMATS,
+)
+from chalicelib.core.pricing import MAX_AUDIO_SECONDS_FIELD, MAX_AUDIO_SECONDS_LIMIT, PRICE_FIELDS
 from chalicelib.core.scopes import SCOPES
 from chalicelib.services import schemas
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "0.1.0"
 JSON = "application/json"
+MULTIPART = "multipart/form-data"
 PAGE = ("limit", "cursor")
 
 # Who may call an operation; each name is a security scheme below. Operations with a scope in
@@ -66,7 +73,8 @@ class Op:
     query: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()
     events: bool = False  # also answers text/event-stream (stream: true)
-    media: tuple[str, ...] = (JSON,)  # of the success body; anything but JSON is text
+    media: tuple[str, ...] = (JSON,)  # of the success body; anything but JSON is text or bytes
+    request_media: tuple[str, ...] = (JSON,)  # the request body's (multipart: uploads)
     redirects: bool = False  # may answer 308 with a Location (and no body)
 
 
@@ -157,6 +165,77 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Moderation, OpenAI-compatible",
         "Moderation",
         request="ModerationRequest",
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/images/generations", "POST"): Op(
+        "Image generation, OpenAI-compatible; charged per image returned (and tokens)",
+        "Images",
+        request="ImageGenerationRequest",
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/images/edits", "POST"): Op(
+        "Image edit (multipart: the images and mask reach the provider byte for byte)",
+        "Images",
+        request="ImageEditRequest",
+        errors=UPSTREAM_ERRORS,
+        request_media=(MULTIPART,),
+    ),
+    ("/v1/audio/speech", "POST"): Op(
+        "Text to speech: the provider's audio, in its content type; charged per character",
+        "Binary",
+        request="SpeechRequest",
+        errors=UPSTREAM_ERRORS,
+        media=("audio/*",),
+    ),
+    ("/v1/audio/transcriptions", "POST"): Op(
+        "Transcription (multipart upload); json, text, srt, vtt or verbose_json; stream=true "
+        "answers the provider's events",
+        "Transcription",
+        request="TranscriptionRequest",
+        errors=UPSTREAM_ERRORS,
+        events=True,
+        media=(JSON, "text/plain"),
+        request_media=(MULTIPART,),
+    ),
+    ("/v1/audio/translations", "POST"): Op(
+        "Translation to English (multipart upload); json, text, srt, vtt or verbose_json",
+        "Transcription",
+        request="TranslationRequest",
+        errors=UPSTREAM_ERRORS,
+        media=(JSON, "text/plain"),
+        request_media=(MULTIPART,),
+    ),
+    ("/v1/videos", "POST"): Op(
+        "Create a video job (JSON, or multipart with an input_reference); seconds x price is "
+        "reserved now and charged once, when the job completes",
+        "Video",
+        request="VideoRequest",
+        errors=UPSTREAM_ERRORS,
+        request_media=(JSON, MULTIPART),
+    ),
+    ("/v1/videos", "GET"): Op(
+        "This account's video jobs, newest first",
+        "VideoList",
+        query=("limit:videos", "after", "order:videos"),
+        errors=(404,),
+    ),
+    ("/v1/videos/{id}", "GET"): Op(
+        "A video job of this account (another account's is 404)", "Video", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/videos/{id}", "DELETE"): Op(
+        "Delete a video job; one not completed is refunded", "VideoDeleted", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/videos/{id}/content", "GET"): Op(
+        "A completed video's file (or its thumbnail or spritesheet), as the provider sends it",
+        "Binary",
+        query=("variant",),
+        errors=UPSTREAM_ERRORS,
+        media=("video/*", "image/*", "application/octet-stream"),
+    ),
+    ("/v1/videos/{id}/remix", "POST"): Op(
+        "A new job from a completed one, on the same channel, as long as it",
+        "Video",
+        request="VideoRemixRequest",
         errors=UPSTREAM_ERRORS,
     ),
     ("/v1/models", "GET"): Op(
@@ -318,6 +397,22 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "request_id": {
         "description": "Only the request with this id (still within the other filters).",
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_\\-]{1,128}$"},
+    },
+    "limit:videos": {
+        "description": "Jobs per page.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    },
+    "after": {
+        "description": "The id of the last job of the previous page.",
+        "schema": {"type": "string"},
+    },
+    "order:videos": {
+        "description": "Newest first, the only order served.",
+        "schema": {"type": "string", "enum": ["desc"], "default": "desc"},
+    },
+    "variant": {
+        "description": "Which file of the job.",
+        "schema": {"type": "string", "enum": ["video", "thumbnail", "spritesheet"]},
     },
     "group_by": {"schema": {"type": "string", "enum": ["day", "token", "model"], "default": "day"}},
     "target_type": {
@@ -589,6 +684,28 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "required": ["results"],
         "description": "As the provider sent",
     },
+    "Images": {
+        "type": "object",
+        "required": ["data"],
+        "description": "As the provider sent: each image as b64_json or url, and usage if any.",
+    },
+    "Transcription": {
+        "type": "object",
+        "required": ["text"],
+        "description": "json or verbose_json, as the provider sent (text, srt, vtt: text/plain).",
+    },
+    "Video": {
+        "type": "object",
+        "required": ["id"],
+        "description": "The provider's video job, as it answered.",
+    },
+    "VideoList": {
+        "type": "object",
+        "required": ["data"],
+        "description": "This account's jobs as the provider reports them.",
+    },
+    "VideoDeleted": {"type": "object", "required": ["id"], "description": "As the provider sent"},
+    "Binary": {"type": "string", "format": "binary"},
     "ModelList": _object(
         {
             "object": {"const": "list"},
@@ -719,6 +836,13 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "properties": {
             "model": {"type": "string"},
             **{name: {"type": "string"} for name in PRICE_FIELDS},
+            MAX_AUDIO_SECONDS_FIELD: {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_AUDIO_SECONDS_LIMIT,
+                "description": "Longest audio a transcription is reserved for (default: "
+                "SLUICE_MAX_AUDIO_SECONDS, 1800).",
+            },
         },
         "description": (
             "US$ as decimal strings; any combination, at least one: per million input, cached "
@@ -838,6 +962,38 @@ def _relay_request(kind: payloads.Kind, description: str) -> dict[str, Any]:
     }
 
 
+_STRING = {"type": "string"}
+_FILE = {"type": "string", "format": "binary", "description": "An uploaded file"}
+# Form fields arrive as text whatever they hold; the relay checks them itself.
+_FORM_TEXT = {"type": "string"}
+_DIGITS = {"type": "string", "pattern": r"^\s*\d+\s*$"}
+# null reads as absent (the default).
+_COUNT_OR_DIGITS = {
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_IMAGES}, _DIGITS, {"type": "null"}],
+    "description": f"1 to {MAX_IMAGES} images (default 1)",
+}
+_SECONDS_OR_DIGITS = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_VIDEO_SECONDS},
+        _DIGITS,
+        {"type": "null"},
+    ],
+    "description": f'1 to {MAX_VIDEO_SECONDS} seconds (OpenAI sends a string such as "4")',
+}
+
+
+def _media_request(
+    description: str, properties: dict[str, Any], required: tuple[str, ...]
+) -> dict[str, Any]:
+    """A media route's request: the fields the relay checks; the rest pass through."""
+    return {
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "required": list(required),
+    }
+
+
 REQUESTS: dict[str, dict[str, Any]] = {
     "ChatCompletionRequest": _relay_request(
         "chat", "OpenAI's chat completion request; fields not listed go to the provider as sent."
@@ -853,6 +1009,62 @@ REQUESTS: dict[str, dict[str, Any]] = {
     ),
     "ModerationRequest": _relay_request(
         "moderations", "OpenAI's moderation request; fields not listed go to the provider as sent."
+    ),
+    "ImageGenerationRequest": _media_request(
+        "OpenAI's image generation request; fields not listed go to the provider as sent.",
+        {"model": _STRING, "prompt": _STRING, "n": _COUNT_OR_DIGITS},
+        ("model", "prompt"),
+    ),
+    "ImageEditRequest": _media_request(
+        "OpenAI's image edit form; fields not listed go to the provider as sent.",
+        {
+            "model": _STRING,
+            "prompt": _STRING,
+            "n": _FORM_TEXT,
+            "image": _FILE,
+            "mask": _FILE,
+        },
+        ("model", "prompt", "image"),
+    ),
+    "SpeechRequest": _media_request(
+        "OpenAI's speech request; fields not listed (response_format, speed...) go to the "
+        "provider as sent.",
+        {
+            "model": _STRING,
+            "input": {"type": "string", "maxLength": MAX_SPEECH_CHARS},
+            "voice": _STRING,
+        },
+        ("model", "input", "voice"),
+    ),
+    "TranscriptionRequest": _media_request(
+        "OpenAI's transcription form; the file reaches the provider byte for byte.",
+        {
+            "model": _STRING,
+            "file": _FILE,
+            "response_format": {"type": "string", "enum": list(TRANSCRIPT_FORMATS)},
+            "stream": _FORM_TEXT,
+        },
+        ("model", "file"),
+    ),
+    "TranslationRequest": _media_request(
+        "OpenAI's translation form; the file reaches the provider byte for byte.",
+        {
+            "model": _STRING,
+            "file": _FILE,
+            "response_format": {"type": "string", "enum": list(TRANSCRIPT_FORMATS)},
+        },
+        ("model", "file"),
+    ),
+    "VideoRequest": _media_request(
+        "OpenAI's video request (JSON, or a form with an input_reference file); fields not "
+        "listed go to the provider as sent.",
+        {"model": _STRING, "prompt": _STRING, "seconds": _SECONDS_OR_DIGITS},
+        ("model", "prompt"),
+    ),
+    "VideoRemixRequest": _media_request(
+        "The new prompt; the model and length are the source job's.",
+        {"prompt": _STRING},
+        ("prompt",),
     ),
     "SetGroupRatioOrAutoOrder": {
         "description": (
@@ -938,7 +1150,7 @@ def _operation(path: str, method: str, op: Op, route: Any, comps: _Components) -
     success: dict[str, Any] = {"description": op.summary}
     if op.response is not None:
         success["content"] = {
-            media: {"schema": comps.named(op.response) if media == JSON else {"type": "string"}}
+            media: {"schema": comps.named(op.response) if media == JSON else _body_of(media)}
             for media in op.media
         }
         if op.events:
@@ -972,9 +1184,16 @@ def _operation(path: str, method: str, op: Op, route: Any, comps: _Components) -
         # The management API reads an empty body as {}; the relay needs its JSON object.
         operation["requestBody"] = {
             "required": op.request in REQUESTS,
-            "content": {JSON: {"schema": comps.named(op.request)}},
+            "content": {media: {"schema": comps.named(op.request)} for media in op.request_media},
         }
     return operation
+
+
+def _body_of(media: str) -> dict[str, Any]:
+    """A non-JSON body: text, or bytes (audio, images, video)."""
+    if media.startswith("text/"):
+        return {"type": "string"}
+    return {"type": "string", "format": "binary"}
 
 
 def _security(path: str, method: str, auth: tuple[str, ...]) -> list[dict[str, list[str]]]:
@@ -1024,6 +1243,17 @@ RELAY_ROUTES: dict[tuple[str, str], _RelayRoute] = {
     ("/v1/responses/{id}/input_items", "GET"): _RelayRoute("response_input_items", ("id",)),
     ("/v1/completions", "POST"): _RelayRoute("completions"),
     ("/v1/moderations", "POST"): _RelayRoute("moderations"),
+    ("/v1/images/generations", "POST"): _RelayRoute("image_generations"),
+    ("/v1/images/edits", "POST"): _RelayRoute("image_edits"),
+    ("/v1/audio/speech", "POST"): _RelayRoute("speech"),
+    ("/v1/audio/transcriptions", "POST"): _RelayRoute("transcriptions"),
+    ("/v1/audio/translations", "POST"): _RelayRoute("translations"),
+    ("/v1/videos", "POST"): _RelayRoute("create_video"),
+    ("/v1/videos", "GET"): _RelayRoute("list_videos"),
+    ("/v1/videos/{id}", "GET"): _RelayRoute("retrieve_video", ("id",)),
+    ("/v1/videos/{id}", "DELETE"): _RelayRoute("delete_video", ("id",)),
+    ("/v1/videos/{id}/content", "GET"): _RelayRoute("video_content", ("id",)),
+    ("/v1/videos/{id}/remix", "POST"): _RelayRoute("remix_video", ("id",)),
     ("/v1/models", "GET"): _RelayRoute("models"),
     ("/v1/key", "GET"): _RelayRoute("own_key"),
     ("/v1/dashboard/billing/subscription", "GET"): _RelayRoute("billing_subscription"),

@@ -178,7 +178,14 @@ def models() -> None:
 @click.option(
     "--per-second", "usd_per_second", default=None, help="US$ per second of generated video."
 )
-def set_price(model: str, **fields: str | None) -> None:
+@click.option(
+    "--max-audio-seconds",
+    "max_audio_seconds",
+    type=int,
+    default=None,
+    help="Longest audio a transcription is reserved for (default: SLUICE_MAX_AUDIO_SECONDS).",
+)
+def set_price(model: str, **fields: str | int | None) -> None:
     """Set MODEL's price: any combination of the options, at least one."""
     given = {name: value for name, value in fields.items() if value is not None}
     with _use_cases() as admin:

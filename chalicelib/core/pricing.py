@@ -65,6 +65,10 @@ PRICE_FIELDS = (
 )
 MCHAR = 1_000_000
 SECONDS_PER_MINUTE = 60
+# Not a price but a bound stored with it: the longest audio a transcription of this model is
+# reserved for (unset: the deployment's SLUICE_MAX_AUDIO_SECONDS). A whole number of seconds.
+MAX_AUDIO_SECONDS_FIELD = "max_audio_seconds"
+MAX_AUDIO_SECONDS_LIMIT = 86_400
 
 
 @dataclass(frozen=True)
@@ -83,26 +87,38 @@ class ModelPrice:
     usd_per_mchar: Decimal | None = None
     usd_per_minute: Decimal | None = None
     usd_per_second: Decimal | None = None
+    max_audio_seconds: int | None = None
+
+    def audio_seconds_bound(self, default: int) -> int:
+        """The longest audio a transcription is reserved for: this model's, else ``default``."""
+        return self.max_audio_seconds if self.max_audio_seconds is not None else default
 
     @property
     def is_flat(self) -> bool:
         """No part of the price depends on tokens: the output cap cannot change the cost."""
         return all(getattr(self, name) is None for name in TOKEN_FIELDS)
 
-    def to_json(self) -> dict[str, str]:
-        return {
+    def to_json(self) -> dict[str, str | int]:
+        """Prices as decimal strings; ``max_audio_seconds`` (when set) as an integer."""
+        found: dict[str, str | int] = {
             name: str(value) for name in PRICE_FIELDS if (value := getattr(self, name)) is not None
         }
+        if self.max_audio_seconds is not None:
+            found[MAX_AUDIO_SECONDS_FIELD] = self.max_audio_seconds
+        return found
 
     @classmethod
     def from_json(cls, body: dict[str, object]) -> ModelPrice:
-        """The stored form back (decimal strings written by ``to_json``); unknown keys ignored."""
+        """The stored form back (written by ``to_json``); unknown keys ignored."""
+        seconds = body.get(MAX_AUDIO_SECONDS_FIELD)
         return cls(
             **{
                 name: Decimal(str(body[name]))
                 for name in PRICE_FIELDS
                 if body.get(name) is not None
-            }
+            },
+            # DynamoDB hands numbers back as Decimal.
+            max_audio_seconds=None if seconds is None else int(Decimal(str(seconds))),
         )
 
 

@@ -158,7 +158,7 @@ def set_price(model: str, body: schemas.SetPrice, now: int) -> dict[str, Any]:
     if "input_usd_per_mtok" in given or "output_usd_per_mtok" in given:
         given.setdefault("input_usd_per_mtok", Decimal(0))
         given.setdefault("output_usd_per_mtok", Decimal(0))
-    model_price = ModelPrice(**given)
+    model_price = ModelPrice(**given, max_audio_seconds=body.max_audio_seconds)
     before = config_store.load_prices().get(model)
     changes = audit.diff({} if before is None else before.to_json(), model_price.to_json())
     changes |= {name: {"old": value, "new": None} for name, value in _dropped(before, model_price)}
@@ -167,7 +167,7 @@ def set_price(model: str, body: schemas.SetPrice, now: int) -> dict[str, Any]:
     return price_json(model, model_price)
 
 
-def _dropped(before: ModelPrice | None, after: ModelPrice) -> list[tuple[str, str]]:
+def _dropped(before: ModelPrice | None, after: ModelPrice) -> list[tuple[str, str | int]]:
     """Price fields the old price had and the new one does not (flat <-> per token)."""
     if before is None:
         return []

@@ -267,9 +267,10 @@ def transcription(
 ) -> gateway.CallResult | TranscriptStream:
     """``POST /v1/audio/transcriptions`` or ``/translations`` (multipart, the file intact).
 
-    Reserved for ``max_audio_seconds`` of audio, settled by what the answer reports. A streamed
-    transcription (``stream=true``) is handed on event by event as the provider sends them
-    (``TranscriptStream``) and settled by the usage of its ``transcript.text.done`` event.
+    Reserved for the model's ``max_audio_seconds`` of audio (its price's, else the setting's),
+    settled by what the answer reports. A streamed transcription (``stream=true``) is handed on
+    event by event as the provider sends them (``TranscriptStream``) and settled by the usage of
+    its ``transcript.text.done`` event.
     """
     context = gateway.authenticate(authorization)
     form = multipart.parse(raw_body, content_type)
@@ -279,7 +280,7 @@ def transcription(
     wanted = media.transcript_format(form.field("response_format"))
     stream = media.form_flag(form.field("stream"), "stream")
     prompt = form.field("prompt") or ""
-    max_seconds = get_settings().max_audio_seconds
+    default_seconds = get_settings().max_audio_seconds
     payload = {"model": model, "response_format": wanted, "stream": stream}
     call = gateway.admit_payload(
         "transcription",
@@ -289,7 +290,7 @@ def transcription(
         started=time.monotonic(),
         deadline=deadline,
         worst_case=lambda price, ratio: media.transcription_bound(
-            price, ratio, max_seconds, prompt
+            price, ratio, price.audio_seconds_bound(default_seconds), prompt
         ),
     )
     asked = wanted if stream else media.upstream_transcript_format(call.price, wanted)

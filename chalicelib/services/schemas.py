@@ -25,7 +25,7 @@ from pydantic import (
 
 from chalicelib.core import alerts, limits, payloads, text
 from chalicelib.core.errors import InvalidRequest
-from chalicelib.core.pricing import PRICE_FIELDS
+from chalicelib.core.pricing import MAX_AUDIO_SECONDS_LIMIT, PRICE_FIELDS
 from chalicelib.core.scopes import SCOPES
 
 
@@ -222,6 +222,8 @@ class SetPrice(Body):
     usd_per_mchar: UsdString | None = None
     usd_per_minute: UsdString | None = None
     usd_per_second: UsdString | None = None
+    # Not a price: the longest audio a transcription is reserved for (unset: the setting).
+    max_audio_seconds: Annotated[int, Field(ge=1, le=MAX_AUDIO_SECONDS_LIMIT)] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -53,6 +53,7 @@ CONTENT_DAYS = 7
 POLL_SECONDS = 30.0
 VARIANTS = ("video", "thumbnail", "spritesheet")
 MAX_LIST = 100
+LIST_QUERY = ("limit", "after", "order")
 FINISHED_OK = "completed"
 FINISHED_FAILED = "failed"
 
@@ -428,6 +429,14 @@ def gateway_budget() -> float:
 def list_jobs(query: dict[str, str], authorization: str | None, source_ip: str) -> dict[str, Any]:
     """``GET /v1/videos``: this account's jobs, newest first (``limit``, ``after``)."""
     token = _caller(authorization, source_ip)
+    for name in query:
+        if name not in LIST_QUERY:
+            raise errors.InvalidRequest(
+                f"Unknown query parameter '{name}'; known: " + ", ".join(LIST_QUERY) + ".",
+                param=name,
+            )
+    if query.get("order", "desc") != "desc":
+        raise errors.InvalidRequest("Jobs are listed newest first: order=desc.", param="order")
     raw_limit = query.get("limit", "20")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST:
         raise errors.InvalidRequest(

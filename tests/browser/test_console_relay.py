@@ -1,7 +1,7 @@
 """The console with the relay behind it: the admin creates a channel and a price in the browser and
 a key then relays through them; the Logs chart and table follow every filter; the Usage page and
-the in-console tests (key dialog, Playground streaming) show answer, latency and cost. Needs the
-demo upstream (``relay_stack``)."""
+the in-console tests (key dialog, Playground streaming, images and speech) show answer, latency
+and cost. Needs the demo upstream (``relay_stack``)."""
 
 from __future__ import annotations
 
@@ -54,17 +54,25 @@ def test_admin_makes_a_channel_and_a_price_in_the_browser_and_a_key_relays_throu
     if stack.upstream_api_key:
         assert stack.upstream_api_key not in page.content()
 
-    # WHEN a per-token price is set for its model on the Prices page
+    # WHEN a per-token price (and a longest audio) is set for its model on the Prices page
     console.open("/prices")
     page.click("#new-price")
     page.fill("#pr-model", model)
     page.fill("#pr-input_usd_per_mtok", "1,5")
     page.fill("#pr-output_usd_per_mtok", "2")
+    page.fill("#pr-max_audio_seconds", "0")
     page.click("#pr-submit")
     expect(page.locator("#pr-err-input_usd_per_mtok")).to_contain_text("1.50")
+    expect(page.locator("#pr-err-max_audio_seconds")).to_contain_text("1 to 86400")
     page.fill("#pr-input_usd_per_mtok", "1.5")
+    page.fill("#pr-max_audio_seconds", "600")
     page.click("#pr-submit")
-    expect(page.locator(f"#price-rows tr[data-model='{model}']")).to_contain_text("$1.50")
+    price_row = page.locator(f"#price-rows tr[data-model='{model}']")
+    expect(price_row).to_contain_text("$1.50")
+    expect(price_row).to_contain_text("audio up to 600 s")
+
+    prices = stack.call("GET", "/admin/models", stack.admin_key)[1]["data"]
+    assert [p["max_audio_seconds"] for p in prices if p["model"] == model] == [600]
 
     # AND an account granted that group, whose key is in it
     account = make_account(groups=[group])
@@ -178,7 +186,7 @@ def test_logs_chart_and_table_follow_every_filter_and_export(
     assert "gpt-4o-mini" in Path(download.value.path()).read_text(encoding="utf-8")
 
 
-def test_key_dialog_and_playground_show_the_streamed_answer_latency_and_cost(
+def test_key_dialog_and_playground_show_the_streamed_answer_images_audio_and_cost(
     console: Any, relay_stack: Any, account: Any
 ) -> None:
     # GIVEN a key just created, tested from the dialog
@@ -213,8 +221,46 @@ def test_key_dialog_and_playground_show_the_streamed_answer_latency_and_cost(
     expect(page.locator("#pg-cost")).to_have_text(COST_TEXT)
     shown = COST_TEXT.match(page.locator("#pg-cost").inner_text())
     assert shown is not None
+    shown_cost = {"demo-slow": int(shown.group(1).replace(",", ""))}
+
+    # WHEN an image model is chosen, THEN the form asks for a size and a count instead
+    page.select_option("#pg-model", "dall-e-3")
+    expect(page.locator("#pg-size")).to_be_visible()
+    expect(page.locator("#pg-voice")).to_be_hidden()
+    page.fill("#pg-n", "2")
+    page.click("#pg-send")
+
+    # AND the two images it makes show (decoded under the console's CSP), with their cost
+    images = page.locator("#pg-media img")
+    expect(images).to_have_count(2)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#pg-media img')]"
+        ".every((img) => img.complete && img.naturalWidth > 0)"
+    )
+    expect(page.locator("#pg-cost")).to_have_text(COST_TEXT)
+    shown = COST_TEXT.match(page.locator("#pg-cost").inner_text())
+    assert shown is not None
+    shown_cost["dall-e-3"] = int(shown.group(1).replace(",", ""))
+    console.screenshot("playground-image")
+
+    # WHEN a speech model is chosen, THEN it asks for a voice and plays back what it said
+    page.select_option("#pg-model", "tts-1")
+    expect(page.locator("#pg-voice")).to_be_visible()
+    expect(page.locator("#pg-size")).to_be_hidden()
+    expect(page.locator("#pg-media img")).to_have_count(0)
+    page.select_option("#pg-voice", "nova")
+    page.click("#pg-send")
+    expect(page.locator("#pg-media audio[controls]")).to_have_count(1)
+    page.wait_for_function("() => document.querySelector('#pg-audio').duration > 0")
+    expect(page.locator("#pg-cost")).to_have_text(COST_TEXT)
+    shown = COST_TEXT.match(page.locator("#pg-cost").inner_text())
+    assert shown is not None
+    shown_cost["tts-1"] = int(shown.group(1).replace(",", ""))
+    console.screenshot("playground-speech")
+
+    # AND every cost shown is the one the logs charged for that call
     _, logs = relay_stack.call(
         "GET", "/logs", account.management_key, token_id=account.default_token["id"]
     )
-    (entry,) = logs["data"]
-    assert int(shown.group(1).replace(",", "")) == entry["cost_units"]
+    assert {entry["model"]: entry["cost_units"] for entry in logs["data"]} == shown_cost
+    assert shown_cost["dall-e-3"] == 2 * 20_000  # two images at US$0.04

@@ -18,7 +18,8 @@ STATIC = Path(console.__file__).with_name("static")
 SHIPPED = sorted(p.name for p in STATIC.iterdir() if p.suffix in console.CONTENT_TYPES)
 POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "media-src blob:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
 
 

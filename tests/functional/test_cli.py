@@ -334,6 +334,27 @@ def test_table_aligns_columns_of_any_width() -> None:
     assert rendered.splitlines() == ["A       B", "x", "longer  7"]
 
 
+# Model prices -----------------------------------------------------------------------------------
+def test_models_set_stores_a_longest_audio_and_refuses_a_bad_one(tables: Any) -> None:
+    from chalicelib.store import config as config_store
+
+    # GIVEN an empty stage
+    # WHEN a transcription price is set with a longest audio, then with one of zero seconds
+    good = run("models", "set", "whisper-1", "--per-minute", "0.006", "--max-audio-seconds", "600")
+    bad = run("models", "set", "tts-1", "--per-mchar", "15", "--max-audio-seconds", "0")
+
+    # THEN the first is stored as given; the second is refused naming the field, and not stored
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.stdout) == {
+        "model": "whisper-1",
+        "usd_per_minute": "0.006",
+        "max_audio_seconds": 600,
+    }
+    assert config_store.load_prices()["whisper-1"].max_audio_seconds == 600
+    assert_clean_error(bad, "max_audio_seconds", "greater than or equal to 1")
+    assert "tts-1" not in config_store.load_prices()
+
+
 def test_every_resource_has_its_group_including_the_relay_ones() -> None:
     # GIVEN the sluice command  WHEN its help is printed
     result = run("--help")

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
 
@@ -435,6 +436,80 @@ def test_thirty_two_concurrent_connections_are_all_served(running: Run) -> None:
 
     # THEN every one of them got its 200
     assert statuses == [200] * CONCURRENT
+
+
+class Webhook:
+    """A loopback webhook receiver: each delivery's body and its signature header."""
+
+    def __init__(self) -> None:
+        self.deliveries: queue.Queue[tuple[bytes, str]] = queue.Queue()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.deliveries.put((body, self.headers.get("X-Sluice-Signature", "")))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_crossed_threshold_reaches_a_webhook_through_the_local_streams(running: Run) -> None:
+    from chalicelib.core import alerts
+
+    # GIVEN a key whose alert fires at 1% of its quota, with a loopback webhook
+    base_url = running.value("Sluice is running at")
+    mk = {"Authorization": f"Bearer {running.value('demo management key (mk):')}"}
+    hello = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}
+    sk = {"Authorization": f"Bearer {running.value('demo API key (sk):')}"}
+    one_call = int(
+        httpx.post(f"{base_url}/v1/chat/completions", json=hello, headers=sk, timeout=30).headers[
+            "X-Sluice-Cost-Units"
+        ]
+    )
+    made = httpx.post(
+        f"{base_url}/tokens",
+        json={"name": "alerted", "quota_units": 50 * one_call},
+        headers=mk,
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    created = made.json()["data"][0]
+    hook = Webhook()
+    try:
+        put = httpx.put(
+            f"{base_url}/tokens/{created['id']}/alerts",
+            json={"webhook_url": hook.url, "thresholds": [1]},
+            headers=mk,
+            timeout=30,
+        )
+        assert put.status_code == 200, put.text
+
+        # WHEN one call spends 2% of it
+        called = httpx.post(
+            f"{base_url}/v1/chat/completions",
+            json=hello,
+            headers={"Authorization": f"Bearer {created['key']}"},
+            timeout=30,
+        )
+        assert called.status_code == 200, called.text
+
+        # THEN the stream poller of make run delivers one signed crossing (bounded wait)
+        body, signature = hook.deliveries.get(timeout=60)
+    finally:
+        hook.server.shutdown()
+    delivery = json.loads(body)
+    assert alerts.verify(put.json()["webhook_secret"], body, signature, int(time.time()))
+    assert delivery["type"] == "budget.threshold_crossed"
+    assert (delivery["token_id"], delivery["threshold"]) == (created["id"], 1)
+    assert delivery["used_units"] == int(called.headers["X-Sluice-Cost-Units"])
 
 
 @pytest.mark.skipif(

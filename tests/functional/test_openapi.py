@@ -96,10 +96,17 @@ def test_a_dangling_reference_is_caught() -> None:
     assert structural_problems(broken) == ["dangling #/nope"]
 
 
+VIDEO_ID_ROUTES = ("/v1/videos/{id}", "/v1/videos/{id}/content", "/v1/videos/{id}/remix")
+
+
 def _relay_routes() -> set[tuple[str, str]]:
+    from chalicelib.relay import media_routes
     from chalicelib.relay.app import ID_ROUTES, ROUTES
 
-    routes = {**ROUTES, **ID_ROUTES}
+    routes: dict[str, Any] = {**ROUTES, **ID_ROUTES, **media_routes.ROUTES}
+    # The media routes match a video id with a pattern rather than a template.
+    for template in VIDEO_ID_ROUTES:
+        routes[template] = media_routes.match(template.replace("{id}", "video_1"))
     return {(path, method.lower()) for path, methods in routes.items() for method in methods}
 
 
@@ -169,7 +176,8 @@ def test_request_bodies_are_the_validating_schemas(document: dict[str, Any]) -> 
             continue
         # WHEN its request body schema is looked up
         body = document["paths"][path][method.lower()]["requestBody"]
-        name = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        (name,) = {media["schema"]["$ref"].rsplit("/", 1)[-1] for media in body["content"].values()}
+        assert list(body["content"]) == list(op.request_media)
 
         # THEN it is the validating pydantic class's own JSON Schema, or the relay's field table
         model = getattr(schemas, op.request, None) or getattr(schemas_config, op.request, None)

@@ -157,6 +157,21 @@ def test_transcription_is_charged_by_the_reported_duration(relay_api: Any, upstr
     assert _record().reserved_units == units("0.18")  # 30 minutes, the default maximum
 
 
+def test_a_models_own_max_audio_seconds_bounds_its_reservation(relay_api: Any) -> None:
+    # GIVEN whisper-1 priced with a maximum of 60 s, not the default 30 minutes
+    status, _ = relay_api.admin(
+        "PUT", "/admin/models/whisper-1", body={"usd_per_minute": "0.006", "max_audio_seconds": 60}
+    )
+    assert status == 200
+    account_id, token = _setup(relay_api)
+    # WHEN 30 s of audio is transcribed
+    response, _audio = _transcribe(relay_api, token)
+    # THEN it was reserved for one minute and charged the 30 s reported
+    assert response.status_code == 200
+    assert _record().reserved_units == units("0.006")
+    assert _spent(token, account_id) == (MINUTE_COST, 0, MINUTE_COST, 0)
+
+
 def test_formats_without_a_duration_are_asked_as_verbose_json_and_rendered(
     relay_api: Any, upstream: Any
 ) -> None:

@@ -181,6 +181,8 @@ def test_bad_video_requests_are_openai_4xx_and_charge_nothing(relay_api: Any) ->
         ("DELETE", "/v1/videos/video_unknown", None, "video_id"),
         ("POST", "/v1/videos/video_unknown/remix", {"prompt": "x"}, "video_id"),
         ("GET", "/v1/videos?limit=0", None, "limit"),
+        ("GET", "/v1/videos?limit=1&colour=blue", None, "colour"),
+        ("GET", "/v1/videos?order=asc", None, "order"),
     ]
     for method, path, body, param in cases:
         response = _call(relay_api, method, path, token, body)

@@ -7,8 +7,10 @@ chalice package with infra/*.yaml merged in, then devtools.package's finishing t
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import re
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -379,6 +381,39 @@ def test_deployment_zip_fits_lambda_and_carries_linux_wheels(
     # AND every function is built from that zip
     for properties in _functions(template).values():
         assert properties["CodeUri"] == "./deployment.zip"
+
+
+def test_deployment_zip_carries_bytecode_lambda_need_not_recompile(
+    packaged_prod: tuple[Path, dict[str, Any]],
+) -> None:
+    # GIVEN the packaged deployment zip
+    out_dir, template = packaged_prod
+    tag = sys.implementation.cache_tag
+    with zipfile.ZipFile(out_dir / "deployment.zip") as archive:
+        names = set(archive.namelist())
+        # WHEN each module of the app and of the relay's hot path is looked up
+        modules = [n for n in names if n.endswith(".py") and n.split("/")[0] in APP_TREES]
+        compiled = {}
+        for module in modules:
+            folder, _, file = module.rpartition("/")
+            pyc = f"{folder}/__pycache__/{file[:-3]}.{tag}.pyc".lstrip("/")
+            compiled[module] = archive.read(pyc) if pyc in names else None
+
+    # THEN each has bytecode for the functions' runtime beside it, hash-based and unchecked
+    # (flags 0b01: Lambda's read-only code is never compared with its source)
+    assert {p["Runtime"] for p in _functions(template).values()} == {
+        f"python{sys.version_info.major}.{sys.version_info.minor}"
+    }
+    assert "chalicelib/relay/app.py" in compiled and "botocore/client.py" in compiled
+    missing = sorted(module for module, pyc in compiled.items() if pyc is None)
+    assert not missing
+    for module, pyc in compiled.items():
+        assert pyc is not None and pyc[:4] == importlib.util.MAGIC_NUMBER, module
+        assert int.from_bytes(pyc[4:8], "little") == 0b01, module
+
+
+# The app's own tree and the libraries every relayed call imports.
+APP_TREES = {"app.py", "chalicelib", "botocore", "pynamodb", "httpx", "starlette", "uvicorn"}
 
 
 def test_integration_timeout_can_be_raised_but_only_below_the_lambda_timeout(

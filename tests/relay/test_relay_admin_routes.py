@@ -221,6 +221,44 @@ def test_price_fields_combine_and_read_back_exactly(config_api: Any) -> None:
     assert (status, answer) == (200, {"model": "tts-1", "usd_per_mchar": "15"})
 
 
+def test_a_models_max_audio_seconds_is_stored_with_its_price_and_dropped_with_it(
+    config_api: Any,
+) -> None:
+    # GIVEN a per-minute transcription price with a maximum duration of its own
+    body = {"usd_per_minute": "0.006", "max_audio_seconds": 600}
+    # WHEN put  THEN it answers and stores the maximum as an integer beside the price
+    status, answer = config_api.call("PUT", "/admin/models/whisper-1", body)
+    assert (status, answer) == (200, {"model": "whisper-1", **body})
+    assert config_store.price("whisper-1") == ModelPrice(
+        usd_per_minute=Decimal("0.006"), max_audio_seconds=600
+    )
+    assert config_api.call("GET", "/admin/models")[1]["data"] == [{"model": "whisper-1", **body}]
+    # AND a later price without it drops it (the setting applies again)
+    config_api.call("PUT", "/admin/models/whisper-1", {"usd_per_minute": "0.006"})
+    assert config_store.price("whisper-1") == ModelPrice(usd_per_minute=Decimal("0.006"))
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [0, -5, "600", 1.5, True, None, 86_401],
+    ids=["zero", "negative", "string", "float", "bool", "alone", "over-a-day"],
+)
+def test_max_audio_seconds_must_be_a_positive_integer_and_bad_ones_store_nothing(
+    seconds: Any, config_api: Any
+) -> None:
+    # GIVEN a price with a bad maximum duration (or the maximum alone, which prices nothing)
+    body = {"usd_per_minute": "0.006", "max_audio_seconds": seconds}
+    if seconds is None:
+        body = {"max_audio_seconds": 600}
+    # WHEN put  THEN an OpenAI-shaped 400 names the field, and nothing is stored
+    status, answer = config_api.call("PUT", "/admin/models/whisper-1", body)
+    assert status == 400, answer
+    assert answer["error"]["type"] == "invalid_request_error"
+    expected = "input_usd_per_mtok" if seconds is None else "max_audio_seconds"
+    assert answer["error"]["param"] == expected
+    assert config_store.price("whisper-1") is None
+
+
 def test_group_ratio_is_set_and_listed(config_api: Any) -> None:
     # GIVEN the admin key  WHEN a group ratio is set
     status, body = config_api.call("PUT", "/admin/groups/vip", {"ratio": "1.5"})

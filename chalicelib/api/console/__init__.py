@@ -27,9 +27,12 @@ CONTENT_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".svg": "image/svg+xml",
 }
+# Images answered as base64 are shown from data: URLs, speech from a blob: URL of the answer's
+# bytes; nothing is loaded from another origin.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "media-src blob:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
 # On every console response, errors included: the page must never run foreign code or be framed.
 CONSOLE_HEADERS = {

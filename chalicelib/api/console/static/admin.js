@@ -163,12 +163,24 @@ export const PRICE_FIELDS = [
   "usd_per_minute",
   "usd_per_second",
 ];
+// Not a price: the longest audio a transcription of the model is reserved for, in whole
+// seconds (empty: the deployment's default, SLUICE_MAX_AUDIO_SECONDS).
+const MAX_AUDIO_SECONDS = 86400;
 
 function priceDialog(price, done) {
   const model = input("pr", "model", { value: price?.model ?? "", readOnly: Boolean(price), "data-required": "true" });
   const controls = Object.fromEntries(
     PRICE_FIELDS.map((name) => [name, input("pr", name, { inputmode: "decimal", value: price?.[name] ?? "" })]),
   );
+  const maxAudio = input("pr", "max_audio_seconds", {
+    type: "number",
+    min: 1,
+    max: MAX_AUDIO_SECONDS,
+    step: 1,
+    inputmode: "numeric",
+    value: price?.max_audio_seconds ?? "",
+    placeholder: t("prices.max_audio_default"),
+  });
   const form = h(
     "form",
     { class: "dialog-form", id: "price-form", novalidate: true },
@@ -176,6 +188,7 @@ function priceDialog(price, done) {
     field(t("col.model"), model, errorSlot("model", "pr-")),
     h("p", { class: "hint", text: t("prices.any_hint") }),
     h("div", { class: "two" }, PRICE_FIELDS.map((name) => field(t(`prices.${name}`), controls[name], errorSlot(name, "pr-")))),
+    field(t("prices.max_audio_seconds"), maxAudio, errorSlot("max_audio_seconds", "pr-"), h("p", { class: "hint", text: t("prices.max_audio_hint") })),
     h("div", { class: "actions" }, h("button", { type: "submit", id: "pr-submit", text: t("action.save") })),
   );
   const dialog = formDialog("price-dialog", price ? t("prices.edit", { model: price.model }) : t("prices.new"), form);
@@ -189,11 +202,19 @@ function priceDialog(price, done) {
     const previous = rules[name];
     rules[name] = () => check() || (previous ? previous() : null);
   }
+  rules.max_audio_seconds = () => {
+    const text = maxAudio.value.trim();
+    if (!text) return null;
+    const seconds = Number(text);
+    const whole = /^\d+$/.test(text) && seconds >= 1 && seconds <= MAX_AUDIO_SECONDS;
+    return whole ? null : t("validate.range", { min: 1, max: MAX_AUDIO_SECONDS });
+  };
   submitForm(form, rules, async () => {
     const body = {};
     for (const name of PRICE_FIELDS) {
       if (controls[name].value.trim()) body[name] = controls[name].value.trim();
     }
+    if (maxAudio.value.trim()) body.max_audio_seconds = Number(maxAudio.value.trim());
     await api("PUT", `/admin/models/${encodeURIComponent(model.value.trim())}`, { body });
     dialog.close();
     toast(t("toast.saved"));
@@ -203,7 +224,9 @@ function priceDialog(price, done) {
 
 function priceSummary(price) {
   const parts = PRICE_FIELDS.filter((name) => price[name] !== undefined && price[name] !== null);
-  return parts.map((name) => `${t(`prices.short_${name}`)} ${usdFine(price[name])}`).join(" · ") || "—";
+  const shown = parts.map((name) => `${t(`prices.short_${name}`)} ${usdFine(price[name])}`);
+  if (price.max_audio_seconds) shown.push(t("prices.short_max_audio", { seconds: price.max_audio_seconds }));
+  return shown.join(" · ") || "—";
 }
 
 export async function renderPrices(view) {

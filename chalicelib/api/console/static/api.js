@@ -108,6 +108,17 @@ export async function call(method, path, { key, body, query } = {}) {
   return { status: response.status, data, headers: response.headers, ms };
 }
 
+// A call answered with bytes (audio...): resolves to {status, blob, headers, ms}; rejects with
+// ApiError on 4xx/5xx, whose bodies are OpenAI-shaped JSON.
+export async function callBinary(method, path, { key, body } = {}) {
+  const started = performance.now();
+  const response = await send(method, path, { key, body, accept: "*/*" });
+  if (!response.ok) throw new ApiError(response.status, parsed(await response.text()));
+  const blob = await response.blob();
+  const ms = Math.round(performance.now() - started);
+  return { status: response.status, blob, headers: response.headers, ms };
+}
+
 // A call answered with server-sent events: resolves to the response once it starts (its body
 // still streaming); rejects with ApiError on 4xx/5xx, which arrive as JSON before any event.
 export async function openStream(method, path, { key, body } = {}) {
