@@ -2,7 +2,7 @@
 listed; per key and per account; bad input refused with ``param`` and nothing written.
 
 Deliveries (the stream handler, concurrency, retries) are proven on DynamoDB Local in
-tests/accounting/test_alert_delivery.py.
+tests/gateway/test_budget_alerts.py; a handler dying after its claim in test_alert_outbox.py.
 """
 
 from __future__ import annotations
