@@ -368,6 +368,15 @@ def account_alerts(event: Any) -> dict[str, int]:
     return alerts.handle_records("account", records).as_json()
 
 
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="retry_alerts")
+def retry_alerts(event: Any) -> dict[str, int]:
+    """Every 5 minutes: the alert deliveries a stream handler claimed and died before settling
+    (with the alert handlers' role)."""
+    from chalicelib.services import alerts
+
+    return alerts.retry_pending(deadline=_time_left(event)).as_json()
+
+
 def _time_left(event: Any) -> Callable[[], float] | None:
     """Seconds this invocation has left, from the Lambda context (None: no limit known)."""
     context = getattr(event, "context", None)

@@ -37,6 +37,7 @@ UPSTREAM_DELAY_MS = 20
 RESERVED_AFTER_LOAD = 200.0
 SECTIONS = (
     "round_trips",
+    "limits_round_trips",
     "soak",
     "dynamodb_floor",
     "cold_start",
@@ -45,9 +46,12 @@ SECTIONS = (
     "overhead",
     "streaming",
     "hot_key",
+    "hot_key_limited",
     "resets",
 )
-SERVED_SECTIONS = ("http_floor", "overhead", "streaming", "hot_key")
+SERVED_SECTIONS = ("http_floor", "overhead", "streaming", "hot_key", "hot_key_limited")
+# The hot key run again with the key limited to this many calls in flight (of 64 clients).
+HOT_MAX_CONCURRENCY = 16
 
 
 def _machine() -> dict[str, Any]:
@@ -211,6 +215,12 @@ def _load_figures(
             litellm.stop()  # frees a core's worth of idle work for the hot key
         hot_seconds = min(args.hot_seconds, max(run.left() - 120, 5.0))
         run.section("hot_key", lambda: hot_key.run(sluice, args.hot_clients, hot_seconds))
+        limited_seconds = min(args.hot_seconds, max(run.left() - 100, 5.0))
+        limit = min(HOT_MAX_CONCURRENCY, args.hot_clients)
+        run.section(
+            "hot_key_limited",
+            lambda: hot_key.run(sluice, args.hot_clients, limited_seconds, max_concurrency=limit),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
 
         run.section("round_trips", counted)
 
+        def counted_with_limits() -> Any:
+            with _quiet():
+                return round_trips.measure_limits(ddb.endpoint)
+
+        run.section("limits_round_trips", counted_with_limits)
+
         def soaked() -> Any:
             with _quiet():
                 return soak.run(ddb.endpoint, calls=args.soak_calls)
@@ -310,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             run.figures["skipped"].setdefault("overhead", f"{type(exc).__name__}: {exc}"[:300])
             run.figures["skipped"].setdefault("streaming", "the servers did not start")
             run.figures["skipped"].setdefault("hot_key", "the servers did not start")
+            run.figures["skipped"].setdefault("hot_key_limited", "the servers did not start")
 
         def resets() -> Any:
             from bench import bench_resets

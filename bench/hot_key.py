@@ -59,8 +59,11 @@ def item_size(item: dict[str, Any]) -> int:
 
 
 # The run ---------------------------------------------------------------------------------------
-def _new_key(base_url: str, admin_key: str) -> tuple[str, str, str]:
-    """A fresh account and key with a finite quota, so the reservation's condition is real."""
+def _new_key(
+    base_url: str, admin_key: str, max_concurrency: int | None = None
+) -> tuple[str, str, str]:
+    """A fresh account and key with a finite quota, so the reservation's condition is real
+    (and, with ``max_concurrency``, the key limited to that many calls in flight)."""
     headers = {"Authorization": f"Bearer {admin_key}"}
     made = httpx.post(
         f"{base_url}/admin/accounts",
@@ -71,7 +74,17 @@ def _new_key(base_url: str, admin_key: str) -> tuple[str, str, str]:
     )
     made.raise_for_status()
     body = made.json()
-    return body["default_token"]["key"], body["default_token"]["id"], body["account"]["id"]
+    token_id = body["default_token"]["id"]
+    if max_concurrency is not None:
+        patched = httpx.patch(
+            f"{base_url}/tokens/{token_id}",
+            json={"max_concurrency": max_concurrency},
+            headers={"Authorization": f"Bearer {body['management_key']}"},
+            timeout=30,
+            trust_env=False,
+        )
+        patched.raise_for_status()
+    return body["default_token"]["key"], token_id, body["account"]["id"]
 
 
 def _read_item(table: str, item_id: str) -> dict[str, Any]:
@@ -82,15 +95,24 @@ def _read_item(table: str, item_id: str) -> dict[str, Any]:
     return dict(response.get("Item") or {})
 
 
-def run(sluice: Proc, clients: int = CLIENTS, seconds: float = SECONDS) -> dict[str, Any]:
+def run(
+    sluice: Proc,
+    clients: int = CLIENTS,
+    seconds: float = SECONDS,
+    max_concurrency: int | None = None,
+) -> dict[str, Any]:
+    """``max_concurrency`` below ``clients``: the calls over it are refused (429
+    ``rate_limit_exceeded``), counted apart from errors; the pending map, sampled, must never
+    hold more than the limit."""
     env: dict[str, str] = sluice.extra["env"]
-    key, token_id, account_id = _new_key(sluice.base_url, env["SLUICE_ADMIN_KEY"])
+    key, token_id, account_id = _new_key(sluice.base_url, env["SLUICE_ADMIN_KEY"], max_concurrency)
     url = f"{sluice.base_url}/v1/chat/completions"
     headers = {"Authorization": f"Bearer {key}"}
     statuses: Counter[int] = Counter()
     lock = threading.Lock()
     charged = [0]
     errors = [0]
+    limited = [0]
     error_samples: list[str] = []
     issued = iter(range(MAX_REQUESTS))
     stop = threading.Event()
@@ -108,10 +130,12 @@ def run(sluice: Proc, clients: int = CLIENTS, seconds: float = SECONDS) -> dict[
                         errors[0] += 1
                     continue
                 cost = int(response.headers.get("x-sluice-cost-units") or 0)
+                refused = max_concurrency is not None and _rate_limited(response)
                 with lock:
                     statuses[response.status_code] += 1
                     charged[0] += cost
-                    if response.status_code != 200 and len(error_samples) < 5:
+                    limited[0] += refused
+                    if response.status_code != 200 and not refused and len(error_samples) < 5:
                         error_samples.append(_error_message(response))
 
     with store_bound_to(env):
@@ -156,7 +180,9 @@ def run(sluice: Proc, clients: int = CLIENTS, seconds: float = SECONDS) -> dict[
         "ok": ok,
         "throughput_rps": round(ok / elapsed, 1) if elapsed else 0.0,
         "non_200": {str(code): n for code, n in statuses.items() if code != 200},
-        "errors": errors[0] + sum(n for code, n in statuses.items() if code != 200),
+        "max_concurrency": max_concurrency,
+        "refused_over_limit": limited[0],
+        "errors": errors[0] + sum(n for code, n in statuses.items() if code != 200) - limited[0],
         "charged_units_sum": charged[0],
         "token_used_units_delta": used,
         "account_used_units_delta": account_used,
@@ -175,6 +201,16 @@ def run(sluice: Proc, clients: int = CLIENTS, seconds: float = SECONDS) -> dict[
         "scans": ddb["by_operation"].get("Scan", 0),
         "error_samples": error_samples,
     }
+
+
+def _rate_limited(response: httpx.Response) -> bool:
+    """A 429 refusal of the concurrency limit (not quota exhaustion, not a throttled store)."""
+    if response.status_code != 429:
+        return False
+    try:
+        return bool(response.json()["error"]["code"] == "rate_limit_exceeded")
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -140,8 +140,10 @@ class _Answer:
     body: bytes
 
 
-def measure(ddb_endpoint: str) -> dict[str, Any]:
-    """Every row of figure 1, as JSON."""
+@contextmanager
+def _in_process(ddb_endpoint: str) -> Iterator[tuple[Callable[[str, str, Any], Any], str]]:
+    """The app and the relay in-process on fresh tables, with the demo upstream registered:
+    ``post(path, key, body)`` and the admin key. The tables go when the block ends."""
     from chalice.test import Client
     from starlette.testclient import TestClient
 
@@ -154,11 +156,7 @@ def measure(ddb_endpoint: str) -> dict[str, Any]:
     with MockUpstream(api_key=UPSTREAM_KEY) as upstream, store_bound_to(env):
         from app import app
         from chalicelib.relay.app import app as relay_app
-        from chalicelib.services import resets as jobs
-        from chalicelib.services import sweeper
         from chalicelib.store import models
-        from chalicelib.store import tokens as token_store
-        from chalicelib.store.common import connection
         from devtools.demo_seed import register_demo
 
         models.create_tables()
@@ -167,7 +165,6 @@ def measure(ddb_endpoint: str) -> dict[str, Any]:
             with (
                 Client(app) as client,
                 TestClient(relay_app, client=("127.0.0.1", 50000)) as relay,
-                CallCounter() as counter,
             ):
 
                 def post(path: str, key: str, body: Any) -> Any:
@@ -177,50 +174,96 @@ def measure(ddb_endpoint: str) -> dict[str, Any]:
                         return _Answer(answer.status_code, answer.content)
                     return client.http.post(path, headers=headers, body=json.dumps(body))
 
-                made = post("/admin/accounts", admin_key, {"name": "rt", "quota_usd": "100"})
-                created = json.loads(made.body)
-                token, mk = created["default_token"], created["management_key"]
-                account_id = created["account"]["id"]
-                counter.register(connection().client)
-                # A warm container has served a call already: caches hold key and config.
-                post("/v1/chat/completions", token["key"], CHAT)
-                figures: dict[str, Any] = {
-                    "chat": _relayed(
-                        counter, lambda: post("/v1/chat/completions", token["key"], CHAT)
-                    ),
-                    "stream": _relayed(
-                        counter, lambda: post("/v1/chat/completions", token["key"], STREAM)
-                    ),
-                }
-                figures["create_key"], _ = _measured(
-                    counter, lambda: post("/tokens", mk, {"name": "one"})
-                )
-                figures["create_100_keys"], batch = _measured(
-                    counter, lambda: post("/tokens", mk, {"name": "batch", "count": 100})
-                )
-                if batch.status_code != 201 or len(json.loads(batch.body)["data"]) != 100:
-                    raise RuntimeError(f"batch of 100 keys failed: {batch.status_code}")
-                now = BOUNDARY + 600
-                _due_token(account_id, "scheduled")
-                figures["reset_scheduled_one_key"], run = _measured(
-                    counter, lambda: jobs.run_resets(now, workers=1)
-                )
-                lazy = _due_token(account_id, "lazy")
-                figures["reset_on_request_one_key"], _ = _measured(
-                    counter, lambda: jobs.reset_if_due(lazy, now)
-                )
-                figures["reset_scheduled_one_key"]["reset"] = run.reset
-                wall = int(time.time())
-                rids = _pending_reservations(account_id, token, token["key"], wall)
-                figures["sweep"], swept = _measured(counter, lambda: sweeper.sweep(wall))
-                stored = token_store.get(token["id"])
-                figures["sweep"].update(
-                    reservations=len(rids),
-                    refunded=swept.refunded,
-                    reserved_units_after=stored.reserved_units if stored else None,
-                )
+                yield post, admin_key
         finally:
             models.delete_tables()
+
+
+def measure(ddb_endpoint: str) -> dict[str, Any]:
+    """Every row of figure 1, as JSON."""
+    with _in_process(ddb_endpoint) as (post, admin_key), CallCounter() as counter:
+        from chalicelib.services import resets as jobs
+        from chalicelib.services import sweeper
+        from chalicelib.store import tokens as token_store
+        from chalicelib.store.common import connection
+
+        made = post("/admin/accounts", admin_key, {"name": "rt", "quota_usd": "100"})
+        created = json.loads(made.body)
+        token, mk = created["default_token"], created["management_key"]
+        account_id = created["account"]["id"]
+        counter.register(connection().client)
+        # A warm container has served a call already: caches hold key and config.
+        post("/v1/chat/completions", token["key"], CHAT)
+        figures: dict[str, Any] = {
+            "chat": _relayed(counter, lambda: post("/v1/chat/completions", token["key"], CHAT)),
+            "stream": _relayed(counter, lambda: post("/v1/chat/completions", token["key"], STREAM)),
+        }
+        figures["create_key"], _ = _measured(counter, lambda: post("/tokens", mk, {"name": "one"}))
+        figures["create_100_keys"], batch = _measured(
+            counter, lambda: post("/tokens", mk, {"name": "batch", "count": 100})
+        )
+        if batch.status_code != 201 or len(json.loads(batch.body)["data"]) != 100:
+            raise RuntimeError(f"batch of 100 keys failed: {batch.status_code}")
+        now = BOUNDARY + 600
+        _due_token(account_id, "scheduled")
+        figures["reset_scheduled_one_key"], run = _measured(
+            counter, lambda: jobs.run_resets(now, workers=1)
+        )
+        lazy = _due_token(account_id, "lazy")
+        figures["reset_on_request_one_key"], _ = _measured(
+            counter, lambda: jobs.reset_if_due(lazy, now)
+        )
+        figures["reset_scheduled_one_key"]["reset"] = run.reset
+        wall = int(time.time())
+        rids = _pending_reservations(account_id, token, token["key"], wall)
+        figures["sweep"], swept = _measured(counter, lambda: sweeper.sweep(wall))
+        stored = token_store.get(token["id"])
+        figures["sweep"].update(
+            reservations=len(rids),
+            refunded=swept.refunded,
+            reserved_units_after=stored.reserved_units if stored else None,
+        )
+    return figures
+
+
+# Generous enough that no call of the measurement is refused: the limits are checked, not hit.
+LIMITS = {"rpm_limit": 10_000, "tpm_limit": 10_000_000, "max_concurrency": 64}
+
+
+def measure_limits(ddb_endpoint: str) -> dict[str, Any]:
+    """A relayed call's DynamoDB calls with no limits, then with rpm/tpm/concurrency limits on
+    both the key and its account, in the same process on the same tables.
+
+    The limits ride on the reservations' own conditional writes and on the settles, so the two
+    columns must be equal: the same calls, in the same round trips.
+    """
+    with _in_process(ddb_endpoint) as (post, admin_key), CallCounter() as counter:
+        from chalicelib.store.common import connection
+
+        def new_key(limited: bool) -> str:
+            fields = LIMITS if limited else {}
+            name = "limited" if limited else "plain"
+            made = post("/admin/accounts", admin_key, {"name": name, "quota_usd": "100", **fields})
+            if made.status_code != 201:
+                raise RuntimeError(f"account creation answered {made.status_code}: {made.body!r}")
+            mk = json.loads(made.body)["management_key"]
+            answer = post("/tokens", mk, {"name": name, **fields})
+            if answer.status_code != 201:
+                raise RuntimeError(f"key creation answered {answer.status_code}: {answer.body!r}")
+            made_key = json.loads(answer.body)["data"][0]
+            if limited and made_key.get("max_concurrency") != LIMITS["max_concurrency"]:
+                raise RuntimeError(f"the key was made without its limits: {made_key}")
+            return str(made_key["key"])
+
+        keys = {"no_limits": new_key(False), "limits": new_key(True)}
+        counter.register(connection().client)
+        figures: dict[str, Any] = {"limits": LIMITS}
+        for variant, key in keys.items():
+            post("/v1/chat/completions", key, CHAT)  # warm: key and config cached
+            figures[variant] = {
+                "chat": _relayed(counter, lambda: post("/v1/chat/completions", key, CHAT)),  # noqa: B023
+                "stream": _relayed(counter, lambda: post("/v1/chat/completions", key, STREAM)),  # noqa: B023
+            }
     return figures
 
 

@@ -86,6 +86,29 @@ def _round_trip_rows(rt: dict[str, Any], server_scans: int | None) -> list[Row]:
     return rows
 
 
+def _limits_rows(rt: dict[str, Any]) -> list[Row]:
+    """The same relayed call with and without rpm/tpm/concurrency limits, side by side."""
+    rows: list[Row] = []
+    for name, label in (("chat", "relayed chat call"), ("stream", "streamed chat call")):
+        for phase in ("before", "after"):
+            plain, limited = rt["no_limits"][name][phase], rt["limits"][name][phase]
+            same = (plain["calls"], plain["round_trips"]) == (
+                limited["calls"],
+                limited["round_trips"],
+            )
+            rows.append(
+                (
+                    f"1. {label} with limits on key and account: {phase} upstream",
+                    f"{limited['calls']} calls in {limited['round_trips']} round trip(s) "
+                    f"({_ops(limited['ops'])}); no limits: {plain['calls']} calls in "
+                    f"{plain['round_trips']}",
+                    "same as no limits",
+                    _verdict(same),
+                )
+            )
+    return rows
+
+
 def _spread(row: dict[str, Any]) -> str:
     by_round = row.get("added_p50_by_round_ms") or []
     if len(by_round) < 2:
@@ -365,6 +388,40 @@ def _relay_cold_rows(cold: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _hot_limited_rows(hot: dict[str, Any]) -> list[Row]:
+    limit = hot["max_concurrency"]
+    title = f"4. hot key, max_concurrency {limit}: {hot['clients']} clients for {hot['seconds']} s"
+    return [
+        (
+            title,
+            f"{hot['throughput_rps']} req/s ({hot['ok']} ok, {hot['refused_over_limit']} refused "
+            f"429 rate_limit_exceeded, of {hot['requests']})",
+            "—",
+            "—",
+        ),
+        (
+            "4. hot key, max_concurrency: calls in flight (sampled pending map)",
+            f"max {hot['pending_max_under_load']} of limit {limit}",
+            f"≤ {limit}",
+            _verdict(hot["pending_max_under_load"] <= limit),
+        ),
+        (
+            "4. hot key, max_concurrency: errors (other than the limit's 429s)",
+            str(hot["errors"])
+            + "".join(f"; {sample}" for sample in hot.get("error_samples", [])[:2]),
+            "0",
+            _verdict(hot["errors"] == 0),
+        ),
+        (
+            "4. hot key, max_concurrency: used == sum of X-Sluice-Cost-Units",
+            f"token +{hot['token_used_units_delta']}, account +{hot['account_used_units_delta']}, "
+            f"headers {hot['charged_units_sum']}; reserved after {hot['reserved_after']}",
+            "exactly equal",
+            _verdict(hot["exact"] and hot["reserved_after"] == 0),
+        ),
+    ]
+
+
 def _hot_rows(hot: dict[str, Any]) -> list[Row]:
     return [
         (
@@ -437,16 +494,19 @@ def rows(figures: dict[str, Any]) -> list[Row]:
     sections: list[Row] = []
     skipped = figures.get("skipped", {})
     server_scans = (figures.get("hot_key") or {}).get("scans", 0)
+    server_scans += (figures.get("hot_key_limited") or {}).get("scans", 0)
     for level in ("c1", "c16", "open"):
         for row in (figures.get("overhead") or {}).get(level, {}).get("rows", {}).values():
             server_scans += row.get("dynamodb", {}).get("by_operation", {}).get("Scan", 0)
     builders = (
         ("round_trips", lambda f: _round_trip_rows(f, server_scans)),
+        ("limits_round_trips", _limits_rows),
         ("overhead", lambda f: _overhead_rows(f) + _cpu_split(f, figures.get("http_floor"))),
         ("cold_start", _cold_rows),
         ("streaming", _streaming_rows),
         ("relay_cold_start", _relay_cold_rows),
         ("hot_key", _hot_rows),
+        ("hot_key_limited", _hot_limited_rows),
         ("resets", _reset_rows),
         ("soak", _soak_rows),
     )

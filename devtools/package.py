@@ -4,7 +4,7 @@
     python -m devtools.package --stage prod --deploy   # make deploy STAGE=prod
 
 Packaging never calls AWS (no account or credentials needed): it runs ``chalice package`` with
-``infra/tables.yaml``, ``infra/alarms.yaml``, ``infra/invokers.yaml`` and
+``infra/tables.yaml``, ``infra/alarms.yaml``, ``infra/invokers.yaml``, ``infra/alerts.yaml`` and
 ``infra/relay.yaml`` merged in, then gives the
 generated template the names the rest of the stack relies on:
 
@@ -50,7 +50,7 @@ import yaml
 from chalice.utils import to_cfn_resource_name
 
 ROOT = Path(__file__).resolve().parent.parent
-INFRA_TEMPLATES = ("tables.yaml", "alarms.yaml", "invokers.yaml", "relay.yaml")
+INFRA_TEMPLATES = ("tables.yaml", "alarms.yaml", "invokers.yaml", "relay.yaml", "alerts.yaml")
 APP_NAME = "sluice"
 API_HANDLER = "api_handler"
 DEFAULT_REGION = "us-east-1"

@@ -565,6 +565,8 @@ _ALERTS = {
         "description": "Percent of the quota (a key's per reset period; an account's granted)",
     },
     "webhook_url": _nullable("string", description="null: alerts are not set up"),
+    "sns_topic_arn": _nullable("string", description="The stack's alert topic (deployed)"),
+    "event_bus": _nullable("string", description="The stack's alert bus (deployed)"),
     "enabled": {"type": "boolean"},
     "updated_at": {**_TIME, "type": ["string", "null"]},
 }

@@ -37,7 +37,8 @@ def _print(settings: dict[str, Any], as_json: bool) -> None:
         click.echo(f"No budget alerts for {who}.")
         return
     thresholds = ", ".join(f"{t}%" for t in settings["thresholds"])
-    click.echo(f"Budget alerts for {who}: {thresholds} -> {settings['webhook_url']}")
+    targets = [settings.get(name) for name in ("webhook_url", "sns_topic_arn", "event_bus")]
+    click.echo(f"Budget alerts for {who}: {thresholds} -> {', '.join(t for t in targets if t)}")
     if settings.get("webhook_secret"):
         click.echo(f"Signing secret (shown once): {settings['webhook_secret']}")
 
@@ -48,7 +49,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 @click.group()
 def alerts() -> None:
-    """Budget alerts: thresholds in percent of quota, delivered to a signed webhook."""
+    """Budget alerts: thresholds in percent of quota, to a signed webhook (or the stack's topic
+    or bus)."""
 
 
 @alerts.command("show")
@@ -63,7 +65,9 @@ def show(account_id: str, token_id: str | None, as_json: bool) -> None:
 
 @alerts.command("set")
 @click.argument("account_id")
-@click.option("--webhook-url", "--url", "webhook_url", required=True, help="Where to POST (https).")
+@click.option("--webhook-url", "--url", "webhook_url", help="Where to POST (https).")
+@click.option("--sns-topic-arn", help="The stack's alert topic (deployed stages).")
+@click.option("--event-bus", help="The stack's alert bus (deployed stages).")
 @click.option(
     "--threshold",
     "thresholds",
@@ -75,7 +79,9 @@ def show(account_id: str, token_id: str | None, as_json: bool) -> None:
 @json_option
 def set_alerts(
     account_id: str,
-    webhook_url: str,
+    webhook_url: str | None,
+    sns_topic_arn: str | None,
+    event_bus: str | None,
     thresholds: tuple[int, ...],
     token_id: str | None,
     as_json: bool,
@@ -83,7 +89,8 @@ def set_alerts(
     """Set where and when ACCOUNT_ID's (or a key's) budget alerts go."""
     from chalicelib.services import schemas
 
-    fields: dict[str, Any] = {"webhook_url": webhook_url}
+    targets = {"webhook_url": webhook_url, "sns_topic_arn": sns_topic_arn, "event_bus": event_bus}
+    fields: dict[str, Any] = {name: value for name, value in targets.items() if value}
     if thresholds:
         fields["thresholds"] = list(thresholds)
     body = schemas.parse(schemas.AlertSettings, json.dumps(fields))

@@ -14,11 +14,10 @@ crossed at most once per epoch. The epoch changes exactly when the percentage ca
 * an account: a credit (``quota_units``).
 
 Stream records can still arrive twice (Lambda retries a failed batch) or be seen by two pollers,
-so the item records what was sent: ``alert_epoch`` and ``alert_level`` (the highest threshold
-delivered in that epoch). A delivery happens only after a conditional write raised the level
-(``sent_condition`` in the store), which one writer wins. That write lands on the same item and
-yields a stream record of its own; its usage is unchanged, so nothing is crossed and it never
-re-fires.
+so a delivery happens only after a conditional write claimed it: a marker keyed by the item,
+the epoch and the threshold, which one writer creates (store/alert_outbox.py). Items written
+before that kept the highest level sent on the item itself (``alert_epoch``, ``alert_level``);
+``crossed`` still honours it.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ MAX_THRESHOLDS = 10
 MAX_URL_LENGTH = 2048
 EVENT_TYPE = "budget.threshold_crossed"
 SIGNATURE_HEADER = "X-Sluice-Signature"
+DELIVERY_HEADER = "X-Sluice-Delivery"
 LOOPBACK_NAMES = ("localhost",)
 
 
@@ -150,6 +151,51 @@ def checked_webhook_url(url: str, *, allow_plain_loopback: bool) -> str:
         return url
     allowed = "https (or http to a loopback address on a local stack)"
     raise InvalidRequest(f"webhook_url must use {allowed}.", param="webhook_url")
+
+
+_SNS_ARN = re.compile(r"arn:aws[a-z-]*:sns:([a-z0-9-]+):([0-9]{12}):([A-Za-z0-9_-]{1,256})")
+_BUS_ARN = re.compile(
+    r"arn:aws[a-z-]*:events:([a-z0-9-]+):([0-9]{12}):event-bus/([A-Za-z0-9._/-]{1,256})"
+)
+
+
+def checked_sns_topic_arn(arn: str, *, stack_name: str | None, region: str) -> str:
+    """The ARN if it is the stack's own alert topic (the only one its role may publish to)."""
+    param = "sns_topic_arn"
+    if stack_name is None:
+        raise InvalidRequest(f"{param} is only available on a deployed stage.", param=param)
+    found = _SNS_ARN.fullmatch(arn)
+    if found is None or found.group(1) != region or found.group(3) != stack_name:
+        expected = f"arn:aws:sns:{region}:<account>:{stack_name}"
+        raise InvalidRequest(f"{param} must be this stack's alert topic, {expected}.", param=param)
+    return arn
+
+
+def checked_event_bus(bus: str, *, stack_name: str | None, region: str) -> str:
+    """The bus (name or ARN) if it is the stack's own alert bus."""
+    param = "event_bus"
+    if stack_name is None:
+        raise InvalidRequest(f"{param} is only available on a deployed stage.", param=param)
+    found = _BUS_ARN.fullmatch(bus)
+    if bus != stack_name and (
+        found is None or found.group(1) != region or found.group(3) != stack_name
+    ):
+        raise InvalidRequest(
+            f"{param} must be this stack's alert bus, {stack_name} (or its ARN).", param=param
+        )
+    return bus
+
+
+def shown_url(url: str) -> str:
+    """The part of a webhook URL that may be shown where the URL itself may not (the audit).
+
+    Only ``scheme://host[:port]``: chat and automation services put their credential in the
+    path (``/services/T0/B0/<token>``, ``/api/webhooks/<id>/<token>``) or in the query
+    (``?token=``), so anything after the host is replaced by ``/…``.
+    """
+    parts = urlsplit(url)
+    rest = "/…" if parts.path not in ("", "/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{parts.netloc}{rest}"
 
 
 def _is_loopback(host: str) -> bool:

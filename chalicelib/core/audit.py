@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.core.alerts import shown_url
 from chalicelib.core.records import AccountRecord, OperatorKeyRecord, TokenRecord
 from chalicelib.core.views import iso
 
@@ -51,6 +52,9 @@ ACTIONS = (
     "opkey.create",
     "opkey.update",
     "opkey.delete",
+    "alerts.update",
+    "alerts.rotate_secret",
+    "alerts.delete",
 )
 TARGET_TYPES = tuple(sorted({action.split(".")[0] for action in ACTIONS}))
 
@@ -234,6 +238,42 @@ def token_fields(token: TokenRecord) -> dict[str, Any]:
         "tpm_limit": token.tpm_limit,
         "max_concurrency": token.max_concurrency,
     }
+
+
+def alert_target(kind: str, item_id: str) -> str:
+    """The target id of an account's or a key's alert settings: ``account:<id>``, ``token:<id>``."""
+    return f"{kind}:{item_id}"
+
+
+def alert_changes(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, *, new_secret: bool
+) -> dict[str, dict[str, Any]]:
+    """Old -> new of alert settings (``None``: none), with the webhook URL never in full.
+
+    The URL is recorded as ``shown_url`` gives it (scheme, host, port): its path and query may
+    be the receiver's credential. A URL that changed only where it is not shown is still a
+    change, recorded with both sides shown alike. The signing secret is recorded by name only,
+    when one was made (``new_secret``) or dropped with the settings.
+    """
+
+    def shown(fields: Mapping[str, Any] | None) -> dict[str, Any]:
+        if fields is None:
+            return {}
+        return {
+            name: shown_url(value) if name == "webhook_url" and value else value
+            for name, value in fields.items()
+        }
+
+    before, after = shown(old), shown(new)
+    names = list(dict.fromkeys([*(old or {}), *(new or {})]))
+    changes = {
+        name: {"old": before.get(name), "new": after.get(name)}
+        for name in names
+        if (old or {}).get(name) != (new or {}).get(name)
+    }
+    if new_secret or (new is None and old is not None):
+        changes["webhook_secret"] = secret(old is not None, new is not None)
+    return changes
 
 
 def operator_key_fields(key: OperatorKeyRecord) -> dict[str, Any]:

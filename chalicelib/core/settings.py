@@ -78,6 +78,9 @@ class Settings:
     alert_secret_ssm_prefix: str | None = None
     # Plain-HTTP webhooks to a loopback address: for local stacks only (default: on when the
     # store is local), never on a deployed stage.
+    # Deployed, the name of the stack's own SNS topic and EventBridge bus for budget alerts
+    # (infra/alerts.yaml); alert settings may name these and no other. None: neither exists.
+    alert_targets_name: str | None = None
     alert_allow_http_loopback: bool = False
     alert_delivery_attempts: int = 4
     alert_backoff_seconds: float = 1.0
@@ -137,6 +140,7 @@ class Settings:
             max_audio_seconds=_int(env, "SLUICE_MAX_AUDIO_SECONDS", 1800),
             video_job_max_seconds=_int(env, "SLUICE_VIDEO_JOB_MAX_SECONDS", 6 * 3600),
             alert_secret_ssm_prefix=aws_only("SLUICE_ALERT_SECRET_SSM_PREFIX"),
+            alert_targets_name=aws_only("SLUICE_ALERT_TARGETS_NAME"),
             alert_allow_http_loopback=env.get(
                 "SLUICE_ALERT_ALLOW_HTTP_LOOPBACK", "1" if endpoint else ""
             )

@@ -311,7 +311,13 @@ class AlertSettings(Body):
         ]
         | None
     ) = None
-    webhook_url: Annotated[str, StringConstraints(min_length=1, max_length=alerts.MAX_URL_LENGTH)]
+    # At least one target (the use case checks): a webhook, and deployed the stack's own SNS
+    # topic or EventBridge bus.
+    webhook_url: (
+        Annotated[str, StringConstraints(min_length=1, max_length=alerts.MAX_URL_LENGTH)] | None
+    ) = None
+    sns_topic_arn: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    event_bus: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
 
 
 def parse(schema: type[Body], raw: bytes | str | None) -> Any:

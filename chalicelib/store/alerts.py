@@ -7,9 +7,7 @@
 * The signing secret must be recoverable to sign. Deployed (``alert_secret_ssm_prefix``), it
   is an SSM SecureString ``<prefix><kind>/<id>`` and the item keeps ``name:version``, as channel
   keys are kept; locally it sits in the item. Nothing here returns it but ``signing_secret``.
-* ``claim`` is the conditional write that records a level as sent (see core/alerts.py).
-* A delivery that failed every attempt becomes an ``Event`` in the ``alerts#dead-letters``
-  partition, listed newest first by the operator, kept ``DEAD_LETTER_DAYS``.
+* What was crossed and sent, and the deliveries that failed, are store/alert_outbox.py's.
 """
 
 from __future__ import annotations
@@ -17,31 +15,24 @@ from __future__ import annotations
 import contextlib
 import secrets as random
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.core.alerts import Budget, Sent
-from chalicelib.core.errors import InvalidRequest, NotFound, ServiceUnavailable
-from chalicelib.core.records import Page
+from chalicelib.core.audit import AuditEntry
+from chalicelib.core.errors import NotFound, ServiceUnavailable
 from chalicelib.core.settings import get_settings
+from chalicelib.store import audit as audit_store
 from chalicelib.store import secrets
 from chalicelib.store.common import (
-    Refused,
-    conditional,
-    connection,
-    decode_cursor,
-    encode_cursor,
-    refused_as,
     translated,
 )
-from chalicelib.store.models import Account, ConfigItem, Event, Token
+from chalicelib.store.models import Account, ConfigItem, Token
 
 Kind = Literal["account", "token"]
 ALERT = "alert"
-DEAD_LETTERS = "alerts#dead-letters"
-DEAD_LETTER_DAYS = 30
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
@@ -51,11 +42,14 @@ class AlertSettings:
     id: str
     account_id: str
     thresholds: tuple[int, ...]
-    webhook_url: str
+    webhook_url: str | None
     updated_at: int
     # Exactly one is set: the secret itself (local) or its SSM parameter "name:version".
     secret: str | None = None
     secret_parameter: str | None = None
+    # Deployed only: the stack's own topic and bus (core.alerts checks), as given.
+    sns_topic_arn: str | None = None
+    event_bus: str | None = None
 
 
 def _name(kind: Kind, item_id: str) -> str:
@@ -83,18 +77,24 @@ def get(kind: Kind, item_id: str) -> AlertSettings | None:
         id=item_id,
         account_id=str(body["account_id"]),
         thresholds=tuple(int(t) for t in body["thresholds"]),
-        webhook_url=str(body["webhook_url"]),
+        webhook_url=body.get("webhook_url"),
         updated_at=int(item.updated_at),
         secret=body.get("secret"),
         secret_parameter=body.get("secret_parameter"),
+        sns_topic_arn=body.get("sns_topic_arn"),
+        event_bus=body.get("event_bus"),
     )
 
 
-def put(settings: AlertSettings, secret: str | None) -> AlertSettings:
+def put(
+    settings: AlertSettings, secret: str | None, *, audit: AuditEntry | None = None
+) -> AlertSettings:
     """Store ``settings`` (with a new ``secret``, or the one already kept when None).
 
-    The thresholds go onto the key or account item too, conditional on it still being there
-    (and, for a key, still the account's): no settings for a key that is gone.
+    The thresholds go onto the key or account item, the settings into their config item and
+    ``audit``'s record into the trail, in one transaction, conditional on the item still being
+    there (and, for a key, still the account's): no settings for a key that is gone, and no
+    change unrecorded.
     """
     kept = get(settings.kind, settings.id)
     if secret is None and kept is None:
@@ -107,39 +107,57 @@ def put(settings: AlertSettings, secret: str | None) -> AlertSettings:
     body: dict[str, Any] = {
         "account_id": stored.account_id,
         "thresholds": list(stored.thresholds),
-        "webhook_url": stored.webhook_url,
     }
+    targets = {
+        "webhook_url": stored.webhook_url,
+        "sns_topic_arn": stored.sns_topic_arn,
+        "event_bus": stored.event_bus,
+    }
+    body |= {name: value for name, value in targets.items() if value is not None}
     if stored.secret_parameter:
         body["secret_parameter"] = stored.secret_parameter
     else:
         body["secret"] = stored.secret
     model = _model(settings.kind)
-    condition = model.id.exists()
-    if settings.kind == "token":
-        condition &= Token.account_id == settings.account_id
-    not_found = NotFound(f"No {settings.kind} with this id.", param="id")
-    with translated(), refused_as(not_found):
-        model(settings.id).update(
-            actions=[model.alert_thresholds.set(list(stored.thresholds))], condition=condition
+    config = ConfigItem(
+        ALERT, _name(settings.kind, settings.id), body=body, updated_at=settings.updated_at
+    )
+
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(
+            model(settings.id),
+            actions=[model.alert_thresholds.set(list(stored.thresholds))],
+            condition=_owned(settings.kind, settings.account_id),
         )
-    with translated():
-        ConfigItem(
-            ALERT, _name(settings.kind, settings.id), body=body, updated_at=settings.updated_at
-        ).save()
+        transaction.save(config)
+
+    audit_store.write(build, audit, NotFound(f"No {settings.kind} with this id.", param="id"))
     return stored
 
 
-def delete(kind: Kind, item_id: str, account_id: str) -> None:
-    """Turn alerts off: the item's thresholds go first, so nothing fires meanwhile."""
+def _owned(kind: Kind, account_id: str) -> Any:
+    """The item is there and, for a key, is the account's."""
     model = _model(kind)
     condition = model.id.exists()
     if kind == "token":
         condition &= Token.account_id == account_id
-    with translated(), refused_as(NotFound(f"No {kind} with this id.", param="id")):
-        model(item_id).update(actions=[model.alert_thresholds.remove()], condition=condition)
+    return condition
+
+
+def delete(kind: Kind, item_id: str, account_id: str, *, audit: AuditEntry | None = None) -> None:
+    """Turn alerts off: the item's thresholds and the settings go together, with the record."""
+    model = _model(kind)
     kept = get(kind, item_id)
-    with translated():
-        ConfigItem(ALERT, _name(kind, item_id)).delete()
+
+    def build(transaction: TransactWrite) -> None:
+        transaction.update(
+            model(item_id),
+            actions=[model.alert_thresholds.remove()],
+            condition=_owned(kind, account_id),
+        )
+        transaction.delete(ConfigItem(ALERT, _name(kind, item_id)))
+
+    audit_store.write(build, audit, NotFound(f"No {kind} with this id.", param="id"))
     if kept is not None and kept.secret_parameter:
         _drop_parameter(kept.secret_parameter)
 
@@ -213,59 +231,3 @@ def sent_of(image: dict[str, Any] | None) -> Sent | None:
 
 def account_of(kind: Kind, image: dict[str, Any]) -> str:
     return str(image["account_id"]["S"] if kind == "token" else image["id"]["S"])
-
-
-def _client() -> Any:
-    return connection().client
-
-
-def claim(kind: Kind, item_id: str, epoch: str, level: int) -> bool:
-    """Record ``level`` as sent in ``epoch``; False if this or a higher level already was.
-
-    One writer wins: a duplicate stream record, a retried batch, a second poller all fail the
-    condition and send nothing. A deleted item is not re-created.
-    """
-    model = _model(kind)
-    with translated():
-        written = conditional(
-            lambda: _client().update_item(
-                TableName=model.Meta.table_name,
-                Key={"id": {"S": item_id}},
-                UpdateExpression="SET alert_epoch = :epoch, alert_level = :level",
-                ConditionExpression=(
-                    "attribute_exists(id) AND (attribute_not_exists(alert_epoch)"
-                    " OR alert_epoch <> :epoch OR alert_level < :level)"
-                ),
-                ExpressionAttributeValues={
-                    ":epoch": {"S": epoch},
-                    ":level": {"N": str(level)},
-                },
-            )
-        )
-    return not isinstance(written, Refused)
-
-
-# Dead letters -------------------------------------------------------------------------------
-def dead_letter(body: dict[str, Any], now_ms: int) -> None:
-    """Keep a delivery that failed every attempt, for the operator to see (and replay)."""
-    with translated():
-        Event(
-            DEAD_LETTERS,
-            f"{now_ms:013d}#{random.token_hex(4)}",
-            kind="alert.dead_letter",
-            body=body,
-            expire_at=datetime.fromtimestamp(now_ms / 1000 + DEAD_LETTER_DAYS * 86_400, UTC),
-        ).save()
-
-
-def dead_letters(limit: int, cursor: str | None) -> Page:
-    start = decode_cursor(cursor, expected={"subject": DEAD_LETTERS})
-    if start is not None and (set(start) != {"subject", "at_id"} or "S" not in start["at_id"]):
-        raise InvalidRequest("cursor is not valid.", param="cursor")
-    with translated():
-        results = Event.query(
-            DEAD_LETTERS, scan_index_forward=False, limit=limit, last_evaluated_key=start
-        )
-        items = [{"at_ms": int(e.at_id.split("#")[0]), **e.body.as_dict()} for e in results]
-        last = results.last_evaluated_key
-    return Page(items=items, next_cursor=encode_cursor(last) if len(items) == limit else None)

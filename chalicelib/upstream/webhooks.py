@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from chalicelib.core.alerts import SIGNATURE_HEADER
+from chalicelib.core.alerts import DELIVERY_HEADER, SIGNATURE_HEADER
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,17 @@ def _http() -> httpx.Client:
     return _client
 
 
-def post(url: str, body: bytes, signature: str, timeout_seconds: float) -> Attempt:
+def post(
+    url: str, body: bytes, signature: str, timeout_seconds: float, delivery_id: str = ""
+) -> Attempt:
+    """``delivery_id`` is the same on every resend of one crossing: receivers drop copies by it."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "sluice-alerts/1",
         SIGNATURE_HEADER: signature,
     }
+    if delivery_id:
+        headers[DELIVERY_HEADER] = delivery_id
     try:
         response = _http().post(url, content=body, headers=headers, timeout=timeout_seconds)
     except httpx.HTTPError as exc:

@@ -2,7 +2,8 @@
 (group dropdown, required marks, every field's error at once), the show-once dialog (distinct
 batch names, Copy all, CSV, base URL and a curl that works, asking before closing unsaved), the
 table (Group / Created / Remaining, search, sort, bulk disable and delete), the keyboard alone,
-and markup in names rendered as text.
+and markup in names rendered as text; and the budget alerts page (thresholds, a loopback
+webhook, the signing secret shown once, rotated).
 
 Each story checks the page and what the API stored. The stories are few and long on purpose:
 a browser test costs seconds.
@@ -307,3 +308,62 @@ def test_sign_out_forgets_the_key_and_a_wrong_key_is_refused_in_the_consoles_wor
     page.fill("#signin-key", "mk-" + "x" * 48)
     page.click("#signin-submit")
     expect(page.locator("#signin-error")).to_have_text("This key is not valid.")
+
+
+def test_alerts_page_sets_thresholds_and_a_loopback_webhook_shows_the_secret_once_and_rotates(
+    console: Any, stack: Any, account: Any
+) -> None:
+    # GIVEN an account owner on the Alerts page, with no alerts yet
+    console.sign_in(account.management_key)
+    console.open("/alerts")
+    page = console.page
+    page.wait_for_selector("#alerts-form")
+    hook = "http://127.0.0.1:9/hooks/sluice?token=kept-out-of-the-audit"
+
+    # WHEN a threshold out of range is saved, THEN the field says so and nothing is sent
+    page.fill("#al-thresholds", "50, 120")
+    page.fill("#al-webhook_url", hook)
+    page.click("#al-submit")
+    expect(page.locator("#al-err-thresholds")).not_to_be_empty()
+    assert stack.call("GET", "/account/alerts", account.management_key)[1]["enabled"] is False
+
+    # WHEN thresholds and a loopback webhook are saved
+    page.fill("#al-thresholds", "50, 90")
+    page.click("#al-submit")
+
+    # THEN the signing secret is shown, once, and the settings are stored
+    secret_box = page.locator("#new-key-0")
+    expect(secret_box).to_have_value(re.compile(r"^whsec_"))
+    first_secret = secret_box.input_value()
+    page.locator("#key-list button.copy").click()
+    page.click("#key-dialog-close")
+    _, stored = stack.call("GET", "/account/alerts", account.management_key)
+    assert (stored["thresholds"], stored["webhook_url"]) == ([50, 90], hook)
+    assert "webhook_secret" not in stored
+
+    # WHEN they are saved again with other thresholds, THEN no secret is shown this time
+    page.fill("#al-thresholds", "80")
+    put = "PUT"
+    with page.expect_response(lambda r: r.request.method == put and "/account/alerts" in r.url):
+        page.click("#al-submit")
+    expect(page.locator("#toast")).to_contain_text("Saved")
+    expect(page.locator("#key-dialog")).not_to_be_visible()
+    assert stack.call("GET", "/account/alerts", account.management_key)[1]["thresholds"] == [80]
+
+    # WHEN the secret is rotated, THEN a new one is shown once
+    page.click("#al-rotate")
+    expect(secret_box).to_have_value(re.compile(r"^whsec_"))
+    rotated = secret_box.input_value()
+    assert rotated != first_secret
+    page.locator("#key-list button.copy").click()
+    page.click("#key-dialog-close")
+    # AND the audit log has the three changes by the account, with neither secret nor the query
+    status, trail = stack.call("GET", "/audit", account.management_key, target_type="alerts")
+    assert status == 200, trail
+    assert [r["action"] for r in trail["data"]] == [
+        "alerts.rotate_secret",
+        "alerts.update",
+        "alerts.update",
+    ]
+    text = str(trail)
+    assert first_secret not in text and rotated not in text and "kept-out" not in text

@@ -2,7 +2,7 @@
 listed; per key and per account; bad input refused with ``param`` and nothing written.
 
 Deliveries (the stream handler, concurrency, retries) are proven on DynamoDB Local in
-tests/accounting/test_alert_delivery.py.
+tests/gateway/test_budget_alerts.py; a handler dying after its claim in test_alert_outbox.py.
 """
 
 from __future__ import annotations
@@ -200,22 +200,24 @@ def test_plain_http_loopback_is_allowed_when_the_setting_says_so(
 
 def test_dead_letters_are_listed_for_the_operator_only(owner: tuple[Any, dict[str, Any]]) -> None:
     # GIVEN two failed deliveries kept as dead letters
-    from chalicelib.store import alerts as alert_store
+    from chalicelib.store import alert_outbox
 
     api, created = owner
     for n in range(2):
-        alert_store.dead_letter(
-            {
-                "account_id": "a",
-                "token_id": None,
-                "threshold": 50 + n,
-                "webhook_url": URL,
-                "attempts": 4,
-                "last_error": "HTTP 500",
-                "payload": json.dumps({"n": n}),
-            },
-            1_800_000_000_000 + n,
+        delivery = alert_outbox.Delivery(
+            "account", "a", "a", "1000", 50 + n, json.dumps({"n": n}), 1_800_000_000_000
         )
+        assert alert_outbox.claim(delivery)
+        body = {
+            "account_id": "a",
+            "token_id": None,
+            "threshold": 50 + n,
+            "webhook_url": URL,
+            "attempts": 4,
+            "last_error": "HTTP 500",
+            "payload": delivery.payload,
+        }
+        alert_outbox.dead_lettered(delivery, body, 1_800_000_000_000 + n)
 
     # WHEN the operator lists them one per page, and the account tries
     _, first = api.admin("GET", "/admin/alerts/dead-letters?limit=1")

@@ -186,6 +186,87 @@ def test_configuration_and_operator_key_actions_are_recorded_without_the_provide
     assert keys.hash_key(opkey["key"]) not in stored and opkey["key_preview"] not in stored
 
 
+def test_alert_settings_changes_are_recorded_without_the_secret_or_the_urls_path_and_query(
+    api: Any,
+) -> None:
+    # GIVEN an account, its key, and a webhook URL that carries a token in its path and query
+    created = api.new_account("acme")
+    account_id, mk = created["account"]["id"], created["management_key"]
+    token_id = created["default_token"]["id"]
+    url = "https://hooks.example.com/services/T0/B0/pathsecret?token=querysecret"
+
+    # WHEN the account sets alerts, the admin edits them, the key gets its own, both secrets are
+    # rotated, the URL changes only in its query, and the key's alerts are turned off
+    first = ok(api.call("PUT", "/account/alerts", key=mk, body={"webhook_url": url}))
+    ok(
+        api.admin(
+            "PUT", f"/admin/accounts/{account_id}/alerts", {"webhook_url": url, "thresholds": [90]}
+        )
+    )
+    own = ok(api.call("PUT", f"/tokens/{token_id}/alerts", key=mk, body={"webhook_url": url}))
+    rotated = ok(api.admin("POST", f"/admin/accounts/{account_id}/alerts/rotate-secret"))
+    again = ok(api.call("POST", f"/tokens/{token_id}/alerts/rotate-secret", key=mk))
+    moved = {"webhook_url": url.replace("querysecret", "other"), "thresholds": [90]}
+    ok(api.call("PUT", "/account/alerts", key=mk, body=moved))
+    ok(api.call("DELETE", f"/tokens/{token_id}/alerts", key=mk), 204)
+
+    # THEN one record per action, newest first, by whoever acted, on the account or the key
+    records = audit(api, f"?target_type=alerts&account_id={account_id}")
+    assert [(r["action"], r["target_id"], r["actor"]) for r in records] == [
+        ("alerts.delete", f"token:{token_id}", account_id),
+        ("alerts.update", f"account:{account_id}", account_id),
+        ("alerts.rotate_secret", f"token:{token_id}", account_id),
+        ("alerts.rotate_secret", f"account:{account_id}", "admin"),
+        ("alerts.update", f"token:{token_id}", account_id),
+        ("alerts.update", f"account:{account_id}", "admin"),
+        ("alerts.update", f"account:{account_id}", account_id),
+    ]
+    deleted, moved_url, rotated_key, rotated_account, key_set, edited, set_up = (
+        r["changes"] for r in records
+    )
+    shown = "https://hooks.example.com/…"
+    assert set_up == {
+        "thresholds": {"old": None, "new": [50, 80, 100]},
+        "webhook_url": {"old": None, "new": shown},
+        "webhook_secret": {"old": None, "new": "[secret]"},
+    }
+    assert edited == {"thresholds": {"old": [50, 80, 100], "new": [90]}}
+    assert key_set["webhook_secret"] == {"old": None, "new": "[secret]"}
+    assert (
+        rotated_account == rotated_key == {"webhook_secret": {"old": "[secret]", "new": "[secret]"}}
+    )
+    # a URL that changed where it is not shown is still recorded as changed
+    assert moved_url == {"webhook_url": {"old": shown, "new": shown}}
+    assert deleted == {
+        "thresholds": {"old": [50, 80, 100], "new": None},
+        "webhook_url": {"old": shown, "new": None},
+        "webhook_secret": {"old": "[secret]", "new": None},
+    }
+    # AND no secret, hash of one, path or query of the URL is stored anywhere in the trail
+    stored = json.dumps(stored_audit_items())
+    for secret in (first, own, rotated, again):
+        assert secret["webhook_secret"] not in stored
+        assert keys.hash_key(secret["webhook_secret"]) not in stored
+    assert "pathsecret" not in stored and "querysecret" not in stored and "T0" not in stored
+
+
+def test_a_refused_alert_change_writes_no_record(api: Any) -> None:
+    # GIVEN two accounts and the trail so far
+    first, second = api.new_account("a"), api.new_account("b")
+    mk, other_token = first["management_key"], second["default_token"]["id"]
+    before = stored_audit_items()
+    body = {"webhook_url": "https://hooks.example.com/x"}
+
+    # WHEN alert changes are refused: another account's key, bad input, nothing to rotate
+    assert api.call("PUT", f"/tokens/{other_token}/alerts", key=mk, body=body)[0] == 404
+    assert api.call("PUT", "/account/alerts", key=mk, body={"webhook_url": "ftp://x"})[0] == 400
+    assert api.call("POST", "/account/alerts/rotate-secret", key=mk)[0] == 400
+    assert api.call("DELETE", f"/tokens/{other_token}/alerts", key=mk)[0] == 404
+
+    # THEN the trail is exactly as it was
+    assert stored_audit_items() == before
+
+
 def test_refused_changes_write_no_record(api: Any) -> None:
     # GIVEN two accounts, one key each, and the trail so far
     first, second = api.new_account("a"), api.new_account("b")

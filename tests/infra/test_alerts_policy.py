@@ -1,6 +1,7 @@
 """The alert handlers' own role (.chalice/policy-<stage>-alerts.json) allows every call they
-make, and nothing else: the stream handlers run on moto as the prod stage, each AWS call they
-make recorded (the same hook as test_policy_covers_calls.py), and compared with the grants.
+make, and nothing else: the stream handlers and the retry job run on moto as the prod stage,
+each AWS call they make recorded (the same hook as test_policy_covers_calls.py), and compared
+with the grants.
 """
 
 from __future__ import annotations
@@ -84,9 +85,21 @@ def test_alert_handlers_role_allows_their_calls_and_nothing_more(
     assert status == 201
     account_id, token_id = created["account"]["id"], created["default_token"]["id"]
     body = {"webhook_url": "https://hooks.example.com/x", "thresholds": [100]}
-    assert prod_api.admin("PUT", f"/admin/accounts/{account_id}/alerts", body)[0] == 200
+    # the account's also go to the stack's topic and bus (made here as the stack makes them)
+    import boto3
+
+    topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="sluice-prod-alerts")
+    boto3.client("events", region_name="us-east-1").create_event_bus(Name="sluice-prod-alerts")
+    to_stack = {**body, "sns_topic_arn": topic["TopicArn"], "event_bus": "sluice-prod-alerts"}
+    assert prod_api.admin("PUT", f"/admin/accounts/{account_id}/alerts", to_stack)[0] == 200
     mk = created["management_key"]
     assert prod_api.call("PUT", f"/tokens/{token_id}/alerts", key=mk, body=body)[0] == 200
+    # and a delivery whose handler died an hour ago, for the retry job
+    from chalicelib.store import alert_outbox
+
+    an_hour_ago = int(time.time() * 1000) - 3_600_000
+    stranded = alert_outbox.Delivery("account", account_id, account_id, "9", 50, "{}", an_hour_ago)
+    assert alert_outbox.claim(stranded)
     recorded.clear()
 
     # WHEN each stream handler gets a record of its item using up its quota
@@ -101,7 +114,11 @@ def test_alert_handlers_role_allows_their_calls_and_nothing_more(
         )
     }
 
-    # THEN each claimed, failed to deliver and kept a dead letter
+    # AND the retry job runs
+    scheduled = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, [])
+    runs["retry_alerts"] = client.lambda_.invoke("retry_alerts", scheduled).payload
+
+    # THEN each claimed (or took), failed to deliver and kept a dead letter
     assert runs == {name: {"delivered": 0, "dead_lettered": 1, "duplicates": 0} for name in runs}
     # AND the role allows every call made, and grants only what was used or Lambda uses
     statements = [s for s in as_list(alerts_policy("prod")["Statement"]) if s["Effect"] == "Allow"]

@@ -27,6 +27,7 @@ def test_infra_templates_pass_cfn_lint() -> None:
     templates = sorted(INFRA.glob("*.yaml"))
     assert [t.name for t in templates] == [
         "alarms.yaml",
+        "alerts.yaml",
         "invokers.yaml",
         "relay.yaml",
         "tables.yaml",

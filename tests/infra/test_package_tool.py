@@ -15,7 +15,7 @@ def test_merged_infra_template_holds_every_file_and_can_only_deploy_its_stage() 
     # GIVEN the infra templates
     files = [
         load_template(INFRA / name)
-        for name in ("tables.yaml", "alarms.yaml", "invokers.yaml", "relay.yaml")
+        for name in ("tables.yaml", "alarms.yaml", "invokers.yaml", "relay.yaml", "alerts.yaml")
     ]
 
     # WHEN they are merged for prod

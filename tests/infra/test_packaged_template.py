@@ -41,11 +41,13 @@ EXPECTED_FUNCTIONS = {
     # The stream handlers of budget alerts (a batch with failing webhooks retries with backoff).
     f"sluice-{STAGE}-token_alerts": (120, 256),
     f"sluice-{STAGE}-account_alerts": (120, 256),
+    f"sluice-{STAGE}-retry_alerts": (300, 256),  # deliveries a dead stream handler left
 }
 EXPECTED_SCHEDULES = {
     f"sluice-{STAGE}-reset_quotas": "cron(0 * * * ? *)",  # hourly at minute 0; EventBridge is UTC
     f"sluice-{STAGE}-sweep_reservations": "rate(5 minutes)",
     f"sluice-{STAGE}-verify_ledger": "cron(30 3 * * ? *)",
+    f"sluice-{STAGE}-retry_alerts": "rate(5 minutes)",
 }
 # The only wildcards a resource may hold (after "arn:<partition>:<svc>:<region>:<account>:").
 ALLOWED_WILDCARDS = {

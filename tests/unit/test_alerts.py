@@ -87,3 +87,17 @@ def test_webhook_urls_are_https_or_loopback_on_a_local_stack(
         with pytest.raises(InvalidRequest) as refused:
             alerts.checked_webhook_url(url, allow_plain_loopback=local)
         assert refused.value.param == "webhook_url"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://hooks.example.com", "https://hooks.example.com"),
+        ("https://hooks.example.com/", "https://hooks.example.com"),
+        ("https://hooks.example.com:8443/x", "https://hooks.example.com:8443/…"),
+        ("https://hooks.example.com/?token=t", "https://hooks.example.com/…"),
+        ("http://127.0.0.1:9/hook#frag", "http://127.0.0.1:9/…"),
+    ],
+)
+def test_a_webhook_url_is_shown_as_its_origin_only(url: str, shown: str) -> None:
+    assert alerts.shown_url(url) == shown

@@ -80,7 +80,9 @@ export async function renderAlerts(view, hide) {
     thresholds: () => (numbers().every((n) => /^\d{1,3}$/.test(n) && Number(n) >= 1 && Number(n) <= 100) ? null : t("validate.range", { min: 1, max: 100 })),
     webhook_url: () => (!webhook.value.trim() || /^https?:\/\/\S+$/.test(webhook.value.trim()) ? null : t("validate.url")),
   }, async () => {
-    const body = { thresholds: numbers().map(Number), webhook_url: webhook.value.trim() || null };
+    // A PUT replaces the settings: keep the targets this page does not edit (set by the API).
+    const kept = Object.fromEntries(["sns_topic_arn", "event_bus"].filter((name) => current[name]).map((name) => [name, current[name]]));
+    const body = { thresholds: numbers().map(Number), webhook_url: webhook.value.trim() || null, ...kept };
     const answer = await api("PUT", "/account/alerts", { body, scoped: true });
     toast(t("toast.saved"));
     showSecret(answer);
