@@ -8,7 +8,8 @@ to the same service, ``chalicelib.services.alerts.handle_records``. Tests call
 on the process.
 
 Like the event source mapping, a shard is read in order, from the oldest record still in the
-stream (TRIM_HORIZON); a batch is handled before the next is read.
+stream (TRIM_HORIZON); a batch is handled before the next is read. The same process runs the
+``retry_alerts`` schedule's job every ``RETRY_SECONDS``, as its Lambda does in AWS.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from chalicelib.core import observe
 from chalicelib.core.settings import Settings, get_settings
 
 POLL_SECONDS = 0.5
+RETRY_SECONDS = 300.0  # app.py's retry_alerts: Rate(5, unit=Rate.MINUTES)
 Handler = Callable[[str, list[tuple[str, Any, Any]]], Any]
 
 
@@ -108,8 +110,20 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     configure_store(get_settings())  # the handler's tables: the stack's, on DynamoDB Local
+    threading.Thread(target=_retry_stranded, args=(stop,), name="retry", daemon=True).start()
     StreamPoller().run(stop)
     return 0
+
+
+def _retry_stranded(stop: threading.Event, interval: float = RETRY_SECONDS) -> None:
+    """The deliveries a handler claimed and died before sending (``alerts.retry_pending``)."""
+    from chalicelib.services import alerts
+
+    while not stop.wait(interval):
+        try:
+            alerts.retry_pending()
+        except Exception as exc:  # a local loop: log and carry on, as the next run would
+            observe.log("alert_retry_failed", level="WARNING", error=exc)
 
 
 if __name__ == "__main__":

@@ -249,7 +249,9 @@ class LongCalls:
             timeout=120.0,
         ) as response:
             for line in response.iter_lines():
-                if line.startswith("data: "):
+                if response.status_code != 200:
+                    data.append(line)  # an error's body, for the assertion's message
+                elif line.startswith("data: "):
                     data.append(line[6:])
                     self.first_event.set()
             self.outcome["streamed"] = (response.status_code, data)
@@ -723,13 +725,13 @@ def test_a_forty_second_streamed_call_and_a_forty_second_whole_call_both_complet
     # THEN both are answered in full: the stream word by word with [DONE] last, and they did
     # last the 40 s (so neither was cut by a timeout on the way)
     streamed_status, data = long_calls.outcome["streamed"]
+    assert streamed_status == 200 and data[-1] == "[DONE]", data
     words = [
         choice["delta"].get("content")
         for chunk in map(json.loads, data[:-1])
         for choice in chunk["choices"]
         if choice["delta"].get("content")
     ]
-    assert streamed_status == 200 and data[-1] == "[DONE]"
     assert len(words) > 3 and all(len(word.split()) == 1 for word in words)
     status, body = long_calls.outcome["whole"]
     assert status == 200, body
