@@ -24,11 +24,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chalicelib.core.errors import InvalidRequest
-from chalicelib.store.common import translated
+from chalicelib.store.common import Refused, conditional, translated
 from chalicelib.store.models import OwnedRecord
 
 # OpenAI keeps stored responses for 30 days.
 RESPONSE_TTL_SECONDS = 30 * 24 * 3600
+# OpenAI keeps conversations until they are deleted; a year from the last response in it (each
+# one writes the record again) keeps the record from outliving any conversation still in use
+# only by that much.
+CONVERSATION_TTL_SECONDS = 365 * 24 * 3600
 MAX_OBJECT_ID_CHARS = 256
 
 
@@ -79,6 +83,22 @@ def remember(
     )
     with translated():
         item.save()
+
+
+def add_tokens(kind: str, object_id: str, tokens: int) -> bool:
+    """Add ``tokens`` to what a later call on ``object_id`` carries along (items added to a
+    conversation); False if there is no record. A write retried after a lost answer may add
+    them twice: the sum only sizes reservations, where too high is safe (never overspent)."""
+    if tokens <= 0 or not _usable(object_id):
+        return False
+    item = OwnedRecord(_key(kind, object_id))
+    with translated():
+        landed = conditional(
+            lambda: item.update(
+                actions=[OwnedRecord.tokens.add(tokens)], condition=OwnedRecord.key.exists()
+            )
+        )
+    return not isinstance(landed, Refused)
 
 
 def owner(kind: str, object_id: str, *, now: int | None = None) -> Owner | None:
