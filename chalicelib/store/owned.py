@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.store.common import Refused, conditional, translated
@@ -85,20 +86,28 @@ def remember(
         item.save()
 
 
-def add_tokens(kind: str, object_id: str, tokens: int) -> bool:
+def add_tokens(kind: str, object_id: str, tokens: int, *, attempts: int = 3) -> bool:
     """Add ``tokens`` to what a later call on ``object_id`` carries along (items added to a
-    conversation); False if there is no record. A write retried after a lost answer may add
-    them twice: the sum only sizes reservations, where too high is safe (never overspent)."""
+    conversation); False if there is no record (or it kept changing under us).
+
+    A read, then a put conditional on the count read: the relay's role may put and get items
+    of this table, not update them. A put retried after a lost answer may add the tokens twice:
+    the sum only sizes reservations, where too high is safe (never overspent).
+    """
     if tokens <= 0 or not _usable(object_id):
         return False
-    item = OwnedRecord(_key(kind, object_id))
-    with translated():
-        landed = conditional(
-            lambda: item.update(
-                actions=[OwnedRecord.tokens.add(tokens)], condition=OwnedRecord.key.exists()
-            )
-        )
-    return not isinstance(landed, Refused)
+    for _ in range(attempts):
+        with translated():
+            try:
+                item = OwnedRecord.get(_key(kind, object_id), consistent_read=True)
+            except OwnedRecord.DoesNotExist:
+                return False
+            before = int(item.tokens or 0)
+            item.tokens = before + tokens
+            landed = conditional(partial(item.save, condition=OwnedRecord.tokens == before))
+        if not isinstance(landed, Refused):
+            return True
+    return False
 
 
 def owner(kind: str, object_id: str, *, now: int | None = None) -> Owner | None:
