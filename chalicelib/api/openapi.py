@@ -1064,6 +1064,10 @@ _METADATA = {
 }
 
 
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 def _media_request(
     description: str, properties: dict[str, Any], required: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -1149,8 +1153,9 @@ REQUESTS: dict[str, dict[str, Any]] = {
         ("prompt",),
     ),
     "ConversationCreateRequest": _media_request(
-        "OpenAI's conversation create request; each item goes to the provider as sent.",
-        {"items": _ITEMS, "metadata": _METADATA},
+        "OpenAI's conversation create request; each item goes to the provider as sent (null "
+        "reads as absent).",
+        {"items": _or_null(_ITEMS), "metadata": _or_null(_METADATA)},
         (),
     ),
     "ConversationUpdateRequest": _media_request(

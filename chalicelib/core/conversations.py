@@ -32,7 +32,7 @@ INCLUDE_QUERY = ("include",)
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
-    payload = load_json(raw or b"{}")
+    payload = load_json(raw or b"")
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return payload
