@@ -7,7 +7,9 @@ Token counts follow the mock's one rule (one token per started four characters, 
 * a Response's ``input_tokens`` are its instructions' and input's tokens, plus 3 per input
   message, plus everything a ``previous_response_id`` carries along (that response's input and
   output tokens); what was carried along is reported as ``cached_tokens``, as a provider's prompt
-  cache would serve it. ``output_tokens`` are the reply's.
+  cache would serve it; a ``conversation``'s items are carried along the same way
+  (``mock_conversations``), and the response's input and output are added to it.
+  ``output_tokens`` are the reply's.
 * a completion's ``prompt_tokens`` are its prompt's (each prompt's, for a list of them).
 * moderations report no usage (OpenAI's do not); an input containing "flag-me" is flagged.
 
@@ -91,6 +93,17 @@ def responses_post(handler: _Handler, body: dict[str, Any], model: str) -> None:
             return
         usage = previous[0]["usage"]
         carried = usage["input_tokens"] + usage["output_tokens"]
+    conversation = body.get("conversation")
+    if isinstance(conversation, dict):
+        conversation = conversation.get("id")
+    history: list[dict[str, Any]] | None = None
+    if isinstance(conversation, str):
+        from devtools import mock_conversations
+
+        history = mock_conversations.continued(handler, conversation)
+        if history is None:
+            return
+        carried = mock_conversations.conversation_tokens(history)
     items = _input_items(raw_input)
     texts = [_item_text(item) for item in items]
     instructions = body.get("instructions") if isinstance(body.get("instructions"), str) else None
@@ -145,11 +158,12 @@ def responses_post(handler: _Handler, body: dict[str, Any], model: str) -> None:
         "user": None,
         "metadata": {},
     }
-    conversation = body.get("conversation")
-    if isinstance(conversation, dict):
-        conversation = conversation.get("id")
-    if isinstance(conversation, str):
+    if history is not None:
         response["conversation"] = {"id": conversation}
+        history.extend(
+            {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", **item} for item in items
+        )
+        history.append(message)
     if model == "fail-nousage":
         response["usage"] = None
     if response["store"]:

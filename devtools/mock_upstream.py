@@ -293,6 +293,11 @@ class _Handler(BaseHTTPRequestHandler):
 
             mock_surface.stored_response(self, "GET", path)
             return
+        from devtools import mock_conversations  # imports this module's helpers
+
+        if mock_conversations.handles(path):
+            mock_conversations.serve(self, "GET", None)
+            return
         self._send_json(404, openai_error(f"Unknown path {self.path}", "invalid_request_error"))
 
     def do_DELETE(self) -> None:
@@ -306,6 +311,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0].rstrip("/")
         if path.startswith(mock_surface.RESPONSES_PREFIX):
             mock_surface.stored_response(self, "DELETE", path)
+            return
+        from devtools import mock_conversations  # imports this module's helpers
+
+        if mock_conversations.handles(path):
+            mock_conversations.serve(self, "DELETE", None)
             return
         self._send_json(404, openai_error(f"Unknown path {self.path}", "invalid_request_error"))
 
@@ -329,6 +339,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         path = self.path.split("?", 1)[0].rstrip("/")
+        from devtools import mock_conversations  # imports this module's helpers
+
+        if mock_conversations.handles(path):
+            mock_conversations.serve(self, "POST", body)
+            return
         from devtools import mock_surface  # the Responses API, completions, moderations
 
         surface = mock_surface.handles(path)
@@ -558,6 +573,8 @@ class MockUpstream:
         self.video_polls = 2
         # Stored Responses (devtools/mock_surface.py): id -> (response, input items).
         self.responses: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        # Conversations (devtools/mock_conversations.py): id -> its object and items.
+        self.conversations: dict[str, dict[str, Any]] = {}
         self._requests = 0
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib.api import scopes as route_scopes
-from chalicelib.core import audit, channels, payloads
+from chalicelib.core import audit, channels, conversations, payloads
 from chalicelib.core.media import (
     MAX_IMAGES,
     MAX_SPEECH_CHARS,
@@ -153,6 +153,51 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("/v1/responses/{id}/input_items", "GET"): Op(
         "A stored response's input items", "ProviderList", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/conversations", "POST"): Op(
+        "Create a conversation (optional items and metadata) on the key's conversation channel; "
+        "not billed",
+        "Conversation",
+        request="ConversationCreateRequest",
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/conversations/{id}", "GET"): Op(
+        "A conversation of this key's account (another account's is 404)",
+        "Conversation",
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/conversations/{id}", "POST"): Op(
+        "Replace a conversation's metadata",
+        "Conversation",
+        request="ConversationUpdateRequest",
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/conversations/{id}", "DELETE"): Op(
+        "Delete a conversation", "ConversationDeleted", errors=UPSTREAM_ERRORS
+    ),
+    ("/v1/conversations/{id}/items", "POST"): Op(
+        "Add items to a conversation (billed as input of the responses made in it)",
+        "ProviderList",
+        request="ConversationItemsRequest",
+        query=("include",),
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/conversations/{id}/items", "GET"): Op(
+        "A conversation's items",
+        "ProviderList",
+        query=("limit:items", "after:items", "order:items", "include"),
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/conversations/{id}/items/{item_id}", "GET"): Op(
+        "One item of a conversation",
+        "ConversationItem",
+        query=("include",),
+        errors=UPSTREAM_ERRORS,
+    ),
+    ("/v1/conversations/{id}/items/{item_id}", "DELETE"): Op(
+        "Delete an item of a conversation; answers the conversation",
+        "Conversation",
+        errors=UPSTREAM_ERRORS,
     ),
     ("/v1/completions", "POST"): Op(
         "Legacy completion, OpenAI-compatible; stream: true answers text/event-stream",
@@ -409,6 +454,25 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "order:videos": {
         "description": "Newest first, the only order served.",
         "schema": {"type": "string", "enum": ["desc"], "default": "desc"},
+    },
+    "limit:items": {
+        "description": "Items per page.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    },
+    "after:items": {
+        "description": "The id of the last item of the previous page.",
+        "schema": {"type": "string"},
+    },
+    "order:items": {
+        "description": "Oldest (asc) or newest (desc) first.",
+        "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"},
+    },
+    "include": {
+        "description": "Extra output data to include, passed on to the provider (OpenAI's SDKs "
+        "send include[]=..., also accepted).",
+        "schema": {"type": "array", "items": {"type": "string"}},
+        "style": "form",
+        "explode": True,
     },
     "variant": {
         "description": "Which file of the job.",
@@ -674,6 +738,17 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "description": "As the provider sent",
     },
     "ProviderList": {"type": "object", "required": ["data"], "description": "As the provider sent"},
+    "Conversation": {
+        "type": "object",
+        "required": ["id"],
+        "description": "The provider's conversation object, as it answered.",
+    },
+    "ConversationDeleted": {
+        "type": "object",
+        "required": ["id"],
+        "description": "As the provider sent",
+    },
+    "ConversationItem": {"type": "object", "description": "As the provider sent"},
     "Completion": {
         "type": "object",
         "required": ["choices"],
@@ -982,6 +1057,19 @@ _SECONDS_OR_DIGITS = {
 }
 
 
+_ITEMS = {"type": "array", "items": {"type": "object"}, "maxItems": conversations.MAX_ITEMS}
+_METADATA = {
+    "type": "object",
+    "maxProperties": conversations.MAX_METADATA_PAIRS,
+    "propertyNames": {"maxLength": conversations.MAX_METADATA_KEY_CHARS},
+    "additionalProperties": {"type": "string", "maxLength": conversations.MAX_METADATA_VALUE_CHARS},
+}
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 def _media_request(
     description: str, properties: dict[str, Any], required: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -1065,6 +1153,20 @@ REQUESTS: dict[str, dict[str, Any]] = {
         "The new prompt; the model and length are the source job's.",
         {"prompt": _STRING},
         ("prompt",),
+    ),
+    "ConversationCreateRequest": _media_request(
+        "OpenAI's conversation create request; each item goes to the provider as sent (null "
+        "reads as absent).",
+        {"items": _or_null(_ITEMS), "metadata": _or_null(_METADATA)},
+        (),
+    ),
+    "ConversationUpdateRequest": _media_request(
+        "The conversation's new metadata.", {"metadata": _METADATA}, ("metadata",)
+    ),
+    "ConversationItemsRequest": _media_request(
+        "The items to add; each goes to the provider as sent.",
+        {"items": {**_ITEMS, "minItems": 1}},
+        ("items",),
     ),
     "SetGroupRatioOrAutoOrder": {
         "description": (
@@ -1241,6 +1343,18 @@ RELAY_ROUTES: dict[tuple[str, str], _RelayRoute] = {
     ("/v1/responses/{id}", "DELETE"): _RelayRoute("delete_response", ("id",)),
     ("/v1/responses/{id}/cancel", "POST"): _RelayRoute("cancel_response", ("id",)),
     ("/v1/responses/{id}/input_items", "GET"): _RelayRoute("response_input_items", ("id",)),
+    ("/v1/conversations", "POST"): _RelayRoute("create_conversation"),
+    ("/v1/conversations/{id}", "GET"): _RelayRoute("get_conversation", ("id",)),
+    ("/v1/conversations/{id}", "POST"): _RelayRoute("update_conversation", ("id",)),
+    ("/v1/conversations/{id}", "DELETE"): _RelayRoute("delete_conversation", ("id",)),
+    ("/v1/conversations/{id}/items", "POST"): _RelayRoute("add_conversation_items", ("id",)),
+    ("/v1/conversations/{id}/items", "GET"): _RelayRoute("conversation_items", ("id",)),
+    ("/v1/conversations/{id}/items/{item_id}", "GET"): _RelayRoute(
+        "get_conversation_item", ("id", "item_id")
+    ),
+    ("/v1/conversations/{id}/items/{item_id}", "DELETE"): _RelayRoute(
+        "delete_conversation_item", ("id", "item_id")
+    ),
     ("/v1/completions", "POST"): _RelayRoute("completions"),
     ("/v1/moderations", "POST"): _RelayRoute("moderations"),
     ("/v1/images/generations", "POST"): _RelayRoute("image_generations"),

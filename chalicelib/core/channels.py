@@ -11,7 +11,7 @@ a plain list that tests can predict from a seeded ``random.Random``.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -185,3 +185,33 @@ def endpoints_by_model(channels: Iterable[Channel], groups: Iterable[str]) -> di
         + sorted(e for e in found[model] if e not in ENDPOINTS)
         for model in sorted(found)
     }
+
+
+def conversation_channel(
+    channels: Iterable[Channel], groups: Sequence[str], may_use: Callable[[str], bool]
+) -> Channel | None:
+    """The channel a new conversation is created on, or None if no channel fits.
+
+    A conversation names no model, yet only the provider that made it can use it, and every
+    response in it must go there. So it is created where a response of this key could run:
+    the first of ``groups`` (the key's group, or an ``auto`` key's ordered ones) with an
+    enabled channel serving a Responses model the key ``may_use``; in that group, the channel
+    a call would try first (highest ``priority``, then id). Deterministic rather than weighted:
+    the choice binds the conversation for good, and an operator can predict (and steer) it by
+    priority.
+    """
+    listed = list(channels)
+    for group in groups:
+        eligible = [
+            channel
+            for channel in listed
+            if channel.enabled
+            and channel.group == group
+            and any(
+                "responses" in channel.endpoints_for(model) and may_use(model)
+                for model in channel.models
+            )
+        ]
+        if eligible:
+            return min(eligible, key=lambda channel: (-channel.priority, channel.id))
+    return None

@@ -5,7 +5,8 @@ result. ``stream: true`` answers (chat, legacy completions, Responses) are hande
 event (``StreamingResponse``): the reason this edge exists, since Chalice cannot stream
 (aws/chalice#2078). Every relayed kind takes the same ``_relay``: what differs between kinds is
 described once, in ``core.payloads`` (fields, output cap, streaming) and ``upstream`` (path,
-usage). Stored responses (``/v1/responses/{id}...``) go through ``services.objects``.
+usage). Stored responses (``/v1/responses/{id}...``) go through ``services.objects``, and
+conversations (``/v1/conversations...``) through ``services.conversations``.
 
 Errors are mapped once, in ``_served``: a ``GatewayError`` becomes ``core.errors.error_body``
 JSON with its status and headers; anything unexpected becomes a 500 in the same shape, logged
@@ -27,6 +28,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -42,7 +44,7 @@ from chalicelib.core.errors import (
 )
 from chalicelib.core.settings import get_settings
 from chalicelib.relay import media_routes
-from chalicelib.services import billing, gateway, objects, streaming
+from chalicelib.services import billing, conversations, gateway, objects, streaming
 from chalicelib.store import configure_store
 
 # The same limit as the management API's (``api.web.MAX_BODY_BYTES``).
@@ -213,6 +215,31 @@ async def stored_response(request: Request) -> Response:
     return relayed(result)
 
 
+async def create_conversation(request: Request) -> Response:
+    body = await raw_body(request)
+    result = await run_in_threadpool(
+        conversations.create, body, authorization(request), client_ip(request)
+    )
+    return relayed(result)
+
+
+async def on_conversation(request: Request) -> Response:
+    """GET / POST / DELETE /v1/conversations/{id}, its /items and /items/{item_id}."""
+    body = await raw_body(request) if request.method == "POST" else None
+    result = await run_in_threadpool(
+        conversations.call,
+        request.path_params["id"],
+        request.method,
+        request.path_params.get("item_id"),
+        request.url.path.rstrip("/").endswith("/items"),
+        request.query_params.multi_items(),
+        body,
+        authorization(request),
+        client_ip(request),
+    )
+    return relayed(result)
+
+
 def own_key(request: Request) -> Response:
     return json_response(
         billing.key_json(authorization(request), client_ip(request), int(time.time()))
@@ -234,21 +261,37 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/responses": {"POST": responses},
     "/v1/completions": {"POST": completions},
     "/v1/moderations": {"POST": moderations},
+    "/v1/conversations": {"POST": create_conversation},
     "/v1/models": {"GET": models},
     "/v1/key": {"GET": own_key},
     "/v1/dashboard/billing/subscription": {"GET": billing_subscription},
     "/v1/dashboard/billing/usage": {"GET": billing_usage},
 }
-# Paths with an id in them; ``{id}`` (one path segment) becomes ``request.path_params["id"]``.
+# Paths with ids in them; ``{id}`` and ``{item_id}`` (one path segment each) become
+# ``request.path_params["id"]`` and ``["item_id"]``.
+_ON_CONVERSATION: dict[str, Handler] = {
+    "GET": on_conversation,
+    "POST": on_conversation,
+    "DELETE": on_conversation,
+}
 ID_ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/responses/{id}": {"GET": stored_response, "DELETE": stored_response},
     "/v1/responses/{id}/cancel": {"POST": stored_response},
     "/v1/responses/{id}/input_items": {"GET": stored_response},
+    "/v1/conversations/{id}": _ON_CONVERSATION,
+    "/v1/conversations/{id}/items": {"GET": on_conversation, "POST": on_conversation},
+    "/v1/conversations/{id}/items/{item_id}": {"GET": on_conversation, "DELETE": on_conversation},
 }
-_ID_PATTERNS = [
-    (re.compile(re.escape(template).replace(re.escape("{id}"), "(?P<id>[^/]+)")), methods)
-    for template, methods in ID_ROUTES.items()
-]
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    escaped = re.escape(template)
+    for name in ("id", "item_id"):
+        escaped = escaped.replace(re.escape("{" + name + "}"), f"(?P<{name}>[^/]+)")
+    return re.compile(escaped)
+
+
+_ID_PATTERNS = [(_pattern(template), methods) for template, methods in ID_ROUTES.items()]
 
 
 def _methods_for(request: Request, path: str) -> dict[str, Handler] | None:
@@ -292,6 +335,21 @@ async def _served(request: Request) -> Response:
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
+
+class _AnyPath(Convertor[str]):
+    """Starlette's ``path`` convertor, newlines included: its ``.*`` stops at one, so a path
+    with an encoded newline (``/v1/responses/a%0Ab``) got the framework's plain-text 404."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", _AnyPath())
 configure_store()
 # One route for every path: unknown ones get our 404, never the framework's.
-app = Starlette(routes=[Route("/{path:path}", _served, methods=METHODS)])
+app = Starlette(routes=[Route("/{path:anypath}", _served, methods=METHODS)])

@@ -191,6 +191,13 @@ def _groups_of(token: TokenRecord) -> list[str]:
     return groups.candidate_groups(config_store.auto_order(), granted)
 
 
+def granted_groups(token: TokenRecord) -> list[str]:
+    """``_groups_of`` less those the key's account is not granted (no call could use them)."""
+    account = _account(token.account_id)
+    granted = account.groups if account is not None else (DEFAULT_GROUP,)
+    return [group for group in _groups_of(token) if group in granted]
+
+
 # The call ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CallResult:
@@ -345,19 +352,22 @@ def admit_payload(
     model = payload["model"]
     price = config_store.price(model)
     continued = continued_object(kind, payload, context.token.account_id)
-    pinned = _pinned_channel(continued)
+    where = continued_param(payload)
+    pinned = _pinned_channel(continued, where)
     try:
         try:
             group, ratio = check_key(
-                context.token, model, source_ip, _account(context.token.account_id), pinned
-            )
+                context.token, model, source_ip, _account(context.token.account_id), pinned,
+                pinned_param=where,
+            )  # fmt: skip
         except (errors.Forbidden, errors.ModelNotFound):
             # Refusing on a cached copy would make a widened key wait for the cache: decide
             # again on the key and account as stored now (only refusals pay this read).
             context = _reread(context)
             group, ratio = check_key(
-                context.token, model, source_ip, _account(context.token.account_id), pinned
-            )
+                context.token, model, source_ip, _account(context.token.account_id), pinned,
+                pinned_param=where,
+            )  # fmt: skip
         if price is None:
             raise _not_served(model)
     except (errors.Forbidden, errors.ModelNotFound) as refused:
@@ -413,16 +423,20 @@ def continued_object(kind: Kind, payload: dict[str, Any], account_id: str) -> ow
     return None
 
 
-def _pinned_channel(continued: owned.Owner | None) -> Channel | None:
+def continued_param(payload: dict[str, Any]) -> str:
+    """The field that names what a Responses call continues (for the 404 when it cannot)."""
+    return "conversation" if payload.get("conversation") else "previous_response_id"
+
+
+def _pinned_channel(continued: owned.Owner | None, param: str) -> Channel | None:
     if continued is None:
         return None
     for channel in config_store.channels():
         if channel.id == continued.channel_id and channel.enabled:
             return channel
     # The channel that holds it was removed or disabled: nothing else can continue it.
-    raise errors.NotFound(
-        "The stored response can no longer be reached.", param="previous_response_id"
-    )
+    what = "conversation" if param == "conversation" else "stored response"
+    raise errors.NotFound(f"The {what} can no longer be reached.", param=param)
 
 
 def _reread(context: KeyContext) -> KeyContext:
@@ -438,10 +452,13 @@ def check_key(
     source_ip: str,
     account: AccountRecord | None,
     pinned: Channel | None = None,
+    *,
+    pinned_param: str = "previous_response_id",
 ) -> tuple[str, Decimal]:
     """Refuse what this key may not do; if it may, the group the call uses and its ratio.
 
-    ``pinned``: the call continues an object on that channel, so only its group will do.
+    ``pinned``: the call continues an object on that channel (named by ``pinned_param``), so
+    only its group will do.
     """
     if token.models and model not in token.models:
         raise errors.ModelNotAllowed(
@@ -457,9 +474,8 @@ def check_key(
     if model not in upstream.list_models(group):
         raise _not_served(model)
     if pinned is not None and pinned.group != group:
-        raise errors.NotFound(
-            "The stored response is not reachable with this key.", param="previous_response_id"
-        )
+        what = "conversation" if pinned_param == "conversation" else "stored response"
+        raise errors.NotFound(f"The {what} is not reachable with this key.", param=pinned_param)
     return group, config_store.group_ratio(group)
 
 
@@ -571,7 +587,8 @@ def _readmitted(call: Call, token: TokenRecord, source_ip: str) -> tuple[Call, q
     """The key was edited since it was checked: check it again as it now is."""
     cache().put("t:" + token.id, token)
     account = _account(token.account_id)
-    group, ratio = check_key(token, call.model, source_ip, account, _pinned_by(call))
+    group, ratio = check_key(token, call.model, source_ip, account, _pinned_by(call),
+                             pinned_param=continued_param(call.payload))  # fmt: skip
     again = replace(call, key=replace(call.key, token=token), ratio=ratio, group=group)
     return again, again.plan(quota.budget(token, account))
 
@@ -756,7 +773,7 @@ def remember_objects(
                            owned.RESPONSE_TTL_SECONDS, tokens=tokens)  # fmt: skip
         if conversation_id:
             owned.remember(CONVERSATION, conversation_id, account_id, channel_id,
-                           owned.RESPONSE_TTL_SECONDS, tokens=tokens)  # fmt: skip
+                           owned.CONVERSATION_TTL_SECONDS, tokens=tokens)  # fmt: skip
     except errors.GatewayError as exc:
         observe.log("owner_not_recorded", level="WARNING", object_id=object_id,
                     code=exc.instance_code)  # fmt: skip

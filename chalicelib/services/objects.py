@@ -1,4 +1,4 @@
-"""Calls on a stored response (and later other provider-kept objects): read, delete, cancel.
+"""Calls on an object one provider keeps (a stored response, a conversation): to its channel.
 
 ``object_call("response", "resp_1", "GET", "", ...)`` checks the key (as stored now: enabled,
 unexpired, from an allowed IP), finds who owns the object (``store.owned``), and sends the call
@@ -10,16 +10,28 @@ them) and not metered.
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 from chalicelib import upstream
 from chalicelib.core import errors
+from chalicelib.core.records import TokenRecord
 from chalicelib.services import gateway
 from chalicelib.store import config as config_store
 from chalicelib.store import owned
 
 # The paths of each kind of object at the provider, and how OpenAI names it in a 404.
-PROVIDER_PATHS = {"response": "/responses"}
-NAMES = {"response": "Response"}
+PROVIDER_PATHS = {gateway.RESPONSE: "/responses", gateway.CONVERSATION: "/conversations"}
+NAMES = {gateway.RESPONSE: "Response", gateway.CONVERSATION: "Conversation"}
+
+
+def usable_key(authorization: str | None, source_ip: str) -> TokenRecord:
+    """The key as stored now, from an allowed IP, enabled and unexpired (or the refusal)."""
+    token = gateway.key_for_route(authorization, source_ip)
+    if token.status != "enabled":
+        raise errors.KeyDisabled()
+    if token.is_expired(int(time.time())):
+        raise errors.KeyExpired()
+    return token
 
 
 def object_call(
@@ -32,14 +44,15 @@ def object_call(
     *,
     query: str = "",
     body: bytes | None = None,
+    token: TokenRecord | None = None,
 ) -> gateway.CallResult:
-    """``method`` on the object (``suffix``: "", "/cancel", "/input_items"), on its channel."""
-    token = gateway.key_for_route(authorization, source_ip)
-    now = int(time.time())
-    if token.status != "enabled":
-        raise errors.KeyDisabled()
-    if token.is_expired(now):
-        raise errors.KeyExpired()
+    """``method`` on the object (``suffix``: "", "/cancel", "/items/msg_1"...), on its channel.
+
+    ``suffix`` is sent as given: a caller that puts a client's id in it quotes it first.
+    ``token``: the caller's key, when the caller already checked it (``usable_key``).
+    """
+    if token is None:
+        token = usable_key(authorization, source_ip)
     missing = errors.NotFound(f"{NAMES[kind]} with id '{object_id}' not found.", param="id")
     found = owned.owned_by(kind, object_id, token.account_id)
     if found is None:
@@ -52,7 +65,7 @@ def object_call(
     reply = upstream.call_object(
         channel,
         method,
-        f"{PROVIDER_PATHS[kind]}/{object_id}{suffix}",
+        f"{PROVIDER_PATHS[kind]}/{quote(object_id, safe='')}{suffix}",
         query=query,
         body=body,
     )

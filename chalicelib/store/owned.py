@@ -22,13 +22,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from chalicelib.core.errors import InvalidRequest
-from chalicelib.store.common import translated
+from chalicelib.store.common import Refused, conditional, translated
 from chalicelib.store.models import OwnedRecord
 
 # OpenAI keeps stored responses for 30 days.
 RESPONSE_TTL_SECONDS = 30 * 24 * 3600
+# OpenAI keeps conversations until they are deleted; a year from the last response in it (each
+# one writes the record again) keeps the record from outliving any conversation still in use
+# only by that much.
+CONVERSATION_TTL_SECONDS = 365 * 24 * 3600
 MAX_OBJECT_ID_CHARS = 256
 
 
@@ -79,6 +84,30 @@ def remember(
     )
     with translated():
         item.save()
+
+
+def add_tokens(kind: str, object_id: str, tokens: int, *, attempts: int = 3) -> bool:
+    """Add ``tokens`` to what a later call on ``object_id`` carries along (items added to a
+    conversation); False if there is no record (or it kept changing under us).
+
+    A read, then a put conditional on the count read: the relay's role may put and get items
+    of this table, not update them. A put retried after a lost answer may add the tokens twice:
+    the sum only sizes reservations, where too high is safe (never overspent).
+    """
+    if tokens <= 0 or not _usable(object_id):
+        return False
+    for _ in range(attempts):
+        with translated():
+            try:
+                item = OwnedRecord.get(_key(kind, object_id), consistent_read=True)
+            except OwnedRecord.DoesNotExist:
+                return False
+            before = int(item.tokens or 0)
+            item.tokens = before + tokens
+            landed = conditional(partial(item.save, condition=OwnedRecord.tokens == before))
+        if not isinstance(landed, Refused):
+            return True
+    return False
 
 
 def owner(kind: str, object_id: str, *, now: int | None = None) -> Owner | None:

@@ -354,6 +354,18 @@ def test_the_openai_sdk_and_agent_frameworks_use_responses_and_completions(
         model="gpt-4.1-mini", input="Again", previous_response_id=first.id
     )
     read = client.responses.retrieve(first.id)
+    # (and answers in a conversation, whose items it then lists as OpenAI's SDK asks for them)
+    conversation = client.conversations.create(
+        items=[{"type": "message", "role": "user", "content": "My name is Ada."}],
+        metadata={"topic": "names"},
+    )
+    in_it = client.responses.create(
+        model="gpt-4.1-mini", input="What is my name?", conversation=conversation.id
+    )
+    items = client.conversations.items.list(
+        conversation.id, order="asc", limit=10, include=["message.output_text.logprobs"]
+    )
+    gone = client.conversations.delete(conversation.id)
     legacy = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi")
     legacy_streamed = "".join(
         c.choices[0].text
@@ -368,6 +380,8 @@ def test_the_openai_sdk_and_agent_frameworks_use_responses_and_completions(
     assert deltas.endswith("Stream it") and final.usage is not None
     assert follow.usage is not None and follow.usage.input_tokens_details.cached_tokens > 0
     assert read.id == first.id
+    assert in_it.usage is not None and in_it.usage.input_tokens_details.cached_tokens > 0
+    assert [item.type for item in items.data] == ["message"] * 3 and gone.deleted
     assert legacy.choices[0].text and legacy_streamed == legacy.choices[0].text
 
     # AND OpenAI's Agents SDK (its default Responses model) works with the same two settings

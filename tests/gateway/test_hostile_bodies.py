@@ -142,3 +142,14 @@ def _admin_key() -> str:
     from support import ADMIN_KEY
 
     return ADMIN_KEY
+
+
+def test_an_encoded_newline_in_a_relay_path_is_an_openai_shaped_404(relay_api: Any) -> None:
+    # GIVEN a key  WHEN ids with an encoded newline are asked for (the framework's own routing
+    # stopped at the newline and answered a plain-text 404 of its own)
+    key = relay_api.new_account("nl", quota_usd="1")["default_token"]["key"]
+    for path in ("/v1/responses/a%0Ab", "/v1/conversations/a%0Ab/items", "/v1/videos/a%0A"):
+        status, body = relay_api.call("GET", path, key=key)
+
+        # THEN each is our 404, in OpenAI's shape
+        assert status == 404 and body["error"]["type"] == "invalid_request_error", (path, body)

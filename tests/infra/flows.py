@@ -154,6 +154,18 @@ def relay(driver: Driver) -> None:
             "POST", "/v1/responses", key=key, body={"model": "gpt-4.1-mini", "input": "hello"}
         )
         driver.call("GET", f"/v1/responses/{answer['id']}", key=key)
+        conversation = driver.call("POST", "/v1/conversations", key=key, body={"metadata": {}})
+        on = f"/v1/conversations/{conversation['id']}"
+        in_it = {"model": "gpt-4.1-mini", "input": "hello", "conversation": conversation["id"]}
+        driver.call("POST", "/v1/responses", key=key, body=in_it)
+        driver.call("GET", on, key=key)
+        driver.call("POST", on, key=key, body={"metadata": {"topic": "flow"}})
+        message = {"type": "message", "role": "user", "content": "more"}
+        added = driver.call("POST", f"{on}/items", key=key, body={"items": [message]})
+        driver.call("GET", f"{on}/items?limit=5", key=key)
+        driver.call("GET", f"{on}/items/{added['data'][0]['id']}", key=key)
+        driver.call("DELETE", f"{on}/items/{added['data'][0]['id']}", key=key)
+        driver.call("DELETE", on, key=key)
         legacy = {"model": "gpt-3.5-turbo-instruct", "prompt": "hello"}
         driver.call("POST", "/v1/completions", key=key, body=legacy)
         moderation = {"model": "omni-moderation-latest", "input": "hello"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.store import owned, usage
+from chalicelib.store.models import OwnedRecord
 
 
 def test_a_remembered_object_is_found_with_its_account_and_channel(tables: Any) -> None:
@@ -40,3 +41,31 @@ def test_owned_records_stay_out_of_the_accounts_usage_log(tables: Any) -> None:
 
     # THEN it is not there
     assert page.items == []
+
+
+def test_tokens_added_to_a_record_sum_even_when_another_write_lands_in_between(
+    tables: Any, monkeypatch: Any
+) -> None:
+    # GIVEN a conversation carrying 10 tokens, and a response's record landing (tokens = 50)
+    # between the first read and the first put of an add
+    owned.remember("conversation", "conv_1", "acct_a", "c1", ttl=3600, tokens=10)
+    real_get = OwnedRecord.get
+    raced = []
+
+    def get_then_race(*args: Any, **kwargs: Any) -> OwnedRecord:
+        item = real_get(*args, **kwargs)
+        if not raced:
+            raced.append(True)
+            owned.remember("conversation", "conv_1", "acct_a", "c1", ttl=3600, tokens=50)
+        return item
+
+    monkeypatch.setattr(OwnedRecord, "get", get_then_race)
+
+    # WHEN 7 tokens are added, and then some to an unknown conversation
+    added = owned.add_tokens("conversation", "conv_1", 7)
+    unknown = owned.add_tokens("conversation", "conv_2", 7)
+
+    # THEN the add was retried on the newer count, and nothing was made for the unknown id
+    found = owned.owner("conversation", "conv_1")
+    assert added and found is not None and found.tokens == 57
+    assert not unknown and owned.owner("conversation", "conv_2") is None
