@@ -16,6 +16,7 @@ from chalicelib import upstream
 from chalicelib.core import errors
 from chalicelib.core.records import TokenRecord
 from chalicelib.services import gateway
+from chalicelib.store import accounts as account_store
 from chalicelib.store import config as config_store
 from chalicelib.store import owned
 
@@ -25,12 +26,17 @@ NAMES = {gateway.RESPONSE: "Response", gateway.CONVERSATION: "Conversation"}
 
 
 def usable_key(authorization: str | None, source_ip: str) -> TokenRecord:
-    """The key as stored now, from an allowed IP, enabled and unexpired (or the refusal)."""
+    """The key as stored now, from an allowed IP, enabled and unexpired, of an enabled account
+    (or the refusal). These calls reserve nothing, so no conditional write re-checks the
+    account: it is read as stored now, so a disabled account stops them at once too."""
     token = gateway.key_for_route(authorization, source_ip)
     if token.status != "enabled":
         raise errors.KeyDisabled()
     if token.is_expired(int(time.time())):
         raise errors.KeyExpired()
+    account = account_store.get(token.account_id)
+    if account is None or account.status != "enabled":
+        raise errors.AccountDisabled()
     return token
 
 

@@ -39,7 +39,7 @@ from chalicelib.core.deadline import Deadline
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.records import TokenRecord
 from chalicelib.core.settings import get_settings
-from chalicelib.services import gateway
+from chalicelib.services import gateway, objects
 from chalicelib.store import ledger, video_jobs
 from chalicelib.store import usage as usage_store
 from chalicelib.store.ledger import PendingEntry
@@ -132,14 +132,9 @@ class Job:
 
 # Who asks -------------------------------------------------------------------------------------
 def _caller(authorization: str | None, source_ip: str) -> TokenRecord:
-    """The key as stored now, usable (a disabled or expired key reaches no job)."""
-    token = gateway.key_for_route(authorization, source_ip)
-    now = int(time.time())
-    if token.status != "enabled":
-        raise errors.KeyDisabled()
-    if token.is_expired(now):
-        raise errors.KeyExpired()
-    return token
+    """The key as stored now, usable (a disabled or expired key, or one of a disabled account,
+    reaches no job)."""
+    return objects.usable_key(authorization, source_ip)
 
 
 def _not_found(video_id: str) -> errors.NotFound:

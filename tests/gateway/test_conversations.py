@@ -211,3 +211,27 @@ def test_bad_input_is_an_openai_shaped_400_naming_the_param_and_nothing_is_writt
     assert (after.key, after.tokens) == (before.key, before.tokens)
     assert owned.owner("conversation", made["id"]) is not None
     assert _spent(token_id, account_id) == (0, 0, 0, 0)
+
+
+def test_a_disabled_accounts_key_reaches_none_of_its_stored_objects(
+    relay_api: Any, upstream: MockUpstream
+) -> None:
+    # GIVEN an account's conversation and stored response, then the operator disables the account
+    key, _, account_id = _key(relay_api, "d")
+    _, conversation = relay_api.call("POST", CONVERSATIONS, key=key, body={})
+    _, response = relay_api.call("POST", RESPONSES, key=key, body=ASK)
+    disabled = relay_api.admin("PATCH", f"/admin/accounts/{account_id}", {"status": "disabled"})
+    assert disabled[0] == 200, disabled
+    sent = upstream.requests
+
+    # WHEN its (still enabled) key reads them, or makes a conversation
+    answers = [
+        relay_api.call("GET", f"{CONVERSATIONS}/{conversation['id']}", key=key),
+        relay_api.call("GET", f"{RESPONSES}/{response['id']}", key=key),
+        relay_api.call("POST", CONVERSATIONS, key=key, body={}),
+    ]
+
+    # THEN each is refused as the account's calls are, and nothing reached the provider
+    for status, body in answers:
+        assert status == 401 and body["error"]["code"] == "account_disabled", body
+    assert upstream.requests == sent
