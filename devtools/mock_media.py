@@ -172,18 +172,25 @@ class MediaEndpoints:
         elif method != "POST":
             self.error(405, "Use POST.")
         elif path.startswith("/v1/images/"):
-            self._images(fields, path.endswith("edits"))
+            self._images(fields, files if path.endswith("edits") else None)
         elif path == "/v1/audio/speech":
             self._speech(fields)
         else:
             self._transcription(fields, files)
 
     # --- images ---------------------------------------------------------------------------
-    def _images(self, fields: dict[str, Any], edit: bool) -> None:
+    def _images(self, fields: dict[str, Any], edited: dict[str, bytes] | None) -> None:
         n = int(fields.get("n") or 1)
         prompt = str(fields.get("prompt", ""))
         if "[fewer]" in prompt:
             n = max(n - 1, 1)
+        if edited is not None:
+            # An edit names what it received, so a client can check its file arrived intact.
+            digests = ", ".join(
+                f"{name} sha256 {hashlib.sha256(data).hexdigest()}"
+                for name, data in sorted(edited.items())
+            )
+            prompt = f"{prompt} ({digests})"
         item = {"b64_json": base64.b64encode(IMAGE_BYTES).decode(), "revised_prompt": prompt}
         answer: dict[str, Any] = {"created": int(time.time()), "data": [item] * n}
         if "image-1" in str(fields.get("model", "")):

@@ -626,6 +626,86 @@ def test_the_openai_sdk_makes_images_speech_transcripts_and_videos_charged_exact
     assert used() - before == 20_000 + 128 + 300 + 200_000
 
 
+def test_the_openai_sdk_edits_translates_streams_moderates_embeds_and_keeps_videos_private(
+    running: Run,
+) -> None:
+    import hashlib
+    import math
+
+    import openai
+
+    # GIVEN the running stack, its demo API key, and another account's key
+    base_url = running.value("Sluice is running at")
+    sk = running.value("demo API key (sk):")
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=sk, max_retries=0, timeout=30)
+    other = httpx.post(
+        f"{base_url}/admin/accounts",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        json={"name": "other", "quota_usd": "1"},
+        timeout=30,
+    ).json()["default_token"]["key"]
+    stranger = openai.OpenAI(base_url=f"{base_url}/v1", api_key=other, max_retries=0, timeout=30)
+
+    def used() -> int:
+        key = httpx.get(f"{base_url}/v1/key", headers={"Authorization": f"Bearer {sk}"})
+        return int(key.json()["used_units"])
+
+    before = used()
+    picture = bytes(range(256)) * 3 + b"\x00\r\n--boundary--\r\n"  # bytes a sloppy relay breaks
+    audio = bytes(range(256)) * 20  # 5,120 bytes: 5.12 s of demo audio
+
+    # WHEN it edits an image, translates, streams a transcript, moderates and embeds
+    edited = client.images.edit(model="dall-e-3", image=("in.png", picture), prompt="brighter")
+    translated = client.audio.translations.create(model="whisper-1", file=("a.wav", audio))
+    events = list(
+        client.audio.transcriptions.create(
+            model="gpt-4o-transcribe", file=("a.wav", audio), stream=True
+        )
+    )
+    moderated = client.moderations.create(model="omni-moderation-latest", input="hello")
+    embedded = client.embeddings.create(model="text-embedding-3-small", input="hello")
+    # AND makes a video and remixes it, which another account then looks for
+    job = client.videos.create(model="sora-2", prompt="a lighthouse", seconds="4")
+    remix = client.videos.remix(job.id, prompt="at dawn")
+    for video in (job, remix):
+        for _ in range(10):
+            if client.videos.retrieve(video.id).status == "completed":
+                break
+    listed = [video.id for video in client.videos.list()]
+    hidden: list[int] = []
+    for attempt in (
+        lambda: stranger.videos.retrieve(job.id),
+        lambda: stranger.videos.download_content(job.id),
+        lambda: stranger.videos.remix(job.id, prompt="mine now"),
+        lambda: stranger.videos.delete(job.id),
+    ):
+        with pytest.raises(openai.NotFoundError) as refused:
+            attempt()
+        hidden.append(refused.value.status_code)
+    theirs = [video.id for video in stranger.videos.list()]
+    deleted = client.videos.delete(remix.id)
+
+    # THEN the image reached the provider byte for byte, and each answer is OpenAI's
+    assert edited.data is not None and edited.data[0].revised_prompt is not None
+    digest = hashlib.sha256(picture).hexdigest()
+    assert f"image sha256 {digest}" in edited.data[0].revised_prompt
+    assert translated.text == "Transcript of 5120 bytes of demo audio."
+    assert [e.type for e in events][-1] == "transcript.text.done"
+    assert "".join(e.delta for e in events if e.type == "transcript.text.delta").strip() == (
+        translated.text
+    )
+    assert moderated.results and embedded.data[0].embedding
+    # AND the videos are this account's alone
+    assert {job.id, remix.id} <= set(listed) and deleted.deleted
+    assert hidden == [404] * 4 and theirs == []
+    # AND the key paid exactly: an image at US$0.04, 6 s at US$0.006/min, 52 + 10 tokens at
+    # US$6 / US$10 per Mtok, a moderation at US$0.0002, the embedding's tokens at US$0.02 per
+    # Mtok, and two 4 s videos at US$0.10/s
+    assert embedded.usage is not None
+    embedding_units = math.ceil(embedded.usage.prompt_tokens / 100)
+    assert used() - before == 20_000 + 300 + 206 + 100 + embedding_units + 2 * 200_000
+
+
 def test_the_audit_log_shows_a_keys_life_and_an_operator_key_by_its_id(running: Run) -> None:
     from chalicelib.core import keys
 
