@@ -706,6 +706,63 @@ def test_the_openai_sdk_edits_translates_streams_moderates_embeds_and_keeps_vide
     assert used() - before == 20_000 + 300 + 206 + 100 + embedding_units + 2 * 200_000
 
 
+def test_a_responses_follow_up_reaches_the_channel_of_its_first_of_two_serving_the_model(
+    running: Run,
+) -> None:
+    import openai
+
+    from devtools.mock_upstream import MockUpstream
+
+    # GIVEN a second provider (this test's own mock) added as a channel for gpt-4.1-mini, beside
+    # the demo channel that serves it too
+    base_url = running.value("Sluice is running at")
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    client = openai.OpenAI(
+        base_url=f"{base_url}/v1",
+        api_key=running.value("demo API key (sk):"),
+        max_retries=0,
+        timeout=30,
+    )
+    second = MockUpstream(host="127.0.0.1", port=0, api_key="second-provider-key").start()
+    channel = {
+        "id": "second",
+        "name": "second",
+        "base_url": second.base_url,
+        "models": ["gpt-4.1-mini"],
+        "api_key": "second-provider-key",
+    }
+    added = httpx.post(f"{base_url}/admin/channels", headers=admin, json=channel, timeout=30)
+    assert added.status_code == 201, added.text
+    try:
+        # WHEN responses are made until both channels hold some (bounded: the relay's process
+        # sees the new channel once its config cache, 10 s, has expired)
+        firsts: list[str] = []
+        for _ in range(150):
+            firsts.append(client.responses.create(model="gpt-4.1-mini", input="Hi").id)
+            held_there = [rid for rid in firsts if rid in second.responses]
+            if held_there and len(held_there) < len(firsts) and len(firsts) >= 4:
+                break
+            time.sleep(0.1)
+        # AND each is followed up with previous_response_id
+        follows = {
+            rid: client.responses.create(
+                model="gpt-4.1-mini", input="Again", previous_response_id=rid
+            )
+            for rid in firsts
+        }
+    finally:
+        httpx.delete(f"{base_url}/admin/channels/second", headers=admin, timeout=30)
+        second.stop()
+
+    # THEN both channels held first responses, and every follow-up went where its first was:
+    # the provider that holds it (a follow-up elsewhere would not find it, nor its cached tokens)
+    held_there = {rid for rid in firsts if rid in second.responses}
+    assert held_there and held_there != set(firsts)
+    for rid, follow in follows.items():
+        assert (follow.id in second.responses) == (rid in held_there), rid
+        assert follow.usage is not None and follow.usage.input_tokens_details.cached_tokens > 0
+
+
 def test_the_audit_log_shows_a_keys_life_and_an_operator_key_by_its_id(running: Run) -> None:
     from chalicelib.core import keys
 
