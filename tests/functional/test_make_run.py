@@ -664,6 +664,7 @@ def test_the_openai_sdk_edits_translates_streams_moderates_embeds_and_keeps_vide
     )
     moderated = client.moderations.create(model="omni-moderation-latest", input="hello")
     embedded = client.embeddings.create(model="text-embedding-3-small", input="hello")
+    models = {model.id: model.model_extra for model in client.models.list()}
     # AND makes a video and remixes it, which another account then looks for
     job = client.videos.create(model="sora-2", prompt="a lighthouse", seconds="4")
     remix = client.videos.remix(job.id, prompt="at dawn")
@@ -695,6 +696,9 @@ def test_the_openai_sdk_edits_translates_streams_moderates_embeds_and_keeps_vide
         translated.text
     )
     assert moderated.results and embedded.data[0].embedding
+    # AND the key's models list names what each serves
+    assert models["dall-e-3"] == {"endpoints": ["images/generations", "images/edits"]}
+    assert models["whisper-1"] == {"endpoints": ["audio/transcriptions", "audio/translations"]}
     # AND the videos are this account's alone
     assert {job.id, remix.id} <= set(listed) and deleted.deleted
     assert hidden == [404] * 4 and theirs == []
