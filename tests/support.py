@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 ADMIN_KEY = "test-admin-" + "k" * 24
 
@@ -17,6 +18,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def fresh_key(relay_api: Any, name: str = "acme") -> tuple[str, str, str]:
+    """(key, token id, account id) of a fresh account with US$10 (``relay_api`` fixture)."""
+    created = relay_api.new_account(name, quota_usd="10")
+    token = created["default_token"]
+    return token["key"], token["id"], created["account"]["id"]
+
+
+def spent(token_id: str, account_id: str) -> tuple[int, int, int, int]:
+    """(key used, key reserved, account used, account reserved), as stored now."""
+    from chalicelib.store import accounts as account_store
+    from chalicelib.store import tokens as token_store
+
+    token, account = token_store.get(token_id), account_store.get(account_id)
+    assert token is not None and account is not None
+    return token.used_units, token.reserved_units, account.used_units, account.reserved_units
 
 
 # The JSON contract of a token and an account (field names are part of the public API).

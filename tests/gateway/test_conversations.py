@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from support import fresh_key, spent
+
 from chalicelib.core.channels import Channel
-from chalicelib.store import accounts as account_store
 from chalicelib.store import config as config_store
 from chalicelib.store import owned
-from chalicelib.store import tokens as token_store
 from chalicelib.store.models import OwnedRecord, UsageRecord
 from devtools.mock_upstream import MockUpstream
 
@@ -23,19 +23,6 @@ FIRST_ITEMS = [
     {"type": "message", "role": "user", "content": "My name is Ada."},
     {"type": "message", "role": "assistant", "content": "Nice to meet you, Ada."},
 ]
-
-
-def _key(relay_api: Any, name: str = "acme") -> tuple[str, str, str]:
-    """(key, token id, account id) of a fresh account with US$10."""
-    created = relay_api.new_account(name, quota_usd="10")
-    token = created["default_token"]
-    return token["key"], token["id"], created["account"]["id"]
-
-
-def _spent(token_id: str, account_id: str) -> tuple[int, int, int, int]:
-    token, account = token_store.get(token_id), account_store.get(account_id)
-    assert token is not None and account is not None
-    return token.used_units, token.reserved_units, account.used_units, account.reserved_units
 
 
 def _units(input_tokens: int, cached: int, output: int) -> int:
@@ -51,7 +38,7 @@ def test_a_conversation_lives_on_its_channel_and_responses_in_it_go_there(
     relay_api: Any, upstream: MockUpstream
 ) -> None:
     # GIVEN a conversation created with two items and metadata
-    key, token_id, account_id = _key(relay_api)
+    key, token_id, account_id = fresh_key(relay_api)
     body = {"items": FIRST_ITEMS, "metadata": {"topic": "names"}}
     status, made = relay_api.call("POST", CONVERSATIONS, key=key, body=body)
     assert status == 200, made
@@ -89,7 +76,7 @@ def test_a_conversation_lives_on_its_channel_and_responses_in_it_go_there(
     assert response_records[0].cost_units == _units(
         usage["input_tokens"], cached, usage["output_tokens"]
     )
-    assert _spent(token_id, account_id)[1::2] == (0, 0)
+    assert spent(token_id, account_id)[1::2] == (0, 0)
     # AND the conversation holds the items, the question and both answers, listed as asked
     status, page = relay_api.call("GET", path + "/items?limit=2&order=asc", key=key)
     assert status == 200, page
@@ -123,8 +110,8 @@ def test_another_account_gets_404_on_every_conversation_route_and_nothing_is_sen
     relay_api: Any, upstream: MockUpstream
 ) -> None:
     # GIVEN a conversation of account A with one item, and account B
-    key_a, _, _ = _key(relay_api, "a")
-    key_b, token_b, account_b = _key(relay_api, "b")
+    key_a, _, _ = fresh_key(relay_api, "a")
+    key_b, token_b, account_b = fresh_key(relay_api, "b")
     _, made = relay_api.call("POST", CONVERSATIONS, key=key_a, body={"items": FIRST_ITEMS[:1]})
     _, page = relay_api.call("GET", f"{CONVERSATIONS}/{made['id']}/items", key=key_a)
     path, item = f"{CONVERSATIONS}/{made['id']}", page["data"][0]["id"]
@@ -153,7 +140,7 @@ def test_another_account_gets_404_on_every_conversation_route_and_nothing_is_sen
     assert responded[0] == 404 and responded[1]["error"]["param"] == "conversation"
     assert upstream.requests == sent
     # AND B was charged nothing, A's conversation is intact
-    assert _spent(token_b, account_b) == (0, 0, 0, 0)
+    assert spent(token_b, account_b) == (0, 0, 0, 0)
     assert relay_api.call("GET", path, key=key_a)[0] == 200
     # AND a disabled key reaches no conversation, not even its own, and cannot make one
     created = relay_api.new_account("c", quota_usd="1")
@@ -193,7 +180,7 @@ def test_bad_input_is_an_openai_shaped_400_naming_the_param_and_nothing_is_writt
     relay_api: Any, upstream: MockUpstream
 ) -> None:
     # GIVEN a conversation, and the provider's request count after it was made
-    key, token_id, account_id = _key(relay_api)
+    key, token_id, account_id = fresh_key(relay_api)
     _, made = relay_api.call("POST", CONVERSATIONS, key=key, body={})
     [before] = _owner_records()
     sent = upstream.requests
@@ -210,14 +197,14 @@ def test_bad_input_is_an_openai_shaped_400_naming_the_param_and_nothing_is_writt
     [after] = _owner_records()
     assert (after.key, after.tokens) == (before.key, before.tokens)
     assert owned.owner("conversation", made["id"]) is not None
-    assert _spent(token_id, account_id) == (0, 0, 0, 0)
+    assert spent(token_id, account_id) == (0, 0, 0, 0)
 
 
 def test_a_disabled_accounts_key_reaches_none_of_its_stored_objects(
     relay_api: Any, upstream: MockUpstream
 ) -> None:
     # GIVEN an account's conversation and stored response, then the operator disables the account
-    key, _, account_id = _key(relay_api, "d")
+    key, _, account_id = fresh_key(relay_api, "d")
     _, conversation = relay_api.call("POST", CONVERSATIONS, key=key, body={})
     _, response = relay_api.call("POST", RESPONSES, key=key, body=ASK)
     disabled = relay_api.admin("PATCH", f"/admin/accounts/{account_id}", {"status": "disabled"})

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from support import fresh_key, spent
+
 from chalicelib.core.channels import Channel
-from chalicelib.store import accounts as account_store
 from chalicelib.store import config as config_store
-from chalicelib.store import tokens as token_store
 from chalicelib.store.models import UsageRecord
 from devtools.mock_upstream import MockUpstream
 
@@ -21,19 +21,6 @@ RESPONSES = "/v1/responses"
 COMPLETIONS = "/v1/completions"
 MODERATIONS = "/v1/moderations"
 ASK = {"model": "gpt-4.1-mini", "input": "Hello there!"}
-
-
-def _key(relay_api: Any, name: str = "acme") -> tuple[str, str, str]:
-    """(key, token id, account id) of a fresh account with US$10."""
-    created = relay_api.new_account(name, quota_usd="10")
-    token = created["default_token"]
-    return token["key"], token["id"], created["account"]["id"]
-
-
-def _spent(token_id: str, account_id: str) -> tuple[int, int, int, int]:
-    token, account = token_store.get(token_id), account_store.get(account_id)
-    assert token is not None and account is not None
-    return token.used_units, token.reserved_units, account.used_units, account.reserved_units
 
 
 def _records() -> list[UsageRecord]:
@@ -62,7 +49,7 @@ def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
 
 def test_a_response_is_answered_and_charged_exactly(relay_api: Any, upstream: Any) -> None:
     # GIVEN a key with US$10
-    key, token_id, account_id = _key(relay_api)
+    key, token_id, account_id = fresh_key(relay_api)
 
     # WHEN it asks for a Response
     status, body = relay_api.call("POST", RESPONSES, key=key, body=ASK)
@@ -74,7 +61,7 @@ def test_a_response_is_answered_and_charged_exactly(relay_api: Any, upstream: An
     usage = body["usage"]
     # AND the key and account are charged exactly that, nothing stays reserved
     cost = _units(usage["input_tokens"], 0, usage["output_tokens"], MINI)
-    assert _spent(token_id, account_id) == (cost, 0, cost, 0)
+    assert spent(token_id, account_id) == (cost, 0, cost, 0)
     [record] = _records()
     assert (record.state, record.prompt_tokens, record.group) == (
         "settled",
@@ -93,7 +80,7 @@ def test_a_response_is_answered_and_charged_exactly(relay_api: Any, upstream: An
 def test_a_streamed_response_sends_typed_events_and_is_charged_from_response_completed(
     relay_api: Any,
 ) -> None:
-    key, token_id, account_id = _key(relay_api)
+    key, token_id, account_id = fresh_key(relay_api)
 
     status, text = relay_api.call("POST", RESPONSES, key=key, body={**ASK, "stream": True})
 
@@ -106,16 +93,16 @@ def test_a_streamed_response_sends_typed_events_and_is_charged_from_response_com
     assert deltas.endswith("Hello there!")
     usage = events[-1][1]["response"]["usage"]
     cost = _units(usage["input_tokens"], 0, usage["output_tokens"], MINI)
-    assert _spent(token_id, account_id) == (cost, 0, cost, 0)
+    assert spent(token_id, account_id) == (cost, 0, cost, 0)
     [record] = _records()
     assert record.stream is True and not record.usage_estimated
 
 
 def test_a_follow_up_is_billed_its_cached_tokens_at_the_cached_price(relay_api: Any) -> None:
     # GIVEN a first response
-    key, token_id, account_id = _key(relay_api)
+    key, token_id, account_id = fresh_key(relay_api)
     _, first = relay_api.call("POST", RESPONSES, key=key, body=ASK)
-    before = _spent(token_id, account_id)[0]
+    before = spent(token_id, account_id)[0]
 
     # WHEN a follow-up continues it (the demo provider reports the carried context as cached)
     follow = {**ASK, "input": "And again?", "previous_response_id": first["id"]}
@@ -127,7 +114,7 @@ def test_a_follow_up_is_billed_its_cached_tokens_at_the_cached_price(relay_api: 
     cached = usage["input_tokens_details"]["cached_tokens"]
     assert cached == first["usage"]["total_tokens"] > 0
     cost = _units(usage["input_tokens"], cached, usage["output_tokens"], MINI)
-    assert _spent(token_id, account_id)[0] - before == cost
+    assert spent(token_id, account_id)[0] - before == cost
 
 
 def _add_channel(channel_id: str, base_url: str, models: tuple[str, ...], **fields: Any) -> None:
@@ -140,7 +127,7 @@ def _add_channel(channel_id: str, base_url: str, models: tuple[str, ...], **fiel
 
 def test_a_follow_up_reaches_the_channel_holding_the_response(relay_api: Any) -> None:
     # GIVEN two channels serving the model, the second preferred after the first response
-    key, _, _ = _key(relay_api)
+    key, _, _ = fresh_key(relay_api)
     _, first = relay_api.call("POST", RESPONSES, key=key, body=ASK)
     with MockUpstream().start() as other:
         _add_channel("preferred", other.base_url, ("gpt-4.1-mini",), priority=10)
@@ -162,11 +149,11 @@ def test_stored_responses_are_read_listed_cancelled_and_deleted_by_their_owner_o
     relay_api: Any,
 ) -> None:
     # GIVEN a response made by account A, and account B
-    key_a, token_a, account_a = _key(relay_api, "a")
-    key_b, token_b, account_b = _key(relay_api, "b")
+    key_a, token_a, account_a = fresh_key(relay_api, "a")
+    key_b, token_b, account_b = fresh_key(relay_api, "b")
     _, made = relay_api.call("POST", RESPONSES, key=key_a, body=ASK)
     path = f"{RESPONSES}/{made['id']}"
-    spent_a = _spent(token_a, account_a)
+    spent_a = spent(token_a, account_a)
 
     # WHEN A reads, lists, cancels and deletes it
     assert relay_api.call("GET", path, key=key_a)[1]["id"] == made["id"]
@@ -184,8 +171,8 @@ def test_stored_responses_are_read_listed_cancelled_and_deleted_by_their_owner_o
     assert status == 404 and body["error"]["param"] == "previous_response_id"
     assert relay_api.call("GET", f"{RESPONSES}/resp_unknown", key=key_a)[0] == 404
     # AND reading is free, B was charged nothing
-    assert _spent(token_a, account_a) == spent_a
-    assert _spent(token_b, account_b) == (0, 0, 0, 0)
+    assert spent(token_a, account_a) == spent_a
+    assert spent(token_b, account_b) == (0, 0, 0, 0)
     # AND A's delete reaches the provider
     status, deleted = relay_api.call("DELETE", path, key=key_a)
     assert status == 200 and deleted["deleted"] is True
@@ -195,7 +182,7 @@ def test_stored_responses_are_read_listed_cancelled_and_deleted_by_their_owner_o
 def test_legacy_completions_and_moderations_are_answered_and_charged(
     relay_api: Any, upstream: Any
 ) -> None:
-    key, token_id, account_id = _key(relay_api)
+    key, token_id, account_id = fresh_key(relay_api)
     ask = {"model": "gpt-3.5-turbo-instruct", "prompt": "Say this is a test", "max_tokens": 50}
 
     status, body = relay_api.call("POST", COMPLETIONS, key=key, body=ask)
@@ -204,7 +191,7 @@ def test_legacy_completions_and_moderations_are_answered_and_charged(
     assert body["choices"][0]["text"].endswith("Say this is a test")
     usage = body["usage"]
     cost = _units(usage["prompt_tokens"], 0, usage["completion_tokens"], INSTRUCT)
-    assert _spent(token_id, account_id) == (cost, 0, cost, 0)
+    assert spent(token_id, account_id) == (cost, 0, cost, 0)
 
     streamed = {**ask, "stream": True, "stream_options": {"include_usage": True}}
     status, text = relay_api.call("POST", COMPLETIONS, key=key, body=streamed)
@@ -215,21 +202,21 @@ def test_legacy_completions_and_moderations_are_answered_and_charged(
         == body["choices"][0]["text"]
     )
     assert chunks[-1]["usage"] == usage
-    assert _spent(token_id, account_id) == (2 * cost, 0, 2 * cost, 0)
+    assert spent(token_id, account_id) == (2 * cost, 0, 2 * cost, 0)
 
     # A completion without max_tokens gets the API's default of 16, not the gateway's
     status, _ = relay_api.call(
         "POST", COMPLETIONS, key=key, body={"model": "gpt-3.5-turbo-instruct", "prompt": ["a", "b"]}
     )
     assert status == 200 and upstream.last_body["max_tokens"] == 16
-    used = _spent(token_id, account_id)[0]
+    used = spent(token_id, account_id)[0]
 
     # A moderation costs its price per request (US$0.0002 = 100 units)
     body = {"model": "omni-moderation-latest", "input": ["fine", "flag-me"]}
     status, answer = relay_api.call("POST", MODERATIONS, key=key, body=body)
     assert status == 200, answer
     assert [r["flagged"] for r in answer["results"]] == [False, True]
-    assert _spent(token_id, account_id)[0] - used == 100
+    assert spent(token_id, account_id)[0] - used == 100
 
 
 # One account for every case: each must leave it untouched (setups are what tests cost here).
@@ -258,12 +245,12 @@ BAD_INPUT = [
 def test_bad_input_is_an_openai_shaped_4xx_naming_the_param_and_charges_nothing(
     relay_api: Any,
 ) -> None:
-    key, token_id, account_id = _key(relay_api)
+    key, token_id, account_id = fresh_key(relay_api)
     for path, body, param in BAD_INPUT:
         status, answer = relay_api.call("POST", path, key=key, body=body)
         assert 400 <= status < 500, (path, body, answer)
         assert answer["error"]["param"] == param and answer["error"]["message"], (body, answer)
-    assert _spent(token_id, account_id) == (0, 0, 0, 0)
+    assert spent(token_id, account_id) == (0, 0, 0, 0)
     assert all(r.state == "rejected" for r in _records())
 
 
@@ -271,7 +258,7 @@ def test_models_lists_each_model_with_the_endpoints_it_serves(
     relay_api: Any, upstream: Any
 ) -> None:
     # GIVEN the demo channel, and one that lists its endpoints
-    key, _, _ = _key(relay_api)
+    key, _, _ = fresh_key(relay_api)
     _add_channel("chat-only", upstream.base_url, ("chat-only-model",),
                  endpoints=("chat/completions",))  # fmt: skip
 
@@ -365,7 +352,7 @@ def test_a_responses_stream_cut_midway_ends_with_an_error_event_charged_for_what
     relay_api: Any,
 ) -> None:
     # GIVEN a key, and a provider that cuts the stream after its first events
-    key, token_id, account_id = _key(relay_api)
+    key, token_id, account_id = fresh_key(relay_api)
 
     # WHEN a response is streamed
     status, text = relay_api.call(
@@ -380,4 +367,4 @@ def test_a_responses_stream_cut_midway_ends_with_an_error_event_charged_for_what
     # AND the call is settled, not left reserved, flagged as estimated
     [record] = _records()
     assert (record.status, record.usage_estimated) == ("upstream_error", True)
-    assert _spent(token_id, account_id)[1::2] == (0, 0)
+    assert spent(token_id, account_id)[1::2] == (0, 0)
