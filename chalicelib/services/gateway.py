@@ -11,7 +11,7 @@ The kinds (chat, embeddings, responses, completions, moderations) share every st
 ways they differ are data in ``core.payloads``. A ``stream: true`` call takes
 ``streaming.relay_stream`` after ``reserve``: the events are handed
 on as they arrive (``streaming.StreamDelivery``) and the call settles, through the same
-``_finish``, once the stream ends, breaks or the client hangs up, charged for what was delivered.
+``finish``, once the stream ends, breaks or the client hangs up, charged for what was delivered.
 
 Round trips on a warm container: one before upstream (token reservation, account reservation
 and the pending usage record, in parallel) and one after (both settles and the record's final
@@ -621,7 +621,7 @@ def _record(
     )
 
 
-def _capped(call: Call, held: Held) -> dict[str, Any]:
+def capped(call: Call, held: Held) -> dict[str, Any]:
     payload = dict(call.payload)
     if held.plan.max_output_tokens is not None:
         payloads.set_output_cap(payload, held.plan.max_output_tokens, call.kind)
@@ -630,7 +630,7 @@ def _capped(call: Call, held: Held) -> dict[str, Any]:
 
 def forward(call: Call, held: Held) -> upstream.UpstreamReply:
     """The call upstream with the reserved output cap; refunded in full if nothing came back."""
-    payload = _capped(call, held)
+    payload = capped(call, held)
     with refunded_on_error(call, held):
         return upstream.forward(
             call.kind,
@@ -654,7 +654,7 @@ class Delivered:
     cached_tokens: int = 0  # the part of prompt_tokens billed at the cached-input price
 
 
-def _charge(
+def charge(
     call: Call,
     held: Held,
     used: Delivered,
@@ -691,7 +691,7 @@ def _charge(
     )
     if detail is None and charged != real_cost:
         detail = f"cost {real_cost} capped at reservation"
-    _finish(replace(held, record=answered), call.started, charged=charged, status=status,
+    finish(replace(held, record=answered), call.started, charged=charged, status=status,
             detail=detail)  # fmt: skip
     observe.metric("RelayedCalls")
     return charged
@@ -704,14 +704,14 @@ def refunded_on_error(call: Call, held: Held) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        _refund_failed(call, held, exc)
+        refund_failed(call, held, exc)
         raise
 
 
-def _refund_failed(call: Call, held: Held, error: BaseException) -> None:
+def refund_failed(call: Call, held: Held, error: BaseException) -> None:
     """Nothing was delivered: give the reservation back now rather than leave it to the
     sweeper."""
-    _finish(held, call.started, charged=0, status="upstream_error", detail=error)
+    finish(held, call.started, charged=0, status="upstream_error", detail=error)
     observe.metric("UpstreamFailures")
 
 
@@ -725,13 +725,13 @@ def settle(
     client (its gateway has given up): it is refunded instead of charged, and answered 504.
     """
     if call.deadline.passed():
-        _finish(held, call.started, charged=0, status="deadline_exceeded", detail=None)
+        finish(held, call.started, charged=0, status="deadline_exceeded", detail=None)
         raise errors.UpstreamTimeout("The call did not finish within its deadline.")
     ok = reply.status < 400
     if ok:
         remember_objects(call, reply.channel_id, reply.object_id, reply.conversation_id,
                          reply.prompt_tokens + reply.completion_tokens)  # fmt: skip
-    charged = _charge(
+    charged = charge(
         call,
         held,
         Delivered(
@@ -754,7 +754,7 @@ def settle(
         headers={
             "X-Request-Id": held.record.request_id,
             "X-Sluice-Cost-Units": str(charged),
-            **_rate_headers(call, held, reply.prompt_tokens + reply.completion_tokens),
+            **rate_headers(call, held, reply.prompt_tokens + reply.completion_tokens),
         },
     )
 
@@ -779,7 +779,7 @@ def remember_objects(
                     code=exc.instance_code)  # fmt: skip
 
 
-def _rate_headers(call: Call, held: Held, tokens: int) -> dict[str, str]:
+def rate_headers(call: Call, held: Held, tokens: int) -> dict[str, str]:
     """The key's ``x-ratelimit-*`` headers as this call left its minute (none without limits);
     a call that outlived the minute it was reserved in reports the new one, where its own
     tokens went."""
@@ -831,7 +831,7 @@ def _describe(detail: Any) -> str | None:
     return type(detail).__name__
 
 
-def _finish(held: Held, started: float, *, charged: int, status: str, detail: Any) -> int:
+def finish(held: Held, started: float, *, charged: int, status: str, detail: Any) -> int:
     """Decide the call's outcome, then apply it: the record first, then both items' settles.
 
     The record is the decision. Written first, it lets the sweeper finish a call whose process
@@ -880,8 +880,3 @@ def _finish(held: Held, started: float, *, charged: int, status: str, detail: An
         detail=final.detail,
     )
     return charged
-
-
-# For the calls that settle outside a request's own flow (``services.media``, ``services.videos``).
-finish = _finish
-refund_failed = _refund_failed

@@ -2,7 +2,7 @@
 handed on as they arrive.
 
 ``relay_stream`` opens the stream upstream; ``StreamDelivery`` hands its events to the client
-and settles the call, through ``gateway``'s same charge and ``_finish``, once the stream ends,
+and settles the call, through ``gateway``'s same charge and ``finish``, once the stream ends,
 breaks or the client hangs up, charged for what was delivered.
 """
 
@@ -23,10 +23,10 @@ from chalicelib.services.gateway import (
     CallResult,
     Delivered,
     Held,
-    _capped,
-    _charge,
-    _rate_headers,
-    _refund_failed,
+    capped,
+    charge,
+    rate_headers,
+    refund_failed,
     refunded_on_error,
     remember_objects,
     settle,
@@ -60,7 +60,7 @@ def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
     a keepalive once the provider was silent for ``stream_keepalive_seconds``; from then on the
     stream can only end with an error event (see ``StreamDelivery``).
     """
-    payload = _capped(call, held)
+    payload = capped(call, held)
     with refunded_on_error(call, held):
         source = upstream.open_stream(
             payload,
@@ -74,13 +74,13 @@ def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
     first = source.next_item(get_settings().stream_keepalive_seconds)
     if first is not None and first.kind == "failed" and first.error is not None:
         source.close()
-        _refund_failed(call, held, first.error)
+        refund_failed(call, held, first.error)
         raise first.error
     if first is not None and first.kind == "rejected" and first.reply is not None:
         return settle(call, held, first.reply)
     delivery = StreamDelivery(call, held, source, first)
     # The rate-limit headers go out before the answer: its tokens are not known yet.
-    headers = {"X-Request-Id": held.record.request_id, **_rate_headers(call, held, 0)}
+    headers = {"X-Request-Id": held.record.request_id, **rate_headers(call, held, 0)}
     return StreamedCall(headers=headers, chunks=delivery)
 
 
@@ -221,7 +221,7 @@ class StreamDelivery:
             self._delivered_usage() if self._delivered else (0, 0, False)
         )
         cached = self._cached_tokens if self._delivered and not estimated else 0
-        _charge(
+        charge(
             self.call,
             self.held,
             Delivered(prompt, completion, estimated, cached),
