@@ -315,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
         packaged = bool((run.figures.get("cold_start") or {}).get("package", {}).get("ok"))
         run.section(
             "relay_cold_start",
-            lambda: streaming.relay_cold_start(max(args.import_runs, 3), built=packaged),
+            lambda: (
+                {"ok": False, "note": "--no-package (it runs from the deployment zip)"}
+                if args.no_package
+                else streaming.relay_cold_start(max(args.import_runs, 3), built=packaged)
+            ),
         )
         try:
             if served:
