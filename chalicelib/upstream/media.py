@@ -143,6 +143,18 @@ def _attempt(
     return MediaReply(response.status_code, body, kind, channel.name, channel.id, upstream_model)
 
 
+def _candidates(model: str, group: str) -> list[Channel]:
+    """The channels to try for ``model`` in ``group``, best first (none: 404)."""
+    candidates = failover_order(
+        config_store.channels(), model, group, _rng, get_settings().upstream_max_attempts
+    )
+    if not candidates:
+        raise ModelNotFound(
+            f"The model '{model}' does not exist or no upstream serves it.", param="model"
+        )
+    return candidates
+
+
 def send(
     path: str,
     *,
@@ -159,14 +171,7 @@ def send(
     ``accepted`` tells a complete answer from one the next channel may do better (e.g. a
     JSON answer that is not JSON).
     """
-    settings = get_settings()
-    candidates = failover_order(
-        config_store.channels(), model, group, _rng, settings.upstream_max_attempts
-    )
-    if not candidates:
-        raise ModelNotFound(
-            f"The model '{model}' does not exist or no upstream serves it.", param="model"
-        )
+    candidates = _candidates(model, group)
     deadline = time.monotonic() + budget_seconds
     failures: list[str] = []
     last = ChannelFailure("no attempt was made", timeout=True)
@@ -291,14 +296,7 @@ def open_stream(
 ) -> OpenedBody | MediaReply:
     """POST a new call whose answer is handed on as it arrives (a streamed transcription),
     failed over like ``send`` until a channel answers; its refusal (buffered) otherwise."""
-    settings = get_settings()
-    candidates = failover_order(
-        config_store.channels(), model, group, _rng, settings.upstream_max_attempts
-    )
-    if not candidates:
-        raise ModelNotFound(
-            f"The model '{model}' does not exist or no upstream serves it.", param="model"
-        )
+    candidates = _candidates(model, group)
     deadline = time.monotonic() + budget_seconds
     client = get_http_client()
     failures: list[str] = []
