@@ -110,27 +110,36 @@ async def raw_body(request: Request) -> bytes:
 
 
 # Responses ----------------------------------------------------------------------------------
-class EventStream(StreamingResponse):
-    """A stream's events as they come; ``chunks.close()`` runs however the response ends.
+class BodyStream(StreamingResponse):
+    """A body handed on as upstream sends it (a stream's events, a video file, transcription
+    events); ``close`` (upstream hung up on, a stream settled) runs however the response ends.
 
     Each ``next()`` runs in the threadpool (it waits on upstream). A client that hangs up
     cancels the response: the cancellation lands when the current ``next()`` returns (within
-    ``streaming.TICK_SECONDS``), and the shielded ``close()`` then hangs up on upstream and
-    settles the call before the app returns.
+    ``streaming.TICK_SECONDS`` for a stream), and the shielded ``close()`` then hangs up on
+    upstream and settles the call before the app returns.
     """
 
-    def __init__(self, streamed: streaming.StreamedCall) -> None:
-        self.chunks = streamed.chunks
+    def __init__(
+        self,
+        chunks: Any,
+        status: int,
+        content_type: str,
+        headers: dict[str, str],
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        self.source = chunks
+        self.close_source = close or chunks.close
         super().__init__(
-            self._each_chunk(),
-            status_code=streamed.status,
-            headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no", **streamed.headers},
-            media_type=streamed.content_type,
+            self._chunks(),
+            status_code=status,
+            headers={**SECURITY_HEADERS, **headers},
+            media_type=content_type,
         )
 
-    async def _each_chunk(self) -> AsyncIterator[bytes]:
+    async def _chunks(self) -> AsyncIterator[bytes]:
         while True:
-            chunk = await run_in_threadpool(next, self.chunks, None)
+            chunk = await run_in_threadpool(next, self.source, None)
             if chunk is None:
                 return
             if chunk:  # b"": upstream was silent for a moment, nothing to send
@@ -141,12 +150,13 @@ class EventStream(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             with anyio.CancelScope(shield=True):
-                await run_in_threadpool(self.chunks.close)
+                await run_in_threadpool(self.close_source)
 
 
 def relayed(result: gateway.CallResult | streaming.StreamedCall) -> Response:
     if isinstance(result, streaming.StreamedCall):
-        return EventStream(result)
+        headers = {"X-Accel-Buffering": "no", **result.headers}
+        return BodyStream(result.chunks, result.status, result.content_type, headers)
     return Response(
         result.body,
         status_code=result.status,

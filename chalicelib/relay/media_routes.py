@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
 from chalicelib.services import gateway, media, videos
 
@@ -48,7 +46,7 @@ async def _relayed(
         deadline=deadline,
     )
     if isinstance(result, media.TranscriptStream):
-        return BodyStream(result, result.status, result.content_type, result.headers)
+        return relay.BodyStream(result, result.status, result.content_type, result.headers)  # type: ignore[no-any-return]
     return relay.relayed(result)  # type: ignore[no-any-return]
 
 
@@ -108,8 +106,9 @@ def _on_video(video_id: str, action: str) -> dict[str, Handler]:
         )
         if isinstance(opened, gateway.CallResult):
             return relay.relayed(opened)
-        return BodyStream(opened.chunks, opened.status, opened.content_type, opened.headers,
-                          close=opened.close)  # fmt: skip
+        return relay.BodyStream(  # type: ignore[no-any-return]
+            opened.chunks, opened.status, opened.content_type, opened.headers, close=opened.close
+        )
 
     async def remix(request: Request) -> Response:
         return await _relayed(request, videos.remix, video_id)
@@ -119,42 +118,6 @@ def _on_video(video_id: str, action: str) -> dict[str, Handler]:
     if action == "content":
         return {"GET": content}
     return {"POST": remix}
-
-
-class BodyStream(StreamingResponse):
-    """A body handed on as the provider sends it (a video file, transcription events); its
-    ``close`` (upstream hung up on, a stream settled) runs however the client's response ends."""
-
-    def __init__(
-        self,
-        chunks: Any,
-        status: int,
-        content_type: str,
-        headers: dict[str, str],
-        close: Callable[[], None] | None = None,
-    ) -> None:
-        self.source = chunks
-        self.close_source = close or chunks.close
-        super().__init__(
-            self._chunks(),
-            status_code=status,
-            headers={**_app().SECURITY_HEADERS, **headers},
-            media_type=content_type,
-        )
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        while True:
-            chunk = await run_in_threadpool(next, self.source, None)
-            if chunk is None:
-                return
-            yield chunk
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await run_in_threadpool(self.close_source)
 
 
 ROUTES: dict[str, dict[str, Handler]] = {
