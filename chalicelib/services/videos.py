@@ -131,12 +131,6 @@ class Job:
 
 
 # Who asks -------------------------------------------------------------------------------------
-def _caller(authorization: str | None, source_ip: str) -> TokenRecord:
-    """The key as stored now, usable (a disabled or expired key, or one of a disabled account,
-    reaches no job)."""
-    return objects.usable_key(authorization, source_ip)
-
-
 def _not_found(video_id: str) -> errors.NotFound:
     return errors.NotFound(f"No video found with id '{video_id}'.", param="video_id")
 
@@ -209,7 +203,7 @@ def remix(
     deadline: Deadline | None,
 ) -> gateway.CallResult:
     """``POST /v1/videos/{id}/remix``: a new job on the source's channel, as long as it."""
-    token = _caller(authorization, source_ip)
+    token = objects.usable_key(authorization, source_ip)
     source = _owned_job(video_id, token)
     payload = _json_object(raw_body)
     prompt = payload.get("prompt")
@@ -382,13 +376,13 @@ def _job_answer(job: Job, reply: upstream_media.MediaReply) -> gateway.CallResul
 
 def retrieve(video_id: str, authorization: str | None, source_ip: str) -> gateway.CallResult:
     """``GET /v1/videos/{id}``: the job as the provider has it now (settled if completed)."""
-    job = _owned_job(video_id, _caller(authorization, source_ip))
+    job = _owned_job(video_id, objects.usable_key(authorization, source_ip))
     return _job_answer(job, _poll(job))
 
 
 def delete(video_id: str, authorization: str | None, source_ip: str) -> gateway.CallResult:
     """``DELETE /v1/videos/{id}``: refunded unless the job had completed (then charged)."""
-    job = _owned_job(video_id, _caller(authorization, source_ip))
+    job = _owned_job(video_id, objects.usable_key(authorization, source_ip))
     _poll(job)
     reply = upstream_media.send_to(
         job.channel_id, "DELETE", f"/videos/{video_id}", budget_seconds=POLL_SECONDS
@@ -404,7 +398,7 @@ def content(
     video_id: str, query: dict[str, str], authorization: str | None, source_ip: str
 ) -> upstream_media.OpenedBody | gateway.CallResult:
     """``GET /v1/videos/{id}/content``: the file, handed on as the provider sends it."""
-    job = _owned_job(video_id, _caller(authorization, source_ip))
+    job = _owned_job(video_id, objects.usable_key(authorization, source_ip))
     variant = query.get("variant", "video")
     if variant not in VARIANTS:
         raise errors.InvalidRequest(
@@ -423,7 +417,7 @@ def gateway_budget() -> float:
 
 def list_jobs(query: dict[str, str], authorization: str | None, source_ip: str) -> dict[str, Any]:
     """``GET /v1/videos``: this account's jobs, newest first (``limit``, ``after``)."""
-    token = _caller(authorization, source_ip)
+    token = objects.usable_key(authorization, source_ip)
     for name in query:
         if name not in LIST_QUERY:
             raise errors.InvalidRequest(
