@@ -183,9 +183,12 @@ def credit(
     """
     if not tokens.plausible_id(account_id):
         raise NotFound("No account with this id.", param="id")
-    # ``now`` is whole seconds; the clock's milliseconds order two credits of the same second,
-    # so that "newest first" holds for an operator crediting twice in a row.
-    at_ms = int(now) * 1000 + time.time_ns() // 1_000_000 % 1000
+    # ``now`` is whole seconds, taken when the request arrived; the clock's milliseconds order
+    # two credits of the same second, so that "newest first" holds for an operator crediting
+    # twice in a row. A write that lands after that second ended takes the clock's time: its
+    # milliseconds alone would sort it before an earlier credit of the same second.
+    clock_ms = time.time_ns() // 1_000_000
+    at_ms = clock_ms if clock_ms // 1000 > now else int(now) * 1000 + clock_ms % 1000
     event = Event(
         f"account#{account_id}",
         f"{at_ms:013d}#{secrets.token_hex(4)}",

@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import time_machine
 
 from chalicelib.core import keys
 from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
@@ -251,6 +252,21 @@ def test_credits_accumulate_and_each_leaves_an_event(backend: Any) -> None:
         (7, "n1", NOW + 1),
         (5, "n0", NOW),
     ]
+
+
+def test_a_credit_written_after_its_second_ended_is_still_listed_newest_first(
+    backend: Any,
+) -> None:
+    # GIVEN an account credited at 0.956 s into second NOW
+    account = new_account(quota=0)
+    create(account)
+    with time_machine.travel(NOW + 0.956, tick=False):
+        store.credit(account.id, 5, "first", NOW)
+    # WHEN a second credit, admitted in the same second, is written just after it ended
+    with time_machine.travel(NOW + 1.002, tick=False):
+        store.credit(account.id, 7, "second", NOW)
+    # THEN the second is listed first
+    assert [e["note"] for e in store.events(account.id)] == ["second", "first"]
 
 
 def test_crediting_a_missing_account_writes_nothing(backend: Any) -> None:
