@@ -36,6 +36,27 @@ os.environ.update(
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "SLUICE_DYNAMODB_ENDPOINT"):
     os.environ.pop(_name, None)
 
+
+def _share_botocore_loader() -> None:
+    """Every test binds the models to a fresh botocore client (a new table prefix, a new
+    mock), and each fresh session parsed DynamoDB's service model again: about 0.15 s a
+    test. Sessions still resolve their credentials each (stacks bootstrap with others)."""
+    import botocore.loaders
+    import botocore.session
+    import pynamodb.connection.base
+
+    loader = botocore.loaders.create_loader()
+
+    def session() -> botocore.session.Session:
+        made = botocore.session.get_session()
+        made.register_component("data_loader", loader)
+        return made
+
+    pynamodb.connection.base.get_session = session  # type: ignore[attr-defined]
+
+
+_share_botocore_loader()
+
 # The longest files, longest first. `make test` runs pytest-xdist with --dist loadfile, which
 # hands whole files to the workers in collection order: a long file collected last would run
 # alone at the end while the other worker idles. Within a file the order is unchanged.
@@ -79,12 +100,47 @@ def tables(settings: Any) -> Iterator[Any]:
     from moto import mock_aws
 
     from chalicelib.store import configure_store, models
+    from chalicelib.store.common import connection
 
     with mock_aws():
         configure_store(settings)
         models.configure(settings)  # fresh botocore clients inside the mock
-        models.create_tables()
+        _create_moto_tables(settings)
+        assert connection().client  # made now, not by two threads at once in the first call
         yield settings
+
+
+# Suffix -> the empty table moto made for it, once per process (see _create_moto_tables).
+_EMPTY_MOTO_TABLES: dict[str, Any] = {}
+
+
+def _create_moto_tables(settings: Any) -> None:
+    """What ``models.create_tables()`` makes, at a fraction of its cost on moto.
+
+    Made through the API once per process, then copied under the test's prefix: moto's cost
+    per call (about 30 calls with the existence checks and waits) made creating the tables
+    most of a typical test's setup. Only the name and the ARN carry the prefix.
+    """
+    import copy
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    from chalicelib.store import models
+
+    prefix = settings.table_prefix
+    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][settings.region]
+    if not _EMPTY_MOTO_TABLES:
+        made = models.create_tables()
+        assert sorted(made) == sorted(backend.tables), (made, list(backend.tables))
+        for name, table in backend.tables.items():
+            _EMPTY_MOTO_TABLES[name.removeprefix(prefix)] = copy.deepcopy(table)
+        return
+    for suffix, empty in _EMPTY_MOTO_TABLES.items():
+        table = copy.deepcopy(empty)
+        table.name = prefix + suffix
+        table.table_arn = table._generate_arn(table.name)
+        backend.tables[table.name] = table
 
 
 @pytest.fixture(scope="session")
