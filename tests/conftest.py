@@ -9,6 +9,7 @@ Backends:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -97,6 +98,12 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Any:
 @pytest.fixture
 def tables(settings: Any) -> Iterator[Any]:
     """Every table, created from the models, on moto in-process."""
+    with _moto_tables(settings):
+        yield settings
+
+
+@contextlib.contextmanager
+def _moto_tables(settings: Any) -> Iterator[None]:
     from moto import mock_aws
 
     from chalicelib.store import configure_store, models
@@ -107,7 +114,7 @@ def tables(settings: Any) -> Iterator[Any]:
         models.configure(settings)  # fresh botocore clients inside the mock
         _create_moto_tables(settings)
         assert connection().client  # made now, not by two threads at once in the first call
-        yield settings
+        yield
 
 
 # Suffix -> the empty table moto made for it, once per process (see _create_moto_tables).
@@ -272,6 +279,12 @@ class RoutedClient:
 @pytest.fixture
 def relay_client(tables: Any) -> Iterator[Any]:
     """Starlette's test client over the relay's ASGI app, seen from 127.0.0.1."""
+    with _relay_client() as test_client:
+        yield test_client
+
+
+@contextlib.contextmanager
+def _relay_client() -> Iterator[Any]:
     from starlette.testclient import TestClient
 
     from chalicelib.relay.app import app as relay_app
@@ -282,6 +295,12 @@ def relay_client(tables: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def client(tables: Any, relay_client: Any) -> Iterator[Any]:
+    with _routed_client(relay_client) as routed:
+        yield routed
+
+
+@contextlib.contextmanager
+def _routed_client(relay_client: Any) -> Iterator[RoutedClient]:
     from chalice.test import Client
 
     from app import app
@@ -293,3 +312,13 @@ def client(tables: Any, relay_client: Any) -> Iterator[Any]:
 @pytest.fixture
 def api(client: Any) -> Api:
     return Api(client)
+
+
+@pytest.fixture(scope="module")
+def module_api() -> Iterator[Api]:
+    """``api`` for a whole module, on tables of its own: for a module whose every test
+    leaves the store as it found it and checks so (a shared setup instead of one per test)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        settings = _apply_settings(monkeypatch, SLUICE_TABLE_PREFIX="t" + secrets.token_hex(4))
+        with _moto_tables(settings), _relay_client() as relay, _routed_client(relay) as routed:
+            yield Api(routed)

@@ -1,7 +1,8 @@
 """Every validation failure is a 400 naming the offending ``param``, and writes nothing.
 
-Each case runs against an account with one extra token; the whole store is snapshotted (moto, by
-Scan) before and after the rejected request and must be identical.
+Every case runs against the same two accounts, one with an extra token, made once for the module
+(``world``); the whole store is snapshotted (moto, by Scan) before and after each rejected
+request and must be identical, so a case that wrongly writes fails itself.
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ class World:
         return text.format(token=self.token, account=self.account, other=self.other_account)
 
 
-@pytest.fixture
-def world(api: Any) -> World:
+@pytest.fixture(scope="module")
+def world(module_api: Any) -> World:
     with time_machine.travel(T0, tick=False):
-        return World(api)
+        return World(module_api)
 
 
 def expect_refused(
