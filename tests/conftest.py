@@ -89,10 +89,14 @@ def _apply_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
     return settings
 
 
+def _fresh_prefix() -> str:
+    """A table prefix of its own, so no two tests (or workers) share a table."""
+    return "t" + secrets.token_hex(4)
+
+
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Any:
-    prefix = "t" + secrets.token_hex(4)
-    return _apply_settings(monkeypatch, SLUICE_TABLE_PREFIX=prefix)
+    return _apply_settings(monkeypatch, SLUICE_TABLE_PREFIX=_fresh_prefix())
 
 
 @pytest.fixture
@@ -166,10 +170,9 @@ def ddb_local(ddb_local_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterato
     """Fresh tables on DynamoDB Local under a per-test prefix."""
     from chalicelib.store import models
 
-    prefix = "t" + secrets.token_hex(4)
     settings = _apply_settings(
         monkeypatch,
-        SLUICE_TABLE_PREFIX=prefix,
+        SLUICE_TABLE_PREFIX=_fresh_prefix(),
         SLUICE_DYNAMODB_ENDPOINT=ddb_local_server.endpoint,
     )
     models.create_tables()
@@ -319,6 +322,6 @@ def module_api() -> Iterator[Api]:
     """``api`` for a whole module, on tables of its own: for a module whose every test
     leaves the store as it found it and checks so (a shared setup instead of one per test)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        settings = _apply_settings(monkeypatch, SLUICE_TABLE_PREFIX="t" + secrets.token_hex(4))
+        settings = _apply_settings(monkeypatch, SLUICE_TABLE_PREFIX=_fresh_prefix())
         with _moto_tables(settings), _relay_client() as relay, _routed_client(relay) as routed:
             yield Api(routed)
