@@ -1,14 +1,16 @@
-"""Count DynamoDB calls, attempts, retries and round trips with botocore's event hooks.
+"""Count DynamoDB calls, attempts, retries and round trips with the store's clients' hooks.
 
-One ``CallCounter`` is registered on the botocore client the store shares
-(``chalicelib.store.common.connection().client``). Per API call it sees ``before-call`` and
-``after-call`` (or ``after-call-error``); per HTTP attempt it sees ``before-send``, so
-``attempts - calls`` is what botocore retried on its own (the store's one retry layer). A call
+One ``CallCounter`` is registered on both clients the store sends through: the botocore client
+it shares (``chalicelib.store.common.connection().client``) and the lean client that carries the
+writes of every relayed call (``chalicelib.store.wire.hooks``), which emits the same events. Per
+API call it sees ``before-call`` and ``after-call`` (or botocore's ``after-call-error``); per HTTP
+attempt it sees ``before-send``, so ``attempts - calls`` is what the clients retried on their own
+(the store's one retry layer). A call
 whose request repeats an earlier one exactly (same table, key, expression and request id) is
 the same write sent again by the code: money writes are keyed by the request id, so an
 identical request can only be that.
 
-Each call's CPU is the calling thread's ``thread_time`` between the two hooks: what botocore
+Each call's CPU is the calling thread's ``thread_time`` between the two hooks: what the client
 itself spends to serialize, sign, send and parse (the wait for DynamoDB costs no CPU).
 
 Round trips are measured, not inferred: each call is an interval from ``before-call`` to
@@ -49,29 +51,32 @@ class CallCounter:
     store_retries: int = 0
     _seen: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _events: Any = None
+    _events: tuple[Any, ...] = ()
 
     # --- registration ---------------------------------------------------------------------
     def register(self, client: Any) -> CallCounter:
-        events = client.meta.events
-        events.register("before-call.dynamodb", self._before_call, unique_id=HOOK_ID + "-bc")
-        events.register("after-call.dynamodb", self._after_call, unique_id=HOOK_ID + "-ac")
-        events.register("after-call-error.dynamodb", self._after_call, unique_id=HOOK_ID + "-ae")
-        events.register("before-send.dynamodb", self._before_send, unique_id=HOOK_ID + "-bs")
-        self._events = events
+        """On ``client`` (botocore's) and on the lean client's hooks."""
+        from chalicelib.store import wire
+
+        self._events = (client.meta.events, wire.hooks)
+        for events in self._events:
+            for event, handler, suffix in self._hooks():
+                events.register(event, handler, unique_id=HOOK_ID + suffix)
         return self
 
+    def _hooks(self) -> list[tuple[str, Any, str]]:
+        return [
+            ("before-call.dynamodb", self._before_call, "-bc"),
+            ("after-call.dynamodb", self._after_call, "-ac"),
+            ("after-call-error.dynamodb", self._after_call, "-ae"),
+            ("before-send.dynamodb", self._before_send, "-bs"),
+        ]
+
     def unregister(self) -> None:
-        if self._events is None:
-            return
-        for event, suffix in (
-            ("before-call.dynamodb", "-bc"),
-            ("after-call.dynamodb", "-ac"),
-            ("after-call-error.dynamodb", "-ae"),
-            ("before-send.dynamodb", "-bs"),
-        ):
-            self._events.unregister(event, unique_id=HOOK_ID + suffix)
-        self._events = None
+        for events in self._events:
+            for event, _, suffix in self._hooks():
+                events.unregister(event, unique_id=HOOK_ID + suffix)
+        self._events = ()
 
     def __enter__(self) -> CallCounter:
         return self
@@ -80,9 +85,12 @@ class CallCounter:
         self.unregister()
 
     # --- hooks ----------------------------------------------------------------------------
-    def _before_call(self, model: Any, params: Any = None, context: Any = None, **_: Any) -> None:
-        call = Call(self.phase, model.name, time.perf_counter(), cpu_started=time.thread_time())
-        fingerprint = _fingerprint(model.name, params)
+    def _before_call(
+        self, event_name: str, params: Any = None, context: Any = None, **_: Any
+    ) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        call = Call(self.phase, operation, time.perf_counter(), cpu_started=time.thread_time())
+        fingerprint = _fingerprint(operation, params)
         with self._lock:
             self.calls.append(call)
             if fingerprint is not None:

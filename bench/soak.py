@@ -107,7 +107,7 @@ def run(
         from chalicelib.core.channels import Channel
         from chalicelib.services import gateway, ledger_verify, management, schemas, sweeper
         from chalicelib.store import config as config_store
-        from chalicelib.store import models
+        from chalicelib.store import models, wire
         from chalicelib.store.common import connection
         from chalicelib.store.models import Account, Token
         from devtools.demo_seed import DEMO_PRICES, register_demo
@@ -131,13 +131,19 @@ def run(
                 key_list.append(management.create_tokens(account_id, body, now)["data"][0])
 
             faults = Faults(seed)
-            events = connection().client.meta.events
-            events.register_first("before-send.dynamodb", faults.before_send, unique_id="soak")
-            for op in ("UpdateItem", "PutItem"):
-                events.register(f"provide-client-params.dynamodb.{op}", faults.maybe_kill,
-                                unique_id=f"soak-in-{op}")  # fmt: skip
-                events.register(f"after-call.dynamodb.{op}", faults.maybe_kill,
-                                unique_id=f"soak-out-{op}")  # fmt: skip
+            # Both clients the store sends through: botocore's, and the lean one that carries
+            # the relayed calls' writes (its "before-call" is botocore's provide-client-params).
+            hooked: list[tuple[Any, str]] = [
+                (connection().client.meta.events, "provide-client-params"),
+                (wire.hooks, "before-call"),
+            ]
+            for events, kill_in in hooked:
+                events.register_first("before-send.dynamodb", faults.before_send, unique_id="soak")
+                for op in ("UpdateItem", "PutItem"):
+                    events.register(f"{kill_in}.dynamodb.{op}", faults.maybe_kill,
+                                    unique_id=f"soak-in-{op}")  # fmt: skip
+                    events.register(f"after-call.dynamodb.{op}", faults.maybe_kill,
+                                    unique_id=f"soak-out-{op}")  # fmt: skip
             stop_at = time.monotonic() + seconds
             outcomes = {"ok": 0, "refused": 0, "failed": 0, "killed": 0}
             lock = threading.Lock()
@@ -162,10 +168,11 @@ def run(
             with ThreadPoolExecutor(THREADS) as pool:
                 list(pool.map(one, range(calls)))
             elapsed = time.monotonic() - started
-            events.unregister("before-send.dynamodb", unique_id="soak")
-            for op in ("UpdateItem", "PutItem"):
-                events.unregister(f"provide-client-params.dynamodb.{op}", unique_id=f"soak-in-{op}")
-                events.unregister(f"after-call.dynamodb.{op}", unique_id=f"soak-out-{op}")
+            for events, kill_in in hooked:
+                events.unregister("before-send.dynamodb", unique_id="soak")
+                for op in ("UpdateItem", "PutItem"):
+                    events.unregister(f"{kill_in}.dynamodb.{op}", unique_id=f"soak-in-{op}")
+                    events.unregister(f"after-call.dynamodb.{op}", unique_id=f"soak-out-{op}")
 
             later = int(time.time()) + settings.reservation_max_age_seconds + 1
             swept = sweeper.sweep(later)

@@ -253,7 +253,9 @@ def _floor_rows(figures: dict[str, Any]) -> list[Row]:
                 "0. floor: DynamoDB Local here",
                 f"UpdateItem P50 {ddb['update_p50_ms']} ms, GetItem P50 {ddb['get_p50_ms']} ms, "
                 f"3 UpdateItems side by side P50 {ddb['three_parallel_updates_p50_ms']} ms; "
-                f"botocore CPU {ddb['client_cpu_ms_per_call']} ms per call",
+                f"botocore CPU {ddb['client_cpu_ms_per_call']} ms per call; the store's lean "
+                f"client: UpdateItem P50 {ddb.get('lean_update_p50_ms', '?')} ms, "
+                f"CPU {ddb.get('lean_cpu_ms_per_call', '?')} ms per call",
                 "—",
                 "—",
             )

@@ -94,9 +94,14 @@ def _fresh_prefix() -> str:
     return "t" + secrets.token_hex(4)
 
 
+# moto in-process intercepts botocore only: the store's lean client (store/wire.py) would reach
+# for AWS itself. On DynamoDB Local (the ``ddb_local`` fixture, every local stack) it is on.
+ON_MOTO = {"SLUICE_DYNAMODB_CLIENT": "botocore"}
+
+
 @pytest.fixture
 def settings(monkeypatch: pytest.MonkeyPatch) -> Any:
-    return _apply_settings(monkeypatch, SLUICE_TABLE_PREFIX=_fresh_prefix())
+    return _apply_settings(monkeypatch, SLUICE_TABLE_PREFIX=_fresh_prefix(), **ON_MOTO)
 
 
 @pytest.fixture
@@ -174,6 +179,7 @@ def ddb_local(ddb_local_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterato
         monkeypatch,
         SLUICE_TABLE_PREFIX=_fresh_prefix(),
         SLUICE_DYNAMODB_ENDPOINT=ddb_local_server.endpoint,
+        SLUICE_DYNAMODB_CLIENT="lean",
     )
     models.create_tables()
     try:
@@ -322,6 +328,6 @@ def module_api() -> Iterator[Api]:
     """``api`` for a whole module, on tables of its own: for a module whose every test
     leaves the store as it found it and checks so (a shared setup instead of one per test)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        settings = _apply_settings(monkeypatch, SLUICE_TABLE_PREFIX=_fresh_prefix())
+        settings = _apply_settings(monkeypatch, SLUICE_TABLE_PREFIX=_fresh_prefix(), **ON_MOTO)
         with _moto_tables(settings), _relay_client() as relay, _routed_client(relay) as routed:
             yield Api(routed)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 ADMIN_KEY = "test-admin-" + "k" * 24
@@ -85,3 +87,26 @@ ACCOUNT_FIELDS = frozenset(
         "max_concurrency",
     }
 )
+
+
+@contextmanager
+def on_dynamodb(
+    event: str, handler: Callable[..., Any], unique_id: str, *, first: bool = False
+) -> Iterator[None]:
+    """``handler`` on both clients the store sends through, for ``event`` ("before-send.dynamodb",
+    "before-call.dynamodb.PutItem"...): botocore's (PynamoDB's calls) and the lean client that
+    carries the writes of every relayed call (``chalicelib/store/wire.py``). Both pass the
+    handler ``event_name``; ``before-send`` handlers get a ``request`` with ``url``, ``headers``
+    and ``body`` on both, and may answer it with a botocore ``AWSResponse``."""
+    from chalicelib.store import wire
+    from chalicelib.store.common import connection
+
+    targets = (connection().client.meta.events, wire.hooks)
+    for events in targets:
+        register = events.register_first if first else events.register
+        register(event, handler, unique_id=unique_id)
+    try:
+        yield
+    finally:
+        for events in targets:
+            events.unregister(event, unique_id=unique_id)

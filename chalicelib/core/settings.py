@@ -34,6 +34,9 @@ class Settings:
     region: str = "us-east-1"
     # Only set locally (DynamoDB Local or moto's server); in AWS the SDK finds the endpoint itself.
     dynamodb_endpoint: str | None = None
+    # "lean": the writes of every relayed call go over Sluice's own small DynamoDB client
+    # (chalicelib/store/wire.py); "botocore": everything goes through botocore, as a way back.
+    dynamodb_client: str = "lean"
     # Local runs pass the admin key itself; in AWS it is the *name* of an SSM SecureString parameter
     # or a Secrets Manager secret, fetched once per container (see chalicelib.store.secrets).
     admin_key: str | None = field(default=None, repr=False)
@@ -116,6 +119,11 @@ class Settings:
             table_prefix=env.get("SLUICE_TABLE_PREFIX", "").strip() or f"sluice-{stage}",
             region=region,
             dynamodb_endpoint=endpoint,
+            dynamodb_client=(
+                "botocore"
+                if env.get("SLUICE_DYNAMODB_CLIENT", "").strip().lower() == "botocore"
+                else "lean"
+            ),
             admin_key=env.get("SLUICE_ADMIN_KEY", "").strip() or None,
             admin_key_ssm_parameter=aws_only("SLUICE_ADMIN_KEY_SSM_PARAMETER"),
             admin_key_secret_id=aws_only("SLUICE_ADMIN_KEY_SECRET_ID"),

@@ -9,7 +9,7 @@ of a relayed call), ``resets``, ``config`` (channels, prices, group ratios), ``s
 from __future__ import annotations
 
 from chalicelib.core.settings import Settings, get_settings
-from chalicelib.store import models
+from chalicelib.store import common, models
 
 _configured_for: Settings | None = None
 
@@ -20,4 +20,5 @@ def configure_store(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     if _configured_for != settings:
         models.configure(settings)
+        common.configure_wire(settings)
         _configured_for = settings

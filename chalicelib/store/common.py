@@ -22,6 +22,8 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.core.errors import InvalidRequest, ServiceUnavailable, TooManyRequests
 from chalicelib.core.records import Page
+from chalicelib.core.settings import Settings
+from chalicelib.store import wire
 
 THROTTLE_CODES = {
     "ProvisionedThroughputExceededException",
@@ -108,10 +110,16 @@ def take_page(
     return Page(items=items, next_cursor=None)
 
 
+# What a failed DynamoDB call raises: through PynamoDB, botocore, or the lean client.
+DYNAMO_ERRORS = (PynamoDBException, ClientError, wire.WireError)
+
+
 def error_code(exc: BaseException) -> str | None:
-    """The DynamoDB error code behind a pynamodb or botocore exception, if any."""
+    """The DynamoDB error code behind a pynamodb, botocore or lean-client exception, if any."""
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(cause, wire.WireError):
+            return cause.code
         if isinstance(cause, PynamoDBException) and cause.cause_response_code:
             return cause.cause_response_code
         if isinstance(cause, ClientError):
@@ -125,7 +133,7 @@ def translated() -> Iterator[None]:
     """Turn DynamoDB failures nobody handled into our errors, keeping ``__cause__``."""
     try:
         yield
-    except (PynamoDBException, ClientError) as exc:
+    except DYNAMO_ERRORS as exc:
         if error_code(exc) in THROTTLE_CODES:
             raise TooManyRequests() from exc
         raise ServiceUnavailable() from exc
@@ -136,6 +144,58 @@ def connection() -> Connection:
     from chalicelib.store.models import Token
 
     return Token._get_connection().connection
+
+
+# The lean client (``wire.py``) for the calls of every relayed request; None: botocore for all.
+_lean: wire.Wire | None = None
+_METHODS = {"UpdateItem": "update_item", "PutItem": "put_item"}
+
+
+def configure_wire(settings: Settings) -> None:
+    """Use the lean client unless the settings chose botocore; kept while its target is the same.
+
+    Its timeouts, attempts and certificate authorities are those of the botocore client the
+    models share. It sends to DynamoDB's regional endpoint directly: no proxy from the
+    environment, no FIPS or dual-stack endpoint (set SLUICE_DYNAMODB_CLIENT=botocore for those).
+    """
+    global _lean
+    from botocore.httpsession import get_cert_path
+
+    from chalicelib.store.models import RETRIES, _Meta
+
+    if settings.dynamodb_client == "botocore":
+        _lean = None
+        return
+    endpoint = settings.dynamodb_endpoint or wire.default_endpoint(settings.region)
+    if _lean is not None and _lean.serves(endpoint, settings.region):
+        return
+    _lean = wire.Wire(
+        endpoint,
+        settings.region,
+        _signing_credentials,
+        connect_timeout=_Meta.connect_timeout_seconds,
+        read_timeout=_Meta.read_timeout_seconds,
+        max_attempts=int(RETRIES["total_max_attempts"]),
+        ca_file=get_cert_path(True) or None,
+    )
+
+
+def _signing_credentials() -> wire.Credentials:
+    """The very credentials the shared botocore client signs with (botocore refreshes them)."""
+    credentials = connection().client._request_signer._credentials
+    if credentials is None:
+        raise wire.WireError("NoCredentials", "no AWS credentials were found", 0)
+    frozen = credentials.get_frozen_credentials()
+    return wire.Credentials(str(frozen.access_key), str(frozen.secret_key), frozen.token)
+
+
+def send(operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    """One low-level DynamoDB call, in DynamoDB's JSON: on the lean client unless it is off."""
+    lean = _lean
+    if lean is not None:
+        return lean.call(operation, request)
+    answer: dict[str, Any] = getattr(connection().client, _METHODS[operation])(**request)
+    return answer
 
 
 T = TypeVar("T")
@@ -176,7 +236,7 @@ def client_of(model: type[Model]) -> Any:
 
 def old_item(exc: BaseException) -> dict[str, Any] | None:
     """The item DynamoDB returned with ReturnValuesOnConditionCheckFailure=ALL_OLD, if any."""
-    if isinstance(exc, ClientError):
+    if isinstance(exc, ClientError | wire.WireError):
         item = exc.response.get("Item")
         return item if isinstance(item, dict) else None
     return None
@@ -206,7 +266,7 @@ def conditional(write: Callable[[], T]) -> T | Refused:
     failed. Any other failure propagates (inside ``translated()`` it becomes our error)."""
     try:
         return write()
-    except (PynamoDBException, ClientError) as exc:
+    except DYNAMO_ERRORS as exc:
         if _condition_failed(exc):
             return Refused(exc)
         raise
@@ -221,7 +281,7 @@ def refused_as(error: Exception) -> Iterator[None]:
     """
     try:
         yield
-    except (PynamoDBException, ClientError) as exc:
+    except DYNAMO_ERRORS as exc:
         if _condition_failed(exc):
             raise error from exc
         raise

@@ -18,8 +18,9 @@ never later than its oldest entry's sweep deadline). Only the sweeper moves or c
 conditional on the number of entries it saw (``size(pending)``), so the mark can never end up
 later than an entry that arrived meanwhile.
 
-Retries are botocore's (standard mode on the one client the store shares): every write here
-is keyed by its request id, so a retry after a lost answer can never apply it twice.
+The writes go over the lean client (``store/wire.py``), which retries as botocore's legacy
+mode would (or over the botocore client the store shares, when the settings say so): every write
+here is keyed by its request id, so a retry after a lost answer can never apply it twice.
 
 A key's rate limits (``core/limits.py``) are clauses of the same token reservation, added only
 when the key has them: ``size(pending) < :max`` for calls in flight, and for requests and tokens
@@ -29,7 +30,7 @@ limit. The same write removes older windows, so the maps hold a minute or two. L
 from the cached key, which is safe because the condition pins its revision and every edit of a
 limit bumps it. A request the account then refuses is taken back out of the key's minute.
 
-These calls use the low-level client because PynamoDB cannot ask for
+These calls are low-level requests because PynamoDB cannot ask for
 ``ReturnValuesOnConditionCheckFailure=ALL_OLD``, which turns a refused reservation into the
 precise error (disabled vs expired vs exhausted vs rate limited) without a second read.
 """
@@ -46,7 +47,7 @@ from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, TokenRecord
 from chalicelib.core.settings import get_settings
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
-from chalicelib.store.common import Refused, conditional, connection, translated
+from chalicelib.store.common import Refused, conditional, send, translated
 from chalicelib.store.models import SWEEP_BUCKET, Account, Token
 from chalicelib.store.rate_windows import Counted, counted, limit_clauses
 
@@ -60,10 +61,6 @@ def pool() -> ThreadPoolExecutor:
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ddb")
     return _pool
-
-
-def _client() -> Any:
-    return connection().client
 
 
 def _n(value: int) -> dict[str, str]:
@@ -85,7 +82,7 @@ class Outcome:
 
 def _update(**request: Any) -> Outcome:
     with translated():
-        written = conditional(lambda: _client().update_item(**request))
+        written = conditional(lambda: send("UpdateItem", request))
     if isinstance(written, Refused):
         return Outcome(ok=False, old_item=written.old_item)
     return Outcome(ok=True, new_values=written.get("Attributes"))

@@ -19,6 +19,7 @@ from chalicelib.store.common import (
     conditional,
     decode_cursor,
     is_listing_position,
+    send,
     take_page,
     translated,
 )
@@ -105,8 +106,15 @@ def put(usage: Usage, retention_days: int) -> bool:
         group=usage.group or None,
         expire_at=timedelta(days=retention_days),
     )
+    # A plain PutItem (on the lean client, see store/wire.py): the model only serializes it.
+    request = {
+        "TableName": UsageRecord.Meta.table_name,
+        "Item": item.serialize(),
+        "ConditionExpression": "attribute_not_exists(#id)",
+        "ExpressionAttributeNames": {"#id": UsageRecord.request_id.attr_name},
+    }
     with translated():
-        written = conditional(lambda: item.save(condition=UsageRecord.request_id.does_not_exist()))
+        written = conditional(lambda: send("PutItem", request))
     return not isinstance(written, Refused)
 
 

@@ -1,10 +1,11 @@
 """The crash-point matrix: a relayed call killed at every step of its life, on DynamoDB Local.
 
-A kill is an exception nothing in Sluice catches (a ``BaseException``), raised from botocore's
-hooks just before a write is sent or just after its answer came back (it landed), or from the
-upstream call. For every point, once the sweeper has run past the sweep age: nothing is left
-reserved on the key or the account, the verifier finds no drift, key and account were charged
-the same, either the call's cost or nothing, and the one log record says exactly that.
+A kill is an exception nothing in Sluice catches (a ``BaseException``), raised from the hooks of
+the lean DynamoDB client that carries these writes (``store/wire.py``) just before a write is
+sent or just after its answer came back (it landed), or from the upstream call. For every
+point, once the sweeper has run past the sweep age: nothing is left reserved on the key or the
+account, the verifier finds no drift, key and account were charged the same, either the call's
+cost or nothing, and the one log record says exactly that.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from chalicelib.core.settings import get_settings
 from chalicelib.services import gateway, ledger_verify, management, schemas, sweeper
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
-from chalicelib.store.common import connection
+from chalicelib.store import wire
 from chalicelib.store.models import UsageRecord
 
 pytestmark = pytest.mark.ddb_local
@@ -100,14 +101,13 @@ def kill_at(event: str, target: tuple[str, str, bool | None] | None) -> Iterator
             fired.append(True)
             raise Killed(f"after {operation} {table}")
 
-    events = connection().client.meta.events
-    events.register(f"provide-client-params.dynamodb.{operation}", before, unique_id="crash-in")
-    events.register(f"after-call.dynamodb.{operation}", after, unique_id="crash-out")
+    wire.hooks.register(f"before-call.dynamodb.{operation}", before, unique_id="crash-in")
+    wire.hooks.register(f"after-call.dynamodb.{operation}", after, unique_id="crash-out")
     try:
         yield
     finally:
-        events.unregister(f"provide-client-params.dynamodb.{operation}", unique_id="crash-in")
-        events.unregister(f"after-call.dynamodb.{operation}", unique_id="crash-out")
+        wire.hooks.unregister(f"before-call.dynamodb.{operation}", unique_id="crash-in")
+        wire.hooks.unregister(f"after-call.dynamodb.{operation}", unique_id="crash-out")
     assert fired, f"the kill point {event} {operation} {table} was never reached"
 
 

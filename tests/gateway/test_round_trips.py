@@ -1,4 +1,5 @@
-"""DynamoDB round trips of a relayed call on a warm container, counted with botocore's hooks.
+"""DynamoDB round trips of a relayed call on a warm container, counted with the hooks of both
+clients the store sends through (botocore's and the lean one).
 
 Budget: two writes before upstream (token and account reservations, side by side: one round
 trip), three after (the call's record, which decides its outcome, then both settles side by
@@ -13,10 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from support import ADMIN_KEY
+from support import ADMIN_KEY, on_dynamodb
 
 from chalicelib import upstream as relay
-from chalicelib.store.common import connection
 
 pytestmark = pytest.mark.ddb_local
 
@@ -58,11 +58,12 @@ class Recorder:
         self.barriers = {"before": threading.Barrier(2), "after": threading.Barrier(2)}
         self.lock = threading.Lock()
 
-    def before_call(self, model: Any, **_: Any) -> None:
+    def before_call(self, event_name: str, **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
         with self.lock:
             phase = self.phase
-            self.calls.append((phase, model.name))
-        if model.name == "UpdateItem":
+            self.calls.append((phase, operation))
+        if operation == "UpdateItem":
             # Raises BrokenBarrierError (failing the call) if the siblings never come.
             self.barriers[phase].wait(timeout=10)
 
@@ -91,13 +92,9 @@ def test_warm_call_is_two_parallel_writes_before_and_a_record_then_two_after(
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(relay, "forward", recording_forward)
-    events = connection().client.meta.events
-    events.register("before-call.dynamodb", recorder.before_call, unique_id="rt-recorder")
-    try:
+    with on_dynamodb("before-call.dynamodb", recorder.before_call, unique_id="rt-recorder"):
         # WHEN it calls again
         response = _chat(server, key)
-    finally:
-        events.unregister("before-call.dynamodb", unique_id="rt-recorder")
 
     # THEN two writes went out together before upstream; after it, the record first, then the
     # two settles together

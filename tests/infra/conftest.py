@@ -54,6 +54,7 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name, value in stage_environment("prod").items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("SLUICE_ADMIN_KEY")
+    monkeypatch.setenv("SLUICE_DYNAMODB_CLIENT", "botocore")  # on moto in-process
     reset_settings()
     secrets.forget()
     configure_store(get_settings())

@@ -1,0 +1,280 @@
+"""The lean DynamoDB client (``chalicelib/store/wire.py``) against a scripted DynamoDB on
+127.0.0.1: its signature is botocore's, and it retries exactly where botocore's legacy mode does.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
+
+from chalicelib.store import wire
+
+KEYS = wire.Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+UPDATE = {"TableName": "t-tokens", "Key": {"id": {"S": "a"}}, "UpdateExpression": "ADD n :one"}
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    body: dict[str, Any] = field(default_factory=dict)
+    crc: str | None = None  # None: the right one
+    close: bool = False  # hang up after answering
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """Answers each POST with the next scripted answer; records what it was sent."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as DynamoDB
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        server: Any = self.server
+        with server.lock:
+            server.seen.append((dict(self.headers.items()), body))
+            answer = server.script.pop(0) if server.script else Answer()
+        data = json.dumps(answer.body).encode()
+        self.send_response(answer.status)
+        self.send_header("Content-Type", wire.CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        crc = str(zlib.crc32(data) & 0xFFFFFFFF) if answer.crc is None else answer.crc
+        self.send_header("x-amz-crc32", crc)
+        if answer.close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def dynamo() -> Iterator[Any]:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    server.daemon_threads = True
+    server.lock = threading.Lock()
+    server.seen = []
+    server.script = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _client(server: Any, keys: wire.Credentials = KEYS, **kw: Any) -> wire.Wire:
+    slept: list[float] = []
+    client = wire.Wire(
+        f"http://127.0.0.1:{server.server_address[1]}",
+        "eu-west-1",
+        lambda: keys,
+        sleep=slept.append,
+        **kw,
+    )
+    client.slept = slept  # type: ignore[attr-defined]
+    return client
+
+
+def _botocore_signature(headers: dict[str, str], body: bytes, keys: wire.Credentials) -> str:
+    """What botocore's SigV4 signer makes of the same request at the same instant, over the
+    headers the request says it signed (http.client adds Content-Length and Accept-Encoding)."""
+    signed = headers["Authorization"].split("SignedHeaders=", 1)[1].split(",", 1)[0].split(";")
+    assert signed == sorted(
+        {"content-type", "host", "x-amz-date", "x-amz-target"}
+        | ({"x-amz-security-token"} if keys.token else set())
+    )
+    request = AWSRequest(
+        method="POST",
+        url=f"http://{headers['Host']}/",
+        data=body,
+        headers={k: v for k, v in headers.items() if k.lower() in signed and k != "Host"},
+    )
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    auth = SigV4Auth(
+        BotoCredentials(keys.access_key, keys.secret_key, keys.token), "dynamodb", "eu-west-1"
+    )
+    canonical = auth.canonical_request(request)
+    return auth.signature(auth.string_to_sign(request, canonical), request)
+
+
+@pytest.mark.parametrize("token", [None, "session-token-from-the-role"], ids=["keys", "session"])
+def test_signature_is_the_one_botocore_computes(dynamo: Any, token: str | None) -> None:
+    # GIVEN credentials with or without a session token (Lambda's role has one)
+    keys = wire.Credentials(KEYS.access_key, KEYS.secret_key, token)
+
+    # WHEN a request is sent
+    _client(dynamo, keys).call("UpdateItem", UPDATE)
+
+    # THEN it carries botocore's signature over exactly the headers it sent
+    headers, body = dynamo.seen[0]
+    assert json.loads(body) == UPDATE
+    assert headers["X-Amz-Target"] == "DynamoDB_20120810.UpdateItem"
+    assert headers.get("X-Amz-Security-Token") == token
+    authorization = headers["Authorization"]
+    assert (
+        f"Credential={KEYS.access_key}/" in authorization
+        and "/eu-west-1/dynamodb/" in authorization
+    )
+    assert authorization.endswith("Signature=" + _botocore_signature(headers, body, keys))
+
+
+def test_throttling_is_retried_with_backoff_and_then_answers(dynamo: Any) -> None:
+    # GIVEN a DynamoDB that throttles twice
+    throttled = {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "x"}
+    dynamo.script = [Answer(400, throttled), Answer(400, throttled), Answer(200, {"ok": 1})]
+    client = _client(dynamo)
+
+    # WHEN a write is sent
+    answer = client.call("UpdateItem", UPDATE)
+
+    # THEN the third attempt's answer comes back, after two jittered waits under botocore's
+    assert answer == {"ok": 1}
+    assert len(dynamo.seen) == 3
+    waits = client.slept  # type: ignore[attr-defined]
+    assert len(waits) == 2 and 0 <= waits[0] <= 0.05 and 0 <= waits[1] <= 0.1
+
+
+def test_a_refused_condition_is_not_retried_and_carries_the_old_item(dynamo: Any) -> None:
+    # GIVEN a write whose condition is false
+    item = {"id": {"S": "a"}, "status": {"S": "disabled"}}
+    refused = {
+        "__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException",
+        "message": "The conditional request failed",
+        "Item": item,
+    }
+    dynamo.script = [Answer(400, refused)]
+
+    # WHEN it is sent
+    with pytest.raises(wire.WireError) as raised:
+        _client(dynamo).call("UpdateItem", UPDATE)
+
+    # THEN it is sent once, and the error says why, with the item as it was
+    assert len(dynamo.seen) == 1
+    assert raised.value.code == "ConditionalCheckFailedException"
+    assert raised.value.status == 400 and raised.value.response["Item"] == item
+
+
+def test_server_errors_are_retried_up_to_the_attempt_limit(dynamo: Any) -> None:
+    # GIVEN a DynamoDB that only answers 500
+    broken = {"__type": "com.amazon.coral.service#InternalServerError", "message": "x"}
+    dynamo.script = [Answer(500, broken) for _ in range(10)]
+
+    # WHEN a write is sent
+    with pytest.raises(wire.WireError) as raised:
+        _client(dynamo).call("UpdateItem", UPDATE)
+
+    # THEN it was tried five times, as botocore's legacy mode does, and the last error is raised
+    assert len(dynamo.seen) == wire.MAX_ATTEMPTS == 5
+    assert raised.value.code == "InternalServerError" and raised.value.status == 500
+
+
+def test_a_damaged_answer_is_retried(dynamo: Any) -> None:
+    # GIVEN an answer whose CRC32 does not match its body, then a good one
+    dynamo.script = [Answer(200, {"Attributes": {}}, crc="1"), Answer(200, {"ok": 2})]
+
+    # WHEN a write is sent THEN the damaged answer is not taken
+    assert _client(dynamo).call("UpdateItem", UPDATE) == {"ok": 2}
+    assert len(dynamo.seen) == 2
+
+
+def test_a_connection_the_server_closed_is_replaced_without_spending_an_attempt(
+    dynamo: Any,
+) -> None:
+    # GIVEN a client whose kept-alive connection the server hangs up after one answer
+    client = _client(dynamo, max_attempts=1)
+    dynamo.script = [Answer(200, {"first": 1}, close=True), Answer(200, {"second": 2})]
+    assert client.call("UpdateItem", UPDATE) == {"first": 1}
+
+    # WHEN the next write goes out, with a single attempt allowed
+    answer = client.call("UpdateItem", UPDATE)
+
+    # THEN it went over a fresh connection and was answered
+    assert answer == {"second": 2}
+    assert len(dynamo.seen) == 2
+
+
+def test_no_server_is_a_connection_error_after_every_attempt() -> None:
+    # GIVEN an endpoint where nothing listens
+    from support import free_port
+
+    slept: list[float] = []
+    client = wire.Wire(
+        f"http://127.0.0.1:{free_port()}", "eu-west-1", lambda: KEYS, sleep=slept.append
+    )
+
+    # WHEN a write is sent THEN it fails as "no answer" after five attempts
+    with pytest.raises(wire.WireError) as raised:
+        client.call("UpdateItem", UPDATE)
+    assert raised.value.status == 0 and raised.value.code == "ConnectionError"
+    assert len(slept) == wire.MAX_ATTEMPTS - 1
+
+
+def test_hooks_see_each_call_and_may_answer_an_attempt(dynamo: Any) -> None:
+    # GIVEN hooks on every UpdateItem: one answers the first attempt with a throttle
+    seen: list[str] = []
+
+    class Throttle:
+        status_code = 400
+        content = b'{"__type":"ProvisionedThroughputExceededException","message":"x"}'
+
+    def before_send(event_name: str, attempt: int, **_: Any) -> Any:
+        seen.append(f"send {attempt}")
+        return Throttle() if attempt == 1 else None
+
+    def before_call(event_name: str, params: dict[str, Any], **_: Any) -> None:
+        seen.append(f"call {event_name} {params['TableName']}")
+
+    def after_call(status: int, parsed: dict[str, Any], **_: Any) -> None:
+        seen.append(f"done {status} {parsed}")
+
+    wire.hooks.register("before-call.dynamodb", before_call, unique_id="t")
+    wire.hooks.register_first("before-send.dynamodb.UpdateItem", before_send, unique_id="t")
+    wire.hooks.register("after-call.dynamodb.UpdateItem", after_call, unique_id="t")
+    try:
+        # WHEN a write is sent
+        _client(dynamo).call("UpdateItem", UPDATE)
+    finally:
+        for event in ("before-call.dynamodb", "before-send.dynamodb.UpdateItem"):
+            wire.hooks.unregister(event, unique_id="t")
+        wire.hooks.unregister("after-call.dynamodb.UpdateItem", unique_id="t")
+
+    # THEN the hooks ran in order, the answered attempt never reached DynamoDB, and none is left
+    assert seen == [
+        "call before-call.dynamodb.UpdateItem t-tokens",
+        "send 1",
+        "send 2",
+        "done 200 {}",
+    ]
+    assert len(dynamo.seen) == 1
+    assert not wire.hooks._handlers
+
+
+@pytest.mark.parametrize(
+    ("region", "endpoint"),
+    [
+        ("eu-west-1", "https://dynamodb.eu-west-1.amazonaws.com"),
+        ("cn-north-1", "https://dynamodb.cn-north-1.amazonaws.com.cn"),
+    ],
+)
+def test_in_aws_it_sends_to_the_regional_endpoint_botocore_would(
+    region: str, endpoint: str
+) -> None:
+    import botocore.session
+
+    # GIVEN botocore's own choice of endpoint for the region
+    botocore_client = botocore.session.get_session().create_client(
+        "dynamodb", region_name=region, aws_access_key_id="a", aws_secret_access_key="b"
+    )
+
+    # WHEN the store has no endpoint of its own THEN both clients send to the same place
+    assert wire.default_endpoint(region) == endpoint == botocore_client.meta.endpoint_url
