@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import json
 import random
+import socket
 import ssl
 import threading
 import time
@@ -70,8 +70,18 @@ THROTTLED = frozenset(
     }
 )
 RETRIED_STATUS = frozenset({500, 502, 503, 504})
+
+
+class _Closed(ConnectionError):
+    """The server closed the connection before a whole answer came."""
+
+
+class _Garbled(ConnectionError):
+    """What came back is not an HTTP/1.1 answer: the connection is dropped, the call retried."""
+
+
 # A kept-alive connection the server has closed meanwhile fails like this on its next use.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+_STALE = (_Closed, ConnectionResetError, BrokenPipeError)
 
 
 @dataclass(frozen=True)
@@ -230,7 +240,7 @@ class Wire:
                 status, crc, data = injected.status_code, None, bytes(injected.content)
             else:
                 status, crc, data = self._send(request)
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
             return 0, {"__type": "ConnectionError", "message": type(exc).__name__}, True
         if crc is not None and crc != str(zlib.crc32(data) & 0xFFFFFFFF):
             return 0, {"__type": "CRC32Mismatch", "message": "the answer was damaged"}, True
@@ -295,60 +305,138 @@ class Wire:
         return key
 
     # The connection ---------------------------------------------------------------------------
+    # HTTP/1.1 by hand on a kept-alive socket: http.client parses each answer's headers with the
+    # email package, which cost more CPU than everything else here. DynamoDB answers with a
+    # Content-Length; chunked bodies are read too, anything else until the server closes.
     def _send(self, request: Request) -> tuple[int, str | None, bytes]:
-        connection, reused = self._connection()
+        sock, reused = self._socket()
         try:
-            return self._exchange(connection, request)
+            return self._exchange(sock, request)
         except _STALE:
             self._drop()
             if not reused:
                 raise
-        # The server had closed the kept-alive connection: nothing was sent, try a fresh one.
-        connection, _ = self._connection()
+        # The server had closed the kept-alive connection: nothing was answered, try a fresh one.
+        sock, _ = self._socket()
+        return self._exchange(sock, request)
+
+    def _exchange(self, sock: socket.socket, request: Request) -> tuple[int, str | None, bytes]:
+        head = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
+        message = (
+            f"POST / HTTP/1.1\r\n{head}Content-Length: {len(request.body)}\r\n\r\n".encode()
+            + request.body
+        )
         try:
-            return self._exchange(connection, request)
+            sock.sendall(message)
+            status, headers, body = _read_response(sock)
         except BaseException:
             self._drop()
             raise
-
-    def _exchange(
-        self, connection: http.client.HTTPConnection, request: Request
-    ) -> tuple[int, str | None, bytes]:
-        try:
-            connection.request("POST", "/", body=request.body, headers=request.headers)
-            response = connection.getresponse()
-            data = response.read()
-        except BaseException:
+        if headers.get("connection", "").lower() == "close":
             self._drop()
-            raise
-        if response.will_close:
-            self._drop()
-        return response.status, response.getheader("x-amz-crc32"), data
+        return status, headers.get("x-amz-crc32"), body
 
-    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
-        existing = getattr(self._local, "connection", None)
+    def _socket(self) -> tuple[socket.socket, bool]:
+        existing = getattr(self._local, "socket", None)
         if existing is not None:
             return existing, True
-        connection: http.client.HTTPConnection
-        if self._https:
-            connection = http.client.HTTPSConnection(
-                self._hostname, self._port, timeout=self._connect_timeout, context=self._ssl
-            )
-        else:
-            connection = http.client.HTTPConnection(
-                self._hostname, self._port, timeout=self._connect_timeout
-            )
-        connection.connect()
-        if connection.sock is not None:
-            connection.sock.settimeout(self._read_timeout)
-        self._local.connection = connection
-        return connection, False
+        sock = socket.create_connection(
+            (self._hostname, self._port or (443 if self._https else 80)),
+            timeout=self._connect_timeout,
+        )
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_hostname=self._hostname)
+            sock.settimeout(self._read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        self._local.socket = sock
+        return sock, False
 
     def _drop(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None:
-            connection.close()
+        sock = getattr(self._local, "socket", None)
+        self._local.socket = None
+        if sock is not None:
+            sock.close()
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers by lower-case name, body) of one HTTP/1.1 answer."""
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise _Closed("closed before the answer's headers")
+        buffer += chunk
+        if len(buffer) > 65536 and b"\r\n\r\n" not in buffer:
+            raise _Garbled("an answer's headers over 64 KiB")
+    raw_head, _, rest = buffer.partition(b"\r\n\r\n")
+    lines = raw_head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise _Garbled(f"not an HTTP/1.1 status line: {lines[0][:80]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length")
+    if length is not None:
+        body = _read_exactly(sock, rest, int(length))
+    elif "chunked" in headers.get("transfer-encoding", "").lower():
+        body = _read_chunked(sock, rest)
+    else:
+        body = _read_to_close(sock, rest)
+        headers["connection"] = "close"
+    return int(parts[1]), headers, body
+
+
+def _read_exactly(sock: socket.socket, have: bytes, size: int) -> bytes:
+    parts, got = [have], len(have)
+    while got < size:
+        chunk = sock.recv(max(size - got, 65536))
+        if not chunk:
+            raise _Closed("closed in the middle of an answer")
+        parts.append(chunk)
+        got += len(chunk)
+    data = b"".join(parts)
+    if len(data) > size:
+        raise _Garbled("more bytes than the answer's Content-Length")
+    return data
+
+
+def _read_chunked(sock: socket.socket, have: bytes) -> bytes:
+    body: list[bytes] = []
+    buffer = have
+    while True:
+        while b"\r\n" not in buffer:
+            buffer += _recv(sock)
+        size_line, _, buffer = buffer.partition(b"\r\n")
+        size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+        while len(buffer) < size + 2:
+            buffer += _recv(sock)
+        if size == 0:
+            # The last chunk; no trailers are expected from DynamoDB (the CRLF that ends them).
+            while not buffer.startswith(b"\r\n") and b"\r\n\r\n" not in buffer:
+                buffer += _recv(sock)
+            return b"".join(body)
+        body.append(buffer[:size])
+        buffer = buffer[size + 2 :]
+
+
+def _read_to_close(sock: socket.socket, have: bytes) -> bytes:
+    parts = [have]
+    while chunk := sock.recv(65536):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _recv(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise _Closed("closed in the middle of a chunked answer")
+    return chunk
 
 
 def _code(parsed: dict[str, Any]) -> str:

@@ -78,6 +78,10 @@ def test_the_relay_runs_uvicorn_under_lambda_web_adapter_in_response_stream_mode
     assert condition == "HasWebAdapterLayerArn" and chosen == {"Ref": "WebAdapterLayerArn"}
     assert ":layer:LambdaAdapterLayerX86:" in default["Fn::Sub"]
     assert relay["Architectures"] == ["x86_64"]
+    # AND its writes go over the lean DynamoDB client unless the stack says botocore
+    assert variables["SLUICE_DYNAMODB_CLIENT"] == {"Ref": "DynamoDBClient"}
+    parameter = template["Parameters"]["DynamoDBClient"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("lean", ["lean", "botocore"])
     # The handler is the script that starts uvicorn on the relay's app, shipped executable
     assert relay["Handler"] == "chalicelib/relay/run.sh"
     with zipfile.ZipFile(out_dir / "deployment.zip") as archive:

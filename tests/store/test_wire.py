@@ -29,6 +29,7 @@ class Answer:
     body: dict[str, Any] = field(default_factory=dict)
     crc: str | None = None  # None: the right one
     close: bool = False  # hang up after answering
+    framing: str = "length"  # or "chunked" (in pieces of 7 bytes), or "close" (no length)
 
 
 class Scripted(BaseHTTPRequestHandler):
@@ -45,14 +46,24 @@ class Scripted(BaseHTTPRequestHandler):
         data = json.dumps(answer.body).encode()
         self.send_response(answer.status)
         self.send_header("Content-Type", wire.CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(data)))
+        if answer.framing == "length":
+            self.send_header("Content-Length", str(len(data)))
+        elif answer.framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
         crc = str(zlib.crc32(data) & 0xFFFFFFFF) if answer.crc is None else answer.crc
         self.send_header("x-amz-crc32", crc)
-        if answer.close:
+        if answer.close or answer.framing == "close":
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        self.wfile.write(data)
+        if answer.framing == "chunked":
+            for start in range(0, len(data), 7):
+                piece = data[start : start + 7]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(data)
 
     def log_message(self, *_: Any) -> None:
         pass
@@ -278,3 +289,16 @@ def test_in_aws_it_sends_to_the_regional_endpoint_botocore_would(
 
     # WHEN the store has no endpoint of its own THEN both clients send to the same place
     assert wire.default_endpoint(region) == endpoint == botocore_client.meta.endpoint_url
+
+
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+def test_answers_framed_without_a_length_are_read_whole(dynamo: Any, framing: str) -> None:
+    # GIVEN answers sent in chunks, or without a length until the server closes
+    item = {"Attributes": {"pending": {"M": {f"r{n}": {"N": str(n)} for n in range(40)}}}}
+    dynamo.script = [Answer(200, item, framing=framing), Answer(200, {"next": 1})]
+    client = _client(dynamo, max_attempts=1)
+
+    # WHEN two writes are sent THEN each answer is read whole, and the connection still serves
+    assert client.call("UpdateItem", UPDATE) == item
+    assert client.call("UpdateItem", UPDATE) == {"next": 1}
+    assert len(dynamo.seen) == 2
