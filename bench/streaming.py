@@ -6,7 +6,9 @@ Sluice, LiteLLM's proxy and the direct runs. Time to first token (TTFT) is the t
 the request to the first event that carries content; a gateway's added TTFT is its percentile
 minus the direct one. As in figure 2 each level is split into rounds, every round sending its
 share to direct, Sluice and LiteLLM back to back in a rotating order, so outside load lands on
-all three alike; CPU per call is the gateway process's own utime + stime over the calls it
+all three alike; the quick runs (c=16) go first and each run may take an even share of the
+time left, so the slow ones (a whole stream per call at c=1) get the time the quick ones did
+not use. CPU per call is the gateway process's own utime + stime over the calls it
 served. Every loop is bounded in count and in time, and aims at 127.0.0.1 only.
 
 Figure 8: the relay function's cold start, locally: a fresh interpreter imports
@@ -39,11 +41,14 @@ from bench.procs import WORK, cpu_seconds, sluice_env
 
 WORD_MS = 20.0
 PERCENTILES = (50, 99)
-LEVELS = (1, 16)
-KINDS = ("stream", "whole")
 CALL_TIMEOUT_SECONDS = 30.0
 COLD_RUNS = 7
 COLD_TIMEOUT_SECONDS = 120.0
+
+
+# The order the runs go in: the quick ones first, so the time they leave goes to the runs that
+# need it (a streamed call at c=1 takes the whole stream, about ten times a word's gap).
+ORDER = ((16, "stream"), (16, "whole"), (1, "whole"), (1, "stream"))
 
 
 @dataclass
@@ -52,14 +57,19 @@ class Plan:
     rounds: int = 2
     seconds: float = 240.0  # the whole figure's time bound
     deadline: float = 0.0
+    runs_left: int = 0
 
-    def start(self) -> None:
+    def start(self, targets: int = 3) -> None:
         self.deadline = time.monotonic() + self.seconds
+        self.runs_left = len(ORDER) * self.rounds * targets
 
     def cap(self) -> float:
-        """Seconds one run may take: an even share of the figure, never past its deadline."""
-        runs = len(LEVELS) * len(KINDS) * self.rounds * 3
-        return max(min(self.seconds / runs, self.deadline - time.monotonic()), 2.0)
+        """Seconds the next run may take: an even share of the time left, never past the
+        figure's deadline; a run that ends early leaves its time to the ones after it."""
+        left = self.deadline - time.monotonic()
+        share = left / max(self.runs_left, 1)
+        self.runs_left -= 1
+        return max(min(share, left), 2.0)
 
 
 @dataclass
@@ -199,25 +209,24 @@ def _summary(calls: Calls, direct: Calls, name: str) -> dict[str, Any]:
 
 def run(plan: Plan, gateways: list[Gateway]) -> dict[str, Any]:
     """Streamed and whole calls at c=1 and c=16 through every gateway."""
-    plan.start()
+    plan.start(len(gateways))
     figures: dict[str, Any] = {
-        "plan": {k: v for k, v in plan.__dict__.items() if k != "deadline"},
+        "plan": {k: v for k, v in plan.__dict__.items() if k not in {"deadline", "runs_left"}},
         "word_ms": WORD_MS,
     }
     for gateway in gateways:  # connections and caches warm, as the load figure's warm-up does
         if gateway.name != "direct":
             closed_loop(gateway.target, 16, 4, 30.0, stream=True)
-    for level in LEVELS:
+    for level, kind in ORDER:
         per_run = max(plan.requests // plan.rounds // level, 1) * level
-        for kind in KINDS:
-            tallies = {g.name: Calls() for g in gateways}
-            for round_no in range(plan.rounds):
-                shift = round_no % len(gateways)
-                for gateway in gateways[shift:] + gateways[:shift]:
-                    _one_run(gateway, tallies[gateway.name], plan, per_run, level, kind == "stream")
-            figures[f"c{level}_{kind}"] = {
-                name: _summary(calls, tallies["direct"], name) for name, calls in tallies.items()
-            }
+        tallies = {g.name: Calls() for g in gateways}
+        for round_no in range(plan.rounds):
+            shift = round_no % len(gateways)
+            for gateway in gateways[shift:] + gateways[:shift]:
+                _one_run(gateway, tallies[gateway.name], plan, per_run, level, kind == "stream")
+        figures[f"c{level}_{kind}"] = {
+            name: _summary(calls, tallies["direct"], name) for name, calls in tallies.items()
+        }
     return figures
 
 
