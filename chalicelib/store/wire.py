@@ -199,7 +199,8 @@ class Wire:
         self._max_attempts = max(max_attempts, 1)
         self._sleep = sleep
         self._local = threading.local()
-        self._ssl = ssl.create_default_context(cafile=ca_file) if self._https else None
+        self._ca_file = ca_file
+        self._ssl: ssl.SSLContext | None = None  # made on the first connection (see _socket)
         self._signing_key: tuple[tuple[str, str], bytes] | None = None
 
     def serves(self, endpoint: str, region: str) -> bool:
@@ -346,14 +347,21 @@ class Wire:
         )
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._ssl is not None:
-                sock = self._ssl.wrap_socket(sock, server_hostname=self._hostname)
+            if self._https:
+                sock = self._tls().wrap_socket(sock, server_hostname=self._hostname)
             sock.settimeout(self._read_timeout)
         except BaseException:
             sock.close()
             raise
         self._local.socket = sock
         return sock, False
+
+    def _tls(self) -> ssl.SSLContext:
+        """Made when first needed: loading the certificate authorities takes tens of
+        milliseconds, which a cold start should not pay before its first request."""
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context(cafile=self._ca_file)
+        return self._ssl
 
     def _drop(self) -> None:
         sock = getattr(self._local, "socket", None)

@@ -4,12 +4,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import ssl
 import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -302,3 +305,65 @@ def test_answers_framed_without_a_length_are_read_whole(dynamo: Any, framing: st
     assert client.call("UpdateItem", UPDATE) == item
     assert client.call("UpdateItem", UPDATE) == {"next": 1}
     assert len(dynamo.seen) == 2
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and its key), signed by itself."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_over_https_it_verifies_the_server_against_its_certificate_authorities(
+    dynamo: Any, tmp_path: Path
+) -> None:
+    # GIVEN the scripted DynamoDB behind TLS, with a certificate of its own
+    cert_file, key_file = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    dynamo.socket = context.wrap_socket(dynamo.socket, server_side=True)
+    endpoint = f"https://127.0.0.1:{dynamo.server_address[1]}"
+    dynamo.script = [Answer(200, {"over": "tls"})]
+
+    # WHEN a client that trusts that certificate sends a write THEN it is answered
+    trusting = wire.Wire(endpoint, "eu-west-1", lambda: KEYS, ca_file=str(cert_file))
+    assert trusting.call("UpdateItem", UPDATE) == {"over": "tls"}
+
+    # AND one that trusts only the usual authorities refuses the server, on every attempt
+    doubting = wire.Wire(endpoint, "eu-west-1", lambda: KEYS, sleep=lambda _: None)
+    with pytest.raises(wire.WireError) as raised:
+        doubting.call("UpdateItem", UPDATE)
+    assert raised.value.status == 0 and raised.value.code == "ConnectionError"
+    assert len(dynamo.seen) == 1
