@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import json
 import random
+import select
 import socket
 import ssl
 import threading
@@ -71,6 +72,9 @@ THROTTLED = frozenset(
     }
 )
 RETRIED_STATUS = frozenset({500, 502, 503, 504})
+# A kept-alive connection unused this long is replaced rather than trusted (botocore's urllib3
+# only checks that the server has not closed it; a silent drop would cost a read timeout).
+IDLE_SECONDS = 30.0
 
 
 class _Closed(ConnectionError):
@@ -339,9 +343,15 @@ class Wire:
         return status, headers.get("x-amz-crc32"), body
 
     def _socket(self) -> tuple[socket.socket, bool]:
-        existing = getattr(self._local, "socket", None)
+        existing: socket.socket | None = getattr(self._local, "socket", None)
         if existing is not None:
-            return existing, True
+            idle = time.monotonic() - self._local.used_at
+            if idle < IDLE_SECONDS and not _readable(existing):
+                self._local.used_at = time.monotonic()
+                return existing, True
+            # Closed by the server (it sent its FIN, so the socket reads), or idle long enough
+            # that a NAT or a frozen Lambda may have lost it without a word: a fresh one.
+            self._drop()
         sock = socket.create_connection(
             (self._hostname, self._port or (443 if self._https else 80)),
             timeout=self._connect_timeout,
@@ -355,6 +365,7 @@ class Wire:
             sock.close()
             raise
         self._local.socket = sock
+        self._local.used_at = time.monotonic()
         return sock, False
 
     def _tls(self) -> ssl.SSLContext:
@@ -369,6 +380,15 @@ class Wire:
         self._local.socket = None
         if sock is not None:
             sock.close()
+
+
+def _readable(sock: socket.socket) -> bool:
+    """True if an idle kept-alive socket has something to read: the server's FIN (or junk)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:

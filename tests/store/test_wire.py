@@ -31,7 +31,8 @@ class Answer:
     status: int = 200
     body: dict[str, Any] = field(default_factory=dict)
     crc: str | None = None  # None: the right one
-    close: bool = False  # hang up after answering
+    close: bool = False  # hang up after answering, saying so
+    hang_up: bool = False  # hang up after answering, without a word
     framing: str = "length"  # or "chunked" (in pieces of 7 bytes), or "close" (no length)
 
 
@@ -45,6 +46,7 @@ class Scripted(BaseHTTPRequestHandler):
         server: Any = self.server
         with server.lock:
             server.seen.append((dict(self.headers.items()), body))
+            server.peers.append(self.client_address)
             answer = server.script.pop(0) if server.script else Answer()
         data = json.dumps(answer.body).encode()
         self.send_response(answer.status)
@@ -57,6 +59,8 @@ class Scripted(BaseHTTPRequestHandler):
         self.send_header("x-amz-crc32", crc)
         if answer.close or answer.framing == "close":
             self.send_header("Connection", "close")
+            self.close_connection = True
+        if answer.hang_up:
             self.close_connection = True
         self.end_headers()
         if answer.framing == "chunked":
@@ -78,6 +82,7 @@ def dynamo() -> Iterator[Any]:
     server.daemon_threads = True
     server.lock = threading.Lock()
     server.seen = []
+    server.peers = []
     server.script = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -215,6 +220,45 @@ def test_a_connection_the_server_closed_is_replaced_without_spending_an_attempt(
     # THEN it went over a fresh connection and was answered
     assert answer == {"second": 2}
     assert len(dynamo.seen) == 2
+
+
+def test_a_connection_the_server_dropped_silently_is_replaced_before_it_is_used(
+    dynamo: Any,
+) -> None:
+    # GIVEN a client whose server closes the connection after answering, without saying so
+    client = _client(dynamo, max_attempts=1)
+    dynamo.script = [Answer(200, {"first": 1}, hang_up=True), Answer(200, {"second": 2})]
+    assert client.call("UpdateItem", UPDATE) == {"first": 1}
+    # (the server's FIN has reached the client's socket)
+    sock = client._local.socket
+    assert wait_until_readable(sock)
+
+    # WHEN the next write goes out, with a single attempt allowed
+    answer = client.call("UpdateItem", UPDATE)
+
+    # THEN it went out once, on a new connection
+    assert answer == {"second": 2}
+    assert len(dynamo.seen) == 2 and dynamo.peers[0] != dynamo.peers[1]
+
+
+def test_a_connection_idle_too_long_is_replaced(dynamo: Any) -> None:
+    # GIVEN a kept-alive connection that was last used longer ago than the idle limit
+    client = _client(dynamo)
+    client.call("UpdateItem", UPDATE)
+    client.call("UpdateItem", UPDATE)
+    assert dynamo.peers[0] == dynamo.peers[1]  # kept alive while in use
+    client._local.used_at -= wire.IDLE_SECONDS + 1
+
+    # WHEN the next write goes out THEN it is on a new connection
+    client.call("UpdateItem", UPDATE)
+    assert dynamo.peers[2] != dynamo.peers[1]
+
+
+def wait_until_readable(sock: Any) -> bool:
+    import select
+
+    readable, _, _ = select.select([sock], [], [], 5)
+    return bool(readable)
 
 
 def test_no_server_is_a_connection_error_after_every_attempt() -> None:
