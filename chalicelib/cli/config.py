@@ -16,8 +16,7 @@ from typing import Any
 
 import click
 
-from chalicelib.cli import logs_to_stderr
-from chalicelib.core.errors import GatewayError
+from chalicelib.cli import as_cli_errors, logs_to_stderr
 from chalicelib.store import configure_store
 
 
@@ -27,10 +26,8 @@ def _use_cases() -> Iterator[Any]:
     configure_store()
     from chalicelib.services import channel_admin as admin
 
-    try:
+    with as_cli_errors():
         yield admin
-    except GatewayError as exc:
-        raise click.ClickException(exc.message) from exc
 
 
 def _body(schema_name: str, fields: dict[str, Any]) -> Any:

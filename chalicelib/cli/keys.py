@@ -9,14 +9,13 @@ more than its preview.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from chalicelib.core.errors import InvalidRequest
+from chalicelib.cli import as_cli_errors
 from chalicelib.core.scopes import ALL_SCOPES, SCOPES
 
 MAX_PAGES = 100
@@ -31,17 +30,12 @@ def _use_cases() -> Any:
 
 
 def _body(schema_name: str, fields: dict[str, Any]) -> Any:
-    """Options validated by the API's own schema; a bad --scope is named as the option."""
+    """Options validated by the API's own schema; a refused field is named as its option."""
     from chalicelib.services import schemas
 
     given = {name: value for name, value in fields.items() if value is not None}
-    try:
+    with as_cli_errors():
         return schemas.parse(getattr(schemas, schema_name), json.dumps(given))
-    except InvalidRequest as exc:
-        if exc.param and exc.param.startswith("scopes"):
-            detail = re.sub(r"^scopes(\.\d+)?: ", "", exc.message)
-            raise click.ClickException(f"--scope: {detail}") from exc
-        raise
 
 
 def _now() -> int:

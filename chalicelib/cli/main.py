@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -24,14 +23,14 @@ import click
 from pydantic import ValidationError
 
 from chalicelib.cli import alerts as cli_alerts
+from chalicelib.cli import as_cli_errors, error_message, logs_to_stderr
 from chalicelib.cli import audit as cli_audit
 from chalicelib.cli import config as cli_config
 from chalicelib.cli import keys as cli_keys
 from chalicelib.cli import ledger as cli_ledger
-from chalicelib.cli import logs_to_stderr
 from chalicelib.cli import resets as cli_resets
 from chalicelib.core import audit
-from chalicelib.core.errors import GatewayError, InvalidRequest, ServiceUnavailable
+from chalicelib.core.errors import GatewayError
 from chalicelib.core.text import escaped
 
 MAX_PAGES = 100  # listings follow cursors, 100 items a page, up to this many pages
@@ -48,22 +47,7 @@ class _Cli(click.Group):
         try:
             return super().invoke(ctx)
         except GatewayError as exc:
-            raise click.ClickException(_message(exc)) from exc
-
-
-def _message(exc: GatewayError) -> str:
-    message = exc.message
-    if (
-        isinstance(exc, InvalidRequest)
-        and exc.param
-        and re.match(rf"{re.escape(exc.param)}\b", message)
-    ):
-        # Name the option the operator typed, not the JSON field.
-        message = f"--{exc.param.replace('_', '-')}" + message[len(exc.param) :]
-    if isinstance(exc, ServiceUnavailable) and exc.__cause__ is not None:
-        # An operator needs the reason (no credentials, missing table); the API hides it.
-        message += f" ({type(exc.__cause__).__name__}: {exc.__cause__})"
-    return message
+            raise click.ClickException(error_message(exc)) from exc
 
 
 def _store() -> Any:
@@ -84,10 +68,11 @@ def _body(schema_name: str, fields: dict[str, Any]) -> Any:
         for name, value in fields.items()
         if value is not None and value is not False and value != [] and value != ()
     }
-    try:
-        return getattr(schemas, schema_name).model_validate(given)
-    except ValidationError as exc:
-        raise schemas.validation_error(exc) from exc
+    with as_cli_errors():
+        try:
+            return getattr(schemas, schema_name).model_validate(given)
+        except ValidationError as exc:
+            raise schemas.validation_error(exc) from exc
 
 
 def _pages(fetch: Callable[[str | None], dict[str, Any]]) -> list[dict[str, Any]]:

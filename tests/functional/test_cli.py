@@ -351,8 +351,21 @@ def test_models_set_stores_a_longest_audio_and_refuses_a_bad_one(tables: Any) ->
         "max_audio_seconds": 600,
     }
     assert config_store.load_prices()["whisper-1"].max_audio_seconds == 600
-    assert_clean_error(bad, "max_audio_seconds", "greater than or equal to 1")
+    assert_clean_error(bad, "--max-audio-seconds", "greater than or equal to 1")
     assert "tts-1" not in config_store.load_prices()
+
+
+def test_a_bad_price_is_named_as_the_option_typed_not_as_the_api_field(tables: Any) -> None:
+    from chalicelib.store import config as config_store
+
+    # GIVEN an empty stage  WHEN a price is set with an input price that is not a number
+    result = run("models", "set", "gpt-4o", "--input", "cheap")
+
+    # THEN the error names --input (the field behind it is input_usd_per_mtok), and nothing is
+    # stored
+    assert_clean_error(result, "--input: must be a non-negative decimal string")
+    assert "input_usd_per_mtok" not in result.stderr
+    assert "gpt-4o" not in config_store.load_prices()
 
 
 def test_every_resource_has_its_group_including_the_relay_ones() -> None:
