@@ -159,8 +159,6 @@ def configure_wire(settings: Settings) -> None:
     environment, no FIPS or dual-stack endpoint (set SLUICE_DYNAMODB_CLIENT=botocore for those).
     """
     global _lean
-    from botocore.httpsession import get_cert_path
-
     from chalicelib.store.models import RETRIES, _Meta
 
     if settings.dynamodb_client == "botocore":
@@ -176,8 +174,17 @@ def configure_wire(settings: Settings) -> None:
         connect_timeout=_Meta.connect_timeout_seconds,
         read_timeout=_Meta.read_timeout_seconds,
         max_attempts=int(RETRIES["total_max_attempts"]),
-        ca_file=get_cert_path(True) or None,
+        ca_file=_ca_bundle,
     )
+
+
+def _ca_bundle() -> str | None:
+    """The certificate authorities botocore verifies DynamoDB with: AWS_CA_BUNDLE or the
+    ca_bundle of the AWS config when set, else its default bundle."""
+    from botocore.httpsession import get_cert_path
+
+    configured = connection().session.get_config_variable("ca_bundle")
+    return str(configured) if configured else (get_cert_path(True) or None)
 
 
 def _signing_credentials() -> wire.Credentials:

@@ -186,7 +186,7 @@ class Wire:
         connect_timeout: float = 2.0,
         read_timeout: float = 5.0,
         max_attempts: int = MAX_ATTEMPTS,
-        ca_file: str | None = None,
+        ca_file: str | Callable[[], str | None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         parts = urlsplit(endpoint)
@@ -372,7 +372,8 @@ class Wire:
         """Made when first needed: loading the certificate authorities takes tens of
         milliseconds, which a cold start should not pay before its first request."""
         if self._ssl is None:
-            self._ssl = ssl.create_default_context(cafile=self._ca_file)
+            ca_file = self._ca_file() if callable(self._ca_file) else self._ca_file
+            self._ssl = ssl.create_default_context(cafile=ca_file)
         return self._ssl
 
     def _drop(self) -> None:

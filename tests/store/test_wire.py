@@ -411,3 +411,19 @@ def test_over_https_it_verifies_the_server_against_its_certificate_authorities(
         doubting.call("UpdateItem", UPDATE)
     assert raised.value.status == 0 and raised.value.code == "ConnectionError"
     assert len(dynamo.seen) == 1
+
+
+def test_the_store_gives_it_the_certificate_authorities_botocore_would_use(
+    tables: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.httpsession import get_cert_path
+
+    from chalicelib.store import common
+
+    # GIVEN no CA bundle configured THEN botocore's default one
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    assert common._ca_bundle() == get_cert_path(True)
+
+    # GIVEN AWS_CA_BUNDLE (a corporate proxy's authority, say) THEN that one, as botocore does
+    monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/corporate/ca.pem")
+    assert common._ca_bundle() == "/etc/corporate/ca.pem"
