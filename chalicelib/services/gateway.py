@@ -52,6 +52,7 @@ from chalicelib.store import config as config_store
 from chalicelib.store import ledger, owned
 from chalicelib.store import tokens as token_store
 from chalicelib.store import usage as usage_store
+from chalicelib.store.cache import AheadCache
 
 if TYPE_CHECKING:
     from chalicelib.services.streaming import StreamedCall
@@ -60,39 +61,15 @@ if TYPE_CHECKING:
 RESPONSE, CONVERSATION = "response", "conversation"
 
 
-@dataclass
-class _Cached:
-    value: Any
-    until: float
+# token id -> TokenRecord and account id -> AccountRecord, for a few seconds, refreshed ahead
+# of their expiry while the key is in use (store/cache.py).
+_cache: AheadCache | None = None
 
 
-@dataclass
-class MetadataCache:
-    """token id -> TokenRecord and account id -> AccountRecord, for a few seconds."""
-
-    seconds: float
-    entries: dict[str, _Cached] = field(default_factory=dict)
-
-    def get(self, key: str) -> Any:
-        hit = self.entries.get(key)
-        return hit.value if hit and hit.until > time.monotonic() else None
-
-    def put(self, key: str, value: Any) -> None:
-        if len(self.entries) > 10_000:
-            self.entries.clear()
-        self.entries[key] = _Cached(value, time.monotonic() + self.seconds)
-
-    def drop(self, key: str) -> None:
-        self.entries.pop(key, None)
-
-
-_cache: MetadataCache | None = None
-
-
-def cache() -> MetadataCache:
+def cache() -> AheadCache:
     global _cache
     if _cache is None:
-        _cache = MetadataCache(get_settings().key_cache_seconds)
+        _cache = AheadCache(get_settings().key_cache_seconds)
     return _cache
 
 
@@ -118,7 +95,8 @@ def authenticate(authorization: str | None) -> KeyContext:
     if parsed is None or parsed.kind != "token":
         raise errors.InvalidKey()
     key_hash = keys.hash_key(presented)
-    token = cache().get("t:" + parsed.owner_id)
+    owner_id = parsed.owner_id
+    token = cache().get("t:" + owner_id, refresh=lambda: token_store.get(owner_id))
     if token is None or not keys.hashes_match(presented, token.key_hash):
         token = token_store.get(parsed.owner_id)
         if token is None or not keys.hashes_match(presented, token.key_hash):
@@ -140,7 +118,7 @@ def fresh_token(context: KeyContext) -> TokenRecord:
 
 
 def _account(account_id: str) -> AccountRecord | None:
-    account = cache().get("a:" + account_id)
+    account = cache().get("a:" + account_id, refresh=lambda: account_store.get(account_id))
     if account is None:
         account = account_store.get(account_id)
         if account is not None:

@@ -35,6 +35,7 @@ from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
 from chalicelib.store import audit as audit_store
 from chalicelib.store import secrets
+from chalicelib.store.cache import AheadCache
 from chalicelib.store.common import error_code, translated
 from chalicelib.store.models import ConfigItem
 
@@ -46,10 +47,13 @@ KEEP: Any = object()  # "leave the channel's api key as it is"
 
 T = TypeVar("T")
 _clock: Callable[[], float] = time.monotonic
-_cache: dict[tuple[str, str], tuple[float, Any]] = {}
 
 
 # The per-container cache ------------------------------------------------------------------------
+# Refreshed ahead of its expiry while the relay is busy (store/cache.py).
+_cache = AheadCache(lambda: get_settings().key_cache_seconds, clock=lambda: _clock())
+
+
 def invalidate() -> None:
     """Forget every cached kind (called after each write, and by tests)."""
     _cache.clear()
@@ -57,12 +61,11 @@ def invalidate() -> None:
 
 def _cached(kind: str, load: Callable[[], T]) -> T:
     key = (ConfigItem.Meta.table_name, kind)
-    hit = _cache.get(key)
-    now = _clock()
-    if hit is not None and now - hit[0] < get_settings().key_cache_seconds:
-        return hit[1]  # type: ignore[no-any-return]
+    hit = _cache.get(key, refresh=load)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
     value = load()
-    _cache[key] = (now, value)
+    _cache.put(key, value)
     return value
 
 

@@ -1,0 +1,111 @@
+"""A per-container cache whose entries are refreshed ahead of their expiry, off the request path.
+
+The relay caches key and account metadata and the configuration (channels, prices, group ratios)
+for ``SLUICE_KEY_CACHE_SECONDS``. Left to expire, every entry cost one request its reads when it
+ran out: at steady traffic, one call in every few hundred paid five DynamoDB reads, which is
+what a gateway's P99 is made of. Here a request that finds an entry past half its life still
+gets the cached value, and starts one refresh in the background; a busy container's entries are
+never older than they were allowed to be, and no request waits for them. An entry that did
+expire (no traffic for a while) is loaded by the request that needs it, as before.
+
+A refresh stores its value only if the entry it refreshed is still the one cached: a write
+through the store (which drops or replaces the entry) is never undone by an older read that
+finishes after it. A refresh that fails is forgotten: the entry expires as it would have.
+In Lambda, a refresh still running when the response ends is frozen with the container and
+finishes at the next invocation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_ENTRIES = 10_000
+# An entry is refreshed once it is past this share of its life.
+REFRESH_AFTER = 0.5
+
+_refresher: ThreadPoolExecutor | None = None
+_refresher_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _refresher
+    with _refresher_lock:
+        if _refresher is None:
+            _refresher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cache-refresh")
+        return _refresher
+
+
+@dataclass(eq=False)
+class _Entry:
+    value: Any
+    loaded: float
+    until: float
+    refreshing: bool = False
+
+
+@dataclass
+class AheadCache:
+    """key -> value for ``seconds`` (a number, or read at each store: settings change in tests)."""
+
+    seconds: float | Callable[[], float]
+    clock: Callable[[], float] = time.monotonic
+    # How a refresh is started: on the module's two background threads unless given (tests).
+    submit: Callable[..., Any] | None = None
+    entries: dict[Any, _Entry] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: Any, refresh: Callable[[], Any] | None = None) -> Any:
+        """The cached value while it is fresh, else None. Past half its life, ``refresh`` (if
+        given) is started in the background, once; its value replaces the entry's."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        now = self.clock()
+        if now >= entry.until:
+            return None
+        if (
+            refresh is not None
+            and now >= entry.loaded + (entry.until - entry.loaded) * REFRESH_AFTER
+        ):
+            with self._lock:
+                start, entry.refreshing = not entry.refreshing, True
+            if start:
+                (self.submit or _pool().submit)(self._refresh, key, entry, refresh)
+        return entry.value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._store(key, value)
+
+    def drop(self, key: Any) -> None:
+        with self._lock:
+            self.entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.entries.clear()
+
+    def _store(self, key: Any, value: Any) -> None:
+        if len(self.entries) > MAX_ENTRIES:
+            self.entries.clear()
+        now = self.clock()
+        seconds = self.seconds() if callable(self.seconds) else self.seconds
+        self.entries[key] = _Entry(value, now, now + seconds)
+
+    def _refresh(self, key: Any, entry: _Entry, load: Callable[[], Any]) -> None:
+        try:
+            value = load()
+        except Exception:
+            return  # the entry expires as it would have; the next request loads it itself
+        with self._lock:
+            if self.entries.get(key) is not entry:
+                return  # replaced or dropped meanwhile (a write): this read is older than that
+            if value is None:
+                self.entries.pop(key, None)  # gone (a deleted key): the next request says so
+            else:
+                self._store(key, value)
