@@ -246,7 +246,7 @@ class Wire:
                 status, crc, data = injected.status_code, None, bytes(injected.content)
             else:
                 status, crc, data = self._send(request)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a length or chunk size not a number
             return 0, {"__type": "ConnectionError", "message": type(exc).__name__}, True
         if crc is not None and crc != str(zlib.crc32(data) & 0xFFFFFFFF):
             return 0, {"__type": "CRC32Mismatch", "message": "the answer was damaged"}, True
@@ -254,7 +254,8 @@ class Wire:
             parsed = json.loads(data) if data else {}
         except ValueError:
             parsed = {"__type": "UnparsableAnswer", "message": data[:200].decode(errors="replace")}
-            return status or 0, parsed, status >= 500
+            # A success whose body cannot be read is no answer at all: retried, never returned.
+            return (0 if status == 200 else status), parsed, status == 200 or status >= 500
         if not isinstance(parsed, dict):
             parsed = {}
         if status == 200:

@@ -427,3 +427,22 @@ def test_the_store_gives_it_the_certificate_authorities_botocore_would_use(
     # GIVEN AWS_CA_BUNDLE (a corporate proxy's authority, say) THEN that one, as botocore does
     monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/corporate/ca.pem")
     assert common._ca_bundle() == "/etc/corporate/ca.pem"
+
+
+def test_a_success_whose_body_is_not_json_is_retried_not_returned(dynamo: Any) -> None:
+    # GIVEN an answer 200 whose body is cut (not JSON), then a whole one
+    class Cut:
+        status_code = 200
+        content = b'{"Attributes": {"n"'
+
+    answers = [Cut()]
+    wire.hooks.register_first(
+        "before-send.dynamodb", lambda **_: answers.pop() if answers else None, unique_id="cut"
+    )
+    dynamo.script = [Answer(200, {"Attributes": {"n": {"N": "1"}}})]
+    try:
+        # WHEN a write is sent THEN the whole answer is the one returned
+        assert _client(dynamo).call("UpdateItem", UPDATE) == {"Attributes": {"n": {"N": "1"}}}
+    finally:
+        wire.hooks.unregister("before-send.dynamodb", unique_id="cut")
+    assert len(dynamo.seen) == 1
