@@ -90,14 +90,17 @@ class AheadCache:
         with self._lock:
             self.entries.clear()
 
-    def _store(self, key: Any, value: Any) -> None:
+    def _store(self, key: Any, value: Any, read_at: float | None = None) -> None:
         if len(self.entries) > MAX_ENTRIES:
             self.entries.clear()
-        now = self.clock()
+        now = self.clock() if read_at is None else read_at
         seconds = self.seconds() if callable(self.seconds) else self.seconds
         self.entries[key] = _Entry(value, now, now + seconds)
 
     def _refresh(self, key: Any, entry: _Entry, load: Callable[[], Any]) -> None:
+        # The value's life starts when it was read, not when this thread got to store it (a
+        # container frozen in between would otherwise serve it for a whole life after thawing).
+        read_at = self.clock()
         try:
             value = load()
         except Exception:
@@ -108,4 +111,4 @@ class AheadCache:
             if value is None:
                 self.entries.pop(key, None)  # gone (a deleted key): the next request says so
             else:
-                self._store(key, value)
+                self._store(key, value, read_at)

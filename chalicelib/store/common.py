@@ -7,6 +7,7 @@ import binascii
 import json
 import random
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -146,30 +147,49 @@ def connection() -> Connection:
     return Token._get_connection().connection
 
 
-# The lean client (``wire.py``) for the calls of every relayed request; None: botocore for all.
+# The lean client (``wire.py``) for the calls of every relayed request. Made on first use, from
+# what botocore resolved: None until then, or for good when botocore must carry every call.
 _lean: wire.Wire | None = None
+_lean_wanted = False
+_lean_lock = threading.Lock()
 _METHODS = {"UpdateItem": "update_item", "PutItem": "put_item"}
 
 
 def configure_wire(settings: Settings) -> None:
-    """Use the lean client unless the settings chose botocore; kept while its target is the same.
+    """Use the lean client unless the settings chose botocore (made at the first call)."""
+    global _lean, _lean_wanted
+    with _lean_lock:
+        _lean, _lean_wanted = None, settings.dynamodb_client != "botocore"
 
-    Its timeouts, attempts and certificate authorities are those of the botocore client the
-    models share. It sends to DynamoDB's regional endpoint directly: no proxy from the
-    environment, no FIPS or dual-stack endpoint (set SLUICE_DYNAMODB_CLIENT=botocore for those).
-    """
-    global _lean
+
+def _lean_client() -> wire.Wire | None:
+    global _lean, _lean_wanted
+    if _lean is not None or not _lean_wanted:
+        return _lean
+    with _lean_lock:
+        if _lean is None and _lean_wanted:
+            _lean = _wire_like_botocore()
+            _lean_wanted = _lean is not None
+    return _lean
+
+
+def _wire_like_botocore() -> wire.Wire | None:
+    """A lean client aimed where the shared botocore client is: the endpoint botocore resolved
+    (``SLUICE_DYNAMODB_ENDPOINT``, ``AWS_ENDPOINT_URL_DYNAMODB``, FIPS, dual-stack, the
+    partition's domain) and its signing region, with its timeouts, attempts and certificate
+    authorities. None (botocore carries every call) when botocore would go through a proxy,
+    which the lean client does not speak."""
+    from botocore.utils import get_environ_proxies
+
     from chalicelib.store.models import RETRIES, _Meta
 
-    if settings.dynamodb_client == "botocore":
-        _lean = None
-        return
-    endpoint = settings.dynamodb_endpoint or wire.default_endpoint(settings.region)
-    if _lean is not None and _lean.serves(endpoint, settings.region):
-        return
-    _lean = wire.Wire(
+    client = connection().client
+    endpoint = str(client.meta.endpoint_url)
+    if getattr(client.meta.config, "proxies", None) or get_environ_proxies(endpoint):
+        return None
+    return wire.Wire(
         endpoint,
-        settings.region,
+        str(client.meta.region_name),
         _signing_credentials,
         connect_timeout=_Meta.connect_timeout_seconds,
         read_timeout=_Meta.read_timeout_seconds,
@@ -198,7 +218,7 @@ def _signing_credentials() -> wire.Credentials:
 
 def send(operation: str, request: dict[str, Any]) -> dict[str, Any]:
     """One low-level DynamoDB call, in DynamoDB's JSON: on the lean client unless it is off."""
-    lean = _lean
+    lean = _lean_client()
     if lean is not None:
         return lean.call(operation, request)
     answer: dict[str, Any] = getattr(connection().client, _METHODS[operation])(**request)

@@ -12,6 +12,7 @@ What it keeps from botocore, so that nothing about the money changes:
 * the credentials: the botocore client's own (``store/common.py`` passes them in), so role
   credentials refresh as they always did, and DynamoDB Local, which keeps a namespace per access
   key, sees the same tables;
+* where it sends: the endpoint and signing region botocore resolved (``store/common.py``);
 * the retries of botocore's legacy mode for DynamoDB, with the same five attempts: throttling,
   5xx answers, a broken or timed-out connection, a CRC32 that does not match the body. Only
   idempotent requests may be sent here, as botocore retries them in the same cases: every write
@@ -71,7 +72,7 @@ THROTTLED = frozenset(
         "PriorRequestNotComplete",
     }
 )
-RETRIED_STATUS = frozenset({500, 502, 503, 504})
+RETRIED_STATUS = frozenset({429, 500, 502, 503, 504, 509})
 # A kept-alive connection unused this long is replaced rather than trusted (botocore's urllib3
 # only checks that the server has not closed it; a silent drop would cost a read timeout).
 IDLE_SECONDS = 30.0
@@ -85,8 +86,8 @@ class _Garbled(ConnectionError):
     """What came back is not an HTTP/1.1 answer: the connection is dropped, the call retried."""
 
 
-# A kept-alive connection the server has closed meanwhile fails like this on its next use.
-_STALE = (_Closed, ConnectionResetError, BrokenPipeError)
+class _NotSent(ConnectionError):
+    """The connection failed while the request was being written: it never left."""
 
 
 @dataclass(frozen=True)
@@ -208,9 +209,6 @@ class Wire:
         self._ssl: ssl.SSLContext | None = None  # made on the first connection (see _socket)
         self._signing_key: tuple[tuple[str, str], bytes] | None = None
 
-    def serves(self, endpoint: str, region: str) -> bool:
-        return (self.url, self.region) == (endpoint.rstrip("/") + "/", region)
-
     # The call --------------------------------------------------------------------------------
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send one request, retried as botocore would; its parsed answer, or ``WireError``."""
@@ -251,11 +249,12 @@ class Wire:
         if crc is not None and crc != str(zlib.crc32(data) & 0xFFFFFFFF):
             return 0, {"__type": "CRC32Mismatch", "message": "the answer was damaged"}, True
         try:
-            parsed = json.loads(data) if data else {}
-        except ValueError:
-            parsed = {"__type": "UnparsableAnswer", "message": data[:200].decode(errors="replace")}
+            parsed = json.loads(data)
+        except ValueError:  # (an empty body too: DynamoDB always answers with a JSON object)
+            code = "ThrottlingException" if status == 429 else "UnparsableAnswer"
+            parsed = {"__type": code, "message": data[:200].decode(errors="replace")}
             # A success whose body cannot be read is no answer at all: retried, never returned.
-            return (0 if status == 200 else status), parsed, status == 200 or status >= 500
+            return (0 if status == 200 else status), parsed, status in {200, *RETRIED_STATUS}
         if not isinstance(parsed, dict):
             parsed = {}
         if status == 200:
@@ -319,11 +318,12 @@ class Wire:
         sock, reused = self._socket()
         try:
             return self._exchange(sock, request)
-        except _STALE:
-            self._drop()
+        except _NotSent:
             if not reused:
                 raise
-        # The server had closed the kept-alive connection: nothing was answered, try a fresh one.
+        # The kept-alive connection refused the request itself (the server had closed it), so
+        # DynamoDB never saw it: a fresh connection, not a new attempt. Anything that fails once
+        # the request is out is an attempt like any other: the write may have landed.
         sock, _ = self._socket()
         return self._exchange(sock, request)
 
@@ -334,7 +334,10 @@ class Wire:
             + request.body
         )
         try:
-            sock.sendall(message)
+            try:
+                sock.sendall(message)
+            except (ConnectionResetError, BrokenPipeError) as exc:
+                raise _NotSent(str(exc)) from exc
             status, headers, body = _read_response(sock)
         except BaseException:
             self._drop()
@@ -387,10 +390,11 @@ class Wire:
 def _readable(sock: socket.socket) -> bool:
     """True if an idle kept-alive socket has something to read: the server's FIN (or junk)."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller = select.poll()  # not select.select: it fails on descriptors past 1023
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
@@ -476,10 +480,5 @@ def _code(parsed: dict[str, Any]) -> str:
 
 def _error(status: int, parsed: dict[str, Any]) -> WireError:
     message = parsed.get("message") or parsed.get("Message") or ""
-    return WireError(_code(parsed) or f"HTTP{status}", str(message), status, parsed)
-
-
-def default_endpoint(region: str) -> str:
-    """DynamoDB's regional endpoint (the China regions have a domain of their own)."""
-    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://dynamodb.{region}.{domain}"
+    code = _code(parsed) or ("ThrottlingException" if status == 429 else f"HTTP{status}")
+    return WireError(code, str(message), status, parsed)

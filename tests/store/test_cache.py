@@ -116,3 +116,22 @@ def test_a_failed_refresh_lets_the_entry_expire_and_one_that_finds_nothing_drops
     cache.get("gone", refresh=lambda: None)
     later.run_all()
     assert cache.get("gone") is None
+
+
+def test_a_refreshed_value_lives_from_when_it_was_read_not_from_when_it_was_stored() -> None:
+    # GIVEN a refresh that reads at t=106 but only gets to store its value ten minutes later
+    # (a Lambda container frozen in between)
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    cache.put("k", "v1")
+    clock["now"] = 106.0
+
+    def slow_read() -> str:
+        clock["now"] = 706.0
+        return "v2"
+
+    cache.get("k", refresh=slow_read)
+    later.run_all()
+
+    # WHEN it is read after the thaw THEN it has expired: it was read 600 s ago
+    assert cache.get("k") is None

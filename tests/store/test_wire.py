@@ -318,24 +318,55 @@ def test_hooks_see_each_call_and_may_answer_an_attempt(dynamo: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("region", "endpoint"),
+    ("env", "endpoint", "region"),
     [
-        ("eu-west-1", "https://dynamodb.eu-west-1.amazonaws.com"),
-        ("cn-north-1", "https://dynamodb.cn-north-1.amazonaws.com.cn"),
+        ({"AWS_REGION": "eu-west-1"}, "https://dynamodb.eu-west-1.amazonaws.com/", "eu-west-1"),
+        ({"AWS_REGION": "cn-north-1"}, "https://dynamodb.cn-north-1.amazonaws.com.cn/", None),
+        (
+            {"AWS_REGION": "us-east-1", "AWS_USE_FIPS_ENDPOINT": "true"},
+            "https://dynamodb-fips.us-east-1.amazonaws.com/",
+            None,
+        ),
+        (
+            {"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9"},
+            "http://127.0.0.1:9/",
+            None,
+        ),
     ],
+    ids=["region", "china", "fips", "endpoint-url"],
 )
-def test_in_aws_it_sends_to_the_regional_endpoint_botocore_would(
-    region: str, endpoint: str
+def test_in_aws_the_writes_go_where_botocore_sends_the_reads(
+    tables: Any, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], endpoint: str, region: Any
 ) -> None:
-    import botocore.session
+    from chalicelib.core.settings import get_settings, reset_settings
+    from chalicelib.store import common, configure_store, models
 
-    # GIVEN botocore's own choice of endpoint for the region
-    botocore_client = botocore.session.get_session().create_client(
-        "dynamodb", region_name=region, aws_access_key_id="a", aws_secret_access_key="b"
-    )
+    # GIVEN a stage whose botocore client resolves its endpoint from the environment
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    configure_store(get_settings())
+    models.configure(get_settings())  # a fresh botocore client that sees the environment
 
-    # WHEN the store has no endpoint of its own THEN both clients send to the same place
-    assert wire.default_endpoint(region) == endpoint == botocore_client.meta.endpoint_url
+    # WHEN the lean client is made THEN it aims at botocore's endpoint and signing region
+    lean = common._wire_like_botocore()
+    client = common.connection().client
+    assert lean is not None and lean.url == endpoint == client.meta.endpoint_url.rstrip("/") + "/"
+    assert lean.region == client.meta.region_name == (region or env["AWS_REGION"])
+
+
+def test_where_botocore_would_use_a_proxy_it_carries_every_call(
+    tables: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.store import common
+
+    # GIVEN a proxy in the environment for DynamoDB's endpoint
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    # WHEN the lean client would be made THEN there is none: botocore sends the writes too
+    assert common._wire_like_botocore() is None
 
 
 @pytest.mark.parametrize("framing", ["chunked", "close"])
@@ -429,12 +460,20 @@ def test_the_store_gives_it_the_certificate_authorities_botocore_would_use(
     assert common._ca_bundle() == "/etc/corporate/ca.pem"
 
 
-def test_a_success_whose_body_is_not_json_is_retried_not_returned(dynamo: Any) -> None:
-    # GIVEN an answer 200 whose body is cut (not JSON), then a whole one
+@pytest.mark.parametrize(
+    ("status", "content"),
+    [(200, b'{"Attributes": {"n"'), (200, b""), (429, b"Too Many Requests")],
+    ids=["cut-200", "empty-200", "bare-429"],
+)
+def test_an_answer_that_is_not_one_is_retried_not_returned(
+    dynamo: Any, status: int, content: bytes
+) -> None:
+    # GIVEN a first answer that is no DynamoDB answer (a cut or empty body, a proxy's bare 429),
+    # then a whole one
     class Cut:
-        status_code = 200
-        content = b'{"Attributes": {"n"'
+        status_code = status
 
+    Cut.content = content  # type: ignore[attr-defined]
     answers = [Cut()]
     wire.hooks.register_first(
         "before-send.dynamodb", lambda **_: answers.pop() if answers else None, unique_id="cut"
