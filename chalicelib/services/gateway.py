@@ -98,7 +98,7 @@ def authenticate(authorization: str | None) -> KeyContext:
     owner_id = parsed.owner_id
     token = cache().get("t:" + owner_id, refresh=lambda: token_store.get(owner_id))
     if token is None or not keys.hashes_match(presented, token.key_hash):
-        token = token_store.get(parsed.owner_id)
+        token = token_store.get(owner_id)
         if token is None or not keys.hashes_match(presented, token.key_hash):
             raise errors.InvalidKey()
         cache().put("t:" + token.id, token)
@@ -118,11 +118,9 @@ def fresh_token(context: KeyContext) -> TokenRecord:
 
 
 def _account(account_id: str) -> AccountRecord | None:
-    account = cache().get("a:" + account_id, refresh=lambda: account_store.get(account_id))
-    if account is None:
-        account = account_store.get(account_id)
-        if account is not None:
-            cache().put("a:" + account_id, account)
+    account: AccountRecord | None = cache().fetch(
+        "a:" + account_id, lambda: account_store.get(account_id)
+    )
     return account
 
 

@@ -78,6 +78,15 @@ class AheadCache:
                 (self.submit or _pool().submit)(self._refresh, key, entry, refresh)
         return entry.value
 
+    def fetch(self, key: Any, load: Callable[[], Any]) -> Any:
+        """``get`` with ``load`` as the refresh; on a miss, ``load`` now, cached unless None."""
+        value = self.get(key, refresh=load)
+        if value is None:
+            value = load()
+            if value is not None:
+                self.put(key, value)
+        return value
+
     def put(self, key: Any, value: Any) -> None:
         with self._lock:
             self._store(key, value)

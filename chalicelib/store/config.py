@@ -60,12 +60,7 @@ def invalidate() -> None:
 
 
 def _cached(kind: str, load: Callable[[], T]) -> T:
-    key = (ConfigItem.Meta.table_name, kind)
-    hit = _cache.get(key, refresh=load)
-    if hit is not None:
-        return hit  # type: ignore[no-any-return]
-    value = load()
-    _cache.put(key, value)
+    value: T = _cache.fetch((ConfigItem.Meta.table_name, kind), load)
     return value
 
 

@@ -135,3 +135,25 @@ def test_a_refreshed_value_lives_from_when_it_was_read_not_from_when_it_was_stor
 
     # WHEN it is read after the thaw THEN it has expired: it was read 600 s ago
     assert cache.get("k") is None
+
+
+def test_fetch_loads_a_miss_once_and_keeps_nothing_for_a_value_that_is_not_there() -> None:
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    loads: list[str] = []
+
+    def load(value: str | None) -> Callable[[], str | None]:
+        def read() -> str | None:
+            loads.append(str(value))
+            return value
+
+        return read
+
+    # GIVEN nothing cached  WHEN fetched twice THEN it is read once, then served from the cache
+    assert cache.fetch("k", load("v1")) == "v1"
+    assert cache.fetch("k", load("v2")) == "v1"
+    assert loads == ["v1"]
+    # AND a value that is not there (a deleted item) is read again each time, never kept
+    assert cache.fetch("gone", load(None)) is None
+    assert cache.fetch("gone", load(None)) is None
+    assert loads == ["v1", "None", "None"]
