@@ -251,8 +251,7 @@ class Wire:
         try:
             parsed = json.loads(data)
         except ValueError:  # (an empty body too: DynamoDB always answers with a JSON object)
-            code = "ThrottlingException" if status == 429 else "UnparsableAnswer"
-            parsed = {"__type": code, "message": data[:200].decode(errors="replace")}
+            parsed = {"__type": "UnparsableAnswer", "message": data[:200].decode(errors="replace")}
             # A success whose body cannot be read is no answer at all: retried, never returned.
             return (0 if status == 200 else status), parsed, status in {200, *RETRIED_STATUS}
         if not isinstance(parsed, dict):
@@ -401,10 +400,7 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     """(status, headers by lower-case name, body) of one HTTP/1.1 answer."""
     buffer = b""
     while b"\r\n\r\n" not in buffer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise _Closed("closed before the answer's headers")
-        buffer += chunk
+        buffer += _recv(sock)
         if len(buffer) > 65536 and b"\r\n\r\n" not in buffer:
             raise _Garbled("an answer's headers over 64 KiB")
     raw_head, _, rest = buffer.partition(b"\r\n\r\n")
@@ -430,9 +426,7 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 def _read_exactly(sock: socket.socket, have: bytes, size: int) -> bytes:
     parts, got = [have], len(have)
     while got < size:
-        chunk = sock.recv(max(size - got, 65536))
-        if not chunk:
-            raise _Closed("closed in the middle of an answer")
+        chunk = _recv(sock)
         parts.append(chunk)
         got += len(chunk)
     data = b"".join(parts)
@@ -468,9 +462,11 @@ def _read_to_close(sock: socket.socket, have: bytes) -> bytes:
 
 
 def _recv(sock: socket.socket) -> bytes:
+    """What the socket has (up to 64 KiB); the server closing before the answer ended is an
+    error, never an empty read taken as the end."""
     chunk = sock.recv(65536)
     if not chunk:
-        raise _Closed("closed in the middle of a chunked answer")
+        raise _Closed("closed before the whole answer came")
     return chunk
 
 
@@ -480,5 +476,7 @@ def _code(parsed: dict[str, Any]) -> str:
 
 def _error(status: int, parsed: dict[str, Any]) -> WireError:
     message = parsed.get("message") or parsed.get("Message") or ""
-    code = _code(parsed) or ("ThrottlingException" if status == 429 else f"HTTP{status}")
+    code = _code(parsed) or f"HTTP{status}"
+    if status == 429 and code not in THROTTLED:
+        code = "ThrottlingException"  # (a 429 without DynamoDB's code: a proxy's, say)
     return WireError(code, str(message), status, parsed)

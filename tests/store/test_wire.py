@@ -485,3 +485,26 @@ def test_an_answer_that_is_not_one_is_retried_not_returned(
     finally:
         wire.hooks.unregister("before-send.dynamodb", unique_id="cut")
     assert len(dynamo.seen) == 1
+
+
+def test_a_429_that_never_stops_is_throttling_after_every_attempt(dynamo: Any) -> None:
+    # GIVEN a proxy in front of DynamoDB that answers every attempt with a bare 429
+    class Bare:
+        status_code = 429
+        content = b"Too Many Requests"
+
+    attempts: list[int] = []
+
+    def answer(attempt: int, **_: Any) -> Bare:
+        attempts.append(attempt)
+        return Bare()
+
+    wire.hooks.register_first("before-send.dynamodb", answer, unique_id="bare")
+    try:
+        # WHEN a write is sent THEN it fails as throttled (a 429 to the client), after 5 tries
+        with pytest.raises(wire.WireError) as raised:
+            _client(dynamo).call("UpdateItem", UPDATE)
+    finally:
+        wire.hooks.unregister("before-send.dynamodb", unique_id="bare")
+    assert (raised.value.status, raised.value.code) == (429, "ThrottlingException")
+    assert attempts == [1, 2, 3, 4, 5] and dynamo.seen == []
