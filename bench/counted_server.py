@@ -40,13 +40,12 @@ _counter = CallCounter(phase="serve")
 
 def _instrument_store() -> None:
     from chalicelib.store import models
-    from chalicelib.store.common import connection
 
     original = models.configure
 
     def configure_and_count(settings: Any) -> None:
         original(settings)
-        _counter.register(connection().client)
+        _counter.register()
 
     models.configure = configure_and_count  # type: ignore[assignment]
 

@@ -54,11 +54,11 @@ class CallCounter:
     _events: tuple[Any, ...] = ()
 
     # --- registration ---------------------------------------------------------------------
-    def register(self, client: Any) -> CallCounter:
-        """On ``client`` (botocore's) and on the lean client's hooks."""
-        from chalicelib.store import wire
+    def register(self) -> CallCounter:
+        """On the hooks of both clients the store sends through."""
+        from chalicelib.store.common import hook_registries
 
-        self._events = (client.meta.events, wire.hooks)
+        self._events = hook_registries()
         for events in self._events:
             for event, handler, suffix in self._hooks():
                 events.register(event, handler, unique_id=HOOK_ID + suffix)

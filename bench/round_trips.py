@@ -185,13 +185,12 @@ def measure(ddb_endpoint: str) -> dict[str, Any]:
         from chalicelib.services import resets as jobs
         from chalicelib.services import sweeper
         from chalicelib.store import tokens as token_store
-        from chalicelib.store.common import connection
 
         made = post("/admin/accounts", admin_key, {"name": "rt", "quota_usd": "100"})
         created = json.loads(made.body)
         token, mk = created["default_token"], created["management_key"]
         account_id = created["account"]["id"]
-        counter.register(connection().client)
+        counter.register()
         # A warm container has served a call already: caches hold key and config.
         post("/v1/chat/completions", token["key"], CHAT)
         figures: dict[str, Any] = {
@@ -238,7 +237,6 @@ def measure_limits(ddb_endpoint: str) -> dict[str, Any]:
     columns must be equal: the same calls, in the same round trips.
     """
     with _in_process(ddb_endpoint) as (post, admin_key), CallCounter() as counter:
-        from chalicelib.store.common import connection
 
         def new_key(limited: bool) -> str:
             fields = LIMITS if limited else {}
@@ -256,7 +254,7 @@ def measure_limits(ddb_endpoint: str) -> dict[str, Any]:
             return str(made_key["key"])
 
         keys = {"no_limits": new_key(False), "limits": new_key(True)}
-        counter.register(connection().client)
+        counter.register()
         figures: dict[str, Any] = {"limits": LIMITS}
         for variant, key in keys.items():
             post("/v1/chat/completions", key, CHAT)  # warm: key and config cached

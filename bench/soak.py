@@ -107,8 +107,8 @@ def run(
         from chalicelib.core.channels import Channel
         from chalicelib.services import gateway, ledger_verify, management, schemas, sweeper
         from chalicelib.store import config as config_store
-        from chalicelib.store import models, wire
-        from chalicelib.store.common import connection
+        from chalicelib.store import models
+        from chalicelib.store.common import hook_registries
         from chalicelib.store.models import Account, Token
         from devtools.demo_seed import DEMO_PRICES, register_demo
 
@@ -133,9 +133,10 @@ def run(
             faults = Faults(seed)
             # Both clients the store sends through: botocore's, and the lean one that carries
             # the relayed calls' writes (its "before-call" is botocore's provide-client-params).
+            botocore_events, lean_hooks = hook_registries()
             hooked: list[tuple[Any, str]] = [
-                (connection().client.meta.events, "provide-client-params"),
-                (wire.hooks, "before-call"),
+                (botocore_events, "provide-client-params"),
+                (lean_hooks, "before-call"),
             ]
             for events, kill_in in hooked:
                 events.register_first("before-send.dynamodb", faults.before_send, unique_id="soak")

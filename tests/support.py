@@ -98,10 +98,9 @@ def on_dynamodb(
     carries the writes of every relayed call (``chalicelib/store/wire.py``). Both pass the
     handler ``event_name``; ``before-send`` handlers get a ``request`` with ``url``, ``headers``
     and ``body`` on both, and may answer it with a botocore ``AWSResponse``."""
-    from chalicelib.store import wire
-    from chalicelib.store.common import connection
+    from chalicelib.store.common import hook_registries
 
-    targets = (connection().client.meta.events, wire.hooks)
+    targets = hook_registries()
     for events in targets:
         register = events.register_first if first else events.register
         register(event, handler, unique_id=unique_id)

@@ -216,6 +216,13 @@ def _signing_credentials() -> wire.Credentials:
     return wire.Credentials(str(frozen.access_key), str(frozen.secret_key), frozen.token)
 
 
+def hook_registries() -> tuple[Any, wire.Hooks]:
+    """The event hooks of both clients the store sends through, botocore's and the lean one
+    (same registration calls, same ``before-send`` / ``after-call`` names): for tests and
+    benchmarks that count calls or inject faults."""
+    return connection().client.meta.events, wire.hooks
+
+
 def send(operation: str, request: dict[str, Any]) -> dict[str, Any]:
     """One low-level DynamoDB call, in DynamoDB's JSON: on the lean client unless it is off."""
     lean = _lean_client()
