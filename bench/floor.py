@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import statistics
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +22,11 @@ from bench.load import percentile
 from bench.procs import cpu_seconds
 
 CALLS = 200
+# The write every floor figure times: one counter up by one.
+COUNT_ONE = {
+    "UpdateExpression": "ADD used_units :one",
+    "ExpressionAttributeValues": {":one": {"N": "1"}},
+}
 
 
 def _ms(values: list[float]) -> float:
@@ -49,36 +55,20 @@ def dynamodb(endpoint: str, calls: int = CALLS) -> dict[str, Any]:
     key = {"id": {"S": "item"}}
 
     def update(table: str) -> None:
-        client.update_item(
-            TableName=table,
-            Key=key,
-            UpdateExpression="ADD used_units :one",
-            ExpressionAttributeValues={":one": {"N": "1"}},
-        )
+        client.update_item(TableName=table, Key=key, **COUNT_ONE)
 
     try:
         for _ in range(calls // 2):  # warm the JVM's code paths first
             update(tables[0])
-        single, reads, parallel = [], [], []
-        cpu_started, wall_started = time.process_time(), time.perf_counter()
-        for _ in range(calls):
-            started = time.perf_counter()
-            update(tables[0])
-            single.append((time.perf_counter() - started) * 1000)
-        cpu_per_call = (time.process_time() - cpu_started) / calls * 1000
-        wall_per_call = (time.perf_counter() - wall_started) / calls * 1000
-        for _ in range(calls):
-            started = time.perf_counter()
-            client.get_item(TableName=tables[0], Key=key, ConsistentRead=True)
-            reads.append((time.perf_counter() - started) * 1000)
+        single, cpu_per_call = _timed(lambda: update(tables[0]), calls)
+        reads, _ = _timed(
+            lambda: client.get_item(TableName=tables[0], Key=key, ConsistentRead=True), calls
+        )
         with ThreadPoolExecutor(3) as pool:
-            for _ in range(calls):
-                started = time.perf_counter()
-                list(pool.map(update, tables))
-                parallel.append((time.perf_counter() - started) * 1000)
+            parallel, _ = _timed(lambda: list(pool.map(update, tables)), calls)
         # Signed as boto3 signs: DynamoDB Local keeps its tables per access key.
         frozen = client._request_signer._credentials.get_frozen_credentials()
-        lean = _lean_updates(endpoint, tables[0], key, calls, frozen)
+        lean = _lean_updates(endpoint, {"TableName": tables[0], "Key": key}, calls, frozen)
     finally:
         for table in tables:
             client.delete_table(TableName=table)
@@ -87,38 +77,37 @@ def dynamodb(endpoint: str, calls: int = CALLS) -> dict[str, Any]:
         "get_p50_ms": _ms(reads),
         "three_parallel_updates_p50_ms": _ms(parallel),
         "client_cpu_ms_per_call": round(cpu_per_call, 2),
-        "wall_ms_per_call": round(wall_per_call, 2),
+        "wall_ms_per_call": round(sum(single) / calls, 2),
         "calls": calls,
         **lean,
     }
 
 
-def _lean_updates(
-    endpoint: str, table: str, key: dict[str, Any], calls: int, frozen: Any
-) -> dict[str, Any]:
+def _timed(call: Callable[[], Any], calls: int) -> tuple[list[float], float]:
+    """Each call's latency (ms), and this process's CPU per call (ms)."""
+    latencies = []
+    cpu_started = time.process_time()
+    for _ in range(calls):
+        started = time.perf_counter()
+        call()
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies, (time.process_time() - cpu_started) / calls * 1000
+
+
+def _lean_updates(endpoint: str, item: dict[str, Any], calls: int, frozen: Any) -> dict[str, Any]:
     """The same UpdateItem over the store's lean client (``chalicelib/store/wire.py``), which
     carries the writes of every relayed call: its latency and its own CPU per call."""
     from chalicelib.store import wire
 
     keys = wire.Credentials(frozen.access_key, frozen.secret_key, frozen.token)
     client = wire.Wire(endpoint, "us-east-1", lambda: keys)
-    request = {
-        "TableName": table,
-        "Key": key,
-        "UpdateExpression": "ADD used_units :one",
-        "ExpressionAttributeValues": {":one": {"N": "1"}},
-    }
+    request = {**item, **COUNT_ONE}
     for _ in range(calls // 2):
         client.call("UpdateItem", request)
-    latencies = []
-    cpu_started = time.process_time()
-    for _ in range(calls):
-        started = time.perf_counter()
-        client.call("UpdateItem", request)
-        latencies.append((time.perf_counter() - started) * 1000)
+    latencies, cpu_per_call = _timed(lambda: client.call("UpdateItem", request), calls)
     return {
         "lean_update_p50_ms": _ms(latencies),
-        "lean_cpu_ms_per_call": round((time.process_time() - cpu_started) / calls * 1000, 2),
+        "lean_cpu_ms_per_call": round(cpu_per_call, 2),
     }
 
 
