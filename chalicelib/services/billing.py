@@ -17,7 +17,7 @@ from chalicelib.core import views
 from chalicelib.core.pricing import UNITS_PER_USD, units_to_usd
 from chalicelib.core.records import AccountRecord, TokenRecord
 from chalicelib.services import gateway
-from chalicelib.store import accounts as account_store
+from chalicelib.store import account_reads as account_store
 
 UNLIMITED_USD = 100_000_000.0  # what one-api reports for "no limit"
 

@@ -30,7 +30,7 @@ from chalicelib.core import errors, payloads
 from chalicelib.core.channels import Channel, conversation_channel
 from chalicelib.core.records import TokenRecord
 from chalicelib.services import gateway, objects
-from chalicelib.store import config as config_store
+from chalicelib.store import config_reads as config_store
 from chalicelib.store import owned
 
 KIND = gateway.CONVERSATION

@@ -47,10 +47,10 @@ from chalicelib.core.pricing import Metered, ModelPrice, metered_cost_units
 from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, TokenRecord
 from chalicelib.core.settings import get_settings
 from chalicelib.services import resets
-from chalicelib.store import accounts as account_store
-from chalicelib.store import config as config_store
+from chalicelib.store import account_reads as account_store
+from chalicelib.store import config_reads as config_store
 from chalicelib.store import ledger, owned
-from chalicelib.store import tokens as token_store
+from chalicelib.store import token_reads as token_store
 from chalicelib.store import usage as usage_store
 from chalicelib.store.cache import AheadCache
 

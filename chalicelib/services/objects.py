@@ -16,8 +16,8 @@ from chalicelib import upstream
 from chalicelib.core import errors
 from chalicelib.core.records import TokenRecord
 from chalicelib.services import gateway
-from chalicelib.store import accounts as account_store
-from chalicelib.store import config as config_store
+from chalicelib.store import account_reads as account_store
+from chalicelib.store import config_reads as config_store
 from chalicelib.store import owned
 
 # The paths of each kind of object at the provider, and how OpenAI names it in a 404.

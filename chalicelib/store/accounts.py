@@ -12,43 +12,18 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.core.audit import AuditEntry
 from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
-from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, Page, TokenRecord
+from chalicelib.core.records import AccountRecord, Page, TokenRecord
+from chalicelib.store import account_reads, tokens
 from chalicelib.store import audit as audit_store
-from chalicelib.store import tokens
 from chalicelib.store.common import decode_cursor, take_page, translated
 from chalicelib.store.models import ACCOUNT_KIND, Account, Event
 
 
 def to_record(item: Account) -> AccountRecord:
-    return AccountRecord(
-        id=item.id,
-        name=item.name,
-        status=item.status,
-        unlimited=bool(item.unlimited),
-        quota_units=int(item.quota_units or 0),
-        used_units=int(item.used_units or 0),
-        reserved_units=int(item.reserved_units or 0),
-        remaining_units=int(item.remaining_units or 0),
-        created_at=int(item.created_at),
-        management_key_hash=item.management_key_hash,
-        groups=tuple(item.groups) if item.groups is not None else (DEFAULT_GROUP,),
-        **_limits_of(item),
-    )
+    return account_reads.record(item.serialize(null_check=False))
 
 
-def _limits_of(item: Account) -> dict[str, Any]:
-    return {
-        "rpm_limit": tokens.optional_int(item.rpm_limit),
-        "tpm_limit": tokens.optional_int(item.tpm_limit),
-        "max_concurrency": tokens.optional_int(item.max_concurrency),
-        "in_flight": len(tokens.as_dict(item.pending)),
-        "requests_by_minute": tokens.windows(item.requests_by_minute),
-        "tokens_by_minute": tokens.windows(item.tokens_by_minute),
-    }
-
-
-def record_from_raw(raw: dict[str, Any]) -> AccountRecord:
-    return to_record(Account.from_raw_data(raw))
+record_from_raw = account_reads.record
 
 
 def create(
@@ -83,14 +58,7 @@ def create(
     audit_store.write(build, audit, Conflict("An account or token id collided; retry."))
 
 
-def get(account_id: str) -> AccountRecord | None:
-    if not tokens.plausible_id(account_id):
-        return None
-    with translated():
-        try:
-            return to_record(Account.get(account_id, consistent_read=True))
-        except Account.DoesNotExist:
-            return None
+get = account_reads.get
 
 
 def require(account_id: str) -> AccountRecord:

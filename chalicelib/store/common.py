@@ -5,26 +5,29 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import random
 import re
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from botocore.exceptions import ClientError
-from pynamodb.connection import Connection
-from pynamodb.exceptions import PynamoDBException, TransactWriteError
-from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib.core.errors import InvalidRequest, ServiceUnavailable, TooManyRequests
 from chalicelib.core.records import Page
 from chalicelib.core.settings import Settings
-from chalicelib.store import wire
+from chalicelib.store import tables, wire
+
+# PynamoDB and botocore are imported where they are used, never at the top: the relay sends
+# every call through ``send`` on the lean client and never loads them (see tables.py).
+if TYPE_CHECKING:
+    from pynamodb.connection import Connection
+    from pynamodb.models import Model
+    from pynamodb.transactions import TransactWrite
 
 THROTTLE_CODES = {
     "ProvisionedThroughputExceededException",
@@ -111,8 +114,18 @@ def take_page(
     return Page(items=items, next_cursor=None)
 
 
-# What a failed DynamoDB call raises: through PynamoDB, botocore, or the lean client.
-DYNAMO_ERRORS = (PynamoDBException, ClientError, wire.WireError)
+def dynamo_errors() -> tuple[type[Exception], ...]:
+    """What a failed DynamoDB call raises: the lean client's ``WireError``, and botocore's
+    ``ClientError`` and PynamoDB's exceptions once those libraries are loaded. Looked up, not
+    imported: until they are loaded nothing can raise them, and the relay never loads them."""
+    errors: list[type[Exception]] = [wire.WireError]
+    botocore_errors = sys.modules.get("botocore.exceptions")
+    if botocore_errors is not None:
+        errors.append(botocore_errors.ClientError)
+    pynamodb_errors = sys.modules.get("pynamodb.exceptions")
+    if pynamodb_errors is not None:
+        errors.append(pynamodb_errors.PynamoDBException)
+    return tuple(errors)
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -121,10 +134,13 @@ def error_code(exc: BaseException) -> str | None:
     while cause is not None:
         if isinstance(cause, wire.WireError):
             return cause.code
-        if isinstance(cause, PynamoDBException) and cause.cause_response_code:
-            return cause.cause_response_code
-        if isinstance(cause, ClientError):
-            return str(cause.response.get("Error", {}).get("Code"))
+        if isinstance(cause, dynamo_errors()):
+            code = getattr(cause, "cause_response_code", None)  # PynamoDB's
+            if code:
+                return str(code)
+            response = getattr(cause, "response", None)  # botocore's ClientError
+            if isinstance(response, dict) and "Error" in response:
+                return str(response["Error"].get("Code"))
         cause = cause.__cause__
     return None
 
@@ -134,7 +150,7 @@ def translated() -> Iterator[None]:
     """Turn DynamoDB failures nobody handled into our errors, keeping ``__cause__``."""
     try:
         yield
-    except DYNAMO_ERRORS as exc:
+    except dynamo_errors() as exc:
         if error_code(exc) in THROTTLE_CODES:
             raise TooManyRequests() from exc
         raise ServiceUnavailable() from exc
@@ -147,19 +163,29 @@ def connection() -> Connection:
     return Token._get_connection().connection
 
 
-# The lean client (``wire.py``) for the calls of every relayed request. Made on first use, from
-# what botocore resolved: None until then, or for good when botocore must carry every call.
+# The lean client (``wire.py``) for every call of a relayed request. Made on first use: from the
+# environment where that says all (Lambda's), else from what botocore resolved; None until then,
+# or for good when botocore must carry every call.
 _lean: wire.Wire | None = None
 _lean_wanted = False
+_lean_settings: Settings | None = None
 _lean_lock = threading.Lock()
-_METHODS = {"UpdateItem": "update_item", "PutItem": "put_item"}
+_METHODS = {
+    "UpdateItem": "update_item",
+    "PutItem": "put_item",
+    "GetItem": "get_item",
+    "DeleteItem": "delete_item",
+    "Query": "query",
+    "BatchGetItem": "batch_get_item",
+}
 
 
 def configure_wire(settings: Settings) -> None:
     """Use the lean client unless the settings chose botocore (made at the first call)."""
-    global _lean, _lean_wanted
+    global _lean, _lean_wanted, _lean_settings
     with _lean_lock:
         _lean, _lean_wanted = None, settings.dynamodb_client != "botocore"
+        _lean_settings = settings
 
 
 def _lean_client() -> wire.Wire | None:
@@ -168,9 +194,90 @@ def _lean_client() -> wire.Wire | None:
         return _lean
     with _lean_lock:
         if _lean is None and _lean_wanted:
-            _lean = _wire_like_botocore()
+            _lean = _wire_from_environment(_lean_settings) or _wire_like_botocore()
             _lean_wanted = _lean is not None
     return _lean
+
+
+# What would make botocore resolve credentials, endpoint or TLS differently from the plain
+# environment: a profile or config file, FIPS or dual-stack endpoints, configured endpoints
+# turned off. With any of them set, botocore resolves and the lean client follows it.
+_BOTOCORE_DECIDES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
+# The regions of the aws and aws-cn partitions, whose DynamoDB endpoint is a plain pattern
+# (tests compare it with botocore's resolver); any other partition is left to botocore.
+_PLAIN_REGION = re.compile(r"(?:us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-[0-9]+")
+_CHINA_REGION = re.compile(r"cn-[a-z]+-[0-9]+")
+
+
+def _wire_from_environment(settings: Settings | None) -> wire.Wire | None:
+    """A lean client made without botocore, as in Lambda: credentials in the environment, the
+    endpoint ``SLUICE_DYNAMODB_ENDPOINT``, ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL``
+    or the region's own, ``AWS_CA_BUNDLE`` or certifi's authorities (botocore's defaults). None
+    where botocore would decide otherwise: a profile or config file, FIPS or dual-stack, another
+    partition, a proxy. Importing botocore is most of the relay's cold start."""
+    env = os.environ
+    if settings is None or not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
+        return None
+    if any(env.get(name) for name in _BOTOCORE_DECIDES):
+        return None
+    if os.path.exists(os.path.expanduser(os.path.join("~", ".aws", "config"))):
+        return None
+    endpoint = (
+        settings.dynamodb_endpoint
+        or env.get("AWS_ENDPOINT_URL_DYNAMODB")
+        or env.get("AWS_ENDPOINT_URL")
+        or _regional_endpoint(settings.region)
+    )
+    if endpoint is None or _proxied(endpoint):
+        return None
+    credentials = wire.Credentials(
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN") or None
+    )
+    return wire.Wire(
+        endpoint,
+        settings.region,
+        lambda: credentials,
+        connect_timeout=tables.CONNECT_TIMEOUT_SECONDS,
+        read_timeout=tables.READ_TIMEOUT_SECONDS,
+        max_attempts=tables.MAX_ATTEMPTS,
+        ca_file=env.get("AWS_CA_BUNDLE") or _certifi_bundle(),
+    )
+
+
+def _regional_endpoint(region: str) -> str | None:
+    if _PLAIN_REGION.fullmatch(region):
+        return f"https://dynamodb.{region}.amazonaws.com"
+    if _CHINA_REGION.fullmatch(region):
+        return f"https://dynamodb.{region}.amazonaws.com.cn"
+    return None
+
+
+def _proxied(endpoint: str) -> bool:
+    """True if the environment sends ``endpoint`` through a proxy (as botocore reads it)."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    parts = urlsplit(endpoint)
+    proxies = getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not proxy_bypass(parts.netloc)
+
+
+def _certifi_bundle() -> str | None:
+    """botocore's default certificate authorities: certifi's, when it is installed."""
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return str(certifi.where())
 
 
 def _wire_like_botocore() -> wire.Wire | None:
@@ -181,8 +288,6 @@ def _wire_like_botocore() -> wire.Wire | None:
     which the lean client does not speak."""
     from botocore.utils import get_environ_proxies
 
-    from chalicelib.store.models import RETRIES, _Meta
-
     client = connection().client
     endpoint = str(client.meta.endpoint_url)
     if getattr(client.meta.config, "proxies", None) or get_environ_proxies(endpoint):
@@ -191,9 +296,9 @@ def _wire_like_botocore() -> wire.Wire | None:
         endpoint,
         str(client.meta.region_name),
         _signing_credentials,
-        connect_timeout=_Meta.connect_timeout_seconds,
-        read_timeout=_Meta.read_timeout_seconds,
-        max_attempts=int(RETRIES["total_max_attempts"]),
+        connect_timeout=tables.CONNECT_TIMEOUT_SECONDS,
+        read_timeout=tables.READ_TIMEOUT_SECONDS,
+        max_attempts=tables.MAX_ATTEMPTS,
         ca_file=_ca_bundle,
     )
 
@@ -232,6 +337,30 @@ def send(operation: str, request: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+def get_item(table: str, key: dict[str, Any], **request: Any) -> dict[str, Any] | None:
+    """One item by its key, strongly consistent, in DynamoDB's JSON; None if there is none."""
+    found = send("GetItem", {"TableName": table, "Key": key, "ConsistentRead": True, **request})
+    item = found.get("Item")
+    return item if isinstance(item, dict) else None
+
+
+def query(request: dict[str, Any], limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """The items of a Query in DynamoDB's JSON, page after page, at most ``limit`` (lazy)."""
+    taken = 0
+    page = dict(request)
+    while True:
+        answer = send("Query", page)
+        for item in answer.get("Items", []):
+            yield item
+            taken += 1
+            if limit is not None and taken >= limit:
+                return
+        last = answer.get("LastEvaluatedKey")
+        if not last:
+            return
+        page = {**request, "ExclusiveStartKey": last}
+
+
 T = TypeVar("T")
 
 
@@ -242,6 +371,9 @@ def transact(build: Callable[[TransactWrite], None], attempts: int = 5) -> None:
     moment (a busy account, say); botocore does not retry that. The client request token makes
     a retry after a lost response idempotent.
     """
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
     token = uuid.uuid4().hex
     for attempt in range(attempts):
         try:
@@ -257,6 +389,8 @@ def transact(build: Callable[[TransactWrite], None], attempts: int = 5) -> None:
 
 def cancelled_by_condition(exc: BaseException) -> bool:
     """True if a transaction was cancelled because one of its conditions failed."""
+    from pynamodb.exceptions import TransactWriteError
+
     return isinstance(exc, TransactWriteError) and any(
         reason is not None and reason.code == "ConditionalCheckFailed"
         for reason in exc.cancellation_reasons
@@ -270,10 +404,9 @@ def client_of(model: type[Model]) -> Any:
 
 def old_item(exc: BaseException) -> dict[str, Any] | None:
     """The item DynamoDB returned with ReturnValuesOnConditionCheckFailure=ALL_OLD, if any."""
-    if isinstance(exc, ClientError | wire.WireError):
-        item = exc.response.get("Item")
-        return item if isinstance(item, dict) else None
-    return None
+    response = getattr(exc, "response", None) if isinstance(exc, dynamo_errors()) else None
+    item = response.get("Item") if isinstance(response, dict) else None
+    return item if isinstance(item, dict) else None
 
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -300,7 +433,7 @@ def conditional(write: Callable[[], T]) -> T | Refused:
     failed. Any other failure propagates (inside ``translated()`` it becomes our error)."""
     try:
         return write()
-    except DYNAMO_ERRORS as exc:
+    except dynamo_errors() as exc:
         if _condition_failed(exc):
             return Refused(exc)
         raise
@@ -315,7 +448,7 @@ def refused_as(error: Exception) -> Iterator[None]:
     """
     try:
         yield
-    except DYNAMO_ERRORS as exc:
+    except dynamo_errors() as exc:
         if _condition_failed(exc):
             raise error from exc
         raise

@@ -3,11 +3,9 @@
 Items are keyed ``(kind, name)``: ``("channel", <channel id>)``, ``("price", <model>)`` and
 ``("group", <group>)``, so each kind is one partition and is read with one Query (never a Scan).
 
-The relay reads them on every call, so ``channels()``, ``price()`` and ``group_ratio()`` serve a
-per-container copy for ``settings.key_cache_seconds``. Writes through this module ``invalidate()``
-this container's copy at once; other containers see the change when their copy expires. That
-delay is harmless for money: prices and ratios are read *before* the reservation, and the charge
-is computed from the same price the reservation was sized with.
+The relay reads them through ``config_reads.py`` (a per-container copy, without PynamoDB); the
+readers are named here too, for management callers. Every write here ``invalidate()``s this
+container's copy at once; other containers see the change when their copy expires.
 
 Provider keys are secrets. Deployed (``settings.channel_secret_ssm_prefix`` set) a key lives in
 an SSM SecureString parameter ``<prefix><channel id>`` and the item keeps only ``name:version``,
@@ -18,89 +16,42 @@ values forever. Locally the key sits in the item. No function here returns it ex
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.core import observe
 from chalicelib.core.audit import AuditEntry
-from chalicelib.core.channels import PUBLIC_FIELDS, Channel
+from chalicelib.core.channels import Channel
 from chalicelib.core.errors import Conflict, NotFound, ServiceUnavailable
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
 from chalicelib.store import audit as audit_store
-from chalicelib.store import secrets
-from chalicelib.store.cache import AheadCache
-from chalicelib.store.common import error_code, translated
+from chalicelib.store import config_reads
+from chalicelib.store.common import error_code
 from chalicelib.store.models import ConfigItem
 
-CHANNEL, PRICE, GROUP = "channel", "price", "group"
-# The ``auto`` group's order (core/groups.py): one item, its own kind so it is cached like the rest.
-AUTO_ORDER, AUTO_ORDER_NAME = "auto_order", "auto"
-DEFAULT_RATIO = Decimal(1)
+CHANNEL, PRICE, GROUP = config_reads.CHANNEL, config_reads.PRICE, config_reads.GROUP
+AUTO_ORDER, AUTO_ORDER_NAME = config_reads.AUTO_ORDER, config_reads.AUTO_ORDER_NAME
+DEFAULT_RATIO = config_reads.DEFAULT_RATIO
 KEEP: Any = object()  # "leave the channel's api key as it is"
 
-T = TypeVar("T")
-_clock: Callable[[], float] = time.monotonic
+invalidate = config_reads.invalidate
+channels = config_reads.channels
+price = config_reads.price
+group_ratio = config_reads.group_ratio
+auto_order = config_reads.auto_order
+api_key_for = config_reads.api_key_for
+load_channels = config_reads.load_channels
+load_prices = config_reads.load_prices
+load_group_ratios = config_reads.load_group_ratios
+load_auto_order = config_reads.load_auto_order
+get_channel = config_reads.get_channel
 
-
-# The per-container cache ------------------------------------------------------------------------
-# Refreshed ahead of its expiry while the relay is busy (store/cache.py).
-_cache = AheadCache(lambda: get_settings().key_cache_seconds, clock=lambda: _clock())
-
-
-def invalidate() -> None:
-    """Forget every cached kind (called after each write, and by tests)."""
-    _cache.clear()
-
-
-def _cached(kind: str, load: Callable[[], T]) -> T:
-    value: T = _cache.fetch((ConfigItem.Meta.table_name, kind), load)
-    return value
-
-
-def channels() -> list[Channel]:
-    return _cached(CHANNEL, load_channels)
-
-
-def price(model: str) -> ModelPrice | None:
-    return _cached(PRICE, load_prices).get(model)
-
-
-def group_ratio(group: str) -> Decimal:
-    return _cached(GROUP, load_group_ratios).get(group, DEFAULT_RATIO)
-
-
-def _query(kind: str) -> list[ConfigItem]:
-    with translated():
-        return list(ConfigItem.query(kind, consistent_read=True))
-
-
-# Channels ---------------------------------------------------------------------------------------
-# The body of a channel's item: its public fields but those the item keeps elsewhere (the id is
-# the item's key, updated_at its own attribute, api_key_set follows from the key), the revision,
-# and apart from these the key or the name of its SSM parameter.
-_BODY_FIELDS: dict[str, str] = {
-    **{
-        name: kind
-        for name, kind in PUBLIC_FIELDS.items()
-        if name not in ("id", "updated_at", "api_key_set")
-    },
-    "revision": "integer",
-}
-_READ: dict[str, Callable[[Any], Any]] = {
-    "string": str,
-    "integer": int,
-    "boolean": bool,
-    "string list": lambda value: tuple(str(item) for item in value),
-    "string map": lambda value: {str(k): str(v) for k, v in value.items()},
-    "time": int,
-}
 _WRITE: dict[str, Callable[[Any], Any]] = {"string list": list, "string map": dict}
 
 
@@ -108,55 +59,16 @@ def _as_is(value: Any) -> Any:
     return value
 
 
-def _to_channel(item: ConfigItem) -> Channel:
-    """The channel in an item; a field missing or empty in it takes ``Channel``'s default (a
-    boolean only when missing), so items written before a field existed still load."""
-    body = item.body.as_dict()
-    stored = {
-        name: _READ[kind](body[name])
-        for name, kind in _BODY_FIELDS.items()
-        if (name in body if kind == "boolean" else body.get(name))
-    }
-    values = {"name": item.name, "models": (), **stored, "base_url": str(body["base_url"])}
-    values["weight"] = max(values.get("weight", 1), 1)
-    return Channel(
-        **values,
-        id=item.name,
-        api_key=body.get("api_key"),
-        api_key_parameter=body.get("api_key_parameter"),
-        updated_at=int(item.updated_at or 0),
-    )
-
-
 def _channel_body(channel: Channel) -> dict[str, Any]:
     body: dict[str, Any] = {
         name: _WRITE.get(kind, _as_is)(getattr(channel, name))
-        for name, kind in _BODY_FIELDS.items()
+        for name, kind in config_reads.BODY_FIELDS.items()
     }
     if channel.api_key_parameter:
         body["api_key_parameter"] = channel.api_key_parameter
     elif channel.api_key:
         body["api_key"] = channel.api_key
     return body
-
-
-def load_channels() -> list[Channel]:
-    """Every channel, read now (admin listings; the relay uses the cached ``channels()``)."""
-    loaded = []
-    for item in _query(CHANNEL):
-        try:
-            loaded.append(_to_channel(item))
-        except (KeyError, TypeError, ValueError):
-            observe.log("config_channel_malformed", level="WARNING", channel_id=item.name)
-    return loaded
-
-
-def get_channel(channel_id: str) -> Channel | None:
-    with translated():
-        try:
-            return _to_channel(ConfigItem.get(CHANNEL, channel_id, consistent_read=True))
-        except ConfigItem.DoesNotExist:
-            return None
 
 
 def require_channel(channel_id: str) -> Channel:
@@ -295,21 +207,7 @@ def delete_channel(channel_id: str, *, audit: AuditEntry | None = None) -> None:
     invalidate()
 
 
-def api_key_for(channel: Channel) -> str | None:
-    """The provider key to send; read from SSM once per container and key version."""
-    if channel.api_key_parameter:
-        try:
-            return secrets.ssm_parameter(channel.api_key_parameter, get_settings())
-        except (BotoCoreError, ClientError) as exc:
-            raise ServiceUnavailable("The channel's key could not be read.") from exc
-    return channel.api_key
-
-
 # Prices -----------------------------------------------------------------------------------------
-def load_prices() -> dict[str, ModelPrice]:
-    return {item.name: ModelPrice.from_json(item.body.as_dict()) for item in _query(PRICE)}
-
-
 def set_price(
     model: str, model_price: ModelPrice, now: int, *, audit: AuditEntry | None = None
 ) -> None:
@@ -324,10 +222,6 @@ def delete_price(model: str, *, audit: AuditEntry | None = None) -> None:
 
 
 # Group ratios -----------------------------------------------------------------------------------
-def load_group_ratios() -> dict[str, Decimal]:
-    return {item.name: Decimal(str(item.body.as_dict()["ratio"])) for item in _query(GROUP)}
-
-
 def set_group_ratio(
     group: str, ratio: Decimal, now: int, *, audit: AuditEntry | None = None
 ) -> None:
@@ -336,19 +230,6 @@ def set_group_ratio(
 
 
 # The auto group's order -------------------------------------------------------------------------
-def load_auto_order() -> tuple[str, ...]:
-    """The order ``auto`` keys try groups in, read now (empty until the operator sets one)."""
-    for item in _query(AUTO_ORDER):
-        order = item.body.as_dict().get("order") or []
-        return tuple(str(group) for group in order)
-    return ()
-
-
-def auto_order() -> tuple[str, ...]:
-    """The same, from the per-container copy (the relay's path)."""
-    return _cached(AUTO_ORDER, load_auto_order)
-
-
 def set_auto_order(order: tuple[str, ...], now: int, *, audit: AuditEntry | None = None) -> None:
     item = ConfigItem(AUTO_ORDER, AUTO_ORDER_NAME, body={"order": list(order)}, updated_at=now)
     _put(item, None, audit, None)

@@ -45,11 +45,12 @@ from typing import Any, Literal
 from chalicelib.core import limits
 from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, TokenRecord
 from chalicelib.core.settings import get_settings
-from chalicelib.store import accounts as account_store
-from chalicelib.store import tokens as token_store
-from chalicelib.store.common import Refused, conditional, send, translated
-from chalicelib.store.models import SWEEP_BUCKET, Account, Token
+from chalicelib.store import account_reads as account_store
+from chalicelib.store import items, tables
+from chalicelib.store import token_reads as token_store
+from chalicelib.store.common import Refused, conditional, get_item, query, send, translated
 from chalicelib.store.rate_windows import Counted, counted, limit_clauses
+from chalicelib.store.tables import SWEEP_BUCKET
 
 ItemKind = Literal["token", "account"]
 _pool: ThreadPoolExecutor | None = None
@@ -68,7 +69,7 @@ def _n(value: int) -> dict[str, str]:
 
 
 def _table(kind: ItemKind) -> str:
-    return Token.Meta.table_name if kind == "token" else Account.Meta.table_name
+    return tables.name(tables.TOKENS if kind == "token" else tables.ACCOUNTS)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
     sets, removes, limited, names, values = limit_clauses(key, now)
     request: dict[str, Any] = {"ReturnValues": "UPDATED_NEW"} if sets else {}
     return _update(
-        TableName=Token.Meta.table_name,
+        TableName=tables.name(tables.TOKENS),
         Key={"id": {"S": key.token_id}},
         UpdateExpression=shared["update"] + ", last_used_at = :now" + sets + removes,
         ConditionExpression=(
@@ -221,7 +222,7 @@ def _reserve_account(
         else ("", "", "", {}, {})
     )
     return _update(
-        TableName=Account.Meta.table_name,
+        TableName=tables.name(tables.ACCOUNTS),
         Key={"id": {"S": r.account_id}},
         UpdateExpression=shared["update"] + sets + removes,
         ConditionExpression=(
@@ -328,8 +329,8 @@ def reserve_counted(
     return Refusal(
         token_refused=not token_ok,
         account_refused=not account_ok,
-        token=token_store.record_from_raw(token_item) if token_item else None,
-        account=account_store.record_from_raw(account_item) if account_item else None,
+        token=token_store.record(token_item) if token_item else None,
+        account=account_store.record(account_item) if account_item else None,
     )
 
 
@@ -383,12 +384,16 @@ class PendingItem:
 
 def marked_items(kind: ItemKind, before: int, limit: int) -> Iterator[str]:
     """Ids of items whose sweep mark is at or before ``before``, oldest mark first (lazy)."""
-    model: Any = Token if kind == "token" else Account
+    request = {
+        "TableName": _table(kind),
+        "IndexName": "tokens_pending" if kind == "token" else "accounts_pending",
+        "KeyConditionExpression": "sweep_bucket = :bucket AND sweep_at <= :before",
+        "ExpressionAttributeValues": {":bucket": {"S": SWEEP_BUCKET}, ":before": _n(before)},
+        "Limit": 100,
+    }
     with translated():
-        for item in model.pending_index.query(
-            SWEEP_BUCKET, model.sweep_at <= before, limit=limit, page_size=100
-        ):
-            yield item.id
+        for item in query(request, limit=limit):
+            yield item["id"]["S"]
 
 
 def _entry(rid: str, raw: Any, item_id: str, kind: ItemKind) -> PendingEntry:
@@ -404,18 +409,17 @@ def _entry(rid: str, raw: Any, item_id: str, kind: ItemKind) -> PendingEntry:
 
 
 def read_pending(kind: ItemKind, item_id: str) -> PendingItem | None:
-    model: Any = Token if kind == "token" else Account
     with translated():
-        try:
-            item = model.get(item_id, consistent_read=True)
-        except model.DoesNotExist:
-            return None
-    entries = (item.pending.as_dict() if item.pending is not None else {}) or {}
+        found = get_item(_table(kind), {"id": {"S": item_id}})
+    if found is None:
+        return None
+    item = items.plain(found)
+    entries = item.get("pending") or {}
     return PendingItem(
         kind=kind,
         id=item_id,
-        account_id=item.account_id if kind == "token" else item_id,
-        name=item.name if kind == "token" else "",
+        account_id=item["account_id"] if kind == "token" else item_id,
+        name=item["name"] if kind == "token" else "",
         entries=tuple(_entry(rid, raw, item_id, kind) for rid, raw in sorted(entries.items())),
     )
 

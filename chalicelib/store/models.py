@@ -31,11 +31,10 @@ from pynamodb.models import Model
 
 from chalicelib.core.records import NEVER
 from chalicelib.core.settings import Settings
-
-ACCOUNT_KIND = "account"
-RESET_BUCKET = "due"  # the one partition of the sparse reset index
-SWEEP_BUCKET = "pending"  # the one partition of the sparse sweeper indexes
-
+from chalicelib.store import tables
+from chalicelib.store.tables import ACCOUNT_KIND as ACCOUNT_KIND
+from chalicelib.store.tables import RESET_BUCKET as RESET_BUCKET
+from chalicelib.store.tables import SWEEP_BUCKET as SWEEP_BUCKET
 
 # The one retry layer of every DynamoDB call: botocore's, in legacy mode. Standard mode keeps a
 # client-wide retry quota that a burst of throttling on one hot key drains in seconds, after
@@ -44,16 +43,16 @@ SWEEP_BUCKET = "pending"  # the one partition of the sparse sweeper indexes
 # about 0.75 s on top of its attempts. Every money write is keyed by its request id, so a retry
 # after a lost answer can never apply it twice. (PynamoDB reads this from its settings only;
 # set on the shared connection before its client is created.)
-RETRIES: Any = {"mode": "legacy", "total_max_attempts": 5}
+RETRIES: Any = {"mode": "legacy", "total_max_attempts": tables.MAX_ATTEMPTS}
 
 
 class _Meta:
     region = "us-east-1"
     host: str | None = None
     max_pool_connections = 128
-    connect_timeout_seconds = 2
-    read_timeout_seconds = 5
-    max_retry_attempts = 4
+    connect_timeout_seconds = tables.CONNECT_TIMEOUT_SECONDS
+    read_timeout_seconds = tables.READ_TIMEOUT_SECONDS
+    max_retry_attempts = tables.MAX_ATTEMPTS - 1
 
 
 # Accounts --------------------------------------------------------------------------------------
@@ -381,13 +380,13 @@ class AuditRecord(Model):
 
 
 TABLES: dict[str, type[Model]] = {
-    "accounts": Account,
-    "tokens": Token,
-    "usage": UsageRecord,
-    "config": ConfigItem,
-    "events": Event,
-    "videos": VideoJobItem,
-    "audit": AuditRecord,
+    tables.ACCOUNTS: Account,
+    tables.TOKENS: Token,
+    tables.USAGE: UsageRecord,
+    tables.CONFIG: ConfigItem,
+    tables.EVENTS: Event,
+    tables.VIDEOS: VideoJobItem,
+    tables.AUDIT: AuditRecord,
 }
 
 
@@ -397,6 +396,7 @@ def configure(settings: Settings) -> None:
     PynamoDB gives each model its own client; one shared client halves the cold start's client
     set-up and keeps one connection pool, which the ledger's parallel writes draw from.
     """
+    tables.configure(settings)
     shared = None
     for suffix, model in TABLES.items():
         model.Meta.table_name = settings.table_name(suffix)
@@ -438,3 +438,10 @@ def delete_tables() -> None:
     for model in TABLES.values():
         if model.exists():
             model.delete_table()
+
+
+# Imported after the store was configured (the relay's path loads the models only when botocore
+# must carry its calls), the models take the stage's tables at once.
+_configured = tables.configured()
+if _configured is not None:
+    configure(_configured)

@@ -15,18 +15,21 @@ An unknown id and another account's id must look the same to a caller (404, noth
 whether the id exists): callers compare ``Owner.account_id`` with their own and answer 404 for
 both. Records expire by DynamoDB TTL (``expire_at``); ``owner`` also ignores an expired record
 TTL has not deleted yet, as TTL deletes within days, not at once.
+
+Raw items in the usage table (``items.py``; ``models.OwnedRecord`` declares their shape), as
+the relay reads and writes them without PynamoDB.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from chalicelib.core.errors import InvalidRequest
-from chalicelib.store.common import Refused, conditional, translated
-from chalicelib.store.models import OwnedRecord
+from chalicelib.store import items, tables
+from chalicelib.store.common import Refused, conditional, get_item, send, translated
 
 # OpenAI keeps stored responses for 30 days.
 RESPONSE_TTL_SECONDS = 30 * 24 * 3600
@@ -49,6 +52,16 @@ def _key(kind: str, object_id: str) -> str:
     if not kind or "#" in kind:
         raise ValueError(f"bad object kind {kind!r}")
     return f"{kind}#{object_id}"
+
+
+def _read(kind: str, object_id: str) -> dict[str, Any] | None:
+    with translated():
+        found = get_item(tables.name(tables.USAGE), {"request_id": {"S": _key(kind, object_id)}})
+    return None if found is None else items.plain(found)
+
+
+def _put(record: dict[str, Any], **condition: Any) -> dict[str, Any]:
+    return send("PutItem", {"TableName": tables.name(tables.USAGE), "Item": record, **condition})
 
 
 def _usable(object_id: str) -> bool:
@@ -74,16 +87,18 @@ def remember(
     if not _usable(object_id):
         raise InvalidRequest("The provider answered with an unusable object id.")
     created = int(time.time()) if now is None else now
-    item = OwnedRecord(
-        _key(kind, object_id),
-        owner_account=account_id,
-        owner_channel=channel_id,
-        created_at=created,
-        tokens=tokens,
-        expire_at=datetime.fromtimestamp(created + ttl, UTC),
+    record = items.item(
+        {
+            "request_id": _key(kind, object_id),
+            "owner_account": account_id,
+            "owner_channel": channel_id,
+            "created_at": created,
+            "tokens": tokens,
+            "expire_at": created + ttl,
+        }
     )
     with translated():
-        item.save()
+        _put(record)
 
 
 def add_tokens(kind: str, object_id: str, tokens: int, *, attempts: int = 3) -> bool:
@@ -97,14 +112,17 @@ def add_tokens(kind: str, object_id: str, tokens: int, *, attempts: int = 3) -> 
     if tokens <= 0 or not _usable(object_id):
         return False
     for _ in range(attempts):
+        found = _read(kind, object_id)
+        if found is None:
+            return False
+        before = int(found.get("tokens") or 0)
+        record = items.item({**found, "tokens": before + tokens})
+        condition = {
+            "ConditionExpression": "tokens = :before",
+            "ExpressionAttributeValues": {":before": {"N": str(before)}},
+        }
         with translated():
-            try:
-                item = OwnedRecord.get(_key(kind, object_id), consistent_read=True)
-            except OwnedRecord.DoesNotExist:
-                return False
-            before = int(item.tokens or 0)
-            item.tokens = before + tokens
-            landed = conditional(partial(item.save, condition=OwnedRecord.tokens == before))
+            landed = conditional(partial(_put, record, **condition))
         if not isinstance(landed, Refused):
             return True
     return False
@@ -114,16 +132,18 @@ def owner(kind: str, object_id: str, *, now: int | None = None) -> Owner | None:
     """The owner of ``object_id``, or None if it is unknown, expired or not an id at all."""
     if not _usable(object_id):
         return None
-    with translated():
-        try:
-            item = OwnedRecord.get(_key(kind, object_id), consistent_read=True)
-        except OwnedRecord.DoesNotExist:
-            return None
+    found = _read(kind, object_id)
+    if found is None:
+        return None
     current = int(time.time()) if now is None else now
-    if item.expire_at is not None and int(item.expire_at.timestamp()) <= current:
+    expire_at = found.get("expire_at")
+    if expire_at is not None and int(expire_at) <= current:
         return None
     return Owner(
-        item.owner_account, item.owner_channel, int(item.created_at), int(item.tokens or 0)
+        found["owner_account"],
+        found["owner_channel"],
+        int(found["created_at"]),
+        int(found.get("tokens") or 0),
     )
 
 

@@ -48,16 +48,22 @@ schedule must stay at one write per key, plus one index page and one ``BatchGetI
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.core import calendar as resets
+from chalicelib.core.errors import ServiceUnavailable
 from chalicelib.core.records import TokenRecord
-from chalicelib.store.common import Refused, client_of, conditional, translated
-from chalicelib.store.models import RESET_BUCKET, Token
-from chalicelib.store.tokens import record_from_raw
+from chalicelib.store import items, tables
+from chalicelib.store.common import Refused, conditional, send, translated
+from chalicelib.store.tables import RESET_BUCKET
+from chalicelib.store.token_reads import optional_int
+from chalicelib.store.token_reads import record as record_from_raw
 
 MAX_PAGE_SIZE = 100  # BatchGetItem reads at most 100 keys per call
+MAX_BATCH_ROUNDS = 8  # a BatchGetItem asked again for the keys DynamoDB left unprocessed
 
 
 @dataclass(frozen=True)
@@ -96,16 +102,19 @@ def due_token_ids(
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be from 1 to {MAX_PAGE_SIZE}, got {limit}")
+    request: dict[str, Any] = {
+        "TableName": tables.name(tables.TOKENS),
+        "IndexName": "tokens_due_for_reset",
+        "KeyConditionExpression": "reset_bucket = :bucket AND next_reset_at <= :now",
+        "ExpressionAttributeValues": {":bucket": {"S": RESET_BUCKET}, ":now": {"N": str(now)}},
+        "Limit": limit,
+    }
+    if start_key is not None:
+        request["ExclusiveStartKey"] = start_key
     with translated():
-        results = Token.due_for_reset.query(
-            RESET_BUCKET,
-            Token.next_reset_at <= now,
-            limit=limit,
-            page_size=limit,
-            last_evaluated_key=start_key,
-        )
-        ids = [item.id for item in results]
-        return ids, results.last_evaluated_key
+        page = send("Query", request)
+    ids = [item["id"]["S"] for item in page.get("Items", [])]
+    return ids, page.get("LastEvaluatedKey") or None
 
 
 def due_keys(token_ids: list[str]) -> list[DueKey]:
@@ -117,20 +126,31 @@ def due_keys(token_ids: list[str]) -> list[DueKey]:
         raise ValueError(f"at most {MAX_PAGE_SIZE} ids per call, got {len(token_ids)}")
     if not token_ids:
         return []
-    with translated():
-        items = Token.batch_get(
-            token_ids,
-            consistent_read=True,
-            attributes_to_get=["id", "reset_period", "next_reset_at"],
-        )
-        found = {
-            item.id: DueKey(
-                id=item.id,
-                reset_period=item.reset_period or "never",
-                next_reset_at=None if item.next_reset_at is None else int(item.next_reset_at),
-            )
-            for item in items
+    table = tables.name(tables.TOKENS)
+    wanted: dict[str, Any] = {
+        table: {
+            "Keys": [{"id": {"S": token_id}} for token_id in token_ids],
+            "ConsistentRead": True,
+            "ProjectionExpression": "id, reset_period, next_reset_at",
         }
+    }
+    found: dict[str, DueKey] = {}
+    with translated():
+        for _ in range(MAX_BATCH_ROUNDS):
+            answer = send("BatchGetItem", {"RequestItems": wanted})
+            for raw in answer.get("Responses", {}).get(table, []):
+                item = items.plain(raw)
+                found[item["id"]] = DueKey(
+                    id=item["id"],
+                    reset_period=item.get("reset_period") or "never",
+                    next_reset_at=optional_int(item.get("next_reset_at")),
+                )
+            wanted = answer.get("UnprocessedKeys") or {}
+            if not wanted:
+                break
+            time.sleep(random.uniform(0, 0.05))
+        else:
+            raise ServiceUnavailable("DynamoDB kept some keys of a batch read unprocessed.")
     return [found[token_id] for token_id in token_ids if token_id in found]
 
 
@@ -146,27 +166,26 @@ def try_reset(token_id: str, expected_next_reset_at: int, period: str, now: int)
     if checked == "never" or not resets.due(expected_next_reset_at, now):
         return ResetOutcome(reset=False)
     next_reset_at = resets.after_reset(checked, expected_next_reset_at, now)
+    request = {
+        "TableName": tables.name(tables.TOKENS),
+        "Key": {"id": {"S": token_id}},
+        "UpdateExpression": (
+            "SET used_units = :zero, remaining_units = remaining_units + used_units,"
+            " next_reset_at = :next, last_reset_at = :now"
+        ),
+        "ConditionExpression": "next_reset_at = :read AND reset_period = :period",
+        "ExpressionAttributeValues": {
+            ":zero": {"N": "0"},
+            ":next": {"N": str(next_reset_at)},
+            ":now": {"N": str(now)},
+            ":read": {"N": str(expected_next_reset_at)},
+            ":period": {"S": checked},
+        },
+        "ReturnValues": "ALL_OLD",
+        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+    }
     with translated():
-        response = conditional(
-            lambda: client_of(Token).update_item(
-                TableName=Token.Meta.table_name,
-                Key={"id": {"S": token_id}},
-                UpdateExpression=(
-                    "SET used_units = :zero, remaining_units = remaining_units + used_units,"
-                    " next_reset_at = :next, last_reset_at = :now"
-                ),
-                ConditionExpression="next_reset_at = :read AND reset_period = :period",
-                ExpressionAttributeValues={
-                    ":zero": {"N": "0"},
-                    ":next": {"N": str(next_reset_at)},
-                    ":now": {"N": str(now)},
-                    ":read": {"N": str(expected_next_reset_at)},
-                    ":period": {"S": checked},
-                },
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        )
+        response = conditional(lambda: send("UpdateItem", request))
     if isinstance(response, Refused):
         current = response.old_item
         record = None if current is None else record_from_raw(current)

@@ -19,6 +19,7 @@ from chalicelib.core.audit import Actor, AuditEntry, removed, token_fields
 from chalicelib.core.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.core.records import NEVER, Page, TokenRecord
 from chalicelib.store import audit as audit_store
+from chalicelib.store import token_reads
 from chalicelib.store.common import (
     cancelled_by_condition,
     decode_cursor,
@@ -33,54 +34,10 @@ _UNSET: Any = object()
 
 
 def to_record(item: Token) -> TokenRecord:
-    return TokenRecord(
-        id=item.id,
-        account_id=item.account_id,
-        name=item.name,
-        key_hash=item.key_hash,
-        key_preview=item.key_preview,
-        status=item.status,
-        created_at=int(item.created_at),
-        expires_at=int(item.expires_at or 0),
-        unlimited=bool(item.unlimited),
-        quota_units=int(item.quota_units or 0),
-        used_units=int(item.used_units or 0),
-        reserved_units=int(item.reserved_units or 0),
-        remaining_units=int(item.remaining_units or 0),
-        total_used_units=int(item.total_used_units or 0),
-        reset_period=item.reset_period or "never",
-        next_reset_at=None if item.next_reset_at is None else int(item.next_reset_at),
-        last_reset_at=None if item.last_reset_at is None else int(item.last_reset_at),
-        group=item.group or "default",
-        models=tuple(item.models or ()),
-        allow_ips=tuple(item.allow_ips or ()),
-        last_used_at=None if item.last_used_at is None else int(item.last_used_at),
-        revision=int(item.revision or 0),
-        rpm_limit=optional_int(item.rpm_limit),
-        tpm_limit=optional_int(item.tpm_limit),
-        max_concurrency=optional_int(item.max_concurrency),
-        in_flight=len(as_dict(item.pending)),
-        requests_by_minute=windows(item.requests_by_minute),
-        tokens_by_minute=windows(item.tokens_by_minute),
-    )
+    return token_reads.record(item.serialize(null_check=False))
 
 
-def optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return (value.as_dict() if value is not None else {}) or {}
-
-
-def windows(value: Any) -> dict[int, int]:
-    """A minute-window map as ``{minute: count}`` (keys that are not minutes are ignored)."""
-    return {int(k): int(v) for k, v in as_dict(value).items() if k.isdigit()}
-
-
-def record_from_raw(raw: dict[str, Any]) -> TokenRecord:
-    """A record from a low-level item (e.g. the ALL_OLD image of a failed condition)."""
-    return to_record(Token.from_raw_data(raw))
+record_from_raw = token_reads.record
 
 
 def new_item(record: TokenRecord) -> Token:
@@ -203,26 +160,8 @@ def _create_chunk(records: list[TokenRecord], audits: list[AuditEntry]) -> None:
             raise
 
 
-MAX_ID_BYTES = 1024
-
-
-def plausible_id(value: str) -> bool:
-    """False for ids DynamoDB would refuse as keys (empty, or over its 2048-byte limit).
-
-    Such an id comes from a URL, not from us; asking DynamoDB would end in a
-    ValidationException, i.e. a 5xx for what is simply "not found".
-    """
-    return 0 < len(value.encode("utf-8")) <= MAX_ID_BYTES
-
-
-def get(token_id: str) -> TokenRecord | None:
-    if not plausible_id(token_id):
-        return None
-    with translated():
-        try:
-            return to_record(Token.get(token_id, consistent_read=True))
-        except Token.DoesNotExist:
-            return None
+plausible_id = token_reads.plausible_id
+get = token_reads.get
 
 
 def get_owned(token_id: str, account_id: str) -> TokenRecord:

@@ -2,28 +2,31 @@
 is decided (see the timeline in ``chalicelib/core/quota.py``).
 
 The log queries read the ``usage_by_account`` index (a Query, never a Scan); TTL
-(``expire_at``) ages records out.
+(``expire_at``) ages records out. Raw items (``items.py``), as the relay writes and reads them
+without PynamoDB; ``models.UsageRecord`` declares the table.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from chalicelib.core.errors import InvalidRequest
 from chalicelib.core.records import Page
+from chalicelib.store import items, tables
 from chalicelib.store.common import (
     Refused,
     conditional,
     decode_cursor,
+    get_item,
     is_listing_position,
+    query,
     send,
     take_page,
     translated,
 )
-from chalicelib.store.models import UsageRecord
 
 STATES = ("pending", "settled", "refunded", "rejected")
 
@@ -53,26 +56,28 @@ class Usage:
     group: str = ""
 
 
-def to_usage(item: UsageRecord) -> Usage:
+def to_usage(raw: dict[str, Any]) -> Usage:
+    """The record in an item (DynamoDB's JSON)."""
+    item = items.plain(raw)
     return Usage(
-        request_id=item.request_id,
-        account_id=item.account_id,
-        token_id=item.token_id,
-        token_name=item.token_name or "",
-        created_ms=int(item.created_ms),
-        model=item.model or "",
-        state=item.state,
-        status=item.status,
-        channel=item.channel or "",
-        reserved_units=int(item.reserved_units or 0),
-        cost_units=int(item.cost_units or 0),
-        prompt_tokens=int(item.prompt_tokens or 0),
-        completion_tokens=int(item.completion_tokens or 0),
-        latency_ms=int(item.latency_ms or 0),
-        stream=bool(item.stream),
-        usage_estimated=bool(item.usage_estimated),
-        detail=item.detail,
-        group=item.group or "",
+        request_id=item["request_id"],
+        account_id=item["account_id"],
+        token_id=item["token_id"],
+        token_name=item.get("token_name") or "",
+        created_ms=int(item["created_ms"]),
+        model=item.get("model") or "",
+        state=item.get("state") or "pending",
+        status=item.get("status") or "pending",
+        channel=item.get("channel") or "",
+        reserved_units=int(item.get("reserved_units") or 0),
+        cost_units=int(item.get("cost_units") or 0),
+        prompt_tokens=int(item.get("prompt_tokens") or 0),
+        completion_tokens=int(item.get("completion_tokens") or 0),
+        latency_ms=int(item.get("latency_ms") or 0),
+        stream=bool(item.get("stream")),
+        usage_estimated=bool(item.get("usage_estimated")),
+        detail=item.get("detail"),
+        group=item.get("group") or "",
     )
 
 
@@ -84,34 +89,34 @@ def put(usage: Usage, retention_days: int) -> bool:
     record is this very write retried after its answer was lost, or the decision the sweeper
     must follow: it is never overwritten.
     """
-    item = UsageRecord(
-        usage.request_id,
-        account_id=usage.account_id,
-        token_id=usage.token_id,
-        token_name=usage.token_name,
-        created_ms=usage.created_ms,
-        model=usage.model,
-        state=usage.state,
-        status=usage.status,
-        channel=usage.channel,
-        reserved_units=usage.reserved_units,
-        cost_units=usage.cost_units,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        latency_ms=usage.latency_ms,
-        stream=usage.stream,
-        usage_estimated=usage.usage_estimated,
-        detail=usage.detail,
-        content=usage.content,
-        group=usage.group or None,
-        expire_at=timedelta(days=retention_days),
+    record = items.item(
+        {
+            "request_id": usage.request_id,
+            "account_id": usage.account_id,
+            "token_id": usage.token_id,
+            "token_name": usage.token_name,
+            "created_ms": usage.created_ms,
+            "model": usage.model,
+            "state": usage.state,
+            "status": usage.status,
+            "channel": usage.channel,
+            "reserved_units": usage.reserved_units,
+            "cost_units": usage.cost_units,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "latency_ms": usage.latency_ms,
+            "stream": usage.stream,
+            "usage_estimated": usage.usage_estimated,
+            "detail": usage.detail,
+            "content": usage.content,
+            "group": usage.group or None,
+            "expire_at": int(time.time()) + retention_days * 86400,
+        }
     )
-    # A plain PutItem (on the lean client, see store/wire.py): the model only serializes it.
     request = {
-        "TableName": UsageRecord.Meta.table_name,
-        "Item": item.serialize(),
-        "ConditionExpression": "attribute_not_exists(#id)",
-        "ExpressionAttributeNames": {"#id": UsageRecord.request_id.attr_name},
+        "TableName": tables.name(tables.USAGE),
+        "Item": record,
+        "ConditionExpression": "attribute_not_exists(request_id)",
     }
     with translated():
         written = conditional(lambda: send("PutItem", request))
@@ -120,10 +125,8 @@ def put(usage: Usage, retention_days: int) -> bool:
 
 def get(request_id: str) -> Usage | None:
     with translated():
-        try:
-            return to_usage(UsageRecord.get(request_id, consistent_read=True))
-        except UsageRecord.DoesNotExist:
-            return None
+        found = get_item(tables.name(tables.USAGE), {"request_id": {"S": request_id}})
+    return None if found is None else to_usage(found)
 
 
 def list_for_account(
@@ -143,39 +146,48 @@ def list_for_account(
         start_key, strings=("request_id", "account_id"), numbers=("created_ms",)
     ):
         raise InvalidRequest("cursor is not valid.", param="cursor")
-    condition = None
-    if token_id:
-        condition = UsageRecord.token_id == token_id
-    if model:
-        by_model = UsageRecord.model == model
-        condition = by_model if condition is None else condition & by_model
-    if status:
-        by_status = UsageRecord.status == status
-        condition = by_status if condition is None else condition & by_status
-    with translated():
-        results = UsageRecord.by_account.query(
-            account_id,
-            UsageRecord.created_ms.between(start_ms, end_ms - 1),
-            filter_condition=condition,
-            scan_index_forward=False,
-            last_evaluated_key=start_key,
-            page_size=max(limit, 25),
-        )
-        return take_page(results, limit, to_usage, _position)
-
-
-def _position(item: UsageRecord) -> dict[str, Any]:
-    return {
-        "request_id": {"S": item.request_id},
-        "account_id": {"S": item.account_id},
-        "created_ms": {"N": str(int(item.created_ms))},
+    filters = {"token_id": token_id, "model": model, "status": status}
+    chosen = {name: wanted for name, wanted in filters.items() if wanted}
+    request: dict[str, Any] = {
+        "TableName": tables.name(tables.USAGE),
+        "IndexName": "usage_by_account",
+        "KeyConditionExpression": "account_id = :account AND created_ms BETWEEN :start AND :end",
+        "ExpressionAttributeValues": {
+            ":account": {"S": account_id},
+            ":start": {"N": str(start_ms)},
+            ":end": {"N": str(end_ms - 1)},
+            **{f":{name}": {"S": wanted} for name, wanted in chosen.items()},
+        },
+        "ScanIndexForward": False,
+        "Limit": max(limit, 25),
     }
+    if chosen:
+        # "#model", "#status": both are DynamoDB reserved words.
+        request["FilterExpression"] = " AND ".join(f"#{name} = :{name}" for name in chosen)
+        request["ExpressionAttributeNames"] = {f"#{name}": name for name in chosen}
+    if start_key is not None:
+        request["ExclusiveStartKey"] = start_key
+    with translated():
+        return take_page(query(request), limit, to_usage, _position)
+
+
+def _position(raw: dict[str, Any]) -> dict[str, Any]:
+    return {name: raw[name] for name in ("request_id", "account_id", "created_ms")}
 
 
 def iterate_for_account(account_id: str, start_ms: int, end_ms: int) -> Iterator[Usage]:
     """Every record of the account in the range (for aggregation); Query pages, no Scan."""
+    request = {
+        "TableName": tables.name(tables.USAGE),
+        "IndexName": "usage_by_account",
+        "KeyConditionExpression": "account_id = :account AND created_ms BETWEEN :start AND :end",
+        "ExpressionAttributeValues": {
+            ":account": {"S": account_id},
+            ":start": {"N": str(start_ms)},
+            ":end": {"N": str(end_ms - 1)},
+        },
+        "Limit": 500,
+    }
     with translated():
-        for item in UsageRecord.by_account.query(
-            account_id, UsageRecord.created_ms.between(start_ms, end_ms - 1), page_size=500
-        ):
-            yield to_usage(item)
+        for raw in query(request):
+            yield to_usage(raw)

@@ -13,18 +13,19 @@ account, so it has its own small table:
 * ``video-request#<request id>``: the same, keyed by the create's request id, for the sweeper
   (which only knows a ledger entry's request id); not listed.
 
-TTL (``expire_at``) ages records out once the provider has forgotten the job too.
+TTL (``expire_at``) ages records out once the provider has forgotten the job too. Raw items
+(``items.py``; ``models.VideoJobItem`` declares the table), as the relay uses them without
+PynamoDB.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.store.common import translated
-from chalicelib.store.models import VideoJobItem
+from chalicelib.store import items, tables
+from chalicelib.store.common import get_item, query, send, translated
 
 
 @dataclass(frozen=True)
@@ -54,54 +55,59 @@ def remember(
 ) -> None:
     """Record the owner of ``object_id`` for ``ttl`` seconds (``listed``: in ``owned_by``)."""
     at = time.time() if now is None else now
-    item = VideoJobItem(
-        _key(kind, object_id),
-        kind=kind,
-        object_id=object_id,
-        account_id=account_id,
-        channel_id=channel_id,
-        created_ms=int(at * 1000),
-        listed_under=f"{account_id}#{kind}" if listed else None,
-        attributes=dict(attributes or {}),
-        expire_at=datetime.fromtimestamp(int(at) + ttl, UTC),
+    record = items.item(
+        {
+            "id": _key(kind, object_id),
+            "kind": kind,
+            "object_id": object_id,
+            "account_id": account_id,
+            "channel_id": channel_id,
+            "created_ms": int(at * 1000),
+            "listed_under": f"{account_id}#{kind}" if listed else None,
+            "attributes": dict(attributes or {}),
+            "expire_at": int(at) + ttl,
+        }
     )
     with translated():
-        item.save()
+        send("PutItem", {"TableName": tables.name(tables.VIDEOS), "Item": record})
 
 
-def _owned(item: VideoJobItem) -> Owned:
+def _owned(raw: dict[str, Any]) -> Owned:
+    item = items.plain(raw)
     return Owned(
-        kind=item.kind,
-        object_id=item.object_id,
-        account_id=item.account_id,
-        channel_id=item.channel_id,
-        created_ms=int(item.created_ms),
-        attributes=item.attributes.as_dict() if item.attributes is not None else {},
+        kind=item["kind"],
+        object_id=item["object_id"],
+        account_id=item["account_id"],
+        channel_id=item["channel_id"],
+        created_ms=int(item["created_ms"]),
+        attributes=item.get("attributes") or {},
     )
 
 
 def owner(kind: str, object_id: str) -> Owned | None:
     with translated():
-        try:
-            return _owned(VideoJobItem.get(_key(kind, object_id), consistent_read=True))
-        except VideoJobItem.DoesNotExist:
-            return None
+        found = get_item(tables.name(tables.VIDEOS), {"id": {"S": _key(kind, object_id)}})
+    return None if found is None else _owned(found)
 
 
 def forget(kind: str, object_id: str) -> None:
+    request = {"TableName": tables.name(tables.VIDEOS), "Key": {"id": {"S": _key(kind, object_id)}}}
     with translated():
-        VideoJobItem(_key(kind, object_id)).delete()
+        send("DeleteItem", request)
 
 
 def owned_by(account_id: str, kind: str, limit: int, *, before: int | None = None) -> list[Owned]:
     """The account's newest ``limit`` objects of ``kind`` (created before ``before`` ms, if set)."""
-    condition = VideoJobItem.created_ms < before if before is not None else None
+    request: dict[str, Any] = {
+        "TableName": tables.name(tables.VIDEOS),
+        "IndexName": "video_jobs_by_account",
+        "KeyConditionExpression": "listed_under = :listed",
+        "ExpressionAttributeValues": {":listed": {"S": f"{account_id}#{kind}"}},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if before is not None:
+        request["KeyConditionExpression"] += " AND created_ms < :before"
+        request["ExpressionAttributeValues"][":before"] = {"N": str(before)}
     with translated():
-        found = VideoJobItem.by_account.query(
-            f"{account_id}#{kind}",
-            condition,
-            scan_index_forward=False,
-            limit=limit,
-            page_size=limit,
-        )
-        return [_owned(item) for item in found]
+        return [_owned(raw) for raw in query(request, limit=limit)]

@@ -86,7 +86,7 @@ def call_object(*args: Any, **kwargs: Any) -> UpstreamReply:
 def list_models(group: str) -> list[str]:
     """Models served by the enabled channels of ``group`` (cached per container)."""
     from chalicelib.core.channels import models_for_group
-    from chalicelib.store import config as config_store
+    from chalicelib.store import config_reads as config_store
 
     return models_for_group(config_store.channels(), group)
 

@@ -46,7 +46,7 @@ from chalicelib.core.errors import (
 )
 from chalicelib.core.settings import Settings, get_settings
 from chalicelib.core.token_count import estimate_completion_tokens, prompt_tokens_upper_bound
-from chalicelib.store import config as config_store
+from chalicelib.store import config_reads as config_store
 from chalicelib.upstream import Kind, UpstreamReply
 from chalicelib.upstream.client import POOL_TIMEOUT_SECONDS, WRITE_TIMEOUT_SECONDS, get_http_client
 from chalicelib.upstream.rejections import rejection_body

@@ -31,7 +31,7 @@ from chalicelib.core.errors import (
     UpstreamError,
 )
 from chalicelib.core.settings import get_settings
-from chalicelib.store import config as config_store
+from chalicelib.store import config_reads as config_store
 from chalicelib.upstream.client import POOL_TIMEOUT_SECONDS, WRITE_TIMEOUT_SECONDS, get_http_client
 from chalicelib.upstream.forwarder import (
     CHANNEL_FAULT_STATUSES,

@@ -17,7 +17,7 @@ import httpx
 from chalicelib.core.channels import Channel
 from chalicelib.core.errors import GatewayError, UpstreamError, UpstreamTimeout
 from chalicelib.core.settings import get_settings
-from chalicelib.store import config as config_store
+from chalicelib.store import config_reads as config_store
 from chalicelib.upstream import UpstreamReply
 from chalicelib.upstream.client import get_http_client
 from chalicelib.upstream.rejections import rejection_body

@@ -13,6 +13,7 @@ from chalicelib.core.channels import Channel
 from chalicelib.core.errors import Conflict, NotFound
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.store import config as config_store
+from chalicelib.store import config_reads
 from chalicelib.store.models import ConfigItem
 
 NOW = 1_700_000_000
@@ -129,7 +130,7 @@ def test_cached_readers_serve_the_copy_until_invalidated_or_expired(
 ) -> None:
     # GIVEN a clock under test control and a cached price
     clock = {"now": 1000.0}
-    monkeypatch.setattr(config_store, "_clock", lambda: clock["now"])
+    monkeypatch.setattr(config_reads, "_clock", lambda: clock["now"])
     config_store.set_price("m", ModelPrice(Decimal("1"), Decimal("1")), NOW)
     assert config_store.price("m") == ModelPrice(Decimal("1"), Decimal("1"))
     # WHEN the item changes behind the cache's back (another container's write)

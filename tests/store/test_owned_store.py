@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.store import owned, usage
-from chalicelib.store.models import OwnedRecord
 
 
 def test_a_remembered_object_is_found_with_its_account_and_channel(tables: Any) -> None:
@@ -49,17 +48,17 @@ def test_tokens_added_to_a_record_sum_even_when_another_write_lands_in_between(
     # GIVEN a conversation carrying 10 tokens, and a response's record landing (tokens = 50)
     # between the first read and the first put of an add
     owned.remember("conversation", "conv_1", "acct_a", "c1", ttl=3600, tokens=10)
-    real_get = OwnedRecord.get
+    real_read = owned._read
     raced = []
 
-    def get_then_race(*args: Any, **kwargs: Any) -> OwnedRecord:
-        item = real_get(*args, **kwargs)
+    def read_then_race(kind: str, object_id: str) -> dict[str, Any] | None:
+        item = real_read(kind, object_id)
         if not raced:
             raced.append(True)
             owned.remember("conversation", "conv_1", "acct_a", "c1", ttl=3600, tokens=50)
         return item
 
-    monkeypatch.setattr(OwnedRecord, "get", get_then_race)
+    monkeypatch.setattr(owned, "_read", read_then_race)
 
     # WHEN 7 tokens are added, and then some to an unknown conversation
     added = owned.add_tokens("conversation", "conv_1", 7)

@@ -355,6 +355,105 @@ def test_in_aws_the_writes_go_where_botocore_sends_the_reads(
     assert lean.region == client.meta.region_name == (region or env["AWS_REGION"])
 
 
+ENVIRONMENTS = {
+    "region": {"AWS_REGION": "eu-west-1"},
+    "china": {"AWS_REGION": "cn-north-1"},
+    "endpoint-url": {"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9"},
+    "any-service-url": {"AWS_REGION": "ap-south-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:7"},
+    "sluice-endpoint": {
+        "AWS_REGION": "us-west-2",
+        "SLUICE_DYNAMODB_ENDPOINT": "http://127.0.0.1:8",
+    },
+    "session-token": {"AWS_REGION": "eu-central-1", "AWS_SESSION_TOKEN": "FwoGZXIvYXdzEXAMPLE"},
+}
+LEFT_TO_BOTOCORE = {
+    "fips": {"AWS_REGION": "us-east-1", "AWS_USE_FIPS_ENDPOINT": "true"},
+    "dual-stack": {"AWS_REGION": "us-east-1", "AWS_USE_DUALSTACK_ENDPOINT": "true"},
+    "profile": {"AWS_REGION": "us-east-1", "AWS_PROFILE": "ops"},
+    "gov-cloud": {"AWS_REGION": "us-gov-west-1"},
+    "proxy": {"AWS_REGION": "us-east-1", "HTTPS_PROXY": "http://127.0.0.1:3128"},
+    "no-keys": {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": ""},
+}
+
+
+def _environment(monkeypatch: pytest.MonkeyPatch, home: Path, env: dict[str, str]) -> Any:
+    from chalicelib.core.settings import get_settings, reset_settings
+    from chalicelib.store import configure_store, models
+
+    monkeypatch.setenv("HOME", str(home))  # no ~/.aws/config here
+    for name in ("NO_PROXY", "no_proxy", "AWS_SESSION_TOKEN", "SLUICE_DYNAMODB_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    configure_store(get_settings())
+    models.configure(get_settings())  # a fresh botocore client that sees the environment
+    return get_settings()
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS.values(), ids=ENVIRONMENTS.keys())
+def test_from_the_environment_it_is_made_as_botocore_would_make_it(
+    tables: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str]
+) -> None:
+    from chalicelib.store import common
+
+    # GIVEN credentials and an endpoint that the environment alone decides (as in Lambda)
+    settings = _environment(monkeypatch, tmp_path, env)
+
+    # WHEN the lean client is made without botocore
+    lean = common._wire_from_environment(settings)
+
+    # THEN it aims where botocore's client does, signs for its region, with its credentials
+    # and its certificate authorities
+    client = common.connection().client
+    assert lean is not None
+    assert lean.url == client.meta.endpoint_url.rstrip("/") + "/"
+    assert lean.region == client.meta.region_name
+    assert lean._credentials() == common._signing_credentials()
+    assert lean._ca_file == common._ca_bundle()
+
+
+@pytest.mark.parametrize("env", LEFT_TO_BOTOCORE.values(), ids=LEFT_TO_BOTOCORE.keys())
+def test_where_botocore_would_decide_otherwise_the_environment_makes_no_client(
+    tables: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env: dict[str, str]
+) -> None:
+    from chalicelib.store import common
+
+    # GIVEN a profile, FIPS, dual-stack, another partition, a proxy or no keys
+    settings = _environment(monkeypatch, tmp_path, env)
+
+    # WHEN the lean client would be made from the environment THEN botocore must resolve it
+    assert common._wire_from_environment(settings) is None
+
+
+def test_a_config_file_leaves_the_resolution_to_botocore(
+    tables: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from chalicelib.store import common
+
+    # GIVEN an AWS config file, which may set an endpoint, FIPS or a CA bundle
+    settings = _environment(monkeypatch, tmp_path, {"AWS_REGION": "us-east-1"})
+    (tmp_path / ".aws").mkdir()
+    (tmp_path / ".aws" / "config").write_text("[default]\nuse_fips_endpoint = true\n")
+
+    # THEN the environment alone makes no client
+    assert common._wire_from_environment(settings) is None
+
+
+def test_with_a_ca_bundle_set_it_trusts_that_bundle(
+    tables: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from chalicelib.store import common
+
+    # GIVEN AWS_CA_BUNDLE (a corporate proxy's authority, say)
+    env = {"AWS_REGION": "us-east-1", "AWS_CA_BUNDLE": "/etc/corporate/ca.pem"}
+    settings = _environment(monkeypatch, tmp_path, env)
+
+    # THEN the client made from the environment trusts it, as botocore does
+    lean = common._wire_from_environment(settings)
+    assert lean is not None and lean._ca_file == common._ca_bundle() == "/etc/corporate/ca.pem"
+
+
 def test_where_botocore_would_use_a_proxy_it_carries_every_call(
     tables: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,169 @@
+"""The relay's configuration reads: channels, model prices, group ratios, the ``auto`` order.
+
+The relay reads them on every call, so ``channels()``, ``price()``, ``group_ratio()`` and
+``auto_order()`` serve a per-container copy for ``settings.key_cache_seconds``, refreshed ahead
+of its expiry while the relay is busy (``cache.py``). Writes (``config.py``) ``invalidate()``
+this container's copy at once; other containers see the change when their copy expires. That
+delay is harmless for money: prices and ratios are read *before* the reservation, and the charge
+is computed from the same price the reservation was sized with.
+
+Raw items (``items.py``) over ``common.send``, without PynamoDB (see ``tables.py``);
+``models.ConfigItem`` declares the table, and ``config.py`` writes it and reads through here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from chalicelib.core import observe
+from chalicelib.core.channels import PUBLIC_FIELDS, Channel
+from chalicelib.core.errors import ServiceUnavailable
+from chalicelib.core.pricing import ModelPrice
+from chalicelib.core.settings import get_settings
+from chalicelib.store import items, secrets, tables
+from chalicelib.store.cache import AheadCache
+from chalicelib.store.common import get_item, query, translated
+
+CHANNEL, PRICE, GROUP = "channel", "price", "group"
+# The ``auto`` group's order (core/groups.py): one item, its own kind so it is cached like the rest.
+AUTO_ORDER, AUTO_ORDER_NAME = "auto_order", "auto"
+DEFAULT_RATIO = Decimal(1)
+
+T = TypeVar("T")
+_clock: Callable[[], float] = time.monotonic
+
+
+# The per-container cache ------------------------------------------------------------------------
+_cache = AheadCache(lambda: get_settings().key_cache_seconds, clock=lambda: _clock())
+
+
+def invalidate() -> None:
+    """Forget every cached kind (called after each write, and by tests)."""
+    _cache.clear()
+
+
+def _cached(kind: str, load: Callable[[], T]) -> T:
+    value: T = _cache.fetch((tables.name(tables.CONFIG), kind), load)
+    return value
+
+
+def channels() -> list[Channel]:
+    return _cached(CHANNEL, load_channels)
+
+
+def price(model: str) -> ModelPrice | None:
+    return _cached(PRICE, load_prices).get(model)
+
+
+def group_ratio(group: str) -> Decimal:
+    return _cached(GROUP, load_group_ratios).get(group, DEFAULT_RATIO)
+
+
+def auto_order() -> tuple[str, ...]:
+    """The order ``auto`` keys try groups in (empty until the operator sets one)."""
+    return _cached(AUTO_ORDER, load_auto_order)
+
+
+def _query(kind: str) -> list[dict[str, Any]]:
+    """Every item of ``kind``, plain: one Query on its partition, never a Scan."""
+    request = {
+        "TableName": tables.name(tables.CONFIG),
+        "KeyConditionExpression": "kind = :kind",
+        "ExpressionAttributeValues": {":kind": {"S": kind}},
+        "ConsistentRead": True,
+    }
+    with translated():
+        return [items.plain(raw) for raw in query(request)]
+
+
+# Channels ---------------------------------------------------------------------------------------
+# The body of a channel's item: its public fields but those the item keeps elsewhere (the id is
+# the item's key, updated_at its own attribute, api_key_set follows from the key), the revision,
+# and apart from these the key or the name of its SSM parameter.
+BODY_FIELDS: dict[str, str] = {
+    **{
+        name: kind
+        for name, kind in PUBLIC_FIELDS.items()
+        if name not in ("id", "updated_at", "api_key_set")
+    },
+    "revision": "integer",
+}
+_READ: dict[str, Callable[[Any], Any]] = {
+    "string": str,
+    "integer": int,
+    "boolean": bool,
+    "string list": lambda value: tuple(str(item) for item in value),
+    "string map": lambda value: {str(k): str(v) for k, v in value.items()},
+    "time": int,
+}
+
+
+def channel(item: dict[str, Any]) -> Channel:
+    """The channel in a plain item; a field missing or empty in it takes ``Channel``'s default
+    (a boolean only when missing), so items written before a field existed still load."""
+    body = item.get("body") or {}
+    stored = {
+        name: _READ[kind](body[name])
+        for name, kind in BODY_FIELDS.items()
+        if (name in body if kind == "boolean" else body.get(name))
+    }
+    values = {"name": item["name"], "models": (), **stored, "base_url": str(body["base_url"])}
+    values["weight"] = max(values.get("weight", 1), 1)
+    return Channel(
+        **values,
+        id=item["name"],
+        api_key=body.get("api_key"),
+        api_key_parameter=body.get("api_key_parameter"),
+        updated_at=int(item.get("updated_at") or 0),
+    )
+
+
+def load_channels() -> list[Channel]:
+    """Every channel, read now (admin listings; the relay uses the cached ``channels()``)."""
+    loaded = []
+    for item in _query(CHANNEL):
+        try:
+            loaded.append(channel(item))
+        except (KeyError, TypeError, ValueError):
+            observe.log("config_channel_malformed", level="WARNING", channel_id=item.get("name"))
+    return loaded
+
+
+def get_channel(channel_id: str) -> Channel | None:
+    key = {"kind": {"S": CHANNEL}, "name": {"S": channel_id}}
+    with translated():
+        found = get_item(tables.name(tables.CONFIG), key)
+    return None if found is None else channel(items.plain(found))
+
+
+def api_key_for(found: Channel) -> str | None:
+    """The provider key to send; read from SSM once per container and key version."""
+    if not found.api_key_parameter:
+        return found.api_key
+    # Only deployed stages keep keys in SSM, and reading one loads botocore anyway.
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return secrets.ssm_parameter(found.api_key_parameter, get_settings())
+    except (BotoCoreError, ClientError) as exc:
+        raise ServiceUnavailable("The channel's key could not be read.") from exc
+
+
+# Prices, group ratios, the auto order -------------------------------------------------------------
+def load_prices() -> dict[str, ModelPrice]:
+    return {item["name"]: ModelPrice.from_json(item.get("body") or {}) for item in _query(PRICE)}
+
+
+def load_group_ratios() -> dict[str, Decimal]:
+    return {item["name"]: Decimal(str(item["body"]["ratio"])) for item in _query(GROUP)}
+
+
+def load_auto_order() -> tuple[str, ...]:
+    """The order ``auto`` keys try groups in, read now (empty until the operator sets one)."""
+    for item in _query(AUTO_ORDER):
+        order = (item.get("body") or {}).get("order") or []
+        return tuple(str(group) for group in order)
+    return ()
