@@ -382,7 +382,8 @@ def _relay_cold_rows(cold: dict[str, Any]) -> list[Row]:
         (
             f"{title}, both from the deployment zip",
             f"{ratio}x ({cold['relay_ms']} ms vs {cold['boto3_ms']} ms, medians of "
-            f"{cold['runs']} runs each); its libraries alone, serving one route: "
+            f"{cold['runs']} runs each; botocore and PynamoDB never loaded); its libraries "
+            "alone (httpx, Starlette, uvicorn), serving one route: "
             f"{cold.get('libraries_ratio')}x ({cold.get('libraries_ms')} ms)",
             f"≤ {GOALS['relay_cold_ratio']}x",
             _verdict(ratio is not None and ratio <= GOALS["relay_cold_ratio"]),

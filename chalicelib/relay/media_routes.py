@@ -17,7 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chalicelib.services import gateway, media, videos
+from chalicelib.services import gateway
+
+# The media and video services are imported by the handlers, on a container's first call of
+# theirs: one that serves only chat never loads them (about a fifth of the relay's own import).
 
 Handler = Callable[[Request], Any]
 
@@ -32,6 +35,8 @@ async def _relayed(
     request: Request, use_case: Callable[..., Any], *leading: Any, typed: bool = False
 ) -> Response:
     """``use_case(*leading, body, [content type,] authorization, client ip, deadline=...)``."""
+    from chalicelib.services.media import TranscriptStream
+
     relay = _app()
     deadline = gateway.call_deadline(time.monotonic())  # the clock starts when the call arrives
     body = await relay.raw_body(request)
@@ -45,35 +50,47 @@ async def _relayed(
         relay.client_ip(request),
         deadline=deadline,
     )
-    if isinstance(result, media.TranscriptStream):
+    if isinstance(result, TranscriptStream):
         return relay.BodyStream(result, result.status, result.content_type, result.headers)  # type: ignore[no-any-return]
     return relay.relayed(result)  # type: ignore[no-any-return]
 
 
 async def image_generations(request: Request) -> Response:
+    from chalicelib.services import media
+
     return await _relayed(request, media.image_generation)
 
 
 async def image_edits(request: Request) -> Response:
+    from chalicelib.services import media
+
     return await _relayed(request, media.image_edit, typed=True)
 
 
 async def speech(request: Request) -> Response:
+    from chalicelib.services import media
+
     return await _relayed(request, media.speech)
 
 
 def _transcribing(path: str) -> Handler:
     async def handler(request: Request) -> Response:
+        from chalicelib.services import media
+
         return await _relayed(request, media.transcription, path, typed=True)
 
     return handler
 
 
 async def create_video(request: Request) -> Response:
+    from chalicelib.services import videos
+
     return await _relayed(request, videos.create, typed=True)
 
 
 def list_videos(request: Request) -> Response:
+    from chalicelib.services import videos
+
     relay = _app()
     listed = videos.list_jobs(
         dict(request.query_params), relay.authorization(request), relay.client_ip(request)
@@ -83,6 +100,7 @@ def list_videos(request: Request) -> Response:
 
 def _on_video(video_id: str, action: str) -> dict[str, Handler]:
     """The methods of ``/v1/videos/{id}`` and its sub-paths, bound to the id."""
+    from chalicelib.services import videos
 
     def retrieve(request: Request) -> Response:
         relay = _app()
