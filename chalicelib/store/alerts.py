@@ -196,7 +196,7 @@ def signing_secret(settings: AlertSettings) -> str:
     if settings.secret_parameter:
         try:
             return secrets.ssm_parameter(settings.secret_parameter, get_settings())
-        except (BotoCoreError, ClientError) as exc:
+        except secrets.failures() as exc:
             raise ServiceUnavailable("The webhook secret could not be read.") from exc
     return str(settings.secret)
 

@@ -217,23 +217,33 @@ _CHINA_REGION = re.compile(r"cn-[a-z]+-[0-9]+")
 
 
 def _wire_from_environment(settings: Settings | None) -> wire.Wire | None:
-    """A lean client made without botocore, as in Lambda: credentials in the environment, the
-    endpoint ``SLUICE_DYNAMODB_ENDPOINT``, ``AWS_ENDPOINT_URL_DYNAMODB`` / ``AWS_ENDPOINT_URL``
+    """A lean DynamoDB client made without botocore, as in Lambda (see ``from_environment``);
+    ``SLUICE_DYNAMODB_ENDPOINT`` first, as PynamoDB hands it to botocore."""
+    if settings is None:
+        return None
+    return from_environment(wire.DYNAMODB, settings.region, settings.dynamodb_endpoint)
+
+
+def from_environment(
+    service: wire.Service, region: str, endpoint: str | None = None
+) -> wire.Wire | None:
+    """A lean client for ``service`` made without botocore, as in Lambda: credentials in the
+    environment, the endpoint ``endpoint``, ``AWS_ENDPOINT_URL_<SERVICE>`` / ``AWS_ENDPOINT_URL``
     or the region's own, ``AWS_CA_BUNDLE`` or certifi's authorities (botocore's defaults). None
     where botocore would decide otherwise: a profile or config file, FIPS or dual-stack, another
     partition, a proxy. Importing botocore is most of the relay's cold start."""
     env = os.environ
-    if settings is None or not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
+    if not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
         return None
     if any(env.get(name) for name in _BOTOCORE_DECIDES):
         return None
     if os.path.exists(os.path.expanduser(os.path.join("~", ".aws", "config"))):
         return None
     endpoint = (
-        settings.dynamodb_endpoint
-        or env.get("AWS_ENDPOINT_URL_DYNAMODB")
+        endpoint
+        or env.get(f"AWS_ENDPOINT_URL_{service.name.upper()}")
         or env.get("AWS_ENDPOINT_URL")
-        or _regional_endpoint(settings.region)
+        or _regional_endpoint(service.name, region)
     )
     if endpoint is None or _proxied(endpoint):
         return None
@@ -242,20 +252,21 @@ def _wire_from_environment(settings: Settings | None) -> wire.Wire | None:
     )
     return wire.Wire(
         endpoint,
-        settings.region,
+        region,
         lambda: credentials,
         connect_timeout=tables.CONNECT_TIMEOUT_SECONDS,
         read_timeout=tables.READ_TIMEOUT_SECONDS,
         max_attempts=tables.MAX_ATTEMPTS,
         ca_file=env.get("AWS_CA_BUNDLE") or _certifi_bundle(),
+        service=service,
     )
 
 
-def _regional_endpoint(region: str) -> str | None:
+def _regional_endpoint(service: str, region: str) -> str | None:
     if _PLAIN_REGION.fullmatch(region):
-        return f"https://dynamodb.{region}.amazonaws.com"
+        return f"https://{service}.{region}.amazonaws.com"
     if _CHINA_REGION.fullmatch(region):
-        return f"https://dynamodb.{region}.amazonaws.com.cn"
+        return f"https://{service}.{region}.amazonaws.com.cn"
     return None
 
 

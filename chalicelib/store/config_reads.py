@@ -143,12 +143,9 @@ def api_key_for(found: Channel) -> str | None:
     """The provider key to send; read from SSM once per container and key version."""
     if not found.api_key_parameter:
         return found.api_key
-    # Only deployed stages keep keys in SSM, and reading one loads botocore anyway.
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         return secrets.ssm_parameter(found.api_key_parameter, get_settings())
-    except (BotoCoreError, ClientError) as exc:
+    except secrets.failures() as exc:
         raise ServiceUnavailable("The channel's key could not be read.") from exc
 
 

@@ -1,18 +1,21 @@
-"""A lean DynamoDB client for the writes on every relayed call's path.
+"""A lean client for AWS's JSON APIs: every DynamoDB call of a relayed request, and the SSM read
+of a channel's key.
 
 Why: each relayed call makes five writes (two reservations, its log record, two settles), and
 botocore spends 3 ms of CPU on every one of them here: its event hooks, endpoint rules, request
 and response models, urllib3 and http.client. The requests are already in DynamoDB's own JSON,
 so all they need is a SigV4 signature and a kept-alive connection: about a tenth of the CPU, and
 on DynamoDB Local a quarter of the latency of the same write through botocore (``make bench``
-figure 0 measures both side by side).
+figure 0 measures both side by side). And the relay need not import botocore at all, which is
+most of a cold start (figure 8).
 
 What it keeps from botocore, so that nothing about the money changes:
 
-* the credentials: the botocore client's own (``store/common.py`` passes them in), so role
-  credentials refresh as they always did, and DynamoDB Local, which keeps a namespace per access
-  key, sees the same tables;
-* where it sends: the endpoint and signing region botocore resolved (``store/common.py``);
+* the credentials: Lambda's, from the environment, as botocore's first provider reads them, or
+  else the botocore client's own (``store/common.py`` decides), so role credentials refresh as
+  they always did, and DynamoDB Local, which keeps a namespace per access key, sees the same
+  tables;
+* where it sends: the endpoint and signing region botocore resolves (``store/common.py``);
 * the retries of botocore's legacy mode for DynamoDB, with the same five attempts: throttling,
   5xx answers, a broken or timed-out connection, a CRC32 that does not match the body. Only
   idempotent requests may be sent here, as botocore retries them in the same cases: every write
@@ -47,9 +50,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-TARGET_PREFIX = "DynamoDB_20120810."
-CONTENT_TYPE = "application/x-amz-json-1.0"
-SERVICE = "dynamodb"
+
+@dataclass(frozen=True)
+class Service:
+    """An AWS JSON API: its signing name (also the hooks' prefix), target and content type."""
+
+    name: str
+    target_prefix: str
+    content_type: str
+
+
+DYNAMODB = Service("dynamodb", "DynamoDB_20120810.", "application/x-amz-json-1.0")
+# SSM speaks the same protocol: the relay reads channel keys (SecureString) with GetParameter.
+SSM = Service("ssm", "AmazonSSM.", "application/x-amz-json-1.1")
 MAX_ATTEMPTS = 5
 # botocore's legacy policy for DynamoDB backs off from 50 ms, doubling; here with full jitter,
 # so writes that were throttled together do not all come back at the same instant.
@@ -176,7 +189,7 @@ def _hmac(key: bytes, message: str) -> bytes:
 
 
 class Wire:
-    """DynamoDB's JSON API over one kept-alive HTTP connection per thread."""
+    """One AWS JSON API (DynamoDB's unless told) over a kept-alive connection per thread."""
 
     def __init__(
         self,
@@ -189,12 +202,14 @@ class Wire:
         max_attempts: int = MAX_ATTEMPTS,
         ca_file: str | Callable[[], str | None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        service: Service = DYNAMODB,
     ) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"not an HTTP endpoint: {endpoint!r}")
         self.url = endpoint.rstrip("/") + "/"
         self.region = region
+        self.service = service
         self._https = parts.scheme == "https"
         self._hostname = parts.hostname
         self._port = parts.port
@@ -213,7 +228,7 @@ class Wire:
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send one request, retried as botocore would; its parsed answer, or ``WireError``."""
         context: dict[str, Any] = {}
-        hooks.emit(f"before-call.dynamodb.{operation}", params=params, context=context)
+        hooks.emit(f"before-call.{self.service.name}.{operation}", params=params, context=context)
         body = json.dumps(params, separators=(",", ":")).encode()
         attempt = 0
         while True:
@@ -224,7 +239,7 @@ class Wire:
                 break
             self._sleep(random.uniform(0, BASE_DELAY_SECONDS * 2 ** (attempt - 1)))
         hooks.emit(
-            f"after-call.dynamodb.{operation}",
+            f"after-call.{self.service.name}.{operation}",
             params=params,
             parsed=parsed,
             context=context,
@@ -238,7 +253,8 @@ class Wire:
         self, operation: str, request: Request, attempt: int
     ) -> tuple[int, dict[str, Any], bool]:
         """(status, parsed body, worth retrying) of one attempt; status 0 when nothing came."""
-        injected = hooks.emit(f"before-send.dynamodb.{operation}", request=request, attempt=attempt)
+        event = f"before-send.{self.service.name}.{operation}"
+        injected = hooks.emit(event, request=request, attempt=attempt)
         try:
             if injected is not None:
                 status, crc, data = injected.status_code, None, bytes(injected.content)
@@ -267,10 +283,10 @@ class Wire:
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         day = amz_date[:8]
         headers = {
-            "Content-Type": CONTENT_TYPE,
+            "Content-Type": self.service.content_type,
             "Host": self._host,
             "X-Amz-Date": amz_date,
-            "X-Amz-Target": TARGET_PREFIX + operation,
+            "X-Amz-Target": self.service.target_prefix + operation,
         }
         if credentials.token:
             headers["X-Amz-Security-Token"] = credentials.token
@@ -286,7 +302,7 @@ class Wire:
                 hashlib.sha256(body).hexdigest(),
             ]
         )
-        scope = f"{day}/{self.region}/{SERVICE}/aws4_request"
+        scope = f"{day}/{self.region}/{self.service.name}/aws4_request"
         to_sign = "\n".join(
             ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
         )
@@ -304,7 +320,7 @@ class Wire:
         if cached is not None and cached[0] == (secret, day):
             return cached[1]
         key = _hmac(("AWS4" + secret).encode(), day)
-        for part in (self.region, SERVICE, "aws4_request"):
+        for part in (self.region, self.service.name, "aws4_request"):
             key = _hmac(key, part)
         self._signing_key = ((secret, day), key)
         return key

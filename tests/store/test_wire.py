@@ -50,7 +50,7 @@ class Scripted(BaseHTTPRequestHandler):
             answer = server.script.pop(0) if server.script else Answer()
         data = json.dumps(answer.body).encode()
         self.send_response(answer.status)
-        self.send_header("Content-Type", wire.CONTENT_TYPE)
+        self.send_header("Content-Type", wire.DYNAMODB.content_type)
         if answer.framing == "length":
             self.send_header("Content-Length", str(len(data)))
         elif answer.framing == "chunked":
@@ -104,7 +104,9 @@ def _client(server: Any, keys: wire.Credentials = KEYS, **kw: Any) -> wire.Wire:
     return client
 
 
-def _botocore_signature(headers: dict[str, str], body: bytes, keys: wire.Credentials) -> str:
+def _botocore_signature(
+    headers: dict[str, str], body: bytes, keys: wire.Credentials, service: str = "dynamodb"
+) -> str:
     """What botocore's SigV4 signer makes of the same request at the same instant, over the
     headers the request says it signed (http.client adds Content-Length and Accept-Encoding)."""
     signed = headers["Authorization"].split("SignedHeaders=", 1)[1].split(",", 1)[0].split(";")
@@ -120,7 +122,7 @@ def _botocore_signature(headers: dict[str, str], body: bytes, keys: wire.Credent
     )
     request.context["timestamp"] = headers["X-Amz-Date"]
     auth = SigV4Auth(
-        BotoCredentials(keys.access_key, keys.secret_key, keys.token), "dynamodb", "eu-west-1"
+        BotoCredentials(keys.access_key, keys.secret_key, keys.token), service, "eu-west-1"
     )
     canonical = auth.canonical_request(request)
     return auth.signature(auth.string_to_sign(request, canonical), request)
@@ -145,6 +147,54 @@ def test_signature_is_the_one_botocore_computes(dynamo: Any, token: str | None) 
         and "/eu-west-1/dynamodb/" in authorization
     )
     assert authorization.endswith("Signature=" + _botocore_signature(headers, body, keys))
+
+
+def test_ssm_reads_are_signed_for_ssm_in_its_own_protocol(dynamo: Any) -> None:
+    # GIVEN a client for SSM, with a role's session token
+    keys = wire.Credentials(KEYS.access_key, KEYS.secret_key, "session-token-from-the-role")
+    dynamo.script = [Answer(200, {"Parameter": {"Name": "/p", "Value": "v", "Version": 3}})]
+    client = _client(dynamo, keys, service=wire.SSM)
+
+    # WHEN it reads a parameter
+    answer = client.call("GetParameter", {"Name": "/p", "WithDecryption": True})
+
+    # THEN the answer is SSM's, asked for in SSM's JSON dialect, signed as botocore signs for SSM
+    assert answer["Parameter"]["Value"] == "v"
+    headers, body = dynamo.seen[0]
+    assert json.loads(body) == {"Name": "/p", "WithDecryption": True}
+    assert headers["X-Amz-Target"] == "AmazonSSM.GetParameter"
+    assert headers["Content-Type"] == "application/x-amz-json-1.1"
+    assert "/eu-west-1/ssm/aws4_request" in headers["Authorization"]
+    assert headers["Authorization"].endswith(
+        "Signature=" + _botocore_signature(headers, body, keys, "ssm")
+    )
+
+
+def test_a_channel_key_in_ssm_is_read_over_the_lean_client_where_the_environment_decides(
+    dynamo: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from chalicelib.core.settings import Settings
+    from chalicelib.store import secrets
+
+    # GIVEN Lambda's environment: keys in it, SSM's endpoint here (the scripted server)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", f"http://127.0.0.1:{dynamo.server_address[1]}")
+    dynamo.script = [
+        Answer(200, {"Parameter": {"Name": "/sluice/prod/channels/c1", "Value": "sk-up"}})
+    ]
+    secrets.forget()
+    settings = Settings(region="eu-west-1", dynamodb_client="lean")
+
+    try:
+        # WHEN the key is read twice THEN it is SSM's value, read once per container
+        assert secrets.ssm_parameter("/sluice/prod/channels/c1:4", settings) == "sk-up"
+        assert secrets.ssm_parameter("/sluice/prod/channels/c1:4", settings) == "sk-up"
+    finally:
+        secrets.forget()
+    assert len(dynamo.seen) == 1
+    headers, body = dynamo.seen[0]
+    assert headers["X-Amz-Target"] == "AmazonSSM.GetParameter"
+    assert json.loads(body) == {"Name": "/sluice/prod/channels/c1:4", "WithDecryption": True}
 
 
 def test_throttling_is_retried_with_backoff_and_then_answers(dynamo: Any) -> None:
