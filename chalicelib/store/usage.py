@@ -148,19 +148,11 @@ def list_for_account(
         raise InvalidRequest("cursor is not valid.", param="cursor")
     filters = {"token_id": token_id, "model": model, "status": status}
     chosen = {name: wanted for name, wanted in filters.items() if wanted}
-    request: dict[str, Any] = {
-        "TableName": tables.name(tables.USAGE),
-        "IndexName": "usage_by_account",
-        "KeyConditionExpression": "account_id = :account AND created_ms BETWEEN :start AND :end",
-        "ExpressionAttributeValues": {
-            ":account": {"S": account_id},
-            ":start": {"N": str(start_ms)},
-            ":end": {"N": str(end_ms - 1)},
-            **{f":{name}": {"S": wanted} for name, wanted in chosen.items()},
-        },
-        "ScanIndexForward": False,
-        "Limit": max(limit, 25),
-    }
+    request = _by_account(account_id, start_ms, end_ms, page_size=max(limit, 25))
+    request["ScanIndexForward"] = False
+    request["ExpressionAttributeValues"].update(
+        {f":{name}": {"S": wanted} for name, wanted in chosen.items()}
+    )
     if chosen:
         # "#model", "#status": both are DynamoDB reserved words.
         request["FilterExpression"] = " AND ".join(f"#{name} = :{name}" for name in chosen)
@@ -175,9 +167,9 @@ def _position(raw: dict[str, Any]) -> dict[str, Any]:
     return {name: raw[name] for name in ("request_id", "account_id", "created_ms")}
 
 
-def iterate_for_account(account_id: str, start_ms: int, end_ms: int) -> Iterator[Usage]:
-    """Every record of the account in the range (for aggregation); Query pages, no Scan."""
-    request = {
+def _by_account(account_id: str, start_ms: int, end_ms: int, page_size: int) -> dict[str, Any]:
+    """The Query of the account's records created in [start_ms, end_ms), oldest first."""
+    return {
         "TableName": tables.name(tables.USAGE),
         "IndexName": "usage_by_account",
         "KeyConditionExpression": "account_id = :account AND created_ms BETWEEN :start AND :end",
@@ -186,8 +178,12 @@ def iterate_for_account(account_id: str, start_ms: int, end_ms: int) -> Iterator
             ":start": {"N": str(start_ms)},
             ":end": {"N": str(end_ms - 1)},
         },
-        "Limit": 500,
+        "Limit": page_size,
     }
+
+
+def iterate_for_account(account_id: str, start_ms: int, end_ms: int) -> Iterator[Usage]:
+    """Every record of the account in the range (for aggregation); Query pages, no Scan."""
     with translated():
-        for raw in query(request):
+        for raw in query(_by_account(account_id, start_ms, end_ms, page_size=500)):
             yield to_usage(raw)
