@@ -115,13 +115,15 @@ def take_page(
 
 
 def dynamo_errors() -> tuple[type[Exception], ...]:
-    """What a failed DynamoDB call raises: the lean client's ``WireError``, and botocore's
-    ``ClientError`` and PynamoDB's exceptions once those libraries are loaded. Looked up, not
-    imported: until they are loaded nothing can raise them, and the relay never loads them."""
+    """What a failed DynamoDB call raises: the lean client's ``WireError``, and botocore's and
+    PynamoDB's exceptions once those libraries are loaded. Looked up, not imported: until they
+    are loaded nothing can raise them, and the relay never loads them."""
     errors: list[type[Exception]] = [wire.WireError]
     botocore_errors = sys.modules.get("botocore.exceptions")
     if botocore_errors is not None:
-        errors.append(botocore_errors.ClientError)
+        # BotoCoreError: no answer at all (a timeout, a refused connection, no credentials),
+        # which PynamoDB wrapped like a ClientError before ``send`` called botocore directly.
+        errors += [botocore_errors.ClientError, botocore_errors.BotoCoreError]
     pynamodb_errors = sys.modules.get("pynamodb.exceptions")
     if pynamodb_errors is not None:
         errors.append(pynamodb_errors.PynamoDBException)
@@ -247,9 +249,9 @@ def from_environment(
     )
     if endpoint is None or _proxied(endpoint):
         return None
-    credentials = wire.Credentials(
-        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN") or None
-    )
+    # As botocore's environment provider reads them, the legacy AWS_SECURITY_TOKEN included.
+    token = env.get("AWS_SESSION_TOKEN") or env.get("AWS_SECURITY_TOKEN") or None
+    credentials = wire.Credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], token)
     return wire.Wire(
         endpoint,
         region,

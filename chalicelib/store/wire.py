@@ -267,7 +267,9 @@ class Wire:
         try:
             parsed = json.loads(data)
         except ValueError:  # (an empty body too: DynamoDB always answers with a JSON object)
-            parsed = {"__type": "UnparsableAnswer", "message": data[:200].decode(errors="replace")}
+            # A 200's body is never quoted: it may be a secret (an SSM parameter's value).
+            shown = "" if status == 200 else data[:200].decode(errors="replace")
+            parsed = {"__type": "UnparsableAnswer", "message": shown}
             # A success whose body cannot be read is no answer at all: retried, never returned.
             return (0 if status == 200 else status), parsed, status in {200, *RETRIED_STATUS}
         if not isinstance(parsed, dict):

@@ -657,3 +657,35 @@ def test_a_429_that_never_stops_is_throttling_after_every_attempt(dynamo: Any) -
         wire.hooks.unregister("before-send.dynamodb", unique_id="bare")
     assert (raised.value.status, raised.value.code) == (429, "ThrottlingException")
     assert attempts == [1, 2, 3, 4, 5] and dynamo.seen == []
+
+
+def test_an_unreadable_200_is_never_quoted_in_the_error(dynamo: Any) -> None:
+    # GIVEN an SSM read whose every answer is a 200 cut short: it holds part of the secret
+    class Cut:
+        status_code = 200
+        content = b'{"Parameter": {"Value": "sk-upstream-secret'
+
+    wire.hooks.register_first("before-send.ssm", lambda **_: Cut(), unique_id="cut")
+    try:
+        # WHEN the read gives up THEN its error says what happened, and nothing of the body
+        with pytest.raises(wire.WireError) as raised:
+            _client(dynamo, service=wire.SSM).call("GetParameter", {"Name": "/p"})
+    finally:
+        wire.hooks.unregister("before-send.ssm", unique_id="cut")
+    assert raised.value.code == "UnparsableAnswer"
+    assert "secret" not in str(raised.value) and "secret" not in repr(raised.value.response)
+
+
+def test_the_legacy_security_token_signs_as_botocore_reads_it(
+    tables: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from chalicelib.store import common
+
+    # GIVEN temporary credentials whose token is in the legacy AWS_SECURITY_TOKEN
+    env = {"AWS_REGION": "eu-west-1", "AWS_SECURITY_TOKEN": "legacy-session-token"}
+    settings = _environment(monkeypatch, tmp_path, env)
+
+    # THEN the client from the environment signs with that token, as botocore's would
+    lean = common._wire_from_environment(settings)
+    assert lean is not None and lean._credentials().token == "legacy-session-token"
+    assert lean._credentials() == common._signing_credentials()
