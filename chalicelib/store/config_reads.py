@@ -13,8 +13,11 @@ Raw items (``items.py``) over ``common.send``, without PynamoDB (see ``tables.py
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -46,8 +49,39 @@ def invalidate() -> None:
 
 
 def _cached(kind: str, load: Callable[[], T]) -> T:
-    value: T = _cache.fetch((tables.name(tables.CONFIG), kind), load)
+    cached: T | None = _cache.get((tables.name(tables.CONFIG), kind), refresh=load)
+    return cached if cached is not None else _load_missing(kind, load)
+
+
+def _load_missing(wanted: str, load: Callable[[], T]) -> T:
+    """``wanted`` read now, and every other kind missing too, side by side: a container whose
+    copy expired (a quiet spell longer than the cache's life) reads the configuration in one
+    round trip on its next call, not in one per kind."""
+    table = tables.name(tables.CONFIG)
+    others = {
+        kind: _loader_pool().submit(loader)
+        for kind, loader in _LOADERS.items()
+        if kind != wanted and _cache.get((table, kind)) is None
+    }
+    value = load()
+    _cache.put((table, wanted), value)
+    for kind, loading in others.items():
+        # A kind that failed here is read again by the call that needs it.
+        with contextlib.suppress(Exception):
+            _cache.put((table, kind), loading.result())
     return value
+
+
+_loaders: ThreadPoolExecutor | None = None
+_loaders_lock = threading.Lock()
+
+
+def _loader_pool() -> ThreadPoolExecutor:
+    global _loaders
+    with _loaders_lock:
+        if _loaders is None:
+            _loaders = ThreadPoolExecutor(max_workers=3, thread_name_prefix="config-load")
+        return _loaders
 
 
 def channels() -> list[Channel]:
@@ -164,3 +198,12 @@ def load_auto_order() -> tuple[str, ...]:
         order = (item.get("body") or {}).get("order") or []
         return tuple(str(group) for group in order)
     return ()
+
+
+# What ``_load_missing`` reads side by side: each kind the relay caches, and its loader.
+_LOADERS: dict[str, Callable[[], Any]] = {
+    CHANNEL: load_channels,
+    PRICE: load_prices,
+    GROUP: load_group_ratios,
+    AUTO_ORDER: load_auto_order,
+}

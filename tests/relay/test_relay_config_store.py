@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -193,3 +194,31 @@ def test_deleting_a_deployed_channel_deletes_its_parameter(
     # THEN the parameter is gone too
     ssm = boto3.client("ssm", region_name="us-east-1")
     assert ssm.describe_parameters()["Parameters"] == []
+
+
+def test_a_cold_copy_is_read_in_one_round_of_queries_side_by_side(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from support import on_dynamodb
+
+    # GIVEN a price and a channel, and a container whose copy has expired (a quiet spell)
+    config_store.create_channel(demo_channel(), KEY, NOW)
+    config_store.set_price("m", ModelPrice(Decimal("1"), Decimal("1")), NOW)
+    config_store.invalidate()
+    queried: list[str] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        # The lean client hands over the request; botocore, the serialized one (its body).
+        request = params if "body" not in params else json.loads(params["body"])
+        queried.append(request["ExpressionAttributeValues"][":kind"]["S"])
+
+    with on_dynamodb("before-call.dynamodb.Query", count, "count"):
+        # WHEN a call reads the channels, then the price, the ratio and the auto order
+        assert [c.id for c in config_store.channels()] == ["ch1"]
+        first_read = sorted(queried)
+        assert config_store.price("m") == ModelPrice(Decimal("1"), Decimal("1"))
+        assert config_store.group_ratio("default") == Decimal(1)
+        assert config_store.auto_order() == ()
+
+    # THEN every kind was read by the first reader, once each, and nothing after it
+    assert first_read == sorted(queried) == ["auto_order", "channel", "group", "price"]
