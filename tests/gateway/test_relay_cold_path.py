@@ -36,8 +36,10 @@ if len(sys.argv) > 1:
             headers={"Authorization": "Bearer " + sys.argv[1]},
             json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
         )
+    import gc
     report["status"] = answer.status_code
     report["after_call"] = heavy()
+    report["frozen"] = gc.get_freeze_count()
 print(json.dumps(report))
 """
 
@@ -79,3 +81,6 @@ def test_a_relayed_call_on_dynamodb_local_loads_no_aws_sdk(server: str) -> None:
     # THEN the call was answered, and neither botocore nor PynamoDB was ever loaded
     assert report["status"] == 200
     assert report["after_import"] == [] and report["after_call"] == []
+    # AND what the process loaded to start is out of the collector's full passes (a pass over
+    # it would pause a call under way)
+    assert report["frozen"] > 10_000
