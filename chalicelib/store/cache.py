@@ -32,11 +32,13 @@ _refresher: ThreadPoolExecutor | None = None
 _refresher_lock = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
+def background() -> ThreadPoolExecutor:
+    """The threads refreshes run on, made on first use; also the configuration's side-by-side
+    loads (``config_reads.py``), which only run when its entries expired, i.e. not refreshing."""
     global _refresher
     with _refresher_lock:
         if _refresher is None:
-            _refresher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cache-refresh")
+            _refresher = ThreadPoolExecutor(max_workers=3, thread_name_prefix="cache-refresh")
         return _refresher
 
 
@@ -54,7 +56,7 @@ class AheadCache:
 
     seconds: float | Callable[[], float]
     clock: Callable[[], float] = time.monotonic
-    # How a refresh is started: on the module's two background threads unless given (tests).
+    # How a refresh is started: on the module's background threads unless given (tests).
     submit: Callable[..., Any] | None = None
     entries: dict[Any, _Entry] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -75,7 +77,7 @@ class AheadCache:
             with self._lock:
                 start, entry.refreshing = not entry.refreshing, True
             if start:
-                (self.submit or _pool().submit)(self._refresh, key, entry, refresh)
+                (self.submit or background().submit)(self._refresh, key, entry, refresh)
         return entry.value
 
     def fetch(self, key: Any, load: Callable[[], Any]) -> Any:

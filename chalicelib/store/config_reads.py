@@ -14,10 +14,8 @@ Raw items (``items.py``) over ``common.send``, without PynamoDB (see ``tables.py
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -27,7 +25,7 @@ from chalicelib.core.errors import ServiceUnavailable
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
 from chalicelib.store import items, secrets, tables
-from chalicelib.store.cache import AheadCache
+from chalicelib.store.cache import AheadCache, background
 from chalicelib.store.common import get_item, query, translated
 
 CHANNEL, PRICE, GROUP = "channel", "price", "group"
@@ -59,7 +57,7 @@ def _load_missing(wanted: str, load: Callable[[], T]) -> T:
     round trip on its next call, not in one per kind."""
     table = tables.name(tables.CONFIG)
     others = {
-        kind: _loader_pool().submit(loader)
+        kind: background().submit(loader)
         for kind, loader in _LOADERS.items()
         if kind != wanted and _cache.get((table, kind)) is None
     }
@@ -70,18 +68,6 @@ def _load_missing(wanted: str, load: Callable[[], T]) -> T:
         with contextlib.suppress(Exception):
             _cache.put((table, kind), loading.result())
     return value
-
-
-_loaders: ThreadPoolExecutor | None = None
-_loaders_lock = threading.Lock()
-
-
-def _loader_pool() -> ThreadPoolExecutor:
-    global _loaders
-    with _loaders_lock:
-        if _loaders is None:
-            _loaders = ThreadPoolExecutor(max_workers=3, thread_name_prefix="config-load")
-        return _loaders
 
 
 def channels() -> list[Channel]:
