@@ -23,9 +23,6 @@ def to_record(item: Account) -> AccountRecord:
     return account_reads.record(item.serialize(null_check=False))
 
 
-record_from_raw = account_reads.record
-
-
 def create(
     account: AccountRecord, default_token: TokenRecord, *, audit: AuditEntry | None = None
 ) -> None:

@@ -26,9 +26,7 @@ from chalicelib.core.errors import NotFound, ServiceUnavailable
 from chalicelib.core.settings import get_settings
 from chalicelib.store import audit as audit_store
 from chalicelib.store import secrets
-from chalicelib.store.common import (
-    translated,
-)
+from chalicelib.store.common import aws_errors, translated
 from chalicelib.store.models import Account, ConfigItem, Token
 
 Kind = Literal["account", "token"]
@@ -196,7 +194,7 @@ def signing_secret(settings: AlertSettings) -> str:
     if settings.secret_parameter:
         try:
             return secrets.ssm_parameter(settings.secret_parameter, get_settings())
-        except secrets.failures() as exc:
+        except aws_errors() as exc:
             raise ServiceUnavailable("The webhook secret could not be read.") from exc
     return str(settings.secret)
 

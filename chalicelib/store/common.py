@@ -114,10 +114,11 @@ def take_page(
     return Page(items=items, next_cursor=None)
 
 
-def dynamo_errors() -> tuple[type[Exception], ...]:
-    """What a failed DynamoDB call raises: the lean client's ``WireError``, and botocore's and
-    PynamoDB's exceptions once those libraries are loaded. Looked up, not imported: until they
-    are loaded nothing can raise them, and the relay never loads them."""
+def aws_errors() -> tuple[type[Exception], ...]:
+    """What a failed AWS call raises (DynamoDB's, or SSM's for a secret): the lean client's
+    ``WireError``, and botocore's and PynamoDB's exceptions once those libraries are loaded.
+    Looked up, not imported: until they are loaded nothing can raise them, and the relay never
+    loads them."""
     errors: list[type[Exception]] = [wire.WireError]
     botocore_errors = sys.modules.get("botocore.exceptions")
     if botocore_errors is not None:
@@ -136,7 +137,7 @@ def error_code(exc: BaseException) -> str | None:
     while cause is not None:
         if isinstance(cause, wire.WireError):
             return cause.code
-        if isinstance(cause, dynamo_errors()):
+        if isinstance(cause, aws_errors()):
             code = getattr(cause, "cause_response_code", None)  # PynamoDB's
             if code:
                 return str(code)
@@ -152,7 +153,7 @@ def translated() -> Iterator[None]:
     """Turn DynamoDB failures nobody handled into our errors, keeping ``__cause__``."""
     try:
         yield
-    except dynamo_errors() as exc:
+    except aws_errors() as exc:
         if error_code(exc) in THROTTLE_CODES:
             raise TooManyRequests() from exc
         raise ServiceUnavailable() from exc
@@ -417,7 +418,7 @@ def client_of(model: type[Model]) -> Any:
 
 def old_item(exc: BaseException) -> dict[str, Any] | None:
     """The item DynamoDB returned with ReturnValuesOnConditionCheckFailure=ALL_OLD, if any."""
-    response = getattr(exc, "response", None) if isinstance(exc, dynamo_errors()) else None
+    response = getattr(exc, "response", None) if isinstance(exc, aws_errors()) else None
     item = response.get("Item") if isinstance(response, dict) else None
     return item if isinstance(item, dict) else None
 
@@ -446,7 +447,7 @@ def conditional(write: Callable[[], T]) -> T | Refused:
     failed. Any other failure propagates (inside ``translated()`` it becomes our error)."""
     try:
         return write()
-    except dynamo_errors() as exc:
+    except aws_errors() as exc:
         if _condition_failed(exc):
             return Refused(exc)
         raise
@@ -461,7 +462,7 @@ def refused_as(error: Exception) -> Iterator[None]:
     """
     try:
         yield
-    except dynamo_errors() as exc:
+    except aws_errors() as exc:
         if _condition_failed(exc):
             raise error from exc
         raise

@@ -26,7 +26,7 @@ from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
 from chalicelib.store import items, secrets, tables
 from chalicelib.store.cache import AheadCache, background
-from chalicelib.store.common import get_item, query, translated
+from chalicelib.store.common import aws_errors, get_item, query, translated
 
 CHANNEL, PRICE, GROUP = "channel", "price", "group"
 # The ``auto`` group's order (core/groups.py): one item, its own kind so it is cached like the rest.
@@ -165,7 +165,7 @@ def api_key_for(found: Channel) -> str | None:
         return found.api_key
     try:
         return secrets.ssm_parameter(found.api_key_parameter, get_settings())
-    except secrets.failures() as exc:
+    except aws_errors() as exc:
         raise ServiceUnavailable("The channel's key could not be read.") from exc
 
 

@@ -72,7 +72,3 @@ def attribute(python: Any) -> dict[str, Any]:
 def item(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """An item from top-level values; None values are left out (the attribute is absent)."""
     return {name: attribute(v) for name, v in values.items() if v is not None}
-
-
-def string_key(name: str, key: str) -> dict[str, dict[str, str]]:
-    return {name: {"S": key}}

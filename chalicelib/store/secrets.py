@@ -12,7 +12,6 @@ start the relay avoids by never loading botocore. Elsewhere, boto3 reads them.
 
 from __future__ import annotations
 
-import sys
 from functools import lru_cache
 from typing import Any
 
@@ -43,16 +42,6 @@ def _secrets_manager(secret_id: str, region: str) -> str:
 
     client: Any = boto3.client("secretsmanager", region_name=region)
     return str(client.get_secret_value(SecretId=secret_id)["SecretString"])
-
-
-def failures() -> tuple[type[Exception], ...]:
-    """What a failed read raises: the lean client's ``WireError``, and botocore's errors once it
-    is loaded (looked up, not imported, as ``common.dynamo_errors`` does)."""
-    found: list[type[Exception]] = [wire.WireError]
-    botocore_errors = sys.modules.get("botocore.exceptions")
-    if botocore_errors is not None:
-        found += [botocore_errors.BotoCoreError, botocore_errors.ClientError]
-    return tuple(found)
 
 
 def admin_key(settings: Settings) -> str | None:

@@ -8,6 +8,7 @@ sides need lives here, free of them; ``models.py`` builds its tables on it.
 from __future__ import annotations
 
 from chalicelib.core.settings import Settings, get_settings
+from chalicelib.store import wire
 
 ACCOUNT_KIND = "account"
 RESET_BUCKET = "due"  # the one partition of the sparse reset index
@@ -16,7 +17,7 @@ SWEEP_BUCKET = "pending"  # the one partition of the sparse sweeper indexes
 # Every client's limits, the lean one's and botocore's alike (``models.py`` sets the latter).
 CONNECT_TIMEOUT_SECONDS = 2
 READ_TIMEOUT_SECONDS = 5
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = wire.MAX_ATTEMPTS  # botocore's legacy mode for DynamoDB
 
 ACCOUNTS, TOKENS, USAGE, CONFIG, EVENTS, VIDEOS, AUDIT = (
     "accounts",
@@ -27,7 +28,6 @@ ACCOUNTS, TOKENS, USAGE, CONFIG, EVENTS, VIDEOS, AUDIT = (
     "videos",
     "audit",
 )
-SUFFIXES = (ACCOUNTS, TOKENS, USAGE, CONFIG, EVENTS, VIDEOS, AUDIT)
 
 _settings: Settings | None = None
 

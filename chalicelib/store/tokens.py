@@ -37,9 +37,6 @@ def to_record(item: Token) -> TokenRecord:
     return token_reads.record(item.serialize(null_check=False))
 
 
-record_from_raw = token_reads.record
-
-
 def new_item(record: TokenRecord) -> Token:
     item = Token(
         record.id,
