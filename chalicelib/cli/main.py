@@ -23,14 +23,13 @@ import click
 from pydantic import ValidationError
 
 from chalicelib.cli import alerts as cli_alerts
-from chalicelib.cli import as_cli_errors, error_message, logs_to_stderr
+from chalicelib.cli import as_cli_errors, logs_to_stderr
 from chalicelib.cli import audit as cli_audit
 from chalicelib.cli import config as cli_config
 from chalicelib.cli import keys as cli_keys
 from chalicelib.cli import ledger as cli_ledger
 from chalicelib.cli import resets as cli_resets
 from chalicelib.core import audit
-from chalicelib.core.errors import GatewayError
 from chalicelib.core.text import escaped
 
 MAX_PAGES = 100  # listings follow cursors, 100 items a page, up to this many pages
@@ -44,10 +43,8 @@ class _Cli(click.Group):
     """Turns a ``GatewayError`` anywhere below into ``Error: <message>`` and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        with as_cli_errors():
             return super().invoke(ctx)
-        except GatewayError as exc:
-            raise click.ClickException(error_message(exc)) from exc
 
 
 def _store() -> Any:
