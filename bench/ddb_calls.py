@@ -1,8 +1,8 @@
 """Count DynamoDB calls, attempts, retries and round trips with the store's clients' hooks.
 
 One ``CallCounter`` is registered on both clients the store sends through: the botocore client
-it shares (``chalicelib.store.common.connection().client``) and the lean client that carries the
-writes of every relayed call (``chalicelib.store.wire.hooks``), which emits the same events. Per
+it shares (``chalicelib.store.common.connection().client``) and the lean client that carries
+every call of a relayed request (``chalicelib.store.wire.hooks``), which emits the same events. Per
 API call it sees ``before-call`` and ``after-call`` (or botocore's ``after-call-error``); per HTTP
 attempt it sees ``before-send``, so ``attempts - calls`` is what the clients retried on their own
 (the store's one retry layer). A call

@@ -96,7 +96,7 @@ def _timed(call: Callable[[], Any], calls: int) -> tuple[list[float], float]:
 
 def _lean_updates(endpoint: str, item: dict[str, Any], calls: int, frozen: Any) -> dict[str, Any]:
     """The same UpdateItem over the store's lean client (``chalicelib/store/wire.py``), which
-    carries the writes of every relayed call: its latency and its own CPU per call."""
+    carries every call of a relayed request: its latency and its own CPU per call."""
     from chalicelib.store import wire
 
     keys = wire.Credentials(frozen.access_key, frozen.secret_key, frozen.token)

@@ -132,7 +132,8 @@ def run(
 
             faults = Faults(seed)
             # Both clients the store sends through: botocore's, and the lean one that carries
-            # the relayed calls' writes (its "before-call" is botocore's provide-client-params).
+            # every call of a relayed request (its "before-call" is botocore's
+            # provide-client-params).
             botocore_events, lean_hooks = hook_registries()
             hooked: list[tuple[Any, str]] = [
                 (botocore_events, "provide-client-params"),

@@ -95,7 +95,7 @@ def on_dynamodb(
 ) -> Iterator[None]:
     """``handler`` on both clients the store sends through, for ``event`` ("before-send.dynamodb",
     "before-call.dynamodb.PutItem"...): botocore's (PynamoDB's calls) and the lean client that
-    carries the writes of every relayed call (``chalicelib/store/wire.py``). Both pass the
+    carries every call of a relayed request (``chalicelib/store/wire.py``). Both pass the
     handler ``event_name``; ``before-send`` handlers get a ``request`` with ``url``, ``headers``
     and ``body`` on both, and may answer it with a botocore ``AWSResponse``."""
     from chalicelib.store.common import hook_registries

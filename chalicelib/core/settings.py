@@ -34,8 +34,9 @@ class Settings:
     region: str = "us-east-1"
     # Only set locally (DynamoDB Local or moto's server); in AWS the SDK finds the endpoint itself.
     dynamodb_endpoint: str | None = None
-    # "lean": the writes of every relayed call go over Sluice's own small DynamoDB client
-    # (chalicelib/store/wire.py); "botocore": everything goes through botocore, as a way back.
+    # "lean": every DynamoDB call of a relayed request, and the SSM read of a channel's key, go
+    # over Sluice's own small client (chalicelib/store/wire.py); "botocore": everything goes
+    # through botocore and boto3, as a way back.
     dynamodb_client: str = "lean"
     # Local runs pass the admin key itself; in AWS it is the *name* of an SSM SecureString parameter
     # or a Secrets Manager secret, fetched once per container (see chalicelib.store.secrets).

@@ -1,9 +1,9 @@
 """DynamoDB misbehaving under the ledger: throttling, and writes whose answer is lost.
 
 Faults are injected with the ``before-send`` hook of both clients the store sends through
-(botocore's, and the lean one that carries the relayed calls' writes), so their own retry logic
-runs exactly as it would against AWS. DynamoDB Local never throttles
-and never loses a response by itself.
+(botocore's, and the lean one that carries every call of a relayed request), so their own retry
+logic runs exactly as it would against AWS. DynamoDB Local never throttles and never loses a
+response by itself.
 """
 
 from __future__ import annotations
