@@ -97,12 +97,26 @@ def authenticate(authorization: str | None) -> KeyContext:
     key_hash = keys.hash_key(presented)
     owner_id = parsed.owner_id
     token = cache().get("t:" + owner_id, refresh=lambda: token_store.get(owner_id))
+    if token is None:
+        _read_ahead(owner_id, presented)
     if token is None or not keys.hashes_match(presented, token.key_hash):
         token = token_store.get(owner_id)
         if token is None or not keys.hashes_match(presented, token.key_hash):
             raise errors.InvalidKey()
         cache().put("t:" + token.id, token)
     return KeyContext(token=token, key_hash=key_hash)
+
+
+def _read_ahead(owner_id: str, presented: str) -> None:
+    """The key's entry expired (a quiet spell longer than the cache's life), so this call reads
+    it now: start reading what admission reads after it, side by side with it rather than after
+    it. That is the configuration, and the account this key belonged to when last read (a key
+    never changes accounts; it is read for the key presented, not for a guess at one)."""
+    config_store.read_ahead()
+    last: TokenRecord | None = cache().stale("t:" + owner_id)
+    if last is not None and keys.hashes_match(presented, last.key_hash):
+        account_id = last.account_id
+        cache().read_ahead("a:" + account_id, lambda: account_store.get(account_id))
 
 
 def fresh_token(context: KeyContext) -> TokenRecord:

@@ -6,7 +6,13 @@ ran out: at steady traffic, one call in every few hundred paid five DynamoDB rea
 what a gateway's P99 is made of. Here a request that finds an entry past half its life still
 gets the cached value, and starts one refresh in the background; a busy container's entries are
 never older than they were allowed to be, and no request waits for them. An entry that did
-expire (no traffic for a while) is loaded by the request that needs it, as before.
+expire (no traffic for a while) is loaded by the request that needs it.
+
+That request need not load its entries one after another. ``read_ahead`` starts a load in the
+background when the caller knows it will need an entry (the relay's admission reads the key,
+then its account, then the configuration: after a quiet spell it starts the last two while it
+reads the first), and ``fetch`` waits for a load already under way instead of starting another:
+one round trip where there were three, and one read per entry however many requests arrive.
 
 A refresh stores its value only if the entry it refreshed is still the one cached: a write
 through the store (which drops or replaces the entry) is never undone by an older read that
@@ -33,12 +39,13 @@ _refresher_lock = threading.Lock()
 
 
 def background() -> ThreadPoolExecutor:
-    """The threads refreshes run on, made on first use; also the configuration's side-by-side
-    loads (``config_reads.py``), which only run when its entries expired, i.e. not refreshing."""
+    """The threads refreshes and loads read ahead run on, made on first use."""
     global _refresher
     with _refresher_lock:
         if _refresher is None:
-            _refresher = ThreadPoolExecutor(max_workers=3, thread_name_prefix="cache-refresh")
+            # Enough for what one request reads ahead (an account and the configuration's four
+            # kinds) side by side.
+            _refresher = ThreadPoolExecutor(max_workers=6, thread_name_prefix="cache-refresh")
         return _refresher
 
 
@@ -50,6 +57,16 @@ class _Entry:
     refreshing: bool = False
 
 
+@dataclass(eq=False)
+class _Load:
+    """A load under way (``read_ahead``): who else needs the entry waits for it."""
+
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: BaseException | None = None
+
+
 @dataclass
 class AheadCache:
     """key -> value for ``seconds`` (a number, or read at each store: settings change in tests)."""
@@ -59,6 +76,7 @@ class AheadCache:
     # How a refresh is started: on the module's background threads unless given (tests).
     submit: Callable[..., Any] | None = None
     entries: dict[Any, _Entry] = field(default_factory=dict)
+    loads: dict[Any, _Load] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, key: Any, refresh: Callable[[], Any] | None = None) -> Any:
@@ -81,32 +99,84 @@ class AheadCache:
         return entry.value
 
     def fetch(self, key: Any, load: Callable[[], Any]) -> Any:
-        """``get`` with ``load`` as the refresh; on a miss, ``load`` now, cached unless None."""
+        """``get`` with ``load`` as the refresh; on a miss, the load under way (``read_ahead``)
+        if there is one, else ``load`` now; cached unless None. A failed load under way raises
+        here what it raised there."""
         value = self.get(key, refresh=load)
-        if value is None:
-            value = load()
-            if value is not None:
-                self.put(key, value)
+        if value is not None:
+            return value
+        under_way = self._load_under_way(key)
+        if under_way is not None:
+            under_way.done.wait()
+            if under_way.error is not None:
+                raise under_way.error
+            return under_way.value
+        value = load()
+        if value is not None:
+            self.put(key, value)
         return value
+
+    def stale(self, key: Any) -> Any:
+        """The last value stored, fresh or not (None if there is none): for what never changes
+        in it, such as the account a key belongs to."""
+        entry = self.entries.get(key)
+        return None if entry is None else entry.value
+
+    def read_ahead(self, key: Any, load: Callable[[], Any]) -> None:
+        """Start ``load`` in the background unless the entry is fresh or a load is under way;
+        ``fetch`` waits for it."""
+        now = self.clock()
+        with self._lock:
+            entry = self.entries.get(key)
+            if (entry is not None and now < entry.until) or self._load_under_way(key, now):
+                return
+            started = self.loads[key] = _Load(now)
+        (self.submit or background().submit)(self._load, key, started, load)
 
     def put(self, key: Any, value: Any) -> None:
         with self._lock:
+            self.loads.pop(key, None)  # a load under way read before this value was known
             self._store(key, value)
 
     def drop(self, key: Any) -> None:
         with self._lock:
+            self.loads.pop(key, None)
             self.entries.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
+            self.loads.clear()
             self.entries.clear()
+
+    def _load_under_way(self, key: Any, now: float | None = None) -> _Load | None:
+        # One started longer ago than an entry lives (a container frozen while it ran) would
+        # hand over a value older than the cache may serve: the caller loads its own.
+        under_way = self.loads.get(key)
+        if under_way is None:
+            return None
+        age = (self.clock() if now is None else now) - under_way.started
+        return under_way if age < self._life() else None
+
+    def _load(self, key: Any, under_way: _Load, load: Callable[[], Any]) -> None:
+        try:
+            under_way.value = load()
+        except BaseException as failed:  # whoever waits for it raises it (``fetch``)
+            under_way.error = failed
+        with self._lock:
+            if self.loads.get(key) is under_way:
+                del self.loads[key]
+                if under_way.error is None and under_way.value is not None:
+                    self._store(key, under_way.value, under_way.started)
+        under_way.done.set()
 
     def _store(self, key: Any, value: Any, read_at: float | None = None) -> None:
         if len(self.entries) > MAX_ENTRIES:
             self.entries.clear()
         now = self.clock() if read_at is None else read_at
-        seconds = self.seconds() if callable(self.seconds) else self.seconds
-        self.entries[key] = _Entry(value, now, now + seconds)
+        self.entries[key] = _Entry(value, now, now + self._life())
+
+    def _life(self) -> float:
+        return self.seconds() if callable(self.seconds) else self.seconds
 
     def _refresh(self, key: Any, entry: _Entry, load: Callable[[], Any]) -> None:
         # The value's life starts when it was read, not when this thread got to store it (a

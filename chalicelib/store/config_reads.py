@@ -13,7 +13,6 @@ Raw items (``items.py``) over ``common.send``, without PynamoDB (see ``tables.py
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -25,7 +24,7 @@ from chalicelib.core.errors import ServiceUnavailable
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
 from chalicelib.store import items, secrets, tables
-from chalicelib.store.cache import AheadCache, background
+from chalicelib.store.cache import AheadCache
 from chalicelib.store.common import aws_errors, get_item, query, translated
 
 CHANNEL, PRICE, GROUP = "channel", "price", "group"
@@ -46,27 +45,22 @@ def invalidate() -> None:
     _cache.clear()
 
 
-def _cached(kind: str, load: Callable[[], T]) -> T:
-    cached: T | None = _cache.get((tables.name(tables.CONFIG), kind), refresh=load)
-    return cached if cached is not None else _load_missing(kind, load)
-
-
-def _load_missing(wanted: str, load: Callable[[], T]) -> T:
-    """``wanted`` read now, and every other kind missing too, side by side: a container whose
-    copy expired (a quiet spell longer than the cache's life) reads the configuration in one
-    round trip on its next call, not in one per kind."""
+def read_ahead() -> None:
+    """Start reading, side by side in the background, every kind whose copy expired (a quiet
+    spell longer than the cache's life): the call that needs them next waits for one round
+    trip, not one per kind (``cache.py``)."""
     table = tables.name(tables.CONFIG)
-    others = {
-        kind: background().submit(loader)
-        for kind, loader in _LOADERS.items()
-        if kind != wanted and _cache.get((table, kind)) is None
-    }
-    value = load()
-    _cache.put((table, wanted), value)
-    for kind, loading in others.items():
-        # A kind that failed here is read again by the call that needs it.
-        with contextlib.suppress(Exception):
-            _cache.put((table, kind), loading.result())
+    for kind, loader in _LOADERS.items():
+        _cache.read_ahead((table, kind), loader)
+
+
+def _cached(kind: str, load: Callable[[], T]) -> T:
+    key = (tables.name(tables.CONFIG), kind)
+    cached: T | None = _cache.get(key, refresh=load)
+    if cached is not None:
+        return cached
+    read_ahead()
+    value: T = _cache.fetch(key, load)
     return value
 
 
@@ -186,7 +180,7 @@ def load_auto_order() -> tuple[str, ...]:
     return ()
 
 
-# What ``_load_missing`` reads side by side: each kind the relay caches, and its loader.
+# What ``read_ahead`` reads side by side: each kind the relay caches, and its loader.
 _LOADERS: dict[str, Callable[[], Any]] = {
     CHANNEL: load_channels,
     PRICE: load_prices,

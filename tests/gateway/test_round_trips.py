@@ -5,10 +5,12 @@ Budget: two writes before upstream (token and account reservations, side by side
 trip), three after (the call's record, which decides its outcome, then both settles side by
 side), no Scan, no read on the warm path. Writes meant to go out side by side are proven
 parallel: each one waits at a barrier for its sibling, which only works if both are in flight.
+After a quiet spell, the reads a cold cache needs go out side by side too.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -17,6 +19,8 @@ import pytest
 from support import ADMIN_KEY, on_dynamodb
 
 from chalicelib import upstream as relay
+from chalicelib.services import gateway
+from chalicelib.store import config_reads, tables
 
 pytestmark = pytest.mark.ddb_local
 
@@ -108,3 +112,71 @@ def test_warm_call_is_two_parallel_writes_before_and_a_record_then_two_after(
     assert before == ["UpdateItem", "UpdateItem"]
     assert after == ["PutItem", "UpdateItem", "UpdateItem"]
     assert not any(op in {"Scan", "Query", "GetItem"} for _, op in recorder.calls)
+
+
+def _expire_every_cached_entry() -> None:
+    """What a quiet spell longer than the cache's life leaves behind: entries, all expired."""
+    for cache in (gateway.cache(), config_reads._cache):
+        for entry in list(cache.entries.values()):
+            entry.loaded = entry.until = cache.clock() - 1
+
+
+def test_after_a_quiet_spell_the_key_account_and_configuration_are_read_side_by_side(
+    server: str,
+) -> None:
+    # GIVEN a key used once, then a quiet spell that expired every cached entry
+    key = _key(server)
+    assert _chat(server, key).status_code == 200
+    _expire_every_cached_entry()
+    tokens, accounts = tables.name(tables.TOKENS), tables.name(tables.ACCOUNTS)
+    ahead: list[str] = []
+    all_ahead = threading.Event()
+    key_read_waited: list[bool] = []
+    lock = threading.Lock()
+
+    def before_call(event_name: str, params: dict[str, Any], **_: Any) -> None:
+        # The lean client hands over the request; botocore, the serialized one (its body).
+        request = params if "body" not in params else json.loads(params["body"])
+        operation, table = event_name.rsplit(".", 1)[-1], request.get("TableName")
+        if operation == "GetItem" and table == tokens:
+            # The key's read holds on until everything read after it has started: which only
+            # happens if they do not wait for it.
+            key_read_waited.append(all_ahead.wait(timeout=10))
+            return
+        if (operation, table) == ("GetItem", accounts) or operation == "Query":
+            with lock:
+                ahead.append(operation)
+                if len(ahead) == 5:
+                    all_ahead.set()
+
+    with on_dynamodb("before-call.dynamodb", before_call, unique_id="rt-side-by-side"):
+        # WHEN it calls again
+        response = _chat(server, key)
+
+    # THEN the call succeeded, and the account and the configuration's four kinds were read
+    # while the key's read was still to go out, each once
+    assert response.status_code == 200, response.text
+    assert key_read_waited == [True]
+    assert sorted(ahead) == ["GetItem", "Query", "Query", "Query", "Query"]
+
+
+def test_a_wrong_secret_for_a_known_key_id_reads_no_account_ahead(server: str) -> None:
+    # GIVEN a key used once, then a quiet spell
+    key = _key(server)
+    assert _chat(server, key).status_code == 200
+    _expire_every_cached_entry()
+    wrong = key[:-1] + ("a" if key[-1] != "a" else "b")  # same key id, another secret
+    read: list[str] = []
+
+    def before_call(event_name: str, params: dict[str, Any], **_: Any) -> None:
+        request = params if "body" not in params else json.loads(params["body"])
+        read.append(request.get("TableName", ""))
+
+    with on_dynamodb("before-call.dynamodb.GetItem", before_call, unique_id="rt-wrong-secret"):
+        # WHEN someone presents that key id with a wrong secret
+        response = _chat(server, wrong)
+
+    # THEN it is refused, and only the key was read: nothing of its account
+    assert response.status_code == 401, response.text
+    assert tables.name(tables.ACCOUNTS) not in read
+    assert tables.name(tables.TOKENS) in read

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from chalicelib.store.cache import AheadCache
 
@@ -157,3 +160,118 @@ def test_fetch_loads_a_miss_once_and_keeps_nothing_for_a_value_that_is_not_there
     assert cache.fetch("gone", load(None)) is None
     assert cache.fetch("gone", load(None)) is None
     assert loads == ["v1", "None", "None"]
+
+
+class Joined(AheadCache):
+    """Signals when a ``fetch`` has found a load under way and is about to wait for it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.joined = threading.Event()
+
+    def _load_under_way(self, key: Any, now: float | None = None) -> Any:
+        found = super()._load_under_way(key, now)
+        if found is not None and now is None:
+            self.joined.set()
+        return found
+
+
+def test_a_load_read_ahead_is_waited_for_by_fetch_not_repeated() -> None:
+    # GIVEN a load read ahead on the background threads, which finishes only once a fetch
+    # waits for it
+    cache = Joined(10.0)
+    loads: list[str] = []
+
+    def slow_read() -> str:
+        loads.append("read ahead")
+        cache.joined.wait(timeout=10)
+        return "v1"
+
+    def own_read() -> str:
+        loads.append("own read")
+        return "v2"
+
+    cache.read_ahead("k", slow_read)
+    cache.read_ahead("k", slow_read)
+
+    # WHEN a request fetches the entry
+    value = cache.fetch("k", own_read)
+
+    # THEN it got the value read ahead, read once, and the entry is cached
+    assert value == "v1"
+    assert loads == ["read ahead"]
+    assert cache.fetch("k", own_read) == "v1"
+
+
+def test_a_failed_load_read_ahead_raises_in_the_fetch_that_waited_for_it() -> None:
+    # GIVEN a load read ahead that fails once a fetch waits for it
+    cache = Joined(10.0)
+
+    def failing() -> str:
+        cache.joined.wait(timeout=10)
+        raise RuntimeError("DynamoDB is unreachable")
+
+    cache.read_ahead("k", failing)
+
+    # WHEN it is fetched THEN the fetch raises what the load raised, and nothing is cached
+    with pytest.raises(RuntimeError, match="unreachable"):
+        cache.fetch("k", lambda: "never read")
+    assert cache.get("k") is None
+    # AND the next fetch reads for itself
+    assert cache.fetch("k", lambda: "v2") == "v2"
+
+
+def test_read_ahead_skips_a_fresh_entry_and_a_load_under_way() -> None:
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    cache.put("fresh", "v1")
+
+    # WHEN entries are read ahead: a fresh one, and a missing one twice
+    cache.read_ahead("fresh", lambda: "v2")
+    cache.read_ahead("missing", lambda: "m1")
+    cache.read_ahead("missing", lambda: "m2")
+
+    # THEN one load started, for the missing entry, and its value is cached from when it began
+    assert len(later.started) == 1
+    later.run_all()
+    assert (cache.get("fresh"), cache.get("missing")) == ("v1", "m1")
+    clock["now"] += 10.0
+    assert cache.get("missing") is None
+
+
+def test_a_write_while_a_load_is_read_ahead_is_not_undone_by_it() -> None:
+    # GIVEN loads read ahead, reading what was stored before a write
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    cache.read_ahead("k", lambda: "read before the write")
+    cache.read_ahead("d", lambda: "read before the drop")
+
+    # WHEN one entry is written and the other dropped before the loads finish
+    cache.put("k", "written")
+    cache.drop("d")
+    later.run_all()
+
+    # THEN what the writes left stays
+    assert (cache.get("k"), cache.get("d")) == ("written", None)
+    # AND the same after the whole cache is cleared (a configuration write)
+    cache.read_ahead("c", lambda: "read before the clear")
+    cache.clear()
+    later.run_all()
+    assert cache.get("c") is None
+
+
+def test_a_load_under_way_for_longer_than_an_entry_lives_is_not_waited_for() -> None:
+    # GIVEN a load read ahead that has not finished a whole life later (a container frozen
+    # while it ran)
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    cache.read_ahead("k", lambda: "read long ago")
+    clock["now"] += 10.0
+
+    # WHEN a request fetches the entry THEN it reads for itself, and that value is cached
+    assert cache.fetch("k", lambda: "read now") == "read now"
+    later.run_all()
+    assert cache.get("k") == "read now"
+    # AND the stale value is still at hand, for what never changes in it
+    assert cache.stale("k") == "read now"
+    assert cache.stale("never stored") is None
