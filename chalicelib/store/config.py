@@ -5,7 +5,8 @@ Items are keyed ``(kind, name)``: ``("channel", <channel id>)``, ``("price", <mo
 
 The relay reads them through ``config_reads.py`` (a per-container copy, without PynamoDB); the
 readers are named here too, for management callers. Every write here ``invalidate()``s this
-container's copy at once; other containers see the change when their copy expires.
+container's copy at once, then bumps the stamp: other containers see the change when their copy
+expires and they find the stamp moved.
 
 Provider keys are secrets. Deployed (``settings.channel_secret_ssm_prefix`` set) a key lives in
 an SSM SecureString parameter ``<prefix><channel id>`` and the item keeps only ``name:version``,
@@ -32,7 +33,7 @@ from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
 from chalicelib.store import audit as audit_store
 from chalicelib.store import config_reads
-from chalicelib.store.common import error_code
+from chalicelib.store.common import aws_errors, error_code
 from chalicelib.store.models import ConfigItem
 
 CHANNEL, PRICE, GROUP = config_reads.CHANNEL, config_reads.PRICE, config_reads.GROUP
@@ -126,6 +127,22 @@ def _save(
     _put(item, condition, audit, conflict)
 
 
+def _written() -> None:
+    """After a write: this container's copy is dropped, and the stamp tells every other one.
+
+    The bump comes after the item, never before (what ``config_reads._load`` relies on). It is
+    not part of the write's transaction, so two writes never conflict over it; if it fails,
+    the write stands and the relay sees it once its copies reach their age limit.
+    """
+    invalidate()
+    try:
+        ConfigItem(config_reads.STAMP, config_reads.STAMP_NAME).update(
+            actions=[ConfigItem.revision.add(1)]
+        )
+    except aws_errors() as exc:
+        observe.log("config_stamp_not_bumped", level="WARNING", error_code=error_code(exc))
+
+
 def _put(
     item: ConfigItem, condition: Any, audit: AuditEntry | None, refused: Exception | None
 ) -> None:
@@ -156,7 +173,7 @@ def create_channel(
         Conflict("A channel with this id already exists.", param="id"),
         audit,
     )
-    invalidate()
+    _written()
     return stored
 
 
@@ -172,7 +189,7 @@ def put_channel(channel: Channel, api_key: str | None, now: int) -> Channel:
     _save(stored, now, None)
     if current is not None and current.api_key_parameter and not stored.api_key_parameter:
         _drop_parameter(current.api_key_parameter)
-    invalidate()
+    _written()
     return stored
 
 
@@ -196,7 +213,7 @@ def update_channel(
     )
     if api_key is not KEEP and api_key is None:
         _drop_parameter(current.api_key_parameter)
-    invalidate()
+    _written()
     return stored
 
 
@@ -204,7 +221,7 @@ def delete_channel(channel_id: str, *, audit: AuditEntry | None = None) -> None:
     current = require_channel(channel_id)
     _delete(CHANNEL, channel_id, audit, NotFound("No channel with this id.", param="id"))
     _drop_parameter(current.api_key_parameter)
-    invalidate()
+    _written()
 
 
 # Prices -----------------------------------------------------------------------------------------
@@ -213,12 +230,12 @@ def set_price(
 ) -> None:
     """Decimal strings, never floats: a price must read back exactly as it was written."""
     _put(ConfigItem(PRICE, model, body=model_price.to_json(), updated_at=now), None, audit, None)
-    invalidate()
+    _written()
 
 
 def delete_price(model: str, *, audit: AuditEntry | None = None) -> None:
     _delete(PRICE, model, audit, NotFound("No price is set for this model.", param="model"))
-    invalidate()
+    _written()
 
 
 # Group ratios -----------------------------------------------------------------------------------
@@ -226,11 +243,11 @@ def set_group_ratio(
     group: str, ratio: Decimal, now: int, *, audit: AuditEntry | None = None
 ) -> None:
     _put(ConfigItem(GROUP, group, body={"ratio": str(ratio)}, updated_at=now), None, audit, None)
-    invalidate()
+    _written()
 
 
 # The auto group's order -------------------------------------------------------------------------
 def set_auto_order(order: tuple[str, ...], now: int, *, audit: AuditEntry | None = None) -> None:
     item = ConfigItem(AUTO_ORDER, AUTO_ORDER_NAME, body={"order": list(order)}, updated_at=now)
     _put(item, None, audit, None)
-    invalidate()
+    _written()

@@ -3,9 +3,10 @@
 The relay reads them on every call, so ``channels()``, ``price()``, ``group_ratio()`` and
 ``auto_order()`` serve a per-container copy for ``settings.key_cache_seconds``, refreshed ahead
 of its expiry while the relay is busy (``cache.py``). Writes (``config.py``) ``invalidate()``
-this container's copy at once; other containers see the change when their copy expires. That
-delay is harmless for money: prices and ratios are read *before* the reservation, and the charge
-is computed from the same price the reservation was sized with.
+this container's copy at once and bump the stamp; other containers see the change when their
+copy expires, by reading the stamp (one GetItem, the kinds again only if it moved). That delay
+is harmless for money: prices and ratios are read *before* the reservation, and the charge is
+computed from the same price the reservation was sized with.
 
 Raw items (``items.py``) over ``common.send``, without PynamoDB (see ``tables.py``);
 ``models.ConfigItem`` declares the table, and ``config.py`` writes it and reads through here.
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from chalicelib.core import observe
 from chalicelib.core.channels import PUBLIC_FIELDS, Channel
@@ -24,61 +26,121 @@ from chalicelib.core.errors import ServiceUnavailable
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
 from chalicelib.store import items, secrets, tables
-from chalicelib.store.cache import AheadCache
+from chalicelib.store.cache import AheadCache, background
 from chalicelib.store.common import aws_errors, get_item, query, translated
 
 CHANNEL, PRICE, GROUP = "channel", "price", "group"
 # The ``auto`` group's order (core/groups.py): one item, its own kind so it is cached like the rest.
 AUTO_ORDER, AUTO_ORDER_NAME = "auto_order", "auto"
 DEFAULT_RATIO = Decimal(1)
+# One item counts the configuration's writes, so a container can tell its copy is current from
+# one GetItem (``_load``).
+STAMP, STAMP_NAME = "stamp", "relay"
+MAX_COPY_AGE_SECONDS = 60.0
 
-T = TypeVar("T")
 _clock: Callable[[], float] = time.monotonic
 
 
-# The per-container cache ------------------------------------------------------------------------
+# The per-container copy ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Copy:
+    """Every kind the relay caches, as one copy: a call sees one configuration, not a mix."""
+
+    channels: list[Channel]
+    prices: dict[str, ModelPrice]
+    ratios: dict[str, Decimal]
+    auto_order: tuple[str, ...]
+    # The stamp read before these kinds were (None: read beside them, so it confirms nothing),
+    # and when they were read.
+    stamp: int | None
+    read_at: float
+
+
 _cache = AheadCache(lambda: get_settings().key_cache_seconds, clock=lambda: _clock())
 
 
 def invalidate() -> None:
-    """Forget every cached kind (called after each write, and by tests)."""
+    """Forget this container's copy (called after each write, and by tests)."""
     _cache.clear()
 
 
 def read_ahead() -> None:
-    """Start reading, side by side in the background, every kind whose copy expired (a quiet
-    spell longer than the cache's life): the call that needs them next waits for one round
-    trip, not one per kind (``cache.py``)."""
-    table = tables.name(tables.CONFIG)
-    for kind, loader in _LOADERS.items():
-        _cache.read_ahead((table, kind), loader)
+    """Start reading the configuration in the background if this container's copy expired (a
+    quiet spell longer than the cache's life); the call that needs it next waits for that read
+    rather than starting its own (``cache.py``)."""
+    _cache.read_ahead(_copy_key(), _load)
 
 
-def _cached(kind: str, load: Callable[[], T]) -> T:
-    key = (tables.name(tables.CONFIG), kind)
-    cached: T | None = _cache.get(key, refresh=load)
-    if cached is not None:
-        return cached
-    read_ahead()
-    value: T = _cache.fetch(key, load)
-    return value
+def _copy() -> _Copy:
+    copy: _Copy = _cache.fetch(_copy_key(), _load)
+    return copy
+
+
+def _copy_key() -> tuple[str, str]:
+    return (tables.name(tables.CONFIG), "copy")
+
+
+def _load() -> _Copy:
+    """The configuration as stored now, in the fewest round trips.
+
+    The copy at hand is kept if the stamp is what it was when that copy was read: one GetItem,
+    where the kinds are four Queries. The stamp is read first and the kinds after it, so a copy
+    never holds less than its stamp says (a write bumps the stamp after its item,
+    ``config.py``). A container's first copy is read beside its stamp, in one round trip, and is
+    read again whole next time. Whatever the stamp says, a copy is read again whole once it is
+    ``MAX_COPY_AGE_SECONDS`` old: an edit made outside Sluice bumps no stamp.
+    """
+    last: _Copy | None = _cache.stale(_copy_key())
+    if last is None:
+        return _read_kinds(stamp=None)
+    stamp = read_stamp()
+    if stamp == last.stamp and _clock() - last.read_at < MAX_COPY_AGE_SECONDS:
+        return last
+    return _read_kinds(stamp)
+
+
+def _read_kinds(stamp: int | None) -> _Copy:
+    """The four kinds, read side by side (three on the cache's threads, one here)."""
+    read_at = _clock()
+    pool = background()
+    prices, ratios, order = (
+        pool.submit(load_prices),
+        pool.submit(load_group_ratios),
+        pool.submit(load_auto_order),
+    )
+    return _Copy(
+        channels=load_channels(),
+        prices=prices.result(),
+        ratios=ratios.result(),
+        auto_order=order.result(),
+        stamp=stamp,
+        read_at=read_at,
+    )
+
+
+def read_stamp() -> int:
+    """How many writes the configuration has had (0 before the first one)."""
+    key = {"kind": {"S": STAMP}, "name": {"S": STAMP_NAME}}
+    with translated():
+        found = get_item(tables.name(tables.CONFIG), key)
+    return int(items.plain(found).get("revision") or 0) if found is not None else 0
 
 
 def channels() -> list[Channel]:
-    return _cached(CHANNEL, load_channels)
+    return _copy().channels
 
 
 def price(model: str) -> ModelPrice | None:
-    return _cached(PRICE, load_prices).get(model)
+    return _copy().prices.get(model)
 
 
 def group_ratio(group: str) -> Decimal:
-    return _cached(GROUP, load_group_ratios).get(group, DEFAULT_RATIO)
+    return _copy().ratios.get(group, DEFAULT_RATIO)
 
 
 def auto_order() -> tuple[str, ...]:
     """The order ``auto`` keys try groups in (empty until the operator sets one)."""
-    return _cached(AUTO_ORDER, load_auto_order)
+    return _copy().auto_order
 
 
 def _query(kind: str) -> list[dict[str, Any]]:
@@ -178,12 +240,3 @@ def load_auto_order() -> tuple[str, ...]:
         order = (item.get("body") or {}).get("order") or []
         return tuple(str(group) for group in order)
     return ()
-
-
-# What ``read_ahead`` reads side by side: each kind the relay caches, and its loader.
-_LOADERS: dict[str, Callable[[], Any]] = {
-    CHANNEL: load_channels,
-    PRICE: load_prices,
-    GROUP: load_group_ratios,
-    AUTO_ORDER: load_auto_order,
-}

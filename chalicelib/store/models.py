@@ -273,7 +273,8 @@ class OwnedRecord(Model):
 class ConfigItem(Model):
     """Small, rarely written configuration, read with one Query per kind.
 
-    kind = "channel" | "price" | "group" (cached per container, see store/config.py),
+    kind = "channel" | "price" | "group" | "auto_order" (cached per container, see
+    store/config_reads.py, with "stamp" counting their writes),
     "opkey" (operator keys, never cached, see store/operator_keys.py) or "alert" (where a key's
     or account's budget alerts go, see store/alerts.py); name = channel id, model name, group
     name, operator key id, or "account#<id>" / "token#<id>".
@@ -286,6 +287,8 @@ class ConfigItem(Model):
     name = UnicodeAttribute(range_key=True)
     body = MapAttribute[str, Any](default=dict)
     updated_at = NumberAttribute(default=0)
+    # Only on the stamp item ("stamp", "relay"): how many writes the relay's kinds have had.
+    revision = NumberAttribute(null=True)
 
 
 # History: credits, resets and other events worth keeping per account or token ------------------

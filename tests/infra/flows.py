@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from support import is_relay_path
+from support import is_relay_path, quiet_spell
 
 UPSTREAM_KEY = "flow-upstream-" + "u" * 24
 HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}
@@ -147,6 +147,8 @@ def relay(driver: Driver) -> None:
         key, mk = created["default_token"]["key"], created["management_key"]
 
         driver.call("POST", "/v1/chat/completions", key=key, body=HELLO)
+        # After a quiet spell the container checks its copy of the configuration is current.
+        quiet_spell()
         driver.call("POST", "/v1/chat/completions", key=key, body={**HELLO, "stream": True})
         embed = {"model": "text-embedding-3-small", "input": "hello"}
         driver.call("POST", "/v1/embeddings", key=key, body=embed)

@@ -156,6 +156,7 @@ def test_the_relay_role_reads_keys_and_config_and_writes_only_the_ledger_usage_a
         ("dynamodb:UpdateItem", "accounts"),
         ("dynamodb:GetItem", "usage"),
         ("dynamodb:PutItem", "usage"),
+        ("dynamodb:GetItem", "config"),
         ("dynamodb:Query", "config"),
         # Video jobs: their owners, and each account's list of them.
         ("dynamodb:GetItem", "videos"),

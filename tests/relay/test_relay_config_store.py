@@ -227,3 +227,135 @@ def test_a_cold_copy_is_read_in_one_round_of_queries_side_by_side(
     # reads under way rather than starting their own)
     assert not together.broken
     assert sorted(queried) == ["auto_order", "channel", "group", "price"]
+
+
+def _reads(queried: list[str]) -> Any:
+    """Records each configuration read: "stamp" for the stamp's GetItem, else the kind queried."""
+    from support import on_dynamodb
+
+    def record(event_name: str, params: dict[str, Any], **_: Any) -> None:
+        request = params if "body" not in params else json.loads(params["body"])
+        if event_name.endswith(".Query"):
+            queried.append(request["ExpressionAttributeValues"][":kind"]["S"])
+        elif request["Key"]["kind"]["S"] == config_reads.STAMP:
+            queried.append("stamp")
+
+    return on_dynamodb("before-call.dynamodb", record, "config-reads")
+
+
+def test_every_write_through_the_store_bumps_the_stamp_after_its_item(backend: Any) -> None:
+    # GIVEN no configuration yet
+    assert config_reads.read_stamp() == 0
+    # WHEN each kind of write is made
+    writes: list[Callable[[], Any]] = [
+        lambda: config_store.create_channel(demo_channel(), KEY, NOW),
+        lambda: config_store.put_channel(demo_channel(), KEY, NOW),
+        lambda: config_store.update_channel(
+            config_store.require_channel("ch1"),
+            demo_channel(name="renamed"),
+            config_store.KEEP,
+            NOW,
+        ),
+        lambda: config_store.set_price("m", ModelPrice(Decimal("1"), Decimal("1")), NOW),
+        lambda: config_store.delete_price("m"),
+        lambda: config_store.set_group_ratio("vip", Decimal("0.5"), NOW),
+        lambda: config_store.set_auto_order(("vip", "default"), NOW),
+        lambda: config_store.delete_channel("ch1"),
+    ]
+    for done, write in enumerate(writes, start=1):
+        write()
+        # THEN the stamp counts it
+        assert config_reads.read_stamp() == done
+    # AND a refused write does not
+    with pytest.raises(NotFound):
+        config_store.delete_price("m")
+    assert config_reads.read_stamp() == len(writes)
+
+
+def test_an_expired_copy_is_kept_on_one_read_of_the_stamp_while_nothing_was_written(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a container that has read the configuration twice (its first copy confirms
+    # nothing), under a clock the test moves
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(config_reads, "_clock", lambda: clock["now"])
+    config_store.set_price("m", ModelPrice(Decimal("1"), Decimal("1")), NOW)
+    assert config_store.price("m") is not None
+    clock["now"] += backend.key_cache_seconds
+    assert config_store.price("m") is not None
+    queried: list[str] = []
+
+    # WHEN its copy expires, with nothing written meanwhile
+    clock["now"] += backend.key_cache_seconds
+    with _reads(queried):
+        assert config_store.price("m") == ModelPrice(Decimal("1"), Decimal("1"))
+
+    # THEN the stamp alone was read, and the copy kept
+    assert queried == ["stamp"]
+
+
+def test_a_write_in_another_container_is_seen_once_the_copy_expires(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a container with a confirmed copy (read twice)
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(config_reads, "_clock", lambda: clock["now"])
+    config_store.set_price("m", ModelPrice(Decimal("1"), Decimal("1")), NOW)
+    config_store.price("m")
+    clock["now"] += backend.key_cache_seconds
+    config_store.price("m")
+    # WHEN another container writes (through the store: its item, then the stamp) and this
+    # one's copy is not dropped by it
+    monkeypatch.setattr(config_reads._cache, "clear", lambda: None)
+    config_store.set_price("m", ModelPrice(usd_per_request=Decimal("0.5")), NOW + 1)
+    queried: list[str] = []
+
+    # THEN this container serves its copy while it is fresh
+    assert config_store.price("m") == ModelPrice(Decimal("1"), Decimal("1"))
+    # AND once it expires, finds the stamp moved and reads every kind again
+    clock["now"] += backend.key_cache_seconds
+    with _reads(queried):
+        assert config_store.price("m") == ModelPrice(usd_per_request=Decimal("0.5"))
+    assert queried[0] == "stamp"
+    assert sorted(queried[1:]) == ["auto_order", "channel", "group", "price"]
+
+
+def test_an_edit_made_outside_sluice_is_seen_once_the_copy_reaches_its_age_limit(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a container with a confirmed copy
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(config_reads, "_clock", lambda: clock["now"])
+    config_store.set_price("m", ModelPrice(Decimal("1"), Decimal("1")), NOW)
+    config_store.price("m")
+    clock["now"] += backend.key_cache_seconds
+    config_store.price("m")
+    confirmed_at = clock["now"]
+    # WHEN the item is edited by hand (the DynamoDB console: no stamp is bumped)
+    ConfigItem("price", "m", body={"usd_per_request": "0.5"}, updated_at=NOW).save()
+
+    # THEN the copy is kept while the stamp stands and the copy is young enough
+    clock["now"] = confirmed_at + config_reads.MAX_COPY_AGE_SECONDS - 1
+    assert config_store.price("m") == ModelPrice(Decimal("1"), Decimal("1"))
+    # AND read again whole once it is older than the limit
+    clock["now"] = confirmed_at + config_reads.MAX_COPY_AGE_SECONDS + backend.key_cache_seconds
+    assert config_store.price("m") == ModelPrice(usd_per_request=Decimal("0.5"))
+
+
+def test_a_failed_stamp_bump_leaves_the_write_standing_and_says_so(
+    backend: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botocore.exceptions import ClientError
+
+    # GIVEN a stamp that cannot be bumped
+    def refuse(*_: Any, **__: Any) -> None:
+        error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}
+        raise ClientError(error, "UpdateItem")
+
+    monkeypatch.setattr(ConfigItem, "update", refuse)
+    # WHEN a price is set
+    config_store.set_price("m", ModelPrice(Decimal("1"), Decimal("1")), NOW)
+    # THEN the price is stored, the stamp did not move, and a warning names the failure
+    assert config_store.load_prices() == {"m": ModelPrice(Decimal("1"), Decimal("1"))}
+    assert config_reads.read_stamp() == 0
+    assert "config_stamp_not_bumped" in capsys.readouterr().out
