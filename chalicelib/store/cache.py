@@ -13,6 +13,7 @@ background when the caller knows it will need an entry (the relay's admission re
 then its account, then the configuration: after a quiet spell it starts the last two while it
 reads the first), and ``fetch`` waits for a load already under way instead of starting another:
 one round trip where there were three, and one read per entry however many requests arrive.
+A request waits at most an entry's life for another's load, then reads for itself.
 
 A refresh stores its value only if the entry it refreshed is still the one cached: a write
 through the store (which drops or replaces the entry) is never undone by an older read that
@@ -34,19 +35,26 @@ MAX_ENTRIES = 10_000
 # An entry is refreshed once it is past this share of its life.
 REFRESH_AFTER = 0.5
 
-_refresher: ThreadPoolExecutor | None = None
-_refresher_lock = threading.Lock()
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def threads(name: str, workers: int) -> ThreadPoolExecutor:
+    """The pool of threads called ``name``, made on first use (a cold start makes none)."""
+    with _pools_lock:
+        if name not in _pools:
+            _pools[name] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        return _pools[name]
 
 
 def background() -> ThreadPoolExecutor:
-    """The threads refreshes and loads read ahead run on, made on first use."""
-    global _refresher
-    with _refresher_lock:
-        if _refresher is None:
-            # Enough for what one request reads ahead (an account and the configuration's four
-            # kinds) side by side.
-            _refresher = ThreadPoolExecutor(max_workers=6, thread_name_prefix="cache-refresh")
-        return _refresher
+    """The threads refreshes and loads read ahead run on.
+
+    Room for what one request reads ahead (an account and the configuration's copy) beside
+    the refreshes under way. A task here never waits for another task here, or a full pool
+    could wait on itself: the configuration's kinds are read on their own (config_reads.py).
+    """
+    return threads("cache-refresh", 6)
 
 
 @dataclass(eq=False)
@@ -99,22 +107,29 @@ class AheadCache:
         return entry.value
 
     def fetch(self, key: Any, load: Callable[[], Any]) -> Any:
-        """``get`` with ``load`` as the refresh; on a miss, the load under way (``read_ahead``)
-        if there is one, else ``load`` now; cached unless None. A failed load under way raises
-        here what it raised there."""
+        """``get`` with ``load`` as the refresh; on a miss, the load under way (``read_ahead``,
+        or another request's ``fetch``) if there is one, else ``load`` on this thread, which
+        other requests then wait for; cached unless None. A failed load raises in each request
+        that waited for it."""
         value = self.get(key, refresh=load)
         if value is not None:
             return value
-        under_way = self._load_under_way(key)
-        if under_way is not None:
-            under_way.done.wait()
-            if under_way.error is not None:
-                raise under_way.error
-            return under_way.value
-        value = load()
-        if value is not None:
-            self.put(key, value)
-        return value
+        with self._lock:
+            under_way = self._load_under_way(key)
+            mine = under_way is None
+            if under_way is None:
+                under_way = self.loads[key] = _Load(self.clock())
+        if mine:
+            self._load(key, under_way, load)
+        elif not under_way.done.wait(timeout=self.life()):
+            # Stuck (DynamoDB slow past its retries, or its thread starved): read alone.
+            value = load()
+            if value is not None:
+                self.put(key, value)
+            return value
+        if under_way.error is not None:
+            raise under_way.error
+        return under_way.value
 
     def stale(self, key: Any) -> Any:
         """The last value stored, fresh or not (None if there is none): for what never changes
@@ -131,7 +146,10 @@ class AheadCache:
             if (entry is not None and now < entry.until) or self._load_under_way(key, now):
                 return
             started = self.loads[key] = _Load(now)
-        (self.submit or background().submit)(self._load, key, started, load)
+        try:
+            (self.submit or background().submit)(self._load, key, started, load)
+        except RuntimeError as refused:  # the threads are shut down (the interpreter exits)
+            self._forget(key, started, refused)
 
     def put(self, key: Any, value: Any) -> None:
         with self._lock:
@@ -155,7 +173,7 @@ class AheadCache:
         if under_way is None:
             return None
         age = (self.clock() if now is None else now) - under_way.started
-        return under_way if age < self._life() else None
+        return under_way if age < self.life() else None
 
     def _load(self, key: Any, under_way: _Load, load: Callable[[], Any]) -> None:
         try:
@@ -169,13 +187,21 @@ class AheadCache:
                     self._store(key, under_way.value, under_way.started)
         under_way.done.set()
 
+    def _forget(self, key: Any, under_way: _Load, error: BaseException) -> None:
+        with self._lock:
+            if self.loads.get(key) is under_way:
+                del self.loads[key]
+        under_way.error = error
+        under_way.done.set()
+
     def _store(self, key: Any, value: Any, read_at: float | None = None) -> None:
         if len(self.entries) > MAX_ENTRIES:
             self.entries.clear()
         now = self.clock() if read_at is None else read_at
-        self.entries[key] = _Entry(value, now, now + self._life())
+        self.entries[key] = _Entry(value, now, now + self.life())
 
-    def _life(self) -> float:
+    def life(self) -> float:
+        """How long an entry is served, from when it was read."""
         return self.seconds() if callable(self.seconds) else self.seconds
 
     def _refresh(self, key: Any, entry: _Entry, load: Callable[[], Any]) -> None:

@@ -1,7 +1,9 @@
-"""Relay configuration: channels, model prices and group ratios, one ``ConfigItem`` each.
+"""Relay configuration: channels, model prices, group ratios and the ``auto`` order, one
+``ConfigItem`` each.
 
-Items are keyed ``(kind, name)``: ``("channel", <channel id>)``, ``("price", <model>)`` and
-``("group", <group>)``, so each kind is one partition and is read with one Query (never a Scan).
+Items are keyed ``(kind, name)``: ``("channel", <channel id>)``, ``("price", <model>)``,
+``("group", <group>)`` and ``("auto_order", "auto")``, so each kind is one partition and is read
+with one Query (never a Scan); ``("stamp", "relay")`` counts their writes.
 
 The relay reads them through ``config_reads.py`` (a per-container copy, without PynamoDB); the
 readers are named here too, for management callers. Every write here ``invalidate()``s this

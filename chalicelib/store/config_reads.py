@@ -26,7 +26,7 @@ from chalicelib.core.errors import ServiceUnavailable
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.settings import get_settings
 from chalicelib.store import items, secrets, tables
-from chalicelib.store.cache import AheadCache, background
+from chalicelib.store.cache import AheadCache, threads
 from chalicelib.store.common import aws_errors, get_item, query, translated
 
 CHANNEL, PRICE, GROUP = "channel", "price", "group"
@@ -86,23 +86,24 @@ def _load() -> _Copy:
     The copy at hand is kept if the stamp is what it was when that copy was read: one GetItem,
     where the kinds are four Queries. The stamp is read first and the kinds after it, so a copy
     never holds less than its stamp says (a write bumps the stamp after its item,
-    ``config.py``). A container's first copy is read beside its stamp, in one round trip, and is
-    read again whole next time. Whatever the stamp says, a copy is read again whole once it is
-    ``MAX_COPY_AGE_SECONDS`` old: an edit made outside Sluice bumps no stamp.
+    ``config.py``). A container's first copy is read without the stamp, in one round trip, so
+    it confirms nothing and is read again whole next time. Whatever the stamp says, no copy is
+    served once it is ``MAX_COPY_AGE_SECONDS`` old: an edit made outside Sluice bumps no stamp.
     """
     last: _Copy | None = _cache.stale(_copy_key())
     if last is None:
         return _read_kinds(stamp=None)
     stamp = read_stamp()
-    if stamp == last.stamp and _clock() - last.read_at < MAX_COPY_AGE_SECONDS:
+    # Kept, the copy is served for another life: until then it stays under the age limit.
+    if stamp == last.stamp and _clock() - last.read_at + _cache.life() < MAX_COPY_AGE_SECONDS:
         return last
     return _read_kinds(stamp)
 
 
 def _read_kinds(stamp: int | None) -> _Copy:
-    """The four kinds, read side by side (three on the cache's threads, one here)."""
+    """The four kinds, read side by side (three on threads of their own, one here)."""
     read_at = _clock()
-    pool = background()
+    pool = threads("config-kinds", 3)
     prices, ratios, order = (
         pool.submit(load_prices),
         pool.submit(load_group_ratios),

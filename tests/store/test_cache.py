@@ -275,3 +275,40 @@ def test_a_load_under_way_for_longer_than_an_entry_lives_is_not_waited_for() -> 
     # AND the stale value is still at hand, for what never changes in it
     assert cache.stale("k") == "read now"
     assert cache.stale("never stored") is None
+
+
+def test_concurrent_fetches_of_a_missing_entry_read_it_once() -> None:
+    # GIVEN two requests fetching an entry nobody has, one of them slow to read it
+    cache = Joined(10.0)
+    loads: list[str] = []
+
+    def slow_read() -> str:
+        loads.append("slow")
+        cache.joined.wait(timeout=10)  # until the other request waits for this read
+        return "v1"
+
+    def quick_read() -> str:
+        loads.append("quick")
+        return "v2"
+
+    results: list[str] = []
+    other = threading.Thread(target=lambda: results.append(cache.fetch("k", slow_read)))
+    other.start()
+    results.append(cache.fetch("k", quick_read))
+    other.join(timeout=10)
+
+    # THEN whichever came first read it, the other got the same value, and it was read once
+    assert len(loads) == 1
+    assert len(results) == 2 and results[0] == results[1]
+
+
+def test_a_fetch_waits_an_entry_s_life_at_most_for_a_load_that_is_stuck() -> None:
+    # GIVEN a load read ahead that never finishes (its thread never runs), in a cache whose
+    # entries live 50 ms
+    clock, later = {"now": 100.0}, Later()
+    cache = AheadCache(0.05, clock=lambda: clock["now"], submit=later)
+    cache.read_ahead("k", lambda: "never")
+
+    # WHEN a request fetches the entry THEN it reads it itself once it has waited that long
+    assert cache.fetch("k", lambda: "read alone") == "read alone"
+    assert cache.get("k") == "read alone"
