@@ -272,17 +272,23 @@ def test_every_write_through_the_store_bumps_the_stamp_after_its_item(backend: A
     assert config_reads.read_stamp() == len(writes)
 
 
-def test_an_expired_copy_is_kept_on_one_read_of_the_stamp_while_nothing_was_written(
-    backend: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN a container that has read the configuration twice (its first copy confirms
-    # nothing), under a clock the test moves
+def _confirmed_copy(backend: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """A container that has read the configuration (a price) twice, so that its copy is
+    confirmed by the stamp (a first copy confirms nothing), under a clock the test moves."""
     clock = {"now": 1000.0}
     monkeypatch.setattr(config_reads, "_clock", lambda: clock["now"])
     config_store.set_price("m", ModelPrice(Decimal("1"), Decimal("1")), NOW)
     assert config_store.price("m") is not None
     clock["now"] += backend.key_cache_seconds
     assert config_store.price("m") is not None
+    return clock
+
+
+def test_an_expired_copy_is_kept_on_one_read_of_the_stamp_while_nothing_was_written(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a container with a confirmed copy
+    clock = _confirmed_copy(backend, monkeypatch)
     queried: list[str] = []
 
     # WHEN its copy expires, with nothing written meanwhile
@@ -297,13 +303,8 @@ def test_an_expired_copy_is_kept_on_one_read_of_the_stamp_while_nothing_was_writ
 def test_a_write_in_another_container_is_seen_once_the_copy_expires(
     backend: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a container with a confirmed copy (read twice)
-    clock = {"now": 1000.0}
-    monkeypatch.setattr(config_reads, "_clock", lambda: clock["now"])
-    config_store.set_price("m", ModelPrice(Decimal("1"), Decimal("1")), NOW)
-    config_store.price("m")
-    clock["now"] += backend.key_cache_seconds
-    config_store.price("m")
+    # GIVEN a container with a confirmed copy
+    clock = _confirmed_copy(backend, monkeypatch)
     # WHEN another container writes (through the store: its item, then the stamp) and this
     # one's copy is not dropped by it
     monkeypatch.setattr(config_reads._cache, "clear", lambda: None)
@@ -324,12 +325,7 @@ def test_an_edit_made_outside_sluice_is_seen_once_the_copy_reaches_its_age_limit
     backend: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a container with a confirmed copy
-    clock = {"now": 1000.0}
-    monkeypatch.setattr(config_reads, "_clock", lambda: clock["now"])
-    config_store.set_price("m", ModelPrice(Decimal("1"), Decimal("1")), NOW)
-    config_store.price("m")
-    clock["now"] += backend.key_cache_seconds
-    config_store.price("m")
+    clock = _confirmed_copy(backend, monkeypatch)
     confirmed_at = clock["now"]
     # WHEN the item is edited by hand (the DynamoDB console: no stamp is bumped)
     ConfigItem("price", "m", body={"usd_per_request": "0.5"}, updated_at=NOW).save()
