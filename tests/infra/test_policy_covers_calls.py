@@ -13,13 +13,14 @@ below with the reason it is not: a grant only the other function uses is superfl
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from botocore.client import BaseClient
-from flows import CHALICE, FLOWS, FUNCTIONS, Driver, serving
+from flows import CHALICE, FLOWS, FUNCTIONS, RELAY, Driver, serving
 from infra_checks import as_list, policy, relay_policy
 
 ACCOUNT = "123456789012"  # moto's account id
@@ -47,6 +48,9 @@ class Call:
     action: str  # IAM action, e.g. "dynamodb:UpdateItem"
     resource: str  # ARN
     function: str = CHALICE  # who made it (flows.serving())
+    # The partition key value a GetItem or Query of one item's partition names (IAM's
+    # dynamodb:LeadingKeys), where the call names one.
+    leading_key: str | None = None
 
 
 def _table_arn(region: str, table: str, index: str | None = None) -> str:
@@ -78,7 +82,7 @@ def needed(service: str, operation: str, params: dict[str, Any], region: str) ->
         ]
     if service == "dynamodb" and "TableName" in params:
         arn = _table_arn(region, params["TableName"], params.get("IndexName"))
-        return [Call(f"dynamodb:{operation}", arn)]
+        return [Call(f"dynamodb:{operation}", arn, leading_key=_leading_key(operation, params))]
     if service == "ssm" and "Name" in params:
         name = str(params["Name"]).split(":", 1)[0]  # "name:version" selects a version
         return [Call(f"ssm:{operation}", f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{name}")]
@@ -90,6 +94,20 @@ def needed(service: str, operation: str, params: dict[str, Any], region: str) ->
             for entry in params["Entries"]
         ]
     return [Call(f"{service}:{operation}", "*")]
+
+
+def _leading_key(operation: str, params: dict[str, Any]) -> str | None:
+    """The partition key value of a GetItem (its key's first attribute, the partition key in
+    this app's tables) or a Query (the value its key condition compares first)."""
+    if operation == "GetItem":
+        first = next(iter(params["Key"].values()))
+        return str(next(iter(first.values())))
+    if operation == "Query" and "IndexName" not in params:
+        placeholder = re.search(r":\w+", params["KeyConditionExpression"])
+        if placeholder is not None:
+            value = params["ExpressionAttributeValues"][placeholder.group()]
+            return str(next(iter(value.values())))
+    return None
 
 
 def _bus_arn(region: str, bus: str) -> str:
@@ -107,7 +125,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Call]]:
         meta = client.meta
         function = serving()
         for call in needed(meta.service_model.service_name, operation, params, meta.region_name):
-            calls.append(Call(call.action, call.resource, function))
+            calls.append(Call(call.action, call.resource, function, call.leading_key))
         return original(client, operation, params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", recording)
@@ -124,8 +142,17 @@ def _allows(statements: list[dict[str, Any]], call: Call) -> bool:
     return any(
         any(fnmatch.fnmatchcase(call.action.lower(), a.lower()) for a in as_list(s["Action"]))
         and any(fnmatch.fnmatchcase(call.resource, r) for r in as_list(s["Resource"]))
+        and _condition_holds(s.get("Condition") or {}, call)
         for s in statements
     )
+
+
+def _condition_holds(condition: dict[str, Any], call: Call) -> bool:
+    """The one condition these policies use: the partitions a statement is limited to."""
+    unknown = set(condition) - {"ForAllValues:StringEquals"}
+    assert not unknown, f"a condition this test cannot evaluate: {unknown}"
+    allowed = condition.get("ForAllValues:StringEquals", {}).get("dynamodb:LeadingKeys")
+    return allowed is None or call.leading_key in as_list(allowed)
 
 
 def _grants(statements: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -244,3 +271,21 @@ def test_a_policy_missing_a_grant_is_caught(prod_api: Any, recorded: list[Call])
     # THEN the token writes it made are reported as denied
     denied = {c.action for c in recorded if not _allows(statements, c)}
     assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= denied
+
+
+def test_the_relay_reads_only_the_configuration_its_policy_names(
+    prod_api: Any, recorded: list[Call]
+) -> None:
+    # GIVEN the relay's policy, limited to the configuration's partitions it reads
+    statements = _statements(RELAY)
+    config = _table_arn(REGION, "sluice-prod-config")
+
+    # WHEN every flow runs
+    _run_flows(prod_api)
+
+    # THEN the relay read those partitions, each of its reads named one, and the policy
+    # refuses it the operator keys and the alert targets kept in the same table
+    read = {c.leading_key for c in _by_function(recorded, RELAY) if c.resource == config}
+    assert read == {"channel", "price", "group", "auto_order", "stamp"}
+    for kind in ("opkey", "alert"):
+        assert not _allows(statements, Call("dynamodb:Query", config, RELAY, kind))

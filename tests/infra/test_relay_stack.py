@@ -208,6 +208,25 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     yield found
 
 
+def test_the_relay_reads_only_the_configuration_s_own_partitions(
+    packaged_prod: tuple[Path, dict[str, Any]],
+) -> None:
+    # GIVEN the packaged template  WHEN its grants on the config table are read
+    _, template = packaged_prod
+    config = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/sluice-{STAGE}-config"
+    on_config = [s for s in _relay_statements(template) if config in as_list(s["Resource"])]
+    # THEN each is limited to the partitions the relay reads (not the operator keys' hashes
+    # nor the alert targets the table also holds)
+    from chalicelib.store import config_reads
+
+    kinds = {config_reads.CHANNEL, config_reads.PRICE, config_reads.GROUP}
+    kinds |= {config_reads.AUTO_ORDER, config_reads.STAMP}
+    assert on_config
+    for statement in on_config:
+        limited = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+        assert set(limited) == kinds
+
+
 def test_the_relay_role_allows_every_call_the_relay_makes(
     packaged_prod: tuple[Path, dict[str, Any]], prod_api: Any, recorder: Recorder
 ) -> None:
