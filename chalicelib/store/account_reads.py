@@ -20,7 +20,7 @@ def record(raw: dict[str, Any]) -> AccountRecord:
     return AccountRecord(
         id=item["id"],
         name=item["name"],
-        status=item["status"] if item.get("status") is not None else "enabled",
+        status=items.or_default(item.get("status"), "enabled"),
         unlimited=bool(item.get("unlimited")),
         quota_units=int(item.get("quota_units") or 0),
         used_units=int(item.get("used_units") or 0),

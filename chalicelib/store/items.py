@@ -19,6 +19,12 @@ def plain(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     return {name: value(typed) for name, typed in (raw or {}).items()}
 
 
+def or_default(value: Any, default: Any) -> Any:
+    """``value``, or ``default`` when the attribute is absent or NULL (not when it is falsy):
+    how a record reads an item written before the attribute existed, as PynamoDB's defaults do."""
+    return default if value is None else value
+
+
 def value(typed: Mapping[str, Any]) -> Any:
     (kind, body), *_ = typed.items()
     if kind == "S":

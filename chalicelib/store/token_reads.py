@@ -26,10 +26,10 @@ def record(raw: dict[str, Any]) -> TokenRecord:
         key_hash=item["key_hash"],
         key_preview=item["key_preview"],
         # Absent attributes read as the model's defaults (PynamoDB applies them on load).
-        status=_or(item.get("status"), "enabled"),
+        status=items.or_default(item.get("status"), "enabled"),
         created_at=int(item["created_at"]),
         expires_at=int(item.get("expires_at") or NEVER),
-        unlimited=bool(_or(item.get("unlimited"), True)),
+        unlimited=bool(items.or_default(item.get("unlimited"), True)),
         quota_units=int(item.get("quota_units") or 0),
         used_units=int(item.get("used_units") or 0),
         reserved_units=int(item.get("reserved_units") or 0),
@@ -57,11 +57,6 @@ def limits(item: dict[str, Any]) -> dict[str, Any]:
         "requests_by_minute": windows(item.get("requests_by_minute")),
         "tokens_by_minute": windows(item.get("tokens_by_minute")),
     }
-
-
-def _or(value: Any, default: Any) -> Any:
-    """``value``, or ``default`` when the attribute is absent or NULL (not when it is falsy)."""
-    return default if value is None else value
 
 
 def optional_int(value: Any) -> int | None:
