@@ -111,6 +111,18 @@ def on_dynamodb(
             events.unregister(event, unique_id=unique_id)
 
 
+def half_spent() -> None:
+    """What steady traffic leaves in a relay container now and then: its key, account and
+    configuration entries still fresh, but past half their life (due for a refresh)."""
+    from chalicelib.services import gateway
+    from chalicelib.store import config_reads
+
+    for cache in (gateway.cache(), config_reads._cache):
+        for entry in list(cache.entries.values()):
+            entry.loaded = cache.clock() - cache.life() * 0.6
+            entry.until = entry.loaded + cache.life()
+
+
 def quiet_spell() -> None:
     """What a quiet spell longer than the caches' life leaves in a relay container: its key,
     account and configuration entries, all expired."""

@@ -179,7 +179,7 @@ async def _relay(request: Request, kind: Any) -> Response:
     deadline = gateway.call_deadline(time.monotonic())  # the clock starts when the call arrives
     body = await raw_body(request)
     result = await run_in_threadpool(
-        gateway.relay_call,
+        gateway.one_call(gateway.relay_call),
         kind,
         body,
         authorization(request),
@@ -213,7 +213,7 @@ async def stored_response(request: Request) -> Response:
     suffix = request.url.path.rstrip("/").split("/" + object_id, 1)[1]
     body = await raw_body(request) if request.method == "POST" else None
     result = await run_in_threadpool(
-        objects.object_call,
+        gateway.one_call(objects.object_call),
         "response",
         object_id,
         request.method,
@@ -229,7 +229,7 @@ async def stored_response(request: Request) -> Response:
 async def create_conversation(request: Request) -> Response:
     body = await raw_body(request)
     result = await run_in_threadpool(
-        conversations.create, body, authorization(request), client_ip(request)
+        gateway.one_call(conversations.create), body, authorization(request), client_ip(request)
     )
     return relayed(result)
 
@@ -238,7 +238,7 @@ async def on_conversation(request: Request) -> Response:
     """GET / POST / DELETE /v1/conversations/{id}, its /items and /items/{item_id}."""
     body = await raw_body(request) if request.method == "POST" else None
     result = await run_in_threadpool(
-        conversations.call,
+        gateway.one_call(conversations.call),
         request.path_params["id"],
         request.method,
         request.path_params.get("item_id"),
@@ -350,7 +350,7 @@ async def _served(request: Request) -> Response:
         if inspect.iscoroutinefunction(handler):
             result: Response = await handler(request)
         else:
-            result = await run_in_threadpool(handler, request)
+            result = await run_in_threadpool(gateway.one_call(handler), request)
         return result
     except GatewayError as exc:
         return error_response(exc)

@@ -42,7 +42,7 @@ async def _relayed(
     body = await relay.raw_body(request)
     content_type = (request.headers.get("content-type"),) if typed else ()
     result = await run_in_threadpool(
-        use_case,
+        gateway.one_call(use_case),
         *leading,
         body,
         *content_type,

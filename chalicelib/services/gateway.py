@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from chalicelib import upstream
 from chalicelib.core import errors, groups, keys, limits, observe, payloads, quota
@@ -52,7 +52,7 @@ from chalicelib.store import config_reads as config_store
 from chalicelib.store import ledger, owned
 from chalicelib.store import token_reads as token_store
 from chalicelib.store import usage as usage_store
-from chalicelib.store.cache import AheadCache
+from chalicelib.store.cache import AheadCache, refreshes_held, start_held_refreshes
 
 if TYPE_CHECKING:
     from chalicelib.services.streaming import StreamedCall
@@ -277,6 +277,22 @@ def call_deadline(arrived: float) -> Deadline:
 SETTLE_MARGIN_SECONDS = 5.0
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def one_call(function: Callable[P, T]) -> Callable[P, T]:
+    """``function`` run as one client call on its thread: the cache refreshes it finds due (key,
+    account, configuration) wait until its reservation was answered (``reserve``), then read
+    while it waits for the provider (``store/cache.py``)."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        with refreshes_held():
+            return function(*args, **kwargs)
+
+    return run
+
+
 def relay_call(
     kind: Kind,
     raw_body: bytes,
@@ -494,6 +510,13 @@ def _not_served(model: str) -> errors.ModelNotFound:
 def reserve(call: Call, source_ip: str) -> Held:
     """Hold the worst case on key and account: retried after a lazy reset, an edit of the key,
     or with a fresh budget; raises the precise refusal otherwise (logged as rejected)."""
+    try:
+        return _reserved(call, source_ip)
+    finally:
+        start_held_refreshes()  # answered: the reads ``one_call`` held may go out now
+
+
+def _reserved(call: Call, source_ip: str) -> Held:
     now = int(time.time())
     account = _account(call.token.account_id)
     plan = call.plan(quota.budget(call.token, account))

@@ -15,6 +15,12 @@ reads the first), and ``fetch`` waits for a load already under way instead of st
 one round trip where there were three, and one read per entry however many requests arrive.
 A request waits at most an entry's life for another's load, then reads for itself.
 
+A refresh found due while a relayed call is admitted waits until that call's reservation has
+been answered (``refreshes_held``): its reads then go out while the call waits for the
+provider, not beside the reservation's writes, which they would slow (DynamoDB Local serializes
+them; in a Lambda container they share its fraction of a core). That call was the one in a
+few dozen that paid for the reads: at steady traffic, the P99.
+
 A refresh stores its value only if the entry it refreshed is still the one cached: a write
 through the store (which drops or replaces the entry) is never undone by an older read that
 finishes after it. A refresh that fails is forgotten: the entry expires as it would have.
@@ -24,9 +30,10 @@ finishes at the next invocation.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +44,8 @@ REFRESH_AFTER = 0.5
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
+# Per thread: the refreshes held until the call under way says they may start (None: none held).
+_held = threading.local()
 
 
 def threads(name: str, workers: int) -> ThreadPoolExecutor:
@@ -55,6 +64,33 @@ def background() -> ThreadPoolExecutor:
     could wait on itself: the configuration's kinds are read on their own (config_reads.py).
     """
     return threads("cache-refresh", 6)
+
+
+@contextlib.contextmanager
+def refreshes_held() -> Iterator[None]:
+    """Refreshes found due on this thread inside the block start at ``start_held_refreshes()``,
+    or when the block ends, whichever comes first. Loads a request waits for are never held."""
+    _held.waiting = []
+    try:
+        yield
+    finally:
+        start_held_refreshes()
+
+
+def start_held_refreshes() -> None:
+    """Start the refreshes held on this thread, and hold no more."""
+    waiting: list[Callable[[], Any]] | None = getattr(_held, "waiting", None)
+    _held.waiting = None
+    for start in waiting or ():
+        start()
+
+
+def _start(start: Callable[[], Any]) -> None:
+    waiting: list[Callable[[], Any]] | None = getattr(_held, "waiting", None)
+    if waiting is None:
+        start()
+    else:
+        waiting.append(start)
 
 
 @dataclass(eq=False)
@@ -89,7 +125,8 @@ class AheadCache:
 
     def get(self, key: Any, refresh: Callable[[], Any] | None = None) -> Any:
         """The cached value while it is fresh, else None. Past half its life, ``refresh`` (if
-        given) is started in the background, once; its value replaces the entry's."""
+        given) is started in the background, once (unless held: ``refreshes_held``); its value
+        replaces the entry's."""
         entry = self.entries.get(key)
         if entry is None:
             return None
@@ -103,7 +140,7 @@ class AheadCache:
             with self._lock:
                 start, entry.refreshing = not entry.refreshing, True
             if start:
-                (self.submit or background().submit)(self._refresh, key, entry, refresh)
+                _start(lambda: self._submit_refresh(key, entry, refresh))
         return entry.value
 
     def fetch(self, key: Any, load: Callable[[], Any]) -> Any:
@@ -203,6 +240,12 @@ class AheadCache:
     def life(self) -> float:
         """How long an entry is served, from when it was read."""
         return self.seconds() if callable(self.seconds) else self.seconds
+
+    def _submit_refresh(self, key: Any, entry: _Entry, load: Callable[[], Any]) -> None:
+        try:
+            (self.submit or background().submit)(self._refresh, key, entry, load)
+        except RuntimeError:  # the threads are shut down (the interpreter exits)
+            entry.refreshing = False
 
     def _refresh(self, key: Any, entry: _Entry, load: Callable[[], Any]) -> None:
         # The value's life starts when it was read, not when this thread got to store it (a

@@ -5,7 +5,8 @@ Budget: two writes before upstream (token and account reservations, side by side
 trip), three after (the call's record, which decides its outcome, then both settles side by
 side), no Scan, no read on the warm path. Writes meant to go out side by side are proven
 parallel: each one waits at a barrier for its sibling, which only works if both are in flight.
-After a quiet spell, the reads a cold cache needs go out side by side too.
+After a quiet spell, the reads a cold cache needs go out side by side too. On a busy container,
+the refreshes a call finds due wait until its reservation was answered.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from support import ADMIN_KEY, on_dynamodb, quiet_spell
+from support import ADMIN_KEY, half_spent, on_dynamodb, quiet_spell
 
 from chalicelib import upstream as relay
 from chalicelib.services import gateway
-from chalicelib.store import tables
+from chalicelib.store import config_reads, tables
+from chalicelib.store.cache import background
 
 pytestmark = pytest.mark.ddb_local
 
@@ -186,3 +188,44 @@ def test_a_wrong_secret_for_a_known_key_id_reads_no_account_ahead(
     quiet_spell()
     assert _chat(server, key).status_code == 200
     assert [k for k in read_ahead if k.startswith("a:")] != []
+
+
+def test_refreshes_a_call_finds_due_start_after_its_reservation_was_answered(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a key in use whose cached key, account and configuration are due for a refresh
+    key = _key(server)
+    assert _chat(server, key).status_code == 200
+    assert _chat(server, key).status_code == 200  # a second copy of the configuration is kept
+    half_spent()
+    answered: list[str] = []  # the reservation's writes answered so far
+    refreshes_started: list[int] = []  # how many of them were answered as each refresh started
+    refreshed = threading.Semaphore(0)
+
+    def after_call(event_name: str, **_: Any) -> None:
+        if event_name.endswith(".UpdateItem"):
+            answered.append(event_name)
+
+    def submit(fn: Any, *args: Any) -> Any:
+        refreshes_started.append(len(answered))
+
+        def run() -> None:
+            try:
+                fn(*args)
+            finally:
+                refreshed.release()
+
+        return background().submit(run)
+
+    for cache in (gateway.cache(), config_reads._cache):
+        monkeypatch.setattr(cache, "submit", submit)
+    with on_dynamodb("after-call.dynamodb", after_call, unique_id="rt-refresh-order"):
+        # WHEN it calls again
+        response = _chat(server, key)
+        for _ in refreshes_started:
+            assert refreshed.acquire(timeout=10)
+
+    # THEN the call succeeded, and the key's, the account's and the configuration's refreshes
+    # all started once both reservation writes were answered, before the settles
+    assert response.status_code == 200, response.text
+    assert refreshes_started == [2, 2, 2]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.store.cache import AheadCache
+from chalicelib.store.cache import AheadCache, refreshes_held, start_held_refreshes
 
 
 class Later:
@@ -312,3 +312,67 @@ def test_a_fetch_waits_an_entry_s_life_at_most_for_a_load_that_is_stuck() -> Non
     # WHEN a request fetches the entry THEN it reads it itself once it has waited that long
     assert cache.fetch("k", lambda: "read alone") == "read alone"
     assert cache.get("k") == "read alone"
+
+
+def test_a_refresh_found_due_while_held_starts_when_the_hold_is_lifted() -> None:
+    # GIVEN an entry past half its life, and one that expired
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    cache.put("due", "v1")
+    cache.put("gone", "g1")
+    clock["now"] += 6
+    cache.entries["gone"].until = clock["now"]
+
+    with refreshes_held():
+        # WHEN a call reads them while its refreshes are held
+        assert cache.get("due", refresh=lambda: "v2") == "v1"
+        cache.read_ahead("gone", lambda: "g2")
+        # THEN the load it needs now starts at once, the refresh not yet
+        assert [args[0] for _, args in later.started] == ["gone"]
+        # AND the refresh starts when the call lifts the hold, once
+        later.run_all()
+        start_held_refreshes()
+        assert [args[0] for _, args in later.started] == ["due"]
+        later.run_all()
+        assert cache.get("due", refresh=lambda: "v3") == "v2"
+        assert later.started == []
+    # AND the end of the block starts nothing more
+    assert later.started == []
+
+
+def test_a_refresh_held_by_a_call_that_ended_early_starts_when_its_block_ends() -> None:
+    # GIVEN an entry past half its life
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    cache.put("due", "v1")
+    clock["now"] += 6
+
+    # WHEN a call reads it while held and fails before lifting the hold
+    with pytest.raises(ValueError), refreshes_held():
+        assert cache.get("due", refresh=lambda: "v2") == "v1"
+        assert later.started == []
+        raise ValueError("refused before its reservation")
+
+    # THEN its refresh started as the block ended, and nothing is held on the thread after
+    assert len(later.started) == 1
+    clock["now"] += 0.1
+    cache.put("other", "o1")
+    clock["now"] += 6
+    cache.get("other", refresh=lambda: "o2")
+    assert len(later.started) == 2
+
+
+def test_a_hold_is_per_thread() -> None:
+    # GIVEN an entry past half its life, and a hold on this thread
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    cache.put("due", "v1")
+    clock["now"] += 6
+
+    with refreshes_held():
+        # WHEN another thread reads it
+        reader = threading.Thread(target=cache.get, args=("due",), kwargs={"refresh": str})
+        reader.start()
+        reader.join(timeout=10)
+        # THEN its refresh started at once
+        assert len(later.started) == 1
