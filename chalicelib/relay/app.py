@@ -27,12 +27,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from chalicelib.core import observe
@@ -360,23 +357,28 @@ async def _served(request: Request) -> Response:
         return error_response(GatewayError())
 
 
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The relay's ASGI app: every HTTP request to ``_served``, whatever its path or method
+    (unknown ones get our 404 and 405, never a framework's), and the lifespan acknowledged.
+
+    A bare ASGI callable, not a Starlette application: one route with its own error mapping
+    needs none of the application's routing and middleware, whose import was a few percent of
+    every cold start."""
+    if scope["type"] == "http":
+        response = await _served(Request(scope, receive))
+        await response(scope, receive, send)
+    elif scope["type"] == "lifespan":
+        await _lifespan(receive, send)
 
 
-class _AnyPath(Convertor[str]):
-    """Starlette's ``path`` convertor, newlines included: its ``.*`` stops at one, so a path
-    with an encoded newline (``/v1/responses/a%0Ab``) got the framework's plain-text 404."""
-
-    regex = r"[\s\S]*"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
-register_url_convertor("anypath", _AnyPath())
 configure_store()
-# One route for every path: unknown ones get our 404, never the framework's.
-app = Starlette(routes=[Route("/{path:anypath}", _served, methods=METHODS)])

@@ -46,7 +46,6 @@ from chalicelib.core.payloads import Kind
 from chalicelib.core.pricing import Metered, ModelPrice, metered_cost_units
 from chalicelib.core.records import DEFAULT_GROUP, AccountRecord, TokenRecord
 from chalicelib.core.settings import get_settings
-from chalicelib.services import resets
 from chalicelib.store import account_reads as account_store
 from chalicelib.store import config_reads as config_store
 from chalicelib.store import ledger, owned
@@ -580,6 +579,10 @@ def _after_refusal(
             refusal.token, call.key.key_hash, call.token.revision, plan.reserve_units, now
         )
         if verdict == quota.RESET_DUE and refusal.token is not None:
+            # Imported here: a key found due for its reset is the rare call, and the reset
+            # job's code is a part of the relay's import (its cold start) no other call needs.
+            from chalicelib.services import resets
+
             resets.reset_if_due(refusal.token, now)
             return call, plan
         if verdict == quota.CHANGED and refusal.token is not None:
