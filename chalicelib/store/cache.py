@@ -69,7 +69,11 @@ def background() -> ThreadPoolExecutor:
 @contextlib.contextmanager
 def refreshes_held() -> Iterator[None]:
     """Refreshes found due on this thread inside the block start at ``start_held_refreshes()``,
-    or when the block ends, whichever comes first. Loads a request waits for are never held."""
+    or when the block ends, whichever comes first. Loads a request waits for are never held.
+    A block inside another joins the outer hold (it would otherwise drop what that one held)."""
+    if _waiting() is not None:
+        yield
+        return
     _held.waiting = []
     try:
         yield
@@ -79,14 +83,19 @@ def refreshes_held() -> Iterator[None]:
 
 def start_held_refreshes() -> None:
     """Start the refreshes held on this thread, and hold no more."""
-    waiting: list[Callable[[], Any]] | None = getattr(_held, "waiting", None)
+    waiting = _waiting()
     _held.waiting = None
     for start in waiting or ():
         start()
 
 
+def _waiting() -> list[Callable[[], Any]] | None:
+    """The refreshes held on this thread (None: no hold)."""
+    return getattr(_held, "waiting", None)
+
+
 def _start(start: Callable[[], Any]) -> None:
-    waiting: list[Callable[[], Any]] | None = getattr(_held, "waiting", None)
+    waiting = _waiting()
     if waiting is None:
         start()
     else:

@@ -376,3 +376,19 @@ def test_a_hold_is_per_thread() -> None:
         reader.join(timeout=10)
         # THEN its refresh started at once
         assert len(later.started) == 1
+
+
+def test_a_hold_inside_another_joins_it() -> None:
+    # GIVEN an entry past half its life, read inside a hold nested in another
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    cache.put("due", "v1")
+    clock["now"] += 6
+
+    with refreshes_held():
+        with refreshes_held():
+            assert cache.get("due", refresh=lambda: "v2") == "v1"
+        # WHEN the inner block ends THEN the refresh is still held by the outer one
+        assert later.started == []
+    # AND it starts when the outer block ends
+    assert len(later.started) == 1
