@@ -158,6 +158,7 @@ def run(
                 body = rng.choice([FLAT, FLAT, CHAT, FAILING])
                 try:
                     result = gateway.relay_call("chat", body, f"Bearer {token['key']}", "127.0.0.1")
+                    assert isinstance(result, gateway.CallResult)  # these calls do not stream
                     name = "ok" if result.status < 400 else "failed"
                 except Killed:
                     name = "killed"

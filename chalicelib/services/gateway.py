@@ -54,7 +54,7 @@ from chalicelib.store import usage as usage_store
 from chalicelib.store.cache import AheadCache, refreshes_held, start_held_refreshes
 
 if TYPE_CHECKING:
-    from chalicelib.services.streaming import StreamedCall
+    from chalicelib.services.streaming import StreamOpening
 
 # The kinds of provider-kept objects this module remembers owners of (store/owned.py).
 RESPONSE, CONVERSATION = "response", "conversation"
@@ -299,8 +299,9 @@ def relay_call(
     source_ip: str,
     *,
     deadline: Deadline | None = None,
-) -> CallResult | StreamedCall:
-    """One call: a complete answer, or (``stream: true``) a stream to hand on as it comes."""
+) -> CallResult | StreamOpening:
+    """One call: a complete answer, or (``stream: true``) a stream opened upstream, whose
+    ``answer()`` is the stream to hand on as it comes."""
     started = time.monotonic()
     call = admit(
         kind,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,14 +53,8 @@ TICK_SECONDS = 0.5
 DEADLINE_GRACE_SECONDS = 2.0
 
 
-def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
-    """The answer handed on event by event; charged, at the end, for what was delivered.
-
-    Until the response starts, a failure is an HTTP error like any call's (refunded in full)
-    and an upstream rejection is passed on. The response starts with the first event, or with
-    a keepalive once the provider was silent for ``stream_keepalive_seconds``; from then on the
-    stream can only end with an error event (see ``StreamDelivery``).
-    """
+def relay_stream(call: Call, held: Held) -> StreamOpening:
+    """The stream opened upstream; its first item decides the answer (``StreamOpening``)."""
     payload = capped(call, held)
     with refunded_on_error(call, held):
         source = upstream.open_stream(
@@ -71,17 +66,72 @@ def relay_stream(call: Call, held: Held) -> CallResult | StreamedCall:
             kind=call.kind,
             channel_id=call.channel_id,
         )
-    first = source.next_item(get_settings().stream_keepalive_seconds)
-    if first is not None and first.kind == "failed" and first.error is not None:
-        source.close()
-        refund_failed(call, held, first.error)
-        raise first.error
-    if first is not None and first.kind == "rejected" and first.reply is not None:
-        return settle(call, held, first.reply)
-    delivery = StreamDelivery(call, held, source, first)
-    # The rate-limit headers go out before the answer: its tokens are not known yet.
-    headers = {"X-Request-Id": held.record.request_id, **rate_headers(call, held, 0)}
-    return StreamedCall(headers=headers, chunks=delivery)
+    return StreamOpening(call, held, source)
+
+
+class StreamOpening:
+    """A stream opened upstream, until its first item (or the provider's silence) decides the
+    answer; charged, at the end, for what was delivered.
+
+    Until the response starts, a failure is an HTTP error like any call's (refunded in full)
+    and an upstream rejection is passed on. The response starts with the first event, or with
+    a keepalive once the provider was silent for ``stream_keepalive_seconds``; from then on the
+    stream can only end with an error event (see ``StreamDelivery``).
+
+    ``answer()`` waits for that if need be. The relay's edge waits on its event loop instead
+    (``listen``, ``decided``, ``seconds_to_keepalive``) and runs ``answer()`` in a thread only
+    when it ``writes`` (the refund of a failure, the settle of a rejection): an answer that
+    starts the stream costs no hop to a thread.
+    """
+
+    def __init__(self, call: Call, held: Held, source: upstream.ChatStream) -> None:
+        self.call = call
+        self.held = held
+        self.source = source
+        self._first: Any | None = None
+        self._keepalive_at = time.monotonic() + get_settings().stream_keepalive_seconds
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called (from the reader thread) each time upstream hands on more."""
+        self.source.listen(callback)
+
+    def decided(self) -> bool:
+        """Whether the answer is known (never waits): the first item came, or the keepalive
+        time passed without one."""
+        if self._first is None:
+            self._first = self.source.next_item_now()
+        return self._first is not None or self.seconds_to_keepalive() <= 0
+
+    def seconds_to_keepalive(self) -> float:
+        return max(self._keepalive_at - time.monotonic(), 0.0)
+
+    def writes(self) -> bool:
+        """Whether ``answer()`` writes (a refund or a settle), once ``decided``."""
+        return self._first is not None and self._first.kind in ("failed", "rejected")
+
+    def answer(self) -> CallResult | StreamedCall:
+        """The stream to hand on; the upstream rejection passed on; or the failure, raised."""
+        first = self._first
+        if first is None:
+            first = self._first = self.source.next_item(self.seconds_to_keepalive())
+        if first is not None and first.kind == "failed" and first.error is not None:
+            self.source.close()
+            refund_failed(self.call, self.held, first.error)
+            raise first.error
+        if first is not None and first.kind == "rejected" and first.reply is not None:
+            return settle(self.call, self.held, first.reply)
+        delivery = StreamDelivery(self.call, self.held, self.source, first)
+        # The rate-limit headers go out before the answer: its tokens are not known yet.
+        headers = {
+            "X-Request-Id": self.held.record.request_id,
+            **rate_headers(self.call, self.held, 0),
+        }
+        return StreamedCall(headers=headers, chunks=delivery)
+
+    def abandon(self) -> None:
+        """Nobody waits for the answer any more: hang up on upstream and settle now (nothing
+        was delivered, so nothing is charged) rather than leave the hold to the sweeper."""
+        StreamDelivery(self.call, self.held, self.source, None).close()
 
 
 class StreamDelivery:
@@ -89,14 +139,15 @@ class StreamDelivery:
 
     ::
 
-        event ... ──> upstream [DONE] ──> "data: [DONE]" ──> next(): settle "ok" ──> end
+        event ... ──> upstream [DONE] ──> next(): settle "ok", then "data: [DONE]" ──> end
                   ──> upstream breaks ──> error event + "data: [DONE]" ──> next(): settle
                       "upstream_error" at the cost of what was delivered ──> end
         close() before the end (the client hung up) ──> upstream hung up on, settle
                       "client_closed" at the cost of what was delivered
 
-    The settle runs inside ``next()`` after the last bytes were handed on, so it lands before
-    the response body ends (a Lambda is frozen once it does). ``next()`` returns ``b""`` when
+    Every settle runs inside ``next()``, so it lands before the response body ends (a Lambda
+    is frozen once it does); a stream that ends well is settled before its last bytes go out,
+    as a whole call is before its answer. ``next()`` returns ``b""`` when
     upstream is silent for a moment, so the edge regains control to notice a hang-up. The cost
     of what was delivered is upstream's usage if it sent one, else an estimate from the text
     handed on (flagged ``usage_estimated``); the sweeper is never left to refund it.
@@ -139,6 +190,38 @@ class StreamDelivery:
         """End the stream now (idempotent): the client hung up, or the response was dropped."""
         self._settle(*(self._ending or ("client_closed", None)))
 
+    def at_hand(self) -> bytes | None:
+        """What can go to the client now without waiting or writing: the events upstream has
+        handed on already, joined (``b""`` if none has come yet); None when the next step
+        writes (the stream's end, then its settle), which only ``next()`` does.
+
+        The edge calls this on its event loop, so plain events cost no hop to a thread;
+        ``listen(callback)`` tells it when more have come.
+        """
+        if self._ending is not None or self._settled:
+            return None
+        if self._keepalive_now:
+            self._keepalive_now = False
+            return self._sent(KEEPALIVE)
+        chunks: list[bytes] = []
+        while True:
+            item = self._pending or self.source.next_item_now()
+            if item is None:
+                break
+            if item.kind != "event":
+                self._pending = item  # for ``next()``
+                break
+            self._pending = None
+            chunks.append(self._handed_on(item))
+        data = b"".join(chunks)  # b"" too if the events carried nothing for the client
+        if data:
+            return data
+        return None if self._pending is not None else self._silence()
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called (from the reader thread) each time upstream hands on more."""
+        self.source.listen(callback)
+
     def _next_bytes(self) -> bytes:
         if self._keepalive_now:
             self._keepalive_now = False
@@ -146,6 +229,9 @@ class StreamDelivery:
         item, self._pending = self._pending or self.source.next_item(TICK_SECONDS), None
         if item is None:
             return self._silence()
+        return self._handed_on(item)
+
+    def _handed_on(self, item: Any) -> bytes:
         self._channel = item.channel or self._channel
         if item.kind == "event":
             self._text.append(item.text)
@@ -156,10 +242,14 @@ class StreamDelivery:
             self._estimate = item.estimated_usage
             self._cached_tokens = item.cached_tokens
             self._ending = ("ok", None)
-            # Before the last bytes go out, so the client's follow-up finds its owner.
+            # Before the last bytes go out, so the client's follow-up finds its owner...
             carried = sum(self._usage or item.estimated_usage or (0, 0))
             remember_objects(self.call, item.channel_id, item.object_id,
                              item.conversation_id, carried)  # fmt: skip
+            # ... and its key and account charged, their hold on this call released, as after
+            # a whole call: an agent that sends its next call on the end is never refused for
+            # the worst case this one held, nor sees a balance from before it.
+            self._settle(*self._ending)
             return self._sent(item.data)
         if item.kind == "rejected" and item.reply is not None:
             # Upstream refused the request after keepalives had started the response.

@@ -1,8 +1,9 @@
 """Read a chat stream from upstream and hand its events on as they arrive.
 
 ``open_stream(...)`` starts a reader thread and returns a ``ChatStream``; the caller takes items
-with ``next_item(timeout)`` (None when upstream was silent that long) and may ``close()`` it at
-any time. The reader thread::
+with ``next_item(timeout)`` (None when upstream was silent that long) or, without waiting,
+``next_item_now()``, may ``listen(callback)`` to be told of each item as it is handed on, and may
+``close()`` it at any time. The reader thread::
 
     for each channel in failover order:
         connect ──> channel fault (connection, timeout, 429, 5xx, 401-403, not an event stream,
@@ -27,6 +28,7 @@ import queue
 import random
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -93,6 +95,7 @@ class ChatStream:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._response: httpx.Response | None = None
+        self._listener: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._read, name=f"stream-{request_id}", daemon=True)
 
     def start(self) -> ChatStream:
@@ -105,6 +108,20 @@ class ChatStream:
             return self._items.get(timeout=max(timeout, 0.0))
         except queue.Empty:
             return None
+
+    def next_item_now(self) -> StreamItem | None:
+        """The next item if one was handed on already, else None (never waits)."""
+        try:
+            return self._items.get_nowait()
+        except queue.Empty:
+            return None
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the reader thread, so it must only signal) after each item
+        is handed on; at once if some are waiting already."""
+        self._listener = callback
+        if not self._items.empty():
+            callback()
 
     def close(self) -> None:
         """Stop reading and hang up on upstream (idempotent, from any thread)."""
@@ -259,13 +276,19 @@ class ChatStream:
 
     def _put(self, item: StreamItem) -> None:
         self._check_stopped()
-        self._items.put(item)
+        self._handed_on(item)
 
     def _fail(self, error: GatewayError, channel: Channel | None) -> None:
         if not self._stop.is_set():
-            self._items.put(
+            self._handed_on(
                 StreamItem("failed", error=error, channel=channel.name if channel else "")
             )
+
+    def _handed_on(self, item: StreamItem) -> None:
+        self._items.put(item)
+        listener = self._listener
+        if listener is not None:
+            listener()
 
 
 def _mid_stream_error(failure: ChannelFailure) -> GatewayError:
