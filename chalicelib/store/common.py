@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -349,6 +350,41 @@ def send(operation: str, request: dict[str, Any]) -> dict[str, Any]:
         return lean.call(operation, request)
     answer: dict[str, Any] = getattr(connection().client, _METHODS[operation])(**request)
     return answer
+
+
+Call = tuple[str, dict[str, Any]]
+_pool: ThreadPoolExecutor | None = None
+
+
+def send_both(first: Call, second: Call) -> tuple[Any, Any]:
+    """Two low-level calls side by side, (operation, request) each: each one's answer, or the
+    exception its call raised (a refused condition among them), to be looked at in turn.
+
+    On the lean client both go out from this thread, over two connections (``Wire.call_both``):
+    no second thread to wake. Through botocore the second runs on a small pool.
+    """
+    lean = _lean_client()
+    if lean is not None:
+        return lean.call_both(first, second)
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ddb")
+    later = _pool.submit(send, *second)
+    return _answer_or_error(lambda: send(*first)), _answer_or_error(later.result)
+
+
+def _answer_or_error(call: Callable[[], dict[str, Any]]) -> Any:
+    try:
+        return call()
+    except aws_errors() as exc:
+        return exc
+
+
+def raised(answer: Any) -> dict[str, Any]:
+    """An answer of ``send_both``, or the exception it stands for raised here."""
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer  # type: ignore[no-any-return]
 
 
 def get_item(table: str, key: dict[str, Any], **request: Any) -> dict[str, Any] | None:

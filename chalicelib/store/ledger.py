@@ -38,7 +38,6 @@ precise error (disabled vs expired vs exhausted vs rate limited) without a secon
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -48,20 +47,20 @@ from chalicelib.core.settings import get_settings
 from chalicelib.store import account_reads as account_store
 from chalicelib.store import items, tables
 from chalicelib.store import token_reads as token_store
-from chalicelib.store.common import Refused, conditional, get_item, query, send, translated
+from chalicelib.store.common import (
+    Refused,
+    conditional,
+    get_item,
+    query,
+    raised,
+    send,
+    send_both,
+    translated,
+)
 from chalicelib.store.rate_windows import Counted, counted, limit_clauses
 from chalicelib.store.tables import SWEEP_BUCKET
 
 ItemKind = Literal["token", "account"]
-_pool: ThreadPoolExecutor | None = None
-
-
-def pool() -> ThreadPoolExecutor:
-    """A small pool per container for the writes that go out side by side."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ddb")
-    return _pool
 
 
 def _n(value: int) -> dict[str, str]:
@@ -83,7 +82,21 @@ class Outcome:
 
 def _update(**request: Any) -> Outcome:
     with translated():
-        written = conditional(lambda: send("UpdateItem", request))
+        return _outcome(conditional(lambda: send("UpdateItem", request)))
+
+
+def _updates(first: dict[str, Any], second: dict[str, Any]) -> tuple[Outcome, Outcome]:
+    """Two conditional UpdateItems side by side (``send_both``), each one's outcome; any
+    failure but a refused condition raises, once both were answered."""
+    with translated():
+        answers = send_both(("UpdateItem", first), ("UpdateItem", second))
+        return (
+            _outcome(conditional(lambda: raised(answers[0]))),
+            _outcome(conditional(lambda: raised(answers[1]))),
+        )
+
+
+def _outcome(written: dict[str, Any] | Refused) -> Outcome:
     if isinstance(written, Refused):
         return Outcome(ok=False, old_item=written.old_item)
     return Outcome(ok=True, new_values=written.get("Attributes"))
@@ -157,7 +170,7 @@ def _reserving(r: Reservation, now: int) -> dict[str, Any]:
     }
 
 
-def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
+def _token_reservation(key: KeyCheck, r: Reservation, now: int) -> dict[str, Any]:
     # The rule, in one condition: the key is this key (not regenerated or deleted), unchanged
     # since its permissions were checked (same revision), enabled, not expired, not due for a
     # reset, can afford the worst case, and this request has not reserved yet (a retried write
@@ -172,7 +185,7 @@ def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
     shared = _reserving(r, now)
     sets, removes, limited, names, values = limit_clauses(key, now)
     request: dict[str, Any] = {"ReturnValues": "UPDATED_NEW"} if sets else {}
-    return _update(
+    return dict(
         TableName=tables.name(tables.TOKENS),
         Key={"id": {"S": key.token_id}},
         UpdateExpression=shared["update"] + ", last_used_at = :now" + sets + removes,
@@ -204,9 +217,9 @@ def _reserve_token(key: KeyCheck, r: Reservation, now: int) -> Outcome:
     )
 
 
-def _reserve_account(
+def _account_reservation(
     group: str, r: Reservation, now: int, capped: AccountLimits | None = None
-) -> Outcome:
+) -> dict[str, Any]:
     # The account is enabled, still grants the key's group (an operator's revocation stops the
     # very next call), can afford the worst case, and this request has not reserved yet. Items
     # older than the groups attribute grant only the default group. An account with limits on
@@ -221,7 +234,7 @@ def _reserve_account(
         if capped is not None and capped.any
         else ("", "", "", {}, {})
     )
-    return _update(
+    return dict(
         TableName=tables.name(tables.ACCOUNTS),
         Key={"id": {"S": r.account_id}},
         UpdateExpression=shared["update"] + sets + removes,
@@ -254,7 +267,19 @@ def _release(
     charged: int,
     counter: tuple[str, int, int] | None = None,
 ) -> bool:
-    """Settle (charged > 0) or refund (charged == 0) one item's entry; False if already done.
+    """Settle (charged > 0) or refund (charged == 0) one item's entry; False if already done."""
+    return _update(**_release_request(kind, item_id, rid, reserved, charged, counter)).ok
+
+
+def _release_request(
+    kind: ItemKind,
+    item_id: str,
+    rid: str,
+    reserved: int,
+    charged: int,
+    counter: tuple[str, int, int] | None = None,
+) -> dict[str, Any]:
+    """The write that settles (charged > 0) or refunds (charged == 0) one item's entry.
 
     ``counter`` is (window map, minute, change): the call's tokens added to the key's minute,
     or its request taken back out, in the same write (so, like the charge, exactly once). A
@@ -271,7 +296,7 @@ def _release(
         window = f" SET {attribute}.#minute = if_not_exists({attribute}.#minute, :base) + :change"
         names["#minute"] = str(minute)
         values.update({":base": _n(max(-change, 0)), ":change": _n(change)})
-    outcome = _update(
+    return dict(
         TableName=_table(kind),
         Key={"id": {"S": item_id}},
         UpdateExpression=f"ADD {adds}{window} REMOVE pending.#rid",
@@ -280,7 +305,6 @@ def _release(
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=values,
     )
-    return outcome.ok
 
 
 @dataclass(frozen=True)
@@ -309,9 +333,9 @@ def reserve_counted(
 ) -> Refusal | Counted:
     """``reserve``, telling on success where the key's current minute stands (for headers)."""
     r = reservation
-    token_future: Future[Outcome] = pool().submit(_reserve_token, key, r, now)
-    account_outcome = _reserve_account(key.group, r, now, capped)
-    token_outcome = token_future.result()
+    token_outcome, account_outcome = _updates(
+        _token_reservation(key, r, now), _account_reservation(key.group, r, now, capped)
+    )
     token_ok = token_outcome.ok or _is_ours(token_outcome.old_item, r.rid)
     account_ok = account_outcome.ok or _is_ours(account_outcome.old_item, r.rid)
     if token_ok and account_ok:
@@ -352,12 +376,14 @@ def release(
     metered = None
     if r.meters_tokens and tokens > 0 and now is not None:
         metered = ("tokens_by_minute", limits.minute(now), tokens)
-    token_future = pool().submit(_release, "token", r.token_id, r.rid, r.units, charged, metered)
     account_metered = None
     if r.account_meters_tokens and tokens > 0 and now is not None:
         account_metered = ("tokens_by_minute", limits.minute(now), tokens)
-    account_done = _release("account", r.account_id, r.rid, r.units, charged, account_metered)
-    return token_future.result(), account_done
+    token_outcome, account_outcome = _updates(
+        _release_request("token", r.token_id, r.rid, r.units, charged, metered),
+        _release_request("account", r.account_id, r.rid, r.units, charged, account_metered),
+    )
+    return token_outcome.ok, account_outcome.ok
 
 
 # The sweeper's side ------------------------------------------------------------------------------

@@ -47,7 +47,17 @@ class Scripted(BaseHTTPRequestHandler):
         with server.lock:
             server.seen.append((dict(self.headers.items()), body))
             server.peers.append(self.client_address)
-            answer = server.script.pop(0) if server.script else Answer()
+            table = json.loads(body or b"{}").get("TableName")
+            by_table = server.by_table.get(table)
+            if by_table:
+                answer = by_table.pop(0)
+            else:
+                answer = server.script.pop(0) if server.script else Answer()
+        if server.barrier is not None:
+            try:  # answer nothing until the other request has come as well
+                server.barrier.wait()
+            except threading.BrokenBarrierError:
+                answer = Answer(500, {"__type": "InternalServerError", "message": "alone"})
         data = json.dumps(answer.body).encode()
         self.send_response(answer.status)
         self.send_header("Content-Type", wire.DYNAMODB.content_type)
@@ -84,6 +94,8 @@ def dynamo() -> Iterator[Any]:
     server.seen = []
     server.peers = []
     server.script = []
+    server.by_table = {}
+    server.barrier = None
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -280,7 +292,7 @@ def test_a_connection_the_server_dropped_silently_is_replaced_before_it_is_used(
     dynamo.script = [Answer(200, {"first": 1}, hang_up=True), Answer(200, {"second": 2})]
     assert client.call("UpdateItem", UPDATE) == {"first": 1}
     # (the server's FIN has reached the client's socket)
-    sock = client._local.socket
+    sock, _ = client._local.connections[0]
     assert wait_until_readable(sock)
 
     # WHEN the next write goes out, with a single attempt allowed
@@ -297,7 +309,8 @@ def test_a_connection_idle_too_long_is_replaced(dynamo: Any) -> None:
     client.call("UpdateItem", UPDATE)
     client.call("UpdateItem", UPDATE)
     assert dynamo.peers[0] == dynamo.peers[1]  # kept alive while in use
-    client._local.used_at -= wire.IDLE_SECONDS + 1
+    sock, used_at = client._local.connections[0]
+    client._local.connections[0] = (sock, used_at - wire.IDLE_SECONDS - 1)
 
     # WHEN the next write goes out THEN it is on a new connection
     client.call("UpdateItem", UPDATE)
@@ -689,3 +702,82 @@ def test_the_legacy_security_token_signs_as_botocore_reads_it(
     lean = common._wire_from_environment(settings)
     assert lean is not None and lean._credentials().token == "legacy-session-token"
     assert lean._credentials() == common._signing_credentials()
+
+
+THROTTLED = {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "x"}
+REFUSED = {
+    "__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException",
+    "message": "The conditional request failed",
+    "Item": {"id": {"S": "b"}},
+}
+
+
+def _on(table: str) -> tuple[str, dict[str, Any]]:
+    return "UpdateItem", {**UPDATE, "TableName": table}
+
+
+def test_two_writes_side_by_side_are_both_out_before_either_answer_is_read(dynamo: Any) -> None:
+    # GIVEN a DynamoDB that answers neither of two writes until both have come, one refused
+    dynamo.barrier = threading.Barrier(2, timeout=10)
+    dynamo.by_table = {"t-a": [Answer(200, {"a": 1})], "t-b": [Answer(400, REFUSED)]}
+    client = _client(dynamo, max_attempts=1)
+
+    # WHEN both are sent side by side from one thread
+    first, second = client.call_both(_on("t-a"), _on("t-b"))
+
+    # THEN each has its own answer (the refusal as the error ``call`` raises, with the item),
+    # and they went out on two connections
+    assert first == {"a": 1}
+    assert isinstance(second, wire.WireError)
+    assert second.code == "ConditionalCheckFailedException"
+    assert second.response["Item"] == {"id": {"S": "b"}}
+    assert len(dynamo.seen) == 2 and dynamo.peers[0] != dynamo.peers[1]
+
+
+def test_one_of_two_throttled_is_retried_on_its_own(dynamo: Any) -> None:
+    # GIVEN two writes, the first throttled once
+    dynamo.by_table = {
+        "t-a": [Answer(400, THROTTLED), Answer(200, {"a": 2})],
+        "t-b": [Answer(200, {"b": 1})],
+    }
+    client = _client(dynamo)
+
+    # WHEN both are sent side by side
+    answers = client.call_both(_on("t-a"), _on("t-b"))
+
+    # THEN both answered, the throttled one after one jittered wait, the other sent once
+    assert answers == ({"a": 2}, {"b": 1})
+    tables = [json.loads(body)["TableName"] for _, body in dynamo.seen]
+    assert sorted(tables) == ["t-a", "t-a", "t-b"]
+    assert len(client.slept) == 1  # type: ignore[attr-defined]
+
+
+def test_a_hook_failing_between_two_writes_leaves_no_connection_with_an_answer_on_it(
+    dynamo: Any,
+) -> None:
+    # GIVEN a hook that fails the second of two writes after the first went out
+    dynamo.by_table = {"t-a": [Answer(200, {"a": 1})], "t-c": [Answer(200, {"c": 1})]}
+
+    class Killed(BaseException):
+        pass
+
+    def before_send(event_name: str, request: Any, **_: Any) -> None:
+        if b'"t-b"' in request.body:
+            raise Killed()
+
+    client = _client(dynamo)
+    wire.hooks.register("before-send.dynamodb", before_send, unique_id="t")
+    try:
+        with pytest.raises(Killed):
+            client.call_both(_on("t-a"), _on("t-b"))
+    finally:
+        wire.hooks.unregister("before-send.dynamodb", unique_id="t")
+    # (whether or not the first answer has come yet: neither connection is kept)
+    assert not client._local.connections
+
+    # WHEN the thread's next write goes out
+    answer = client.call(*_on("t-c"))
+
+    # THEN it reads its own answer, on a new connection, not the first write's
+    assert answer == {"c": 1}
+    assert len(dynamo.peers) == 2 and dynamo.peers[0] != dynamo.peers[1]
