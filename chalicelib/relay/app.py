@@ -115,10 +115,11 @@ class BodyStream(StreamingResponse):
     events); ``close`` (upstream hung up on, a stream settled) runs however the response ends.
 
     Each ``next()`` runs in the threadpool (it waits on upstream, or writes); a stream's plain
-    events are taken on the event loop instead (``woken_by``). A client that hangs up cancels
-    the response: the cancellation lands at once while the loop waits for events, else when the
-    current ``next()`` returns (within ``streaming.TICK_SECONDS`` for a stream), and the
-    shielded ``close()`` then hangs up on upstream and settles the call before the app returns.
+    events are taken on the event loop instead (``woken_by``), and its ``next()`` only makes
+    the writes (its end and settle). A client that hangs up cancels the response: the
+    cancellation lands at once while the loop waits for events, else when the current
+    ``next()`` returns, and the shielded ``close()`` then hangs up on upstream and settles the
+    call before the app returns.
     """
 
     def __init__(
@@ -145,6 +146,8 @@ class BodyStream(StreamingResponse):
                 arrived.clear()
             chunk = self.source.at_hand() if arrived is not None else None
             if chunk is None:
+                if arrived is not None and self.source.finished:
+                    return  # settled with its last bytes: no thread for the end's StopIteration
                 chunk = await run_in_threadpool(next, self.source, None)
                 if chunk is None:
                     return

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import upstream
-from chalicelib.core import errors, payloads
+from chalicelib.core import errors, observe, payloads
 from chalicelib.core.settings import get_settings
 from chalicelib.core.token_count import estimate_completion_tokens
 from chalicelib.services.gateway import (
@@ -46,8 +46,9 @@ class StreamedCall:
 
 KEEPALIVE = b": keepalive\n\n"
 DONE_EVENT = b"data: [DONE]\n\n"
-# How long one ``next()`` waits for upstream before it returns an empty chunk: the edge gets
-# control back that often, to notice a client that hung up.
+# How long one ``next()`` waits for upstream before it returns an empty chunk, and how long the
+# edge's loop waits to be told of more before it looks again: that often, a silent stream is
+# checked for its keepalive and its deadline.
 TICK_SECONDS = 0.5
 # A stream that outlives its deadline by this much is ended here, whatever the reader does.
 DEADLINE_GRACE_SECONDS = 2.0
@@ -112,7 +113,9 @@ class StreamOpening:
     def answer(self) -> CallResult | StreamedCall:
         """The stream to hand on; the upstream rejection passed on; or the failure, raised."""
         first = self._first
-        if first is None:
+        if first is None and self.seconds_to_keepalive() > 0:
+            # (Once the keepalive time is up, what comes next is the stream's, never looked
+            # at here: the edge, told this answer does not write, runs it on its loop.)
             first = self._first = self.source.next_item(self.seconds_to_keepalive())
         if first is not None and first.kind == "failed" and first.error is not None:
             self.source.close()
@@ -145,10 +148,12 @@ class StreamDelivery:
         close() before the end (the client hung up) ──> upstream hung up on, settle
                       "client_closed" at the cost of what was delivered
 
-    Every settle runs inside ``next()``, so it lands before the response body ends (a Lambda
-    is frozen once it does); a stream that ends well is settled before its last bytes go out,
-    as a whole call is before its answer. ``next()`` returns ``b""`` when
-    upstream is silent for a moment, so the edge regains control to notice a hang-up. The cost
+    A stream that ends well is settled inside the ``next()`` that returns its last bytes,
+    before they go out, as a whole call is before its answer; one that breaks, in the
+    ``next()`` after its error event; one the client leaves, in ``close()``, which the edge
+    runs before the response ends. Every settle lands before the response body ends (a Lambda
+    is frozen once it does). ``next()`` returns ``b""`` when upstream is silent for a moment,
+    so the edge regains control to notice a hang-up. The cost
     of what was delivered is upstream's usage if it sent one, else an estimate from the text
     handed on (flagged ``usage_estimated``); the sweeper is never left to refund it.
     """
@@ -190,14 +195,27 @@ class StreamDelivery:
         """End the stream now (idempotent): the client hung up, or the response was dropped."""
         self._settle(*(self._ending or ("client_closed", None)))
 
+    @property
+    def finished(self) -> bool:
+        """Settled: there is nothing more to send (``next()`` would stop)."""
+        return self._settled
+
     def at_hand(self) -> bytes | None:
         """What can go to the client now without waiting or writing: the events upstream has
         handed on already, joined (``b""`` if none has come yet); None when the next step
         writes (the stream's end, then its settle), which only ``next()`` does.
 
         The edge calls this on its event loop, so plain events cost no hop to a thread;
-        ``listen(callback)`` tells it when more have come.
+        ``listen(callback)`` tells it when more have come. If it fails, the settle that
+        ``close()`` then makes says so (``relay_error``), not that the client left.
         """
+        try:
+            return self._at_hand()
+        except Exception as exc:
+            self._ending = ("relay_error", exc)
+            raise
+
+    def _at_hand(self) -> bytes | None:
         if self._ending is not None or self._settled:
             return None
         if self._keepalive_now:
@@ -248,8 +266,18 @@ class StreamDelivery:
                              item.conversation_id, carried)  # fmt: skip
             # ... and its key and account charged, their hold on this call released, as after
             # a whole call: an agent that sends its next call on the end is never refused for
-            # the worst case this one held, nor sees a balance from before it.
-            self._settle(*self._ending)
+            # the worst case this one held, nor sees a balance from before it. A settle that
+            # fails is the sweeper's (its writes never raise at the client); anything else
+            # that goes wrong in it must not cost the client the end of an answer it has.
+            try:
+                self._settle(*self._ending)
+            except Exception as exc:
+                observe.log(
+                    "relay_stream_settle_failed",
+                    level="ERROR",
+                    request_id=self.held.record.request_id,
+                    error=exc,
+                )
             return self._sent(item.data)
         if item.kind == "rejected" and item.reply is not None:
             # Upstream refused the request after keepalives had started the response.

@@ -117,8 +117,9 @@ class ChatStream:
             return None
 
     def listen(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (from the reader thread, so it must only signal) after each item
-        is handed on; at once if some are waiting already."""
+        """Call ``callback`` after each item is handed on (from the reader thread, so it must
+        only signal), and at once, here, if some are waiting already; it replaces any callback
+        given before."""
         self._listener = callback
         if not self._items.empty():
             callback()
@@ -288,7 +289,10 @@ class ChatStream:
         self._items.put(item)
         listener = self._listener
         if listener is not None:
-            listener()
+            try:
+                listener()
+            except Exception as exc:  # the item is queued: a missed signal costs a tick
+                observe.log("relay_stream_listener_failed", level="ERROR", error=exc)
 
 
 def _mid_stream_error(failure: ChannelFailure) -> GatewayError:

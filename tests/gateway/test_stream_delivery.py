@@ -168,3 +168,83 @@ def test_an_abandoned_opening_hangs_up_and_gives_the_hold_back(monkeypatch: Any)
     # THEN upstream is hung up on and the call settled now, unpaid, as a client that left
     assert source.closed
     assert charged == [("client_closed", False)]
+
+
+def test_past_the_keepalive_time_the_answer_never_takes_what_came_late(monkeypatch: Any) -> None:
+    # GIVEN an opening decided by the keepalive time (nothing came), whose failure is queued
+    # just after the edge was told the answer does not write
+    from chalicelib.services import streaming
+
+    refunds: list[Any] = []
+    monkeypatch.setattr(streaming, "refund_failed", lambda *args: refunds.append(args))
+    monkeypatch.setattr(streaming, "rate_headers", lambda *args: {})
+    source = Source()
+    call = cast(Any, SimpleNamespace(seconds_left=lambda: 60.0, kind="chat"))
+    held = cast(Any, SimpleNamespace(record=SimpleNamespace(request_id="r1")))
+    opening = streaming.StreamOpening(call, held, cast(Any, source))
+    opening._keepalive_at = 0.0  # (long past)
+    assert opening.decided() and not opening.writes()
+    source.items.append(StreamItem("failed"))
+    # WHEN the answer is made (on the loop, as the edge makes an answer that does not write)
+    answer = opening.answer()
+    # THEN it is the stream, opening with a keepalive; the failure is left for it, unrefunded
+    assert isinstance(answer, streaming.StreamedCall) and not refunds
+    assert answer.chunks.at_hand() == KEEPALIVE
+    assert answer.chunks.at_hand() is None  # the failure: for ``next()``, in a thread
+
+
+def test_a_failure_on_the_loop_is_settled_as_the_relays_not_as_a_hang_up(
+    monkeypatch: Any,
+) -> None:
+    # GIVEN a stream whose source fails when the loop looks
+    from chalicelib.services import streaming
+
+    charged: list[str] = []
+    monkeypatch.setattr(streaming, "charge", lambda *a, **k: charged.append(k["status"]))
+
+    class Broken(Source):
+        def next_item_now(self) -> StreamItem | None:
+            raise RuntimeError("a bug")
+
+    source = Broken()
+    stream = delivery(source, None)
+    assert stream.at_hand() == KEEPALIVE
+    # WHEN the loop looks, and then the edge closes the response as it does on any way out
+    try:
+        stream.at_hand()
+    except RuntimeError:
+        stream.close()
+    # THEN the call is settled once, as the relay's error
+    assert charged == ["relay_error"]
+
+
+def test_the_reader_signals_each_item_and_a_late_listener_at_once() -> None:
+    # GIVEN a reader (not started: the test hands items on itself)
+    from chalicelib.upstream.streaming import ChatStream
+
+    stream = ChatStream(cast(Any, None), [], "r1")
+    signals: list[str] = []
+    stream.listen(lambda: signals.append("first"))
+    # WHEN it hands two items on, then another listener comes while they wait
+    stream._handed_on(event("a"))
+    stream._handed_on(event("b"))
+    stream.listen(lambda: signals.append("second"))
+    # THEN the first heard each item; the second, which replaced it, at once
+    assert signals == ["first", "first", "second"]
+    assert stream.next_item_now() == event("a") and stream.next_item_now() == event("b")
+    assert stream.next_item_now() is None
+
+
+def test_a_listener_that_fails_loses_no_item() -> None:
+    # GIVEN a reader whose listener fails
+    from chalicelib.upstream.streaming import ChatStream
+
+    stream = ChatStream(cast(Any, None), [], "r1")
+
+    def failing() -> None:
+        raise ValueError("broken")
+
+    stream.listen(failing)
+    # WHEN it hands an item on THEN nothing is raised in the reader, and the item is there
+    stream._handed_on(event("a"))
+    assert stream.next_item_now() == event("a")

@@ -141,18 +141,23 @@ def test_the_first_event_reaches_the_client_while_upstream_holds_the_rest(
         assert not upstream.release.is_set()
         assert first["choices"][0]["delta"]["role"] == "assistant"
         upstream.release.set()
-        rest = list(events)
+        rest, at_the_end = [], None
+        for item in events:
+            rest.append(item)
+            if item == "[DONE]":  # what a caller that calls again at once would find
+                at_the_end = (_reserved(created), _finished_records())
 
     # AND the rest follows, [DONE] last, usage charged from the provider's final chunk
     assert rest[-1] == "[DONE]"
     assert _text(rest) == "".join(WORDS)
     assert all(json.loads(item)["choices"] for item in rest[:-1])  # usage chunk stripped
-    [record] = _eventually(_finished_records, "the call's record")
+    # AND the call was settled before [DONE] went out: nothing reserved, the record written
+    assert at_the_end is not None
+    reserved, [record] = at_the_end
+    assert reserved == (0, 0)
     assert (record.state, record.status, record.stream) == ("settled", "ok", True)
     assert (record.prompt_tokens, record.completion_tokens) == (9, 6)
     assert not record.usage_estimated
-    # The settle lands right after the last bytes (the record first, then the two items).
-    _eventually(lambda: _reserved(created) == (0, 0), "nothing left reserved")
 
 
 def test_a_client_hanging_up_mid_stream_is_charged_what_it_got_and_released_at_once(
