@@ -259,16 +259,9 @@ def _account_reservation(
     )
 
 
-def _release(
-    kind: ItemKind,
-    item_id: str,
-    rid: str,
-    reserved: int,
-    charged: int,
-    counter: tuple[str, int, int] | None = None,
-) -> bool:
-    """Settle (charged > 0) or refund (charged == 0) one item's entry; False if already done."""
-    return _update(**_release_request(kind, item_id, rid, reserved, charged, counter)).ok
+def _released(request: dict[str, Any]) -> bool:
+    """Send one item's settle or refund (``_release_request``); False if it was done already."""
+    return _update(**request).ok
 
 
 def _release_request(
@@ -344,11 +337,11 @@ def reserve_counted(
     # with a requests-per-minute limit, does not count in its minute).
     if token_ok:
         uncount = ("requests_by_minute", limits.minute(now), -1) if key.rpm_limit else None
-        _release("token", r.token_id, r.rid, r.units, 0, uncount)
+        _released(_release_request("token", r.token_id, r.rid, r.units, 0, uncount))
     if account_ok:
         counted_in = capped is not None and capped.rpm_limit is not None
         uncount = ("requests_by_minute", limits.minute(now), -1) if counted_in else None
-        _release("account", r.account_id, r.rid, r.units, 0, uncount)
+        _released(_release_request("account", r.account_id, r.rid, r.units, 0, uncount))
     token_item, account_item = token_outcome.old_item, account_outcome.old_item
     return Refusal(
         token_refused=not token_ok,
@@ -452,7 +445,7 @@ def read_pending(kind: ItemKind, item_id: str) -> PendingItem | None:
 
 def release_entry(kind: ItemKind, item_id: str, entry: PendingEntry, charged: int) -> bool:
     """Settle or refund one stale entry (idempotent, like the live settle)."""
-    return _release(kind, item_id, entry.request_id, entry.units, charged)
+    return _released(_release_request(kind, item_id, entry.request_id, entry.units, charged))
 
 
 def move_mark(kind: ItemKind, item_id: str, entries_left: int, next_sweep_at: int | None) -> bool:
