@@ -126,6 +126,9 @@ class AheadCache:
 
     seconds: float | Callable[[], float]
     clock: Callable[[], float] = time.monotonic
+    # A value's own last moment (on ``clock``), where it comes sooner than a whole life after
+    # it was read: a copy kept from an earlier read is served no longer than that read allows.
+    expires: Callable[[Any], float] | None = None
     # How a refresh is started: on the module's background threads unless given (tests).
     submit: Callable[..., Any] | None = None
     entries: dict[Any, _Entry] = field(default_factory=dict)
@@ -152,12 +155,14 @@ class AheadCache:
                 _start(lambda: self._submit_refresh(key, entry, refresh))
         return entry.value
 
-    def fetch(self, key: Any, load: Callable[[], Any]) -> Any:
-        """``get`` with ``load`` as the refresh; on a miss, the load under way (``read_ahead``,
-        or another request's ``fetch``) if there is one, else ``load`` on this thread, which
-        other requests then wait for; cached unless None. A failed load raises in each request
-        that waited for it."""
-        value = self.get(key, refresh=load)
+    def fetch(
+        self, key: Any, load: Callable[[], Any], refresh: Callable[[], Any] | None = None
+    ) -> Any:
+        """``get`` with ``refresh`` (``load`` unless given) as the refresh; on a miss, the load
+        under way (``read_ahead``, or another request's ``fetch``) if there is one, else
+        ``load`` on this thread, which other requests then wait for; cached unless None. A
+        failed load raises in each request that waited for it."""
+        value = self.get(key, refresh=refresh or load)
         if value is not None:
             return value
         with self._lock:
@@ -244,7 +249,10 @@ class AheadCache:
         if len(self.entries) > MAX_ENTRIES:
             self.entries.clear()
         now = self.clock() if read_at is None else read_at
-        self.entries[key] = _Entry(value, now, now + self.life())
+        until = now + self.life()
+        if self.expires is not None:
+            until = min(until, self.expires(value))
+        self.entries[key] = _Entry(value, now, until)
 
     def life(self) -> float:
         """How long an entry is served, from when it was read."""

@@ -56,7 +56,14 @@ class _Copy:
     read_at: float
 
 
-_cache = AheadCache(lambda: get_settings().key_cache_seconds, clock=lambda: _clock())
+def _served_until(copy: _Copy) -> float:
+    """No copy is served once it is ``MAX_COPY_AGE_SECONDS`` old, however often it is kept."""
+    return copy.read_at + MAX_COPY_AGE_SECONDS
+
+
+_cache = AheadCache(
+    lambda: get_settings().key_cache_seconds, clock=lambda: _clock(), expires=_served_until
+)
 
 
 def invalidate() -> None:
@@ -68,11 +75,11 @@ def read_ahead() -> None:
     """Start reading the configuration in the background if this container's copy expired (a
     quiet spell longer than the cache's life); the call that needs it next waits for that read
     rather than starting its own (``cache.py``)."""
-    _cache.read_ahead(_copy_key(), _load)
+    _cache.read_ahead(_copy_key(), _load_for_a_call)
 
 
 def _copy() -> _Copy:
-    copy: _Copy = _cache.fetch(_copy_key(), _load)
+    copy: _Copy = _cache.fetch(_copy_key(), _load_for_a_call, refresh=_load)
     return copy
 
 
@@ -80,7 +87,13 @@ def _copy_key() -> tuple[str, str]:
     return (tables.name(tables.CONFIG), "copy")
 
 
-def _load() -> _Copy:
+def _load_for_a_call() -> _Copy:
+    """``_load`` for a call that waits for it: a copy the stamp confirms is kept while it may
+    still be served at all, not only if it may be served for another whole life."""
+    return _load(for_a_call=True)
+
+
+def _load(*, for_a_call: bool = False) -> _Copy:
     """The configuration as stored now, in the fewest round trips.
 
     The copy at hand is kept if the stamp is what it was when that copy was read: one GetItem,
@@ -88,14 +101,18 @@ def _load() -> _Copy:
     never holds less than its stamp says (a write bumps the stamp after its item,
     ``config.py``). A container's first copy is read without the stamp, in one round trip, so
     it confirms nothing and is read again whole next time. Whatever the stamp says, no copy is
-    served once it is ``MAX_COPY_AGE_SECONDS`` old: an edit made outside Sluice bumps no stamp.
+    served once it is ``MAX_COPY_AGE_SECONDS`` old (``_served_until``): an edit made outside
+    Sluice bumps no stamp. A refresh in the background keeps a copy only for another whole
+    life; a call that waits (``for_a_call``: its copy expired in a quiet spell) keeps it for
+    what is left of its age, which is short, so the next call starts the refresh that reads
+    it again whole, in the background, instead of this one reading it before its answer.
     """
     last: _Copy | None = _cache.stale(_copy_key())
     if last is None:
         return _read_kinds(stamp=None)
     stamp = read_stamp()
-    # Kept, the copy is served for another life: until then it stays under the age limit.
-    if stamp == last.stamp and _clock() - last.read_at + _cache.life() < MAX_COPY_AGE_SECONDS:
+    left = _served_until(last) - _clock()
+    if stamp == last.stamp and left > (0 if for_a_call else _cache.life()):
         return last
     return _read_kinds(stamp)
 

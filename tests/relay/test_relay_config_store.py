@@ -355,3 +355,26 @@ def test_a_failed_stamp_bump_leaves_the_write_standing_and_says_so(
     assert config_store.load_prices() == {"m": ModelPrice(Decimal("1"), Decimal("1"))}
     assert config_reads.read_stamp() == 0
     assert "config_stamp_not_bumped" in capsys.readouterr().out
+
+
+def test_a_call_after_a_quiet_spell_keeps_a_copy_near_its_age_limit_on_the_stamp_alone(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a container with a confirmed copy, then a quiet spell that leaves it expired and
+    # less than a life from its age limit
+    clock = _confirmed_copy(backend, monkeypatch)
+    confirmed_at = clock["now"]
+    clock["now"] = confirmed_at + config_reads.MAX_COPY_AGE_SECONDS - backend.key_cache_seconds / 2
+    queried: list[str] = []
+
+    # WHEN the next call needs it
+    with _reads(queried):
+        assert config_store.price("m") == ModelPrice(Decimal("1"), Decimal("1"))
+
+    # THEN the stamp alone was read before its answer: the copy is kept for what is left of
+    # its age (the whole read is the next refresh's, in the background)
+    assert queried == ["stamp"]
+    # AND it is never served past the age limit
+    ConfigItem("price", "m", body={"usd_per_request": "0.5"}, updated_at=NOW).save()
+    clock["now"] = confirmed_at + config_reads.MAX_COPY_AGE_SECONDS
+    assert config_store.price("m") == ModelPrice(usd_per_request=Decimal("0.5"))

@@ -392,3 +392,21 @@ def test_a_hold_inside_another_joins_it() -> None:
         assert later.started == []
     # AND it starts when the outer block ends
     assert len(later.started) == 1
+
+
+def test_a_value_with_a_sooner_end_of_its_own_is_served_until_then_and_refreshed_before() -> None:
+    # GIVEN a cache whose values may end sooner than a life (here: at the time they carry)
+    clock, later = {"now": 100.0}, Later()
+    cache = AheadCache(10.0, clock=lambda: clock["now"], submit=later, expires=lambda v: v[1])
+    # WHEN one whose own end is 4 s away is loaded, then read 2.5 s later (past half of that)
+    assert cache.fetch("k", lambda: ("old", 104.0), refresh=lambda: ("new", 200.0)) == (
+        "old",
+        104.0,
+    )
+    clock["now"] = 102.5
+    served = cache.get("k", refresh=lambda: ("new", 200.0))
+    # THEN it is served, and its refresh (the one ``fetch`` was given) is due already
+    assert served == ("old", 104.0) and len(later.started) == 1
+    # AND past its own end it is not served, though a life has not gone by
+    clock["now"] = 104.0
+    assert cache.get("k") is None
