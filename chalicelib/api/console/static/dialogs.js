@@ -225,10 +225,18 @@ export function showKeys(entries, { title = null, testable = false } = {}) {
     testSlot.append(start, panel.element);
   }
   const closeButton = document.getElementById("key-dialog-close");
+  // Forget the secrets once the dialog closes: nothing keeps them in the page afterwards. At
+  // once, not only on the "close" event, which the browser fires a task later.
+  const forget = () => {
+    clear(list);
+    clear(extras);
+    clear(testSlot);
+  };
   const askThenClose = async (event) => {
     event.preventDefault();
     if (saved || (await confirmAction(t("keys.close_unsaved"), t("keys.close_anyway")))) {
       dialog.close();
+      forget();
     }
   };
   // Escape (the dialog's cancel) and the close button both ask while nothing was saved.
@@ -236,15 +244,13 @@ export function showKeys(entries, { title = null, testable = false } = {}) {
   const onClick = (event) => askThenClose(event);
   dialog.addEventListener("cancel", onCancel);
   closeButton.addEventListener("click", onClick);
-  // Forget the secrets once the dialog closes: nothing keeps them in the page afterwards.
+  // However the dialog closes.
   dialog.addEventListener(
     "close",
     () => {
       dialog.removeEventListener("cancel", onCancel);
       closeButton.removeEventListener("click", onClick);
-      clear(list);
-      clear(extras);
-      clear(testSlot);
+      forget();
     },
     { once: true },
   );
