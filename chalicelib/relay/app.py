@@ -12,8 +12,10 @@ Errors are mapped once, in ``_served``: a ``GatewayError`` becomes ``core.errors
 JSON with its status and headers; anything unexpected becomes a 500 in the same shape, logged
 with its traceback and the path only, never with request headers or bodies (which carry keys).
 
-The blocking use cases (DynamoDB, the buffered upstream call) run in Starlette's threadpool.
-Importing this module pulls in neither Chalice nor pydantic, to keep the relay's cold start short.
+The blocking use cases (DynamoDB, the buffered upstream call) run in Starlette's threadpool;
+a stream's events, read upstream on a thread of its own, are handed on from the event loop
+(``woken_by``), which leaves the threadpool only the steps that write. Importing this module
+pulls in neither Chalice nor pydantic, to keep the relay's cold start short.
 """
 
 from __future__ import annotations
