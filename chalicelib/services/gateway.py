@@ -95,14 +95,23 @@ def authenticate(authorization: str | None) -> KeyContext:
         raise errors.InvalidKey()
     key_hash = keys.hash_key(presented)
     owner_id = parsed.owner_id
-    token = cache().get("t:" + owner_id, refresh=lambda: token_store.get(owner_id))
+    entry = "t:" + owner_id
+
+    def load() -> TokenRecord | None:
+        return token_store.get(owner_id)
+
+    token = cache().get(entry, refresh=load)
     if token is None:
         _read_ahead(owner_id, presented)
+        # One read for all the calls that find the entry expired at once (a burst after a quiet
+        # spell), the others waiting for it, rather than one read of the same item each.
+        token = cache().fetch(entry, load)
+    elif not keys.hashes_match(presented, token.key_hash):
+        token = load()
+        if token is not None:
+            cache().put(entry, token)
     if token is None or not keys.hashes_match(presented, token.key_hash):
-        token = token_store.get(owner_id)
-        if token is None or not keys.hashes_match(presented, token.key_hash):
-            raise errors.InvalidKey()
-        cache().put("t:" + token.id, token)
+        raise errors.InvalidKey()
     return KeyContext(token=token, key_hash=key_hash)
 
 

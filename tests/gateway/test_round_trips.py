@@ -233,3 +233,58 @@ def test_refreshes_a_call_finds_due_start_after_its_reservation_was_answered(
     # all started once both reservation writes were answered, before the settles
     assert response.status_code == 200, response.text
     assert refreshes_started == [2, 2, 2]
+
+
+def test_calls_that_find_the_key_expired_at_once_read_it_once(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a key used once, then a quiet spell; the first read of the key is held until every
+    # call of a burst has found its cached entry expired
+    key = _key(server)
+    assert _chat(server, key).status_code == 200
+    quiet_spell()
+    burst = 6
+    cache = gateway.cache()
+    found_expired: list[bool] = []
+    all_found = threading.Event()
+    lock = threading.Lock()
+    look_up = cache.get
+
+    def counted_get(entry: Any, refresh: Any = None) -> Any:
+        value = look_up(entry, refresh=refresh)
+        if str(entry).startswith("t:") and value is None:
+            with lock:
+                found_expired.append(True)
+                if len(found_expired) == burst:
+                    all_found.set()
+        return value
+
+    monkeypatch.setattr(cache, "get", counted_get)
+    tokens = tables.name(tables.TOKENS)
+    key_reads: list[bool] = []
+
+    def before_call(event_name: str, params: dict[str, Any], **_: Any) -> None:
+        request = params if "body" not in params else json.loads(params["body"])
+        if event_name.endswith(".GetItem") and request.get("TableName") == tokens:
+            with lock:
+                key_reads.append(True)
+                first = len(key_reads) == 1
+            if first:
+                all_found.wait(timeout=10)
+
+    # WHEN the burst comes at once
+    with on_dynamodb("before-call.dynamodb", before_call, unique_id="rt-burst"):
+        threads = [
+            threading.Thread(target=lambda: statuses.append(_chat(server, key).status_code))
+            for _ in range(burst)
+        ]
+        statuses: list[int] = []
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+    # THEN every call was answered, and the key was read once for all of them
+    assert statuses == [200] * burst
+    assert len(found_expired) == burst
+    assert key_reads == [True]
