@@ -187,20 +187,21 @@ def woken_by(source: Any) -> asyncio.Event:
 
 async def answered(opening: streaming.StreamOpening) -> gateway.CallResult | streaming.StreamedCall:
     """A stream's answer, once its first item came or the provider was silent long enough for
-    a keepalive; abandoned (upstream hung up on, the hold given back) if the wait is cancelled."""
+    a keepalive; abandoned (upstream hung up on, the hold given back) if the wait is cancelled
+    or an answer that does not write fails."""
     arrived = woken_by(opening)
     try:
         while not opening.decided():
             with anyio.move_on_after(opening.seconds_to_keepalive()):
                 await arrived.wait()
             arrived.clear()
+        if not opening.writes():
+            return opening.answer()
     except BaseException:
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(opening.abandon)
         raise
-    if opening.writes():
-        return await run_in_threadpool(opening.answer)
-    return opening.answer()
+    return await run_in_threadpool(opening.answer)  # (it settles or refunds, raising or not)
 
 
 def relayed(result: gateway.CallResult | streaming.StreamedCall) -> Response:

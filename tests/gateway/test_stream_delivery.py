@@ -248,3 +248,51 @@ def test_a_listener_that_fails_loses_no_item() -> None:
     # WHEN it hands an item on THEN nothing is raised in the reader, and the item is there
     stream._handed_on(event("a"))
     assert stream.next_item_now() == event("a")
+
+
+class Opening:
+    """What the relay's edge sees of a stream being opened: decided at once, never writing."""
+
+    def __init__(self, failure: Exception | None = None) -> None:
+        self.failure = failure
+        self.abandoned = 0
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        pass
+
+    def decided(self) -> bool:
+        return True
+
+    def seconds_to_keepalive(self) -> float:
+        return 0.0
+
+    def writes(self) -> bool:
+        return False
+
+    def answer(self) -> str:
+        if self.failure is not None:
+            raise self.failure
+        return "the stream"
+
+    def abandon(self) -> None:
+        self.abandoned += 1
+
+
+def test_an_answer_that_fails_on_the_loop_gives_the_hold_back() -> None:
+    # GIVEN openings decided at once: one whose answer fails, one whose answer is made
+    import asyncio
+
+    from chalicelib.relay import app as relay_app
+
+    failing, fine = Opening(RuntimeError("a bug")), Opening()
+    # WHEN the edge makes their answers
+    raised = None
+    try:
+        asyncio.run(relay_app.answered(cast(Any, failing)))
+    except RuntimeError as exc:
+        raised = exc
+    made = asyncio.run(relay_app.answered(cast(Any, fine)))
+    # THEN the failure is raised after the failing one was abandoned (upstream hung up on, its
+    # hold given back), once; the other is answered and kept
+    assert raised is not None and failing.abandoned == 1
+    assert made == "the stream" and fine.abandoned == 0
