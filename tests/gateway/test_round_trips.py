@@ -245,7 +245,7 @@ def test_calls_that_find_the_key_expired_at_once_read_it_once(
     quiet_spell()
     burst = 6
     cache = gateway.cache()
-    found_expired: list[bool] = []
+    found_expired: set[int] = set()  # the threads (one per call) that found the key's entry empty
     all_found = threading.Event()
     lock = threading.Lock()
     look_up = cache.get
@@ -254,7 +254,7 @@ def test_calls_that_find_the_key_expired_at_once_read_it_once(
         value = look_up(entry, refresh=refresh)
         if str(entry).startswith("t:") and value is None:
             with lock:
-                found_expired.append(True)
+                found_expired.add(threading.get_ident())
                 if len(found_expired) == burst:
                     all_found.set()
         return value
