@@ -142,21 +142,35 @@ class BodyStream(StreamingResponse):
         )
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        arrived = woken_by(self.source) if hasattr(self.source, "at_hand") else None
+        if isinstance(self.source, streaming.StreamDelivery):
+            async for event in self._events(self.source):
+                yield event
+            return
         while True:
-            if arrived is not None:
-                arrived.clear()
-            chunk = self.source.at_hand() if arrived is not None else None
+            chunk = await run_in_threadpool(next, self.source, None)
             if chunk is None:
-                if arrived is not None and self.source.finished:
+                return
+            if chunk:  # b"": upstream was silent for a moment, nothing to send
+                yield chunk
+
+    @staticmethod
+    async def _events(delivery: streaming.StreamDelivery) -> AsyncIterator[bytes]:
+        """A stream's events, taken on the loop as they come; ``next()`` (a thread) only for
+        what writes."""
+        arrived = woken_by(delivery)
+        while True:
+            arrived.clear()
+            chunk = delivery.at_hand()
+            if chunk is None:
+                if delivery.finished:
                     return  # settled with its last bytes: no thread for the end's StopIteration
-                chunk = await run_in_threadpool(next, self.source, None)
+                chunk = await run_in_threadpool(next, delivery, None)
                 if chunk is None:
                     return
-            elif not chunk and arrived is not None:
+            elif not chunk:  # nothing yet: wait to be told, or a tick for keepalive and deadline
                 with anyio.move_on_after(streaming.TICK_SECONDS):
                     await arrived.wait()
-            if chunk:  # b"": upstream was silent for a moment, nothing to send
+            if chunk:
                 yield chunk
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -55,6 +55,13 @@ def _chat(server: str, key: str, body: Any = HELLO) -> httpx.Response:
     )
 
 
+def _operation_on(event_name: str, params: dict[str, Any]) -> tuple[str, str]:
+    """(operation, table) of a ``before-call`` hook's call. The lean client hands over the
+    request; botocore, the serialized one (its body)."""
+    request = params if "body" not in params else json.loads(params["body"])
+    return event_name.rsplit(".", 1)[-1], request.get("TableName", "")
+
+
 class Recorder:
     """Records, per phase, each call's start and end: ("call", operation) and ("done", ...)."""
 
@@ -139,9 +146,7 @@ def test_after_a_quiet_spell_the_key_account_and_configuration_stamp_are_read_si
     lock = threading.Lock()
 
     def before_call(event_name: str, params: dict[str, Any], **_: Any) -> None:
-        # The lean client hands over the request; botocore, the serialized one (its body).
-        request = params if "body" not in params else json.loads(params["body"])
-        operation, table = event_name.rsplit(".", 1)[-1], request.get("TableName", "")
+        operation, table = _operation_on(event_name, params)
         if (operation, table) == ("GetItem", tokens):
             # The key's read holds on until what is read after it has started: which only
             # happens if those reads do not wait for it.
@@ -264,8 +269,7 @@ def test_calls_that_find_the_key_expired_at_once_read_it_once(
     key_reads: list[bool] = []
 
     def before_call(event_name: str, params: dict[str, Any], **_: Any) -> None:
-        request = params if "body" not in params else json.loads(params["body"])
-        if event_name.endswith(".GetItem") and request.get("TableName") == tokens:
+        if _operation_on(event_name, params) == ("GetItem", tokens):
             with lock:
                 key_reads.append(True)
                 first = len(key_reads) == 1
