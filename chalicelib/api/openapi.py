@@ -286,6 +286,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("/v1/models", "GET"): Op(
         "Models this key may use, with the endpoints each serves", "ModelList"
     ),
+    ("/v1/models/{model}", "GET"): Op("One model this key may use, as the list shows it", "Model"),
     ("/v1/key", "GET"): Op("The calling key's own quota and use", "Token"),
     ("/v1/dashboard/billing/subscription", "GET"): Op("Limit in US$", "Subscription"),
     ("/v1/dashboard/billing/usage", "GET"): Op("Spend in US cents", "BillingUsage"),
@@ -781,25 +782,23 @@ RESPONSES: dict[str, dict[str, Any]] = {
     },
     "VideoDeleted": {"type": "object", "required": ["id"], "description": "As the provider sent"},
     "Binary": {"type": "string", "format": "binary"},
+    "Model": _object(
+        {
+            "id": {"type": "string"},
+            "object": {"const": "model"},
+            "created": {"type": "integer"},
+            "owned_by": {"type": "string"},
+            "endpoints": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Paths under /v1 the model is served on",
+            },
+        }
+    ),
     "ModelList": _object(
         {
             "object": {"const": "list"},
-            "data": {
-                "type": "array",
-                "items": _object(
-                    {
-                        "id": {"type": "string"},
-                        "object": {"const": "model"},
-                        "created": {"type": "integer"},
-                        "owned_by": {"type": "string"},
-                        "endpoints": {
-                            "type": "array",
-                            "items": {"type": "string"},
-                            "description": "Paths under /v1 the model is served on",
-                        },
-                    }
-                ),
-            },
+            "data": {"type": "array", "items": _ref("Model")},
         }
     ),
     "Subscription": _object(
@@ -1369,6 +1368,7 @@ RELAY_ROUTES: dict[tuple[str, str], _RelayRoute] = {
     ("/v1/videos/{id}/content", "GET"): _RelayRoute("video_content", ("id",)),
     ("/v1/videos/{id}/remix", "POST"): _RelayRoute("remix_video", ("id",)),
     ("/v1/models", "GET"): _RelayRoute("models"),
+    ("/v1/models/{model}", "GET"): _RelayRoute("retrieve_model", ("model",)),
     ("/v1/key", "GET"): _RelayRoute("own_key"),
     ("/v1/dashboard/billing/subscription", "GET"): _RelayRoute("billing_subscription"),
     ("/v1/dashboard/billing/usage", "GET"): _RelayRoute("billing_usage"),

@@ -256,8 +256,14 @@ async def _relay(request: Request, kind: Any) -> Response:
 
 
 def models(request: Request) -> Response:
-    token = gateway.key_for_route(authorization(request), client_ip(request))
+    token = gateway.usable_key(authorization(request), client_ip(request))
     return json_response({"object": "list", "data": gateway.model_list(token)})
+
+
+def one_model(request: Request) -> Response:
+    """``GET /v1/models/{model}`` (the SDK's ``models.retrieve``): as the list shows it."""
+    token = gateway.usable_key(authorization(request), client_ip(request))
+    return json_response(gateway.one_model(token, request.path_params["model"]))
 
 
 # The Responses API, legacy completions, moderations -----------------------------------------
@@ -352,6 +358,7 @@ _ON_CONVERSATION: dict[str, Handler] = {
     "DELETE": on_conversation,
 }
 ID_ROUTES: dict[str, dict[str, Handler]] = {
+    "/v1/models/{model}": {"GET": one_model},
     "/v1/responses/{id}": {"GET": stored_response, "DELETE": stored_response},
     "/v1/responses/{id}/cancel": {"POST": stored_response},
     "/v1/responses/{id}/input_items": {"GET": stored_response},
@@ -365,6 +372,8 @@ def _pattern(template: str) -> re.Pattern[str]:
     escaped = re.escape(template)
     for name in ("id", "item_id"):
         escaped = escaped.replace(re.escape("{" + name + "}"), f"(?P<{name}>[^/]+)")
+    # A model's name may hold slashes, as some providers' do ("org/model").
+    escaped = escaped.replace(re.escape("{model}"), "(?P<model>.+)")
     return re.compile(escaped)
 
 

@@ -12,7 +12,7 @@ the same way (``store.owned``, kind "conversation")::
 
 Conversations are not billed (only the responses that use them are), so no reservation is held
 and, as for ``GET /v1/responses/{id}``, no usage record is written; the key must still be usable
-(``objects.usable_key``). What the conversation holds is billed as input of each response in
+(``gateway.usable_key``). What the conversation holds is billed as input of each response in
 it, so the owner record carries an upper bound of its tokens: the items given at create, plus
 those added later, and after each response the provider's own count (``gateway.remember_objects``).
 A response's reservation adds it to its input bound.
@@ -60,7 +60,7 @@ def _answer(reply: upstream.UpstreamReply) -> gateway.CallResult:
 
 def create(raw_body: bytes, authorization: str | None, source_ip: str) -> gateway.CallResult:
     """``POST /v1/conversations`` (optional ``items`` and ``metadata``)."""
-    token = objects.usable_key(authorization, source_ip)
+    token = gateway.usable_key(authorization, source_ip)
     payload = rules.json_object(raw_body)
     items = rules.check_items(payload, required=False)
     rules.check_metadata(payload, required=False)
@@ -94,7 +94,7 @@ def call(
 ) -> gateway.CallResult:
     """Every call on ``/v1/conversations/{id}`` and its ``/items`` sub-paths (checked here,
     routed by ``objects.object_call``)."""
-    token = objects.usable_key(authorization, source_ip)
+    token = gateway.usable_key(authorization, source_ip)
     allowed: tuple[str, ...] = ()
     body: bytes | None = None
     added = 0

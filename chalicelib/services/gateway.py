@@ -157,12 +157,56 @@ def ip_allowed(allow_ips: tuple[str, ...], source_ip: str) -> bool:
 
 
 def key_for_route(authorization: str | None, source_ip: str) -> TokenRecord:
-    """For /v1/key, /v1/models and billing: the key as stored now, from an allowed client IP."""
+    """For /v1/key and billing: the key as stored now, from an allowed client IP (a disabled or
+    expired key may read itself there: it is how its owner sees why its calls are refused)."""
     context = authenticate(authorization)
     token = fresh_token(context)
     if not ip_allowed(token.allow_ips, source_ip):
         raise errors.IpNotAllowed()
     return token
+
+
+def usable_key(authorization: str | None, source_ip: str) -> TokenRecord:
+    """For the routes that reserve nothing (the model list, stored objects, video jobs): the
+    key as stored now, from an allowed IP, if it could call (``unusable``). No conditional
+    write re-checks them, so key and account are read as stored now: a key or an account
+    disabled a moment ago stops them at once."""
+    token = key_for_route(authorization, source_ip)
+    refused = unusable(token, account_store.get(token.account_id), int(time.time()))
+    if refused is not None:
+        raise refused
+    return token
+
+
+def usable_context(authorization: str | None) -> KeyContext:
+    """For a call: ``authenticate``, then refuse a key that cannot call at all before anything
+    of the request is looked at, so a disabled key hears that it is disabled (an SDK's
+    ``AuthenticationError``) whatever else is wrong with the request. Decided on the cached
+    copies; a refusal is decided again on the key and account as stored now, so a key enabled
+    a moment ago is not refused for the cache's life. A key the copies wrongly let through is
+    still refused by its reservation's condition."""
+    context = authenticate(authorization)
+    now = int(time.time())
+    if unusable(context.token, _account(context.token.account_id), now) is not None:
+        context = _reread(context)
+        refused = unusable(context.token, _account(context.token.account_id), now)
+        if refused is not None:
+            raise refused
+    return context
+
+
+def unusable(
+    token: TokenRecord, account: AccountRecord | None, now: int
+) -> errors.GatewayError | None:
+    """Why a key cannot call at all, whatever it asks: disabled, expired, or of a disabled
+    account (in that order, as ``quota.token_refusal`` and ``account_refusal`` say it)."""
+    if token.status != "enabled":
+        return errors.KeyDisabled()
+    if token.is_expired(now):
+        return errors.KeyExpired()
+    if account is None or account.status != "enabled":
+        return errors.AccountDisabled() if account is not None else errors.InvalidKey()
+    return None
 
 
 def models_for(token: TokenRecord) -> list[str]:
@@ -178,6 +222,14 @@ def model_list(token: TokenRecord) -> list[dict[str, Any]]:
         for model, ends in served.items()
         if not token.models or model in token.models
     ]
+
+
+def one_model(token: TokenRecord, model: str) -> dict[str, Any]:
+    """``GET /v1/models/{model}``: the model as ``model_list`` shows it, or OpenAI's 404."""
+    for listed in model_list(token):
+        if listed["id"] == model:
+            return listed
+    raise _not_served(model)
 
 
 def _groups_of(token: TokenRecord) -> list[str]:
@@ -343,7 +395,7 @@ def admit(
 
     ``deadline`` defaults to the relay's timeout from ``started``, less the settle margin.
     """
-    context = authenticate(authorization)
+    context = usable_context(authorization)
     payload = payloads.parse(kind, raw_body)
     return admit_payload(kind, context, payload, source_ip, started=started, deadline=deadline)
 

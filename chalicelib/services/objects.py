@@ -9,35 +9,18 @@ them) and not metered.
 
 from __future__ import annotations
 
-import time
 from urllib.parse import quote
 
 from chalicelib import upstream
 from chalicelib.core import errors
 from chalicelib.core.records import TokenRecord
 from chalicelib.services import gateway
-from chalicelib.store import account_reads as account_store
 from chalicelib.store import config_reads as config_store
 from chalicelib.store import owned
 
 # The paths of each kind of object at the provider, and how OpenAI names it in a 404.
 PROVIDER_PATHS = {gateway.RESPONSE: "/responses", gateway.CONVERSATION: "/conversations"}
 NAMES = {gateway.RESPONSE: "Response", gateway.CONVERSATION: "Conversation"}
-
-
-def usable_key(authorization: str | None, source_ip: str) -> TokenRecord:
-    """The key as stored now, from an allowed IP, enabled and unexpired, of an enabled account
-    (or the refusal). These calls reserve nothing, so no conditional write re-checks the
-    account: it is read as stored now, so a disabled account stops them at once too."""
-    token = gateway.key_for_route(authorization, source_ip)
-    if token.status != "enabled":
-        raise errors.KeyDisabled()
-    if token.is_expired(int(time.time())):
-        raise errors.KeyExpired()
-    account = account_store.get(token.account_id)
-    if account is None or account.status != "enabled":
-        raise errors.AccountDisabled()
-    return token
 
 
 def object_call(
@@ -55,10 +38,10 @@ def object_call(
     """``method`` on the object (``suffix``: "", "/cancel", "/items/msg_1"...), on its channel.
 
     ``suffix`` is sent as given: a caller that puts a client's id in it quotes it first.
-    ``token``: the caller's key, when the caller already checked it (``usable_key``).
+    ``token``: the caller's key, when the caller already checked it (``gateway.usable_key``).
     """
     if token is None:
-        token = usable_key(authorization, source_ip)
+        token = gateway.usable_key(authorization, source_ip)
     missing = errors.NotFound(f"{NAMES[kind]} with id '{object_id}' not found.", param="id")
     found = owned.owned_by(kind, object_id, token.account_id)
     if found is None:

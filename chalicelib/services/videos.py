@@ -39,7 +39,7 @@ from chalicelib.core.deadline import Deadline
 from chalicelib.core.pricing import ModelPrice
 from chalicelib.core.records import TokenRecord
 from chalicelib.core.settings import get_settings
-from chalicelib.services import gateway, objects
+from chalicelib.services import gateway
 from chalicelib.store import ledger, video_jobs
 from chalicelib.store import usage as usage_store
 from chalicelib.store.ledger import PendingEntry
@@ -156,7 +156,7 @@ def create(
     deadline: Deadline | None,
 ) -> gateway.CallResult:
     """``POST /v1/videos`` (JSON, or multipart with an ``input_reference`` file)."""
-    context = gateway.authenticate(authorization)
+    context = gateway.usable_context(authorization)
     if multipart.is_multipart(content_type):
         form = multipart.parse(raw_body, content_type)
         payload: dict[str, Any] = {
@@ -203,13 +203,13 @@ def remix(
     deadline: Deadline | None,
 ) -> gateway.CallResult:
     """``POST /v1/videos/{id}/remix``: a new job on the source's channel, as long as it."""
-    token = objects.usable_key(authorization, source_ip)
+    token = gateway.usable_key(authorization, source_ip)
     source = _owned_job(video_id, token)
     payload = _json_object(raw_body)
     prompt = payload.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise errors.InvalidRequest("Missing required parameter: 'prompt'.", param="prompt")
-    context = gateway.authenticate(authorization)
+    context = gateway.usable_context(authorization)
     call = _admitted(
         context, {"model": source.model, "prompt": prompt}, source_ip, source.seconds, deadline
     )
@@ -376,13 +376,13 @@ def _job_answer(job: Job, reply: upstream_media.MediaReply) -> gateway.CallResul
 
 def retrieve(video_id: str, authorization: str | None, source_ip: str) -> gateway.CallResult:
     """``GET /v1/videos/{id}``: the job as the provider has it now (settled if completed)."""
-    job = _owned_job(video_id, objects.usable_key(authorization, source_ip))
+    job = _owned_job(video_id, gateway.usable_key(authorization, source_ip))
     return _job_answer(job, _poll(job))
 
 
 def delete(video_id: str, authorization: str | None, source_ip: str) -> gateway.CallResult:
     """``DELETE /v1/videos/{id}``: refunded unless the job had completed (then charged)."""
-    job = _owned_job(video_id, objects.usable_key(authorization, source_ip))
+    job = _owned_job(video_id, gateway.usable_key(authorization, source_ip))
     _poll(job)
     reply = upstream_media.send_to(
         job.channel_id, "DELETE", f"/videos/{video_id}", budget_seconds=POLL_SECONDS
@@ -398,7 +398,7 @@ def content(
     video_id: str, query: dict[str, str], authorization: str | None, source_ip: str
 ) -> upstream_media.OpenedBody | gateway.CallResult:
     """``GET /v1/videos/{id}/content``: the file, handed on as the provider sends it."""
-    job = _owned_job(video_id, objects.usable_key(authorization, source_ip))
+    job = _owned_job(video_id, gateway.usable_key(authorization, source_ip))
     variant = query.get("variant", "video")
     if variant not in VARIANTS:
         raise errors.InvalidRequest(
@@ -417,7 +417,7 @@ def gateway_budget() -> float:
 
 def list_jobs(query: dict[str, str], authorization: str | None, source_ip: str) -> dict[str, Any]:
     """``GET /v1/videos``: this account's jobs, newest first (``limit``, ``after``)."""
-    token = objects.usable_key(authorization, source_ip)
+    token = gateway.usable_key(authorization, source_ip)
     for name in query:
         if name not in LIST_QUERY:
             raise errors.InvalidRequest(

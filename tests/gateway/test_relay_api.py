@@ -580,3 +580,75 @@ def test_usage_until_now_with_milliseconds_includes_a_call_made_this_second(
     # THEN the call is counted, though the range ends within the same second
     assert usage["data"][0]["requests"] == 1
     assert len(logs["data"]) == 1
+
+
+def _disable(relay_api: Any, created: dict[str, Any], token: dict[str, Any]) -> None:
+    mk = created["management_key"]
+    path = f"/tokens/{token['id']}"
+    assert relay_api.call("PATCH", path, key=mk, body={"status": "disabled"})[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (CHAT, {"model": "gpt-4o-mini"}),  # no messages: a 400 for a usable key
+        (CHAT, {**HELLO, "model": "no-such-model"}),  # a 404 for a usable key
+        (CHAT, "{not json"),  # a 400 for a usable key
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "hi"}),  # not allowed
+    ],
+)
+def test_a_disabled_key_is_told_it_is_disabled_whatever_else_is_wrong(
+    relay_api: Any, path: str, body: Any
+) -> None:
+    # GIVEN a key limited to one model, then disabled
+    created, token = _setup(relay_api, models=["gpt-4o-mini"])
+    _disable(relay_api, created, token)
+    # WHEN it sends a request that is also wrong in another way
+    status, answer = relay_api.call("POST", path, key=token["key"], body=body)
+    # THEN the answer is the key's own state (an SDK raises AuthenticationError), nothing charged
+    assert status == 401 and answer["error"]["code"] == "key_disabled", answer
+    _assert_nothing_charged(token, created["account"]["id"])
+
+
+def test_the_model_list_refuses_a_disabled_key(relay_api: Any) -> None:
+    created, token = _setup(relay_api)
+    assert relay_api.call("GET", "/v1/models", key=token["key"])[0] == 200
+    _disable(relay_api, created, token)
+    status, body = relay_api.call("GET", "/v1/models", key=token["key"])
+    assert status == 401 and body["error"]["code"] == "key_disabled"
+
+
+def test_the_model_list_refuses_an_expired_key_and_a_disabled_account(relay_api: Any) -> None:
+    created, token = _setup(relay_api, expires_in_days=1)
+    with time_machine.travel(token_store.get(token["id"]).expires_at + 1):  # type: ignore[union-attr]
+        status, body = relay_api.call("GET", "/v1/models", key=token["key"])
+    assert status == 401 and body["error"]["code"] == "key_expired"
+    account_id = created["account"]["id"]
+    assert (
+        relay_api.admin("PATCH", f"/admin/accounts/{account_id}", {"status": "disabled"})[0] == 200
+    )
+    status, body = relay_api.call("GET", "/v1/models", key=created["default_token"]["key"])
+    assert status == 401 and body["error"]["code"] == "account_disabled"
+
+
+def test_a_disabled_key_still_reads_its_own_state(relay_api: Any) -> None:
+    # /v1/key and the billing routes answer for a disabled key: they are how its owner sees why
+    created, token = _setup(relay_api)
+    _disable(relay_api, created, token)
+    status, body = relay_api.call("GET", "/v1/key", key=token["key"])
+    assert status == 200 and body["status"] == "disabled", body
+
+
+def test_one_model_is_retrieved_by_its_id(relay_api: Any) -> None:
+    _created, token = _setup(relay_api, models=["gpt-4o-mini"])
+    status, body = relay_api.call("GET", "/v1/models/gpt-4o-mini", key=token["key"])
+    assert status == 200, body
+    assert (body["id"], body["object"]) == ("gpt-4o-mini", "model")
+    [listed] = relay_api.call("GET", "/v1/models", key=token["key"])[1]["data"]
+    assert body == listed
+    # a model the key may not use, or nobody serves, is a 404 like OpenAI's
+    for other in ("gpt-4o", "no-such-model"):
+        status, body = relay_api.call("GET", f"/v1/models/{other}", key=token["key"])
+        assert status == 404 and body["error"]["code"] == "model_not_found", body
+        assert body["error"]["param"] == "model"
+    assert relay_api.call("GET", "/v1/models/gpt-4o-mini", key="sk-nope")[0] == 401
