@@ -41,6 +41,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 BACKEND_UNAVAILABLE = b'{"error":{"message":"The management API is not up yet.","type":"server_error","param":null,"code":"service_unavailable"}}'  # noqa: E501
+# The request reached the management API, which broke off its answer: it may have been carried
+# out (a key created, whose secret is then lost), so this is never "not up yet".
+BACKEND_BROKE_OFF = b'{"error":{"message":"The management API broke off its answer; the request may have been carried out.","type":"server_error","param":null,"code":"bad_gateway"}}'  # noqa: E501
 
 
 def is_relay_path(path: str) -> bool:
@@ -97,13 +100,20 @@ class Front:
             for name, value in scope["headers"]
             if name.decode("latin-1").lower() not in HOP_BY_HOP
         ]
+        # HEAD goes on as GET and its body is dropped here: chalice local answers HEAD with a
+        # 405 that carries a body, which the pooled connection would hand the next request as
+        # its answer.
+        head = scope["method"] == "HEAD"
         request = self.client().build_request(
-            scope["method"], url, headers=headers, content=bytes(body)
+            "GET" if head else scope["method"], url, headers=headers, content=bytes(body)
         )
         try:
             response = await self.client().send(request, stream=True)
-        except httpx.HTTPError:
+        except httpx.ConnectError:
             await _answer(send, 503, BACKEND_UNAVAILABLE)
+            return
+        except httpx.HTTPError:
+            await _answer(send, 502, BACKEND_BROKE_OFF)
             return
         try:
             await send(
@@ -118,7 +128,8 @@ class Front:
                 }
             )
             async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if not head:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()

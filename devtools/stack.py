@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -316,6 +317,22 @@ def _upstream(
     raise StackError(f"upstream must be one of {', '.join(UPSTREAM_KINDS)}, not {kind!r}.")
 
 
+def _refuse_if_busy(port: int) -> None:
+    """Before anything starts: a server already on ``port`` (an earlier ``make run``) would
+    answer the health check for this stack, which would print keys of its own database that
+    the server really there refuses."""
+    with socket.socket() as probe:
+        # As uvicorn binds: only a listening socket, not one in TIME_WAIT, makes it busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise StackError(
+                f"port {port} is in use (another Sluice, or another server): stop it, or "
+                f"choose another port, e.g. make run PORT={port + 1}"
+            ) from exc
+
+
 def start_stack(
     port: int | None = None,
     persist_dir: str | None = None,
@@ -336,6 +353,8 @@ def start_stack(
     requests in a terminal.
     """
     admin_key = admin_key or "sluice-admin-" + secrets.token_urlsafe(24)
+    if port is not None:
+        _refuse_if_busy(port)
     dynamo = start_local_dynamodb(port=None, data_dir=persist_dir)
     started: list[Any] = [dynamo]
     log_file: IO[bytes] | None = None

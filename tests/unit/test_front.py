@@ -51,6 +51,16 @@ class Backend:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_HEAD(self) -> None:
+                # As chalice local answers HEAD: a 405 that carries a body, which a HEAD
+                # response must not (RFC 9110 9.3.2), left on the connection for the next answer.
+                owner.seen.append(("HEAD", self.path, {}))
+                body = b'{"Code":"MethodNotAllowedError"}'
+                self.send_response(405)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def _chunk(self, data: bytes) -> None:
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
@@ -122,3 +132,39 @@ def test_a_backend_that_is_down_is_an_openai_shaped_503(backend: Backend) -> Non
         served.stop()
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"
+
+
+def test_head_is_answered_as_get_without_a_body_and_the_next_call_is_unharmed(
+    front: str, backend: Backend
+) -> None:
+    with httpx.Client(timeout=10, trust_env=False) as client:
+        # WHEN a client asks HEAD (curl -I, a link checker, a load balancer's probe)
+        head = client.head(f"{front}/console")
+        # THEN it gets what GET would answer, headers only
+        assert (head.status_code, head.content) == (201, b"")
+        assert head.headers["X-Backend"] == "yes"
+        # AND the calls after it on the front are answered as ever
+        for _ in range(3):
+            after = client.get(f"{front}/account")
+            assert (after.status_code, after.json()) == (201, {"where": "backend"})
+    assert [method for method, _, _ in backend.seen] == ["GET"] * 4
+
+
+def test_a_backend_that_breaks_off_an_answer_is_a_502_not_not_up_yet(backend: Backend) -> None:
+    # A request that reached the backend may have been carried out: "not up yet" would be false.
+    front = Front(fake_relay, backend.url)
+    port = free_port()
+
+    class Broken(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            raise httpx.RemoteProtocolError("the server closed the connection mid-answer")
+
+    front._client = httpx.AsyncClient(transport=Broken())
+    served = serve_in_thread(front, "127.0.0.1", port)
+    try:
+        response = httpx.post(f"http://127.0.0.1:{port}/tokens", json={}, timeout=10)
+    finally:
+        served.stop()
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "bad_gateway" and "may have been carried out" in error["message"]
