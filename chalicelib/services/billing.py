@@ -81,4 +81,5 @@ def subscription(authorization: str | None, source_ip: str) -> dict[str, Any]:
 def usage(authorization: str | None, source_ip: str) -> dict[str, Any]:
     token = gateway.key_for_route(authorization, source_ip)
     held = balance(token, account_store.get(token.account_id))
-    return {"object": "list", "total_usage": _usd(held.used_units) * 100}
+    # In cents, from the exact decimal (a float's ``* 100`` would show 0.0038000000000000004).
+    return {"object": "list", "total_usage": float(Decimal(held.used_units) * 100 / UNITS_PER_USD)}

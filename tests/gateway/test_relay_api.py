@@ -11,7 +11,7 @@ import time_machine
 from chalicelib.store import accounts as account_store
 from chalicelib.store import tokens as token_store
 from chalicelib.store import usage as usage_store
-from chalicelib.store.models import UsageRecord
+from chalicelib.store.models import Token, UsageRecord
 
 CHAT = "/v1/chat/completions"
 HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}
@@ -652,3 +652,11 @@ def test_one_model_is_retrieved_by_its_id(relay_api: Any) -> None:
         assert status == 404 and body["error"]["code"] == "model_not_found", body
         assert body["error"]["param"] == "model"
     assert relay_api.call("GET", "/v1/models/gpt-4o-mini", key="sk-nope")[0] == 401
+
+
+def test_billing_usage_is_the_exact_decimal_in_cents(relay_api: Any) -> None:
+    # 19 units are US$0.000038, 0.0038 cents: computed in floats, 0.0038000000000000004
+    _created, token = _setup(relay_api, quota_usd="2")
+    Token(token["id"]).update(actions=[Token.used_units.set(19)])
+    status, use = relay_api.call("GET", "/v1/dashboard/billing/usage", key=token["key"])
+    assert status == 200 and use["total_usage"] == 0.0038, use
