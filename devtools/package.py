@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import copy
 import importlib
 import json
 import os
@@ -282,6 +283,43 @@ def _with_stage(value: Any, stage: str) -> Any:
     return value
 
 
+def _gateway_error(
+    error_type: str, code: str, message: str = "$context.error.messageString"
+) -> dict[str, Any]:
+    """A gateway response's body in OpenAI's error shape. ``messageString`` is API Gateway's
+    own message, already quoted as a JSON string; any other ``message`` is ours, quoted here."""
+    quoted = message if message.startswith("$") else json.dumps(message)
+    body = f'{{"error":{{"message":{quoted},"type":"{error_type}","param":null,"code":"{code}"}}}}'
+    return {"responseTemplates": {"application/json": body}}
+
+
+# Errors API Gateway answers itself, before any function runs (an unknown path or method, its
+# own throttling, a body over its limit, an integration that timed out): in the same shape as
+# every error of the app, so an SDK raises its own class for them too.
+GATEWAY_RESPONSES: dict[str, dict[str, Any]] = {
+    "DEFAULT_4XX": _gateway_error("invalid_request_error", "invalid_request"),
+    "DEFAULT_5XX": _gateway_error("server_error", "server_error"),
+    # What REST APIs answer for a path or method they do not define.
+    "MISSING_AUTHENTICATION_TOKEN": {
+        "statusCode": "404",
+        **_gateway_error(
+            "invalid_request_error",
+            "not_found",
+            "Unknown path or method. See /openapi.json for the routes Sluice serves.",
+        ),
+    },
+    "THROTTLED": {"statusCode": "429", **_gateway_error("rate_limit_error", "rate_limited")},
+    "REQUEST_TOO_LARGE": {
+        "statusCode": "413",
+        **_gateway_error("invalid_request_error", "payload_too_large"),
+    },
+    "INTEGRATION_TIMEOUT": {
+        "statusCode": "504",
+        **_gateway_error("server_error", "upstream_timeout"),
+    },
+}
+
+
 def finish_template(template: dict[str, Any], stage: str, functions: list[str]) -> None:
     """Name the functions and the API, and pin the role policies to the stack (in place)."""
     if RELAY_FUNCTION in template["Resources"]:
@@ -302,6 +340,9 @@ def finish_template(template: dict[str, Any], stage: str, functions: list[str]) 
         elif kind == "AWS::Serverless::Api":
             properties["Name"] = f"{APP_NAME}-{stage}"
             properties.get("DefinitionBody", {}).get("info", {})["title"] = f"{APP_NAME}-{stage}"
+            properties["DefinitionBody"]["x-amazon-apigateway-gateway-responses"] = copy.deepcopy(
+                GATEWAY_RESPONSES
+            )
         elif kind == "AWS::Logs::LogGroup" and isinstance(properties["LogGroupName"], str):
             continue  # already literal (the relay's)
         elif kind == "AWS::Logs::LogGroup":

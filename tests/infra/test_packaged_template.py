@@ -259,6 +259,45 @@ def test_api_passes_uploads_and_media_through_as_binary(
     assert {"multipart/form-data", "audio/*", "image/*", "video/*"} <= binary
 
 
+def _rendered(template: str, message: str) -> Any:
+    """A gateway response's body as API Gateway renders it: ``messageString`` is the message
+    already quoted as a JSON string."""
+    return json.loads(template.replace("$context.error.messageString", json.dumps(message)))
+
+
+def test_errors_api_gateway_answers_itself_are_openai_shaped(
+    packaged_prod: tuple[Path, dict[str, Any]],
+) -> None:
+    # GIVEN the packaged prod template
+    _, template = packaged_prod
+    [api] = _of_type(template, "AWS::Serverless::Api").values()
+    responses = api["Properties"]["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
+
+    # THEN every error API Gateway makes before any function runs (an unknown path or method,
+    # its throttling, a body too large, an integration that timed out...) has the shape an SDK
+    # reads, {"error": {"message", "type", "param", "code"}}
+    assert {"DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+    for kind, response in responses.items():
+        body = _rendered(response["responseTemplates"]["application/json"], "Some message")
+        assert set(body) == {"error"}, kind
+        assert set(body["error"]) == {"message", "type", "param", "code"}, kind
+        assert body["error"]["message"] and body["error"]["code"], kind
+    # AND an unknown path is a 404 that says where the routes are, as the relay's own 404 says
+    unknown = responses["MISSING_AUTHENTICATION_TOKEN"]
+    assert unknown["statusCode"] == "404"
+    error = _rendered(unknown["responseTemplates"]["application/json"], "Missing")["error"]
+    assert error["code"] == "not_found" and "/openapi.json" in error["message"]
+    # AND API Gateway's throttling is a 429 an SDK retries, its timeout a 504
+    assert responses["THROTTLED"]["statusCode"] == "429"
+    assert (
+        _rendered(responses["THROTTLED"]["responseTemplates"]["application/json"], "x")["error"][
+            "code"
+        ]
+        == "rate_limited"
+    )
+    assert responses["INTEGRATION_TIMEOUT"]["statusCode"] == "504"
+
+
 def test_log_groups_keep_logs_for_a_bounded_time_and_are_the_ones_the_policy_names(
     packaged_prod: tuple[Path, dict[str, Any]],
 ) -> None:
