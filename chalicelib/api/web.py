@@ -19,7 +19,13 @@ from chalice import Blueprint, Chalice, Response
 from chalice.app import Request
 
 from chalicelib.core import audit, observe
-from chalicelib.core.errors import GatewayError, InvalidRequest, PayloadTooLarge, error_body
+from chalicelib.core.errors import (
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    error_body,
+)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # Accept what clients really send: curl without -H sends form-urlencoded, some SDKs add charset.
@@ -69,9 +75,9 @@ def routes(
     """``app.route`` with our error mapping; works on the app and on blueprints alike."""
 
     def route(path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        if set(options.get("methods", ["GET"])) & {"POST", "PUT", "PATCH"}:
-            options.setdefault("content_types", CONTENT_TYPES)
-
+        # Chalice's own check would answer a type it was not told of in its own error shape;
+        # it lets every type through, and ``_check_media_type`` refuses in ours.
+        accepted = options.setdefault("content_types", ["*/*"])
         creates = "PUT" in options.get("methods", ["GET"])
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,6 +86,8 @@ def routes(
                 from chalicelib.core import payloads  # imported on first use, like the above
 
                 try:
+                    if accepted == ["*/*"]:
+                        _check_media_type(_request(app))
                     for name, value in uri_params.items():
                         if name != "proxy":  # the catch-all 404 takes any path
                             payloads.check_id(value, name, creates=creates)
@@ -102,6 +110,21 @@ def routes(
         return register
 
     return route
+
+
+def _check_media_type(request: Request) -> None:
+    """A body is read as JSON under any type clients really send (``CONTENT_TYPES``); another
+    type is refused before anything is done. A request without a body (GET, DELETE) may
+    declare anything: some libraries declare form-urlencoded on every request."""
+    if request.method not in {"POST", "PUT", "PATCH"}:
+        return
+    declared = request.headers.get("content-type", "application/json")
+    media_type = declared.split(";", 1)[0].strip().lower()
+    if media_type and media_type not in CONTENT_TYPES:
+        raise UnsupportedMediaType(
+            f"Unsupported media type '{media_type}': send the body as JSON "
+            "(Content-Type: application/json)."
+        )
 
 
 def _request(app: Chalice | Blueprint) -> Request:

@@ -64,6 +64,13 @@ class PayloadTooLarge(GatewayError):
     default_message = "The request body is too large."
 
 
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+    default_message = "Send the body as JSON (Content-Type: application/json)."
+
+
 # 401 ---------------------------------------------------------------------------------------------
 class Unauthenticated(GatewayError):
     status = 401
