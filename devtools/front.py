@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 import uvicorn
 
+from devtools.package import GATEWAY_RESPONSES
+
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are not passed on.
 HOP_BY_HOP = frozenset(
     {
@@ -41,6 +43,12 @@ HOP_BY_HOP = frozenset(
     }
 )
 BACKEND_UNAVAILABLE = b'{"error":{"message":"The management API is not up yet.","type":"server_error","param":null,"code":"service_unavailable"}}'  # noqa: E501
+# Deployed, API Gateway answers a method a path does not define itself, before chalice's
+# handler could (devtools.package's gateway responses); chalice local answers it in chalice's
+# own shape. The front answers as API Gateway does.
+UNKNOWN_ROUTE = GATEWAY_RESPONSES["MISSING_AUTHENTICATION_TOKEN"]["responseTemplates"][
+    "application/json"
+].encode()
 # The request reached the management API, which broke off its answer: it may have been carried
 # out (a key created, whose secret is then lost), so this is never "not up yet".
 BACKEND_BROKE_OFF = b'{"error":{"message":"The management API broke off its answer; the request may have been carried out.","type":"server_error","param":null,"code":"bad_gateway"}}'  # noqa: E501
@@ -114,6 +122,14 @@ class Front:
             return
         except httpx.HTTPError:
             await _answer(send, 502, BACKEND_BROKE_OFF)
+            return
+        if response.status_code == 405:
+            refused = await response.aread()
+            await response.aclose()
+            if b"MethodNotAllowedError" in refused:
+                await _answer(send, 404, UNKNOWN_ROUTE)
+            else:
+                await _answer(send, 405, refused)
             return
         try:
             await send(

@@ -61,6 +61,15 @@ class Backend:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_PUT(self) -> None:
+                # As chalice local answers a method the path does not have.
+                body = b'{"Code":"MethodNotAllowedError","Message":"Unsupported method: PUT"}'
+                self.send_response(405)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def _chunk(self, data: bytes) -> None:
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
@@ -168,3 +177,13 @@ def test_a_backend_that_breaks_off_an_answer_is_a_502_not_not_up_yet(backend: Ba
     assert response.status_code == 502
     error = response.json()["error"]
     assert error["code"] == "bad_gateway" and "may have been carried out" in error["message"]
+
+
+def test_a_method_the_path_lacks_is_answered_as_api_gateway_answers_it(front: str) -> None:
+    # Deployed, API Gateway answers a method a path does not define itself (the template's
+    # gateway response), before chalice's handler could: the local front answers the same.
+    response = httpx.put(f"{front}/tokens", json={}, timeout=10)
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == "not_found" and "Unknown path or method" in error["message"]
