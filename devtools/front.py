@@ -194,6 +194,9 @@ def _config(app: Any, host: str, port: int) -> uvicorn.Config:
         # Clients keep connections open between calls, as SDKs do; 32 at once must all be served.
         backlog=512,
         timeout_keep_alive=30,
+        # The client is the socket's peer: a key's IP allow-list must not be met by an
+        # X-Forwarded-For header the client writes itself (uvicorn trusts it from 127.0.0.1).
+        proxy_headers=False,
     )
 
 

@@ -87,7 +87,10 @@ def test_the_relay_runs_uvicorn_under_lambda_web_adapter_in_response_stream_mode
     with zipfile.ZipFile(out_dir / "deployment.zip") as archive:
         script = archive.getinfo(relay["Handler"])
         assert stat.S_IMODE(script.external_attr >> 16) & stat.S_IXUSR
-        assert "uvicorn chalicelib.relay.app:app" in archive.read(script).decode()
+        started = archive.read(script).decode()
+        assert "uvicorn chalicelib.relay.app:app" in started
+        # and takes no client's X-Forwarded-For for the caller (client_ip reads sourceIp)
+        assert "--no-proxy-headers" in started
         names = set(archive.namelist())
     assert {"starlette/__init__.py", "uvicorn/__init__.py", "chalicelib/relay/app.py"} <= names
 

@@ -187,3 +187,24 @@ def test_a_method_the_path_lacks_is_answered_as_api_gateway_answers_it(front: st
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == "not_found" and "Unknown path or method" in error["message"]
+
+
+def test_a_forwarded_for_header_does_not_change_who_the_relay_sees_calling() -> None:
+    # A key's IP allow-list is checked against the client the relay sees: a header a client
+    # writes itself must not name it (deployed, the relay reads API Gateway's sourceIp).
+    seen: list[Any] = []
+
+    async def relay(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["client"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    port = free_port()
+    served = serve_in_thread(Front(relay, "http://127.0.0.1:9"), "127.0.0.1", port)
+    try:
+        headers = {"X-Forwarded-For": "203.0.113.5", "X-Forwarded-Proto": "https"}
+        httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers, timeout=10)
+    finally:
+        served.stop()
+    [(host, _port)] = seen
+    assert host == "127.0.0.1"
