@@ -42,6 +42,8 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+# Nor the backend's Date and Server: the front's own server writes its own.
+NOT_PASSED_ON = HOP_BY_HOP | {"date", "server"}
 BACKEND_UNAVAILABLE = b'{"error":{"message":"The management API is not up yet.","type":"server_error","param":null,"code":"service_unavailable"}}'  # noqa: E501
 # Deployed, API Gateway answers a method a path does not define itself, before chalice's
 # handler could (devtools.package's gateway responses); chalice local answers it in chalice's
@@ -139,7 +141,7 @@ class Front:
                     "headers": [
                         (name, value)
                         for name, value in response.headers.raw
-                        if name.decode("latin-1").lower() not in HOP_BY_HOP
+                        if name.decode("latin-1").lower() not in NOT_PASSED_ON
                     ],
                 }
             )

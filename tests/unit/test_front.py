@@ -208,3 +208,11 @@ def test_a_forwarded_for_header_does_not_change_who_the_relay_sees_calling() -> 
         served.stop()
     [(host, _port)] = seen
     assert host == "127.0.0.1"
+
+
+def test_a_proxied_answer_carries_one_date_and_one_server_header(front: str) -> None:
+    # The front's server writes its own; the backend's are not passed on besides
+    response = httpx.get(f"{front}/account", timeout=10)
+    assert response.status_code == 201
+    assert len(response.headers.get_list("date")) == 1
+    assert len(response.headers.get_list("server")) == 1
