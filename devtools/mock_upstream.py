@@ -166,6 +166,13 @@ class _Server(ThreadingHTTPServer):
             self._open.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a stream it left, a call it gave up on) is the normal end of
+        a connection here, not a traceback in ``make run``'s output; anything else is one."""
+        if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset...
+            return
+        super().handle_error(request, client_address)
+
     def close_open_connections(self) -> None:
         """Hang up idle keep-alive connections so a stopped server really stops answering."""
         with self._open_lock:
