@@ -89,9 +89,12 @@ def client_ip(request: Request) -> str:
         source = identity.get("sourceIp") if isinstance(identity, dict) else None
         if isinstance(source, str) and source:
             return source
+        # Without the context: the hop API Gateway appended, the last. Those before it are
+        # whatever the client sent in its own X-Forwarded-For (a REGIONAL endpoint has no
+        # CloudFront hop after the client's).
         forwarded = request.headers.get("x-forwarded-for", "")
         if forwarded.strip():
-            return forwarded.split(",")[0].strip()
+            return forwarded.split(",")[-1].strip()
     return request.client.host if request.client else ""
 
 

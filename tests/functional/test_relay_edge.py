@@ -105,6 +105,9 @@ def test_behind_api_gateway_the_request_contexts_source_ip_counts(
     assert _own_key(relay_client, key, allowed).status_code == 200
     refused = {"x-amzn-request-context": _context("198.51.100.1"), "X-Forwarded-For": "203.0.113.7"}
     assert _own_key(relay_client, key, refused).status_code == 403
-    # without a context, the first X-Forwarded-For hop
-    forwarded = {"X-Forwarded-For": "203.0.113.7, 10.0.0.1"}
+    # without a context, the hop API Gateway appended (the last): the ones before it are
+    # whatever the client wrote, so claiming the allowed address there does not pass
+    spoofed = {"X-Forwarded-For": "203.0.113.7, 198.51.100.1"}
+    assert _own_key(relay_client, key, spoofed).status_code == 403
+    forwarded = {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}
     assert _own_key(relay_client, key, forwarded).status_code == 200
