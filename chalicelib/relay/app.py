@@ -51,7 +51,39 @@ from chalicelib.store import configure_store
 
 # The same limit as the management API's (``api.web.MAX_BODY_BYTES``).
 MAX_BODY_BYTES = 4 * 1024 * 1024
-SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+# Chat UIs that run in a browser (ChatGPT-Next-Web, LobeChat) call the API from their own
+# origin. Any origin may: a call is authorised by its key alone, never by a cookie, so a page
+# can do nothing with the API its user could not do with the key it was given.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": ", ".join(
+        (
+            "X-Request-Id",
+            "X-Sluice-Cost-Units",
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+            "Retry-After",
+        )
+    ),
+}
+PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, OpenAI-Organization, "
+    "OpenAI-Project, OpenAI-Beta, X-Stainless-Lang, X-Stainless-Package-Version, "
+    "X-Stainless-OS, X-Stainless-Arch, X-Stainless-Runtime, X-Stainless-Runtime-Version, "
+    "X-Stainless-Retry-Count, X-Stainless-Timeout",
+    "Access-Control-Max-Age": "86400",
+}
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    **CORS_HEADERS,
+}
 # Lambda Web Adapter passes API Gateway's request context in this header, as JSON.
 REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
 
@@ -414,6 +446,9 @@ async def _served(request: Request) -> Response:
     """Route ``/v1/...`` and map every error, once."""
     _freeze_once()
     path = request.url.path.rstrip("/") or "/"
+    if request.method == "OPTIONS":
+        # A browser's preflight carries no key: answered for any path, it says nothing.
+        return Response(status_code=204, headers=PREFLIGHT_HEADERS)
     try:
         methods = _methods_for(request, path) or media_routes.match(path)
         if methods is None:

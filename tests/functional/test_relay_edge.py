@@ -111,3 +111,35 @@ def test_behind_api_gateway_the_request_contexts_source_ip_counts(
     assert _own_key(relay_client, key, spoofed).status_code == 403
     forwarded = {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}
     assert _own_key(relay_client, key, forwarded).status_code == 200
+
+
+def test_a_browser_may_call_the_relay_from_another_origin(api: Any, relay_client: Any) -> None:
+    # Chat UIs that run in the browser (ChatGPT-Next-Web, LobeChat) call the API from their own
+    # origin: the preflight is answered without a key, and every answer may be read there.
+    preflight = relay_client.options(
+        "/v1/chat/completions",
+        headers={
+            "Origin": "https://chat.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    assert "authorization" in allowed and "content-type" in allowed
+    key = _key_for(api)
+    answered = relay_client.get(
+        "/v1/models", headers={"Authorization": f"Bearer {key}", "Origin": "https://chat.example"}
+    )
+    assert answered.status_code == 200
+    assert answered.headers["access-control-allow-origin"] == "*"
+    refused = relay_client.get("/v1/models", headers={"Origin": "https://chat.example"})
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == "*"
+    # AND the headers a client reads (request id, cost, rate limits) may be read there too
+    exposed = answered.headers["access-control-expose-headers"].lower()
+    assert {"x-request-id", "x-sluice-cost-units", "x-ratelimit-remaining-requests"} <= {
+        name.strip() for name in exposed.split(",")
+    }
