@@ -43,30 +43,24 @@ class Backend:
                     self._chunk(b"second")
                     self._chunk(b"")
                     return
-                body = b'{"where":"backend"}'
-                self.send_response(201)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("X-Backend", "yes")
-                self.end_headers()
-                self.wfile.write(body)
+                self._json(201, b'{"where":"backend"}', X_Backend="yes")
 
             def do_HEAD(self) -> None:
                 # As chalice local answers HEAD: a 405 that carries a body, which a HEAD
                 # response must not (RFC 9110 9.3.2), left on the connection for the next answer.
                 owner.seen.append(("HEAD", self.path, {}))
-                body = b'{"Code":"MethodNotAllowedError"}'
-                self.send_response(405)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._json(405, b'{"Code":"MethodNotAllowedError"}')
 
             def do_PUT(self) -> None:
                 # As chalice local answers a method the path does not have.
-                body = b'{"Code":"MethodNotAllowedError","Message":"Unsupported method: PUT"}'
-                self.send_response(405)
+                self._json(405, b'{"Code":"MethodNotAllowedError","Message":"Unsupported method"}')
+
+            def _json(self, status: int, body: bytes, **headers: str) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in headers.items():
+                    self.send_header(name.replace("_", "-"), value)
                 self.end_headers()
                 self.wfile.write(body)
 
