@@ -454,7 +454,8 @@ async def _served(request: Request) -> Response:
         if methods is None:
             # Never the framework's own 404: nothing of the request is repeated back.
             raise NotFound("Unknown path. See /openapi.json for the routes Sluice serves.")
-        handler = methods.get(request.method)
+        # HEAD is GET without the body (uvicorn leaves the body out of a HEAD answer).
+        handler = methods.get("GET" if request.method == "HEAD" else request.method)
         if handler is None:
             raise MethodNotAllowed(
                 f"Use {' or '.join(sorted(methods))} on this path.",

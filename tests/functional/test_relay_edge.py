@@ -143,3 +143,16 @@ def test_a_browser_may_call_the_relay_from_another_origin(api: Any, relay_client
     assert {"x-request-id", "x-sluice-cost-units", "x-ratelimit-remaining-requests"} <= {
         name.strip() for name in exposed.split(",")
     }
+
+
+def test_head_on_a_get_route_answers_as_get_would(api: Any, relay_client: Any) -> None:
+    key = _key_for(api)
+    headers = {"Authorization": f"Bearer {key}"}
+    got = relay_client.get("/v1/models", headers=headers)
+    head = relay_client.head("/v1/models", headers=headers)
+    assert (head.status_code, got.status_code) == (200, 200)
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert relay_client.head("/v1/models").status_code == 401
+    # a route without GET still refuses it, naming what it allows
+    refused = relay_client.head("/v1/chat/completions", headers=headers)
+    assert refused.status_code == 405 and refused.headers["allow"] == "POST"
