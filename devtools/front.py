@@ -119,7 +119,7 @@ class Front:
         )
         try:
             response = await self.client().send(request, stream=True)
-        except httpx.ConnectError:
+        except (httpx.ConnectError, httpx.ConnectTimeout):  # never reached it
             await _answer(send, 503, BACKEND_UNAVAILABLE)
             return
         except httpx.HTTPError:

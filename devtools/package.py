@@ -290,7 +290,11 @@ def _gateway_error(
     own message, already quoted as a JSON string; any other ``message`` is ours, quoted here."""
     quoted = message if message.startswith("$") else json.dumps(message)
     body = f'{{"error":{{"message":{quoted},"type":"{error_type}","param":null,"code":"{code}"}}}}'
-    return {"responseTemplates": {"application/json": body}}
+    return {
+        "responseTemplates": {"application/json": body},
+        # A browser chat UI reads these as it reads the relay's answers (relay.app's CORS).
+        "responseParameters": {"gatewayresponse.header.Access-Control-Allow-Origin": "'*'"},
+    }
 
 
 # Errors API Gateway answers itself, before any function runs (an unknown path or method, its

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from chalicelib.api import scopes as route_scopes
+from chalicelib.api.web import CATCH_ALL
 from chalicelib.core import audit, channels, conversations, payloads
 from chalicelib.core.media import (
     MAX_IMAGES,
@@ -1310,10 +1311,6 @@ def _undocumented(path: str, method: str) -> Op:
     return Op(f"{method} {path} (not documented yet)", "Any")
 
 
-# The greedy catch-all that answers unknown paths with a 404 is not an operation to document.
-CATCH_ALL = "/{proxy+}"
-
-
 def undocumented_routes(app: Any) -> list[tuple[str, str]]:
     """Routes of ``app`` without a line in ``OPERATIONS`` (the test suite fails on any)."""
     return sorted(
@@ -1389,7 +1386,7 @@ def document(app: Any) -> dict[str, Any]:
     comps = _Components()
     paths: dict[str, dict[str, Any]] = {}
     for path, methods in sorted(_all_routes(app).items()):
-        if path == CATCH_ALL:
+        if path == CATCH_ALL:  # the 404 of unknown paths: not an operation to document
             continue
         for method, route in sorted(methods.items()):
             op = OPERATIONS.get((path, method))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from chalicelib.core.errors import (
 )
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
+CATCH_ALL = "/{proxy+}"  # the catch-all route (app.py): any other path, answered 404
 # Accept what clients really send: curl without -H sends form-urlencoded, some SDKs add charset.
 CONTENT_TYPES = [
     "application/json",
@@ -86,7 +88,7 @@ def routes(
                 from chalicelib.core import payloads  # imported on first use, like the above
 
                 try:
-                    if accepted == ["*/*"]:
+                    if accepted == ["*/*"] and path != CATCH_ALL:  # an unknown path: its 404
                         _check_media_type(_request(app))
                     for name, value in uri_params.items():
                         if name != "proxy":  # the catch-all 404 takes any path
@@ -118,9 +120,11 @@ def _check_media_type(request: Request) -> None:
     declare anything: some libraries declare form-urlencoded on every request."""
     if request.method not in {"POST", "PUT", "PATCH"}:
         return
-    declared = request.headers.get("content-type", "application/json")
-    media_type = declared.split(";", 1)[0].strip().lower()
-    if media_type and media_type not in CONTENT_TYPES:
+    declared = request.headers.get("content-type", "application/json").lower()
+    # Matched as Chalice matches: any part of the header, split at commas and semicolons.
+    parts = {part.strip() for part in re.split("[,;]", declared)}
+    if declared.strip() and not parts & {*CONTENT_TYPES, "*/*"}:
+        media_type = declared.split(";", 1)[0].strip()
         raise UnsupportedMediaType(
             f"Unsupported media type '{media_type}': send the body as JSON "
             "(Content-Type: application/json)."

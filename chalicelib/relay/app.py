@@ -413,6 +413,7 @@ def _pattern(template: str) -> re.Pattern[str]:
 
 
 _ID_PATTERNS = [(_pattern(template), methods) for template, methods in ID_ROUTES.items()]
+ANSWERED_HERE = {models, one_model, own_key, billing_subscription, billing_usage}
 
 
 def _methods_for(request: Request, path: str) -> dict[str, Handler] | None:
@@ -447,15 +448,23 @@ async def _served(request: Request) -> Response:
     _freeze_once()
     path = request.url.path.rstrip("/") or "/"
     if request.method == "OPTIONS":
-        # A browser's preflight carries no key: answered for any path, it says nothing.
-        return Response(status_code=204, headers=PREFLIGHT_HEADERS)
+        # A browser's preflight carries no key: answered for any path, it says nothing. The
+        # headers it asks for are allowed as asked (SDKs add their own, openai-node's
+        # X-Stainless-* among them); Authorization is never covered by a wildcard.
+        asked = request.headers.get("access-control-request-headers", "")
+        allowed = {"Access-Control-Allow-Headers": asked} if asked.strip() else {}
+        return Response(status_code=204, headers={**PREFLIGHT_HEADERS, **allowed})
     try:
         methods = _methods_for(request, path) or media_routes.match(path)
         if methods is None:
             # Never the framework's own 404: nothing of the request is repeated back.
             raise NotFound("Unknown path. See /openapi.json for the routes Sluice serves.")
-        # HEAD is GET without the body (uvicorn leaves the body out of a HEAD answer).
-        handler = methods.get("GET" if request.method == "HEAD" else request.method)
+        handler = methods.get(request.method)
+        if request.method == "HEAD" and methods.get("GET") in ANSWERED_HERE:
+            # GET without the body (uvicorn leaves it out of a HEAD answer). Only for what the
+            # relay answers itself: a route that goes upstream would send the provider a GET
+            # (or a whole video) for an answer nobody reads.
+            handler = methods["GET"]
         if handler is None:
             raise MethodNotAllowed(
                 f"Use {' or '.join(sorted(methods))} on this path.",

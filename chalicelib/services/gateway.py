@@ -178,21 +178,30 @@ def usable_key(authorization: str | None, source_ip: str) -> TokenRecord:
     return token
 
 
-def usable_context(authorization: str | None) -> KeyContext:
-    """For a call: ``authenticate``, then refuse a key that cannot call at all before anything
-    of the request is looked at, so a disabled key hears that it is disabled (an SDK's
-    ``AuthenticationError``) whatever else is wrong with the request. Decided on the cached
-    copies; a refusal is decided again on the key and account as stored now, so a key enabled
-    a moment ago is not refused for the cache's life. A key the copies wrongly let through is
-    still refused by its reservation's condition."""
+def usable_context(authorization: str | None, source_ip: str) -> KeyContext:
+    """For a call: ``authenticate``, then refuse a key that cannot call from here at all
+    (``_refusal``) before anything of the request is looked at, so a disabled key hears that
+    it is disabled (an SDK's ``AuthenticationError``) whatever else is wrong with the request.
+    Decided on the cached copies; a refusal is decided again on the key and account as stored
+    now (so a key enabled a moment ago is not refused for the cache's life) and logged as
+    rejected. A key the copies wrongly let through is still refused by its reservation."""
     context = authenticate(authorization)
     now = int(time.time())
-    if unusable(context.token, _account(context.token.account_id), now) is not None:
+    if _refusal(context.token, source_ip, now) is not None:
         context = _reread(context)
-        refused = unusable(context.token, _account(context.token.account_id), now)
+        refused = _refusal(context.token, source_ip, now)
         if refused is not None:
+            _log_rejected(_record(context.token, "", "chat", {}, 0), refused)
             raise refused
     return context
+
+
+def _refusal(token: TokenRecord, source_ip: str, now: int) -> errors.GatewayError | None:
+    """The IP allow-list first (a caller from elsewhere learns nothing of the key's state),
+    then ``unusable``: the order ``usable_key`` refuses in too."""
+    if not ip_allowed(token.allow_ips, source_ip):
+        return errors.IpNotAllowed()
+    return unusable(token, _account(token.account_id), now)
 
 
 def unusable(
@@ -395,7 +404,7 @@ def admit(
 
     ``deadline`` defaults to the relay's timeout from ``started``, less the settle margin.
     """
-    context = usable_context(authorization)
+    context = usable_context(authorization, source_ip)
     payload = payloads.parse(kind, raw_body)
     return admit_payload(kind, context, payload, source_ip, started=started, deadline=deadline)
 

@@ -125,7 +125,7 @@ def _admit(
 ) -> gateway.Call:
     return gateway.admit_payload(
         kind,
-        gateway.usable_context(authorization),
+        gateway.usable_context(authorization, source_ip),
         payload,
         source_ip,
         started=time.monotonic(),
@@ -161,7 +161,7 @@ def image_generation(
     raw_body: bytes, authorization: str | None, source_ip: str, *, deadline: Deadline | None
 ) -> gateway.CallResult:
     """``POST /v1/images/generations``: ``n`` images, charged by the images returned."""
-    context = gateway.usable_context(authorization)
+    context = gateway.usable_context(authorization, source_ip)
     payload = _json_object(raw_body)
     n = media.check_image_request(payload)
     prompt = payload["prompt"]
@@ -194,7 +194,7 @@ def image_edit(
     deadline: Deadline | None,
 ) -> gateway.CallResult:
     """``POST /v1/images/edits`` (multipart): the images and mask reach the provider intact."""
-    context = gateway.usable_context(authorization)
+    context = gateway.usable_context(authorization, source_ip)
     form = multipart.parse(raw_body, content_type)
     payload = {name: form.field(name) for name in ("model", "prompt", "n")}
     n = media.check_image_request(payload)
@@ -227,7 +227,7 @@ def speech(
     raw_body: bytes, authorization: str | None, source_ip: str, *, deadline: Deadline | None
 ) -> gateway.CallResult:
     """``POST /v1/audio/speech``: audio bytes back; the cost is known before the call."""
-    context = gateway.usable_context(authorization)
+    context = gateway.usable_context(authorization, source_ip)
     payload = _json_object(raw_body)
     text = media.check_speech_request(payload)
     call = gateway.admit_payload(
@@ -272,7 +272,7 @@ def transcription(
     event by event as the provider sends them (``TranscriptStream``) and settled by the usage of
     its ``transcript.text.done`` event.
     """
-    context = gateway.usable_context(authorization)
+    context = gateway.usable_context(authorization, source_ip)
     form = multipart.parse(raw_body, content_type)
     model = media.check_model(form.field("model"))
     if not form.files("file"):

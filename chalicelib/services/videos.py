@@ -156,7 +156,7 @@ def create(
     deadline: Deadline | None,
 ) -> gateway.CallResult:
     """``POST /v1/videos`` (JSON, or multipart with an ``input_reference`` file)."""
-    context = gateway.usable_context(authorization)
+    context = gateway.usable_context(authorization, source_ip)
     if multipart.is_multipart(content_type):
         form = multipart.parse(raw_body, content_type)
         payload: dict[str, Any] = {
@@ -209,7 +209,7 @@ def remix(
     prompt = payload.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise errors.InvalidRequest("Missing required parameter: 'prompt'.", param="prompt")
-    context = gateway.usable_context(authorization)
+    context = gateway.usable_context(authorization, source_ip)
     call = _admitted(
         context, {"model": source.model, "prompt": prompt}, source_ip, source.seconds, deadline
     )

@@ -32,3 +32,19 @@ def test_a_delete_is_carried_out_whatever_media_type_it_declares(api: Any) -> No
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     status, body = api.call("DELETE", f"/tokens/{token_id}", key=mk, raw="x=1", headers=form)
     assert status == 204, body
+
+
+def test_media_types_match_as_chalice_matches_them_and_an_unknown_path_is_still_a_404(
+    api: Any,
+) -> None:
+    created = api.new_account("acme", quota_usd="1")
+    mk = created["management_key"]
+    for declared in ("application/json, text/plain", "*/*", "application/json; charset=utf-8"):
+        status, body = api.call(
+            "POST", "/tokens", key=mk, body={"name": "k"}, headers={"Content-Type": declared}
+        )
+        assert status == 201, (declared, body)
+    status, body = api.call(
+        "POST", "/no/such/path", key=mk, raw="x", headers={"Content-Type": "multipart/form-data"}
+    )
+    assert status == 404 and body["error"]["code"] == "not_found", body

@@ -121,14 +121,17 @@ def test_a_browser_may_call_the_relay_from_another_origin(api: Any, relay_client
         headers={
             "Origin": "https://chat.example",
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
+            "Access-Control-Request-Headers": "authorization, content-type, "
+            "x-stainless-helper-method",
         },
     )
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == "*"
     assert "POST" in preflight.headers["access-control-allow-methods"]
     allowed = preflight.headers["access-control-allow-headers"].lower()
-    assert "authorization" in allowed and "content-type" in allowed
+    assert {"authorization", "content-type", "x-stainless-helper-method"} <= {
+        name.strip() for name in allowed.split(",")
+    }
     key = _key_for(api)
     answered = relay_client.get(
         "/v1/models", headers={"Authorization": f"Bearer {key}", "Origin": "https://chat.example"}
@@ -153,6 +156,9 @@ def test_head_on_a_get_route_answers_as_get_would(api: Any, relay_client: Any) -
     assert (head.status_code, got.status_code) == (200, 200)
     assert head.headers["content-type"] == got.headers["content-type"]
     assert relay_client.head("/v1/models").status_code == 401
-    # a route without GET still refuses it, naming what it allows
+    # a route without GET still refuses it, naming what it allows; so does one that would go
+    # upstream for it (a stored response, a video's content)
     refused = relay_client.head("/v1/chat/completions", headers=headers)
     assert refused.status_code == 405 and refused.headers["allow"] == "POST"
+    for upstream_route in ("/v1/responses/resp_1", "/v1/videos/video_1/content"):
+        assert relay_client.head(upstream_route, headers=headers).status_code == 405

@@ -608,6 +608,19 @@ def test_a_disabled_key_is_told_it_is_disabled_whatever_else_is_wrong(
     # THEN the answer is the key's own state (an SDK raises AuthenticationError), nothing charged
     assert status == 401 and answer["error"]["code"] == "key_disabled", answer
     _assert_nothing_charged(token, created["account"]["id"])
+    # AND the owner sees the refused call in the key's log, with why
+    [refused] = [r for r in _records() if r.token_id == token["id"]]
+    assert (refused.state, refused.detail) == ("rejected", "key_disabled")
+
+
+def test_a_disabled_key_from_a_refused_ip_learns_only_that_its_ip_is_refused(
+    relay_api: Any,
+) -> None:
+    created, token = _setup(relay_api, allow_ips=["10.0.0.0/8"])
+    _disable(relay_api, created, token)
+    for method, path, body in (("POST", CHAT, HELLO), ("GET", "/v1/models", None)):
+        status, answer = relay_api.call(method, path, key=token["key"], body=body)
+        assert status == 403 and answer["error"]["code"] == "ip_not_allowed", (path, answer)
 
 
 def test_the_model_list_refuses_a_disabled_key(relay_api: Any) -> None:

@@ -282,6 +282,9 @@ def test_errors_api_gateway_answers_itself_are_openai_shaped(
         assert set(body) == {"error"}, kind
         assert set(body["error"]) == {"message", "type", "param", "code"}, kind
         assert body["error"]["message"] and body["error"]["code"], kind
+        # AND a browser chat UI may read it, as it reads the relay's own errors
+        cors = response["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"]
+        assert cors == "'*'", kind
     # AND an unknown path is a 404 that says where the routes are, as the relay's own 404 says
     unknown = responses["MISSING_AUTHENTICATION_TOKEN"]
     assert unknown["statusCode"] == "404"
