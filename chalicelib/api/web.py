@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from chalice import Blueprint, Chalice, Response
-from chalice.app import Request
+from chalice.app import Request, _matches_content_type
 
 from chalicelib.core import audit, observe
 from chalicelib.core.errors import (
@@ -120,11 +119,10 @@ def _check_media_type(request: Request) -> None:
     declare anything: some libraries declare form-urlencoded on every request."""
     if request.method not in {"POST", "PUT", "PATCH"}:
         return
-    declared = request.headers.get("content-type", "application/json").lower()
-    # Matched as Chalice matches: any part of the header, split at commas and semicolons.
-    parts = {part.strip() for part in re.split("[,;]", declared)}
-    if declared.strip() and not parts & {*CONTENT_TYPES, "*/*"}:
-        media_type = declared.split(";", 1)[0].strip()
+    declared = request.headers.get("content-type", "application/json")
+    # Matched by Chalice's own rule (any part of the header, ``*/*`` too), as its check did.
+    if declared.strip() and not _matches_content_type(declared, CONTENT_TYPES):
+        media_type = declared.split(";", 1)[0].strip().lower()
         raise UnsupportedMediaType(
             f"Unsupported media type '{media_type}': send the body as JSON "
             "(Content-Type: application/json)."
