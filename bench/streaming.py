@@ -82,6 +82,9 @@ class Calls:
     ttft_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
     errors: int = 0
+    # What the failed calls saw ("HTTP 502", "ReadTimeout"...), so a row's errors say what
+    # they were.
+    error_kinds: dict[str, int] = field(default_factory=dict)
     planned: int = 0
     stopped_early: bool = False
     cpu_seconds: float = 0.0
@@ -91,8 +94,14 @@ class Calls:
         self.ttft_ms += other.ttft_ms
         self.total_ms += other.total_ms
         self.errors += other.errors
+        for kind, count in other.error_kinds.items():
+            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + count
         self.planned += other.planned
         self.stopped_early = self.stopped_early or other.stopped_early
+
+
+class CallFailed(Exception):
+    """A call the gateway answered, but not with a whole answer; its text names how."""
 
 
 def _has_content(line: str) -> bool:
@@ -112,19 +121,19 @@ def one_call(client: httpx.Client, target: Target, stream: bool) -> tuple[float 
     if not stream:
         response = client.post(target.url, headers=target.headers, json=body)
         if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}")
+            raise CallFailed(f"HTTP {response.status_code}")
         return None, (time.perf_counter() - started) * 1000
     first: float | None = None
     done = False
     with client.stream("POST", target.url, headers=target.headers, json=body) as response:
         if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}")
+            raise CallFailed(f"HTTP {response.status_code}")
         for line in response.iter_lines():
             if first is None and _has_content(line):
                 first = (time.perf_counter() - started) * 1000
             done = done or line == "data: [DONE]"
     if first is None or not done:
-        raise RuntimeError("the stream ended without content or [DONE]")
+        raise CallFailed("a stream without content or [DONE]")
     return first, (time.perf_counter() - started) * 1000
 
 
@@ -152,9 +161,11 @@ def closed_loop(
                     sent += 1
                 try:
                     ttft, total = one_call(client, target, stream)
-                except Exception:
+                except Exception as exc:
+                    kind = str(exc) if isinstance(exc, CallFailed) else type(exc).__name__
                     with lock:
                         calls.errors += 1
+                        calls.error_kinds[kind] = calls.error_kinds.get(kind, 0) + 1
                     continue
                 with lock:
                     calls.total_ms.append(total)
@@ -207,6 +218,7 @@ def _summary(calls: Calls, direct: Calls, name: str) -> dict[str, Any]:
         "answered": len(calls.total_ms),
         "planned": calls.planned,
         "errors": calls.errors,
+        "error_kinds": dict(sorted(calls.error_kinds.items())),
         "stopped_early": calls.stopped_early,
     }
     for pct in PERCENTILES:

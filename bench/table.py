@@ -300,7 +300,10 @@ def _cold_rows(cold: dict[str, Any]) -> list[Row]:
 def _stream_count(row: dict[str, Any]) -> str:
     if row.get("stopped_early"):
         return f"{row['answered']} of {row['planned']} calls: stopped at the time bound"
-    return f"{row['answered']} calls" + (f", {row['errors']} errors" if row["errors"] else "")
+    if not row["errors"]:
+        return f"{row['answered']} calls"
+    kinds = ", ".join(f"{n} x {kind}" for kind, n in row.get("error_kinds", {}).items())
+    return f"{row['answered']} calls, {row['errors']} errors" + (f": {kinds}" if kinds else "")
 
 
 def _share_goal(ours: Any, theirs: Any, share: float) -> bool | None:
