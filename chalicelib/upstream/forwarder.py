@@ -18,6 +18,12 @@ whole would be wrong, even if upstream may bill the tokens it sent (that gap is 
 Upstream 401/402/403 are treated as the *channel's* failure, not the client's: they mean the
 provider key is wrong or out of credit, which the client can neither see nor fix.
 
+A channel that hung up before its status line (``ChannelFailure.unanswered``: typically a
+kept-alive connection it closed just as it was reused) said nothing of itself. With another
+channel left, failover covers it like any failure; the last channel left gets one more attempt
+at once (``Attempts``), rather than fail a call for a connection. One that answered and then
+broke off is never asked twice: it may be generating, and billing, already.
+
 All attempts share one budget, the call's deadline minus a margin to settle, so failover never
 outlives the request; the read timeout follows it unless ``upstream_read_timeout`` sets a
 shorter silence limit. Server logs name channels by name; messages a tenant can read say "the
@@ -29,6 +35,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -84,6 +91,9 @@ SETTLE_MARGIN_SECONDS = 5.0
 MIN_ATTEMPT_SECONDS = 0.05
 CHANNEL_FAULT_STATUSES = frozenset({401, 402, 403, 408, 429})
 MAX_ERROR_BODY_BYTES = 64 * 1024
+# How a connection fails that carried no answer: closed without a byte, reset, or broken while
+# the request was going out (a connect error is the channel being down: no second try).
+HUNG_UP = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 _rng = random.Random()
 
 
@@ -97,12 +107,41 @@ class ChannelRequest:
 
 
 class ChannelFailure(Exception):
-    """One attempt failed in a way the next channel may not share."""
+    """One attempt failed in a way the next channel may not share; ``unanswered`` when the
+    provider hung up before its status line (see the module docstring)."""
 
-    def __init__(self, reason: str, *, timeout: bool = False) -> None:
+    def __init__(self, reason: str, *, timeout: bool = False, unanswered: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.timeout = timeout
+        self.unanswered = unanswered
+
+
+def hung_up(exc: httpx.HTTPError, answered: bool) -> ChannelFailure:
+    """The failure of an attempt whose connection broke (``answered``: after the status line)."""
+    return ChannelFailure(
+        f"could not be reached or hung up ({type(exc).__name__})",
+        unanswered=not answered and isinstance(exc, HUNG_UP),
+    )
+
+
+class Attempts:
+    """A call's attempts, numbered: each candidate channel in turn, then the last one once
+    more if it hung up before answering. Tell it of each failure (``failed``)."""
+
+    def __init__(self, candidates: list[Channel]) -> None:
+        self.candidates = candidates
+        self._unanswered = False
+
+    def __iter__(self) -> Iterator[tuple[int, Channel]]:
+        for number, channel in enumerate(self.candidates, start=1):
+            self._unanswered = False
+            yield number, channel
+        if self.candidates and self._unanswered:
+            yield len(self.candidates) + 1, self.candidates[-1]
+
+    def failed(self, failure: ChannelFailure) -> None:
+        self._unanswered = failure.unanswered
 
 
 def forward(
@@ -129,7 +168,8 @@ def forward(
     )
     failures: list[str] = []
     last = ChannelFailure("no attempt was made", timeout=True)
-    for number, channel in enumerate(candidates, start=1):
+    attempts = Attempts(candidates)
+    for number, channel in attempts:
         if call.seconds_left() < MIN_ATTEMPT_SECONDS:
             last = ChannelFailure("the request's time budget ran out", timeout=True)
             failures.append(last.reason)
@@ -138,6 +178,7 @@ def forward(
             return call.attempt(channel)
         except ChannelFailure as failure:
             failures.append(channel_failed(request_id, number, channel, failure))
+            attempts.failed(failure)
             last = failure
     raise all_failed(failures, last)
 
@@ -298,6 +339,7 @@ class UpstreamCall:
 
     def attempt(self, channel: Channel) -> UpstreamReply:
         request = self.request_for(channel)
+        answered = False
         try:
             with get_http_client().stream(
                 "POST",
@@ -306,6 +348,7 @@ class UpstreamCall:
                 headers=request.headers,
                 timeout=self.timeout(),
             ) as response:
+                answered = True
                 rejection = self.refused(response, channel, request.api_key)
                 if rejection is not None:
                     return rejection
@@ -315,7 +358,7 @@ class UpstreamCall:
         except httpx.TimeoutException as exc:
             raise ChannelFailure("timed out", timeout=True) from exc
         except httpx.HTTPError as exc:
-            raise ChannelFailure(f"could not be reached or hung up ({type(exc).__name__})") from exc
+            raise hung_up(exc, answered) from exc
         return self._reply(raw, channel, request.upstream_model)
 
     def _read(self, response: httpx.Response, limit: int, *, truncate: bool) -> bytes:

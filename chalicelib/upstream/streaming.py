@@ -13,6 +13,7 @@ with ``next_item(timeout)`` (None when upstream was silent that long) or, withou
                     ──> [DONE] ──> "done" (with our usage chunk first if the client needs it)
                     ──> any failure after the first event ──> "failed" (no failover: the
                         client already has part of this channel's answer)
+    the last channel hung up before its status line ──> that channel once more (forwarder.py)
     every channel failed ──> "failed" (504 if the last one timed out, else 502)
 
 A thread (rather than reading in the caller) lets the caller wait with a timeout, to send
@@ -40,10 +41,12 @@ from chalicelib.core.errors import GatewayError, ResponseTooLarge, UpstreamError
 from chalicelib.upstream import Kind, UpstreamReply
 from chalicelib.upstream.client import get_http_client
 from chalicelib.upstream.forwarder import (
+    Attempts,
     ChannelFailure,
     UpstreamCall,
     all_failed,
     channel_failed,
+    hung_up,
     plan_call,
 )
 from chalicelib.upstream.sse import SseTranslator, StreamFailed
@@ -141,7 +144,8 @@ class ChatStream:
     def _read(self) -> None:
         failures: list[str] = []
         last = ChannelFailure("no attempt was made", timeout=True)
-        for number, channel in enumerate(self.candidates, start=1):
+        attempts = Attempts(self.candidates)
+        for number, channel in attempts:
             if self._stop.is_set():
                 return
             if self.call.seconds_left() <= 0:
@@ -162,6 +166,7 @@ class ChatStream:
                     self._fail(_mid_stream_error(failure), channel)
                     return
                 failures.append(told)
+                attempts.failed(failure)
                 last = failure
             except GatewayError as error:  # e.g. ResponseTooLarge: not the channel's fault
                 self._fail(error, channel)
@@ -179,6 +184,7 @@ class ChatStream:
 
     def _attempt(self, channel: Channel, handed_on: list[bool]) -> None:
         request = self.call.request_for(channel)
+        answered = False
         try:
             with get_http_client().stream(
                 "POST",
@@ -187,6 +193,7 @@ class ChatStream:
                 headers=request.headers,
                 timeout=self.call.timeout(),
             ) as response:
+                answered = True
                 with self._lock:
                     self._response = response
                 if self._stop.is_set():
@@ -206,7 +213,7 @@ class ChatStream:
             self._check_stopped()
             if handed_on[0]:
                 raise ChannelFailure("cut the stream before it finished") from exc
-            raise ChannelFailure(f"could not be reached or hung up ({type(exc).__name__})") from exc
+            raise hung_up(exc, answered) from exc
         finally:
             with self._lock:
                 self._response = None
