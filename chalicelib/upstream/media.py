@@ -37,10 +37,12 @@ from chalicelib.upstream.forwarder import (
     CHANNEL_FAULT_STATUSES,
     MAX_ERROR_BODY_BYTES,
     MIN_ATTEMPT_SECONDS,
+    Attempts,
     ChannelFailure,
     _rng,
     all_failed,
     channel_failed,
+    hung_up,
 )
 from chalicelib.upstream.rejections import rejection_body
 
@@ -123,6 +125,7 @@ def _attempt(
     upstream_model: str = "",
 ) -> MediaReply:
     headers = _headers(channel, content_type, "*/*")
+    answered = False
     try:
         with get_http_client().stream(
             method,
@@ -131,6 +134,7 @@ def _attempt(
             headers=headers,
             timeout=_timeout(deadline - time.monotonic()),
         ) as response:
+            answered = True
             rejection = _refused(response, channel, deadline)
             if rejection is not None:
                 return rejection
@@ -139,7 +143,7 @@ def _attempt(
     except httpx.TimeoutException as exc:
         raise ChannelFailure("timed out", timeout=True) from exc
     except httpx.HTTPError as exc:
-        raise ChannelFailure(f"could not be reached or hung up ({type(exc).__name__})") from exc
+        raise hung_up(exc, answered) from exc
     return MediaReply(response.status_code, body, kind, channel.name, channel.id, upstream_model)
 
 
@@ -175,7 +179,8 @@ def send(
     deadline = time.monotonic() + budget_seconds
     failures: list[str] = []
     last = ChannelFailure("no attempt was made", timeout=True)
-    for number, channel in enumerate(candidates, start=1):
+    attempts = Attempts(candidates)
+    for number, channel in attempts:
         if deadline - time.monotonic() < MIN_ATTEMPT_SECONDS:
             last = ChannelFailure("the request's time budget ran out", timeout=True)
             failures.append(last.reason)
@@ -196,6 +201,7 @@ def send(
             raise ChannelFailure("answered with an error or an unexpected body")
         except ChannelFailure as failure:
             failures.append(channel_failed(request_id, number, channel, failure))
+            attempts.failed(failure)
             last = failure
     raise all_failed(failures, last)
 
@@ -301,7 +307,8 @@ def open_stream(
     client = get_http_client()
     failures: list[str] = []
     last = ChannelFailure("no attempt was made", timeout=True)
-    for number, channel in enumerate(candidates, start=1):
+    attempts = Attempts(candidates)
+    for number, channel in attempts:
         response: httpx.Response | None = None
         try:
             request = client.build_request(
@@ -317,7 +324,7 @@ def open_stream(
             failure = ChannelFailure("timed out", timeout=True)
             failure.__cause__ = exc
         except httpx.HTTPError as exc:
-            failure = ChannelFailure(f"could not be reached or hung up ({type(exc).__name__})")
+            failure = hung_up(exc, answered=response is not None)
             failure.__cause__ = exc
         except ChannelFailure as exc:
             failure = exc
@@ -336,6 +343,7 @@ def open_stream(
         if response is not None:
             response.close()
         failures.append(channel_failed(request_id, number, channel, failure))
+        attempts.failed(failure)
         last = failure
     raise all_failed(failures, last)
 

@@ -21,6 +21,7 @@ import pytest
 
 from chalicelib import upstream as relay
 from chalicelib.core.errors import UpstreamError
+from chalicelib.upstream import media
 from chalicelib.upstream.streaming import open_stream
 from devtools.mock_upstream import MockUpstream
 
@@ -227,3 +228,24 @@ def test_with_another_channel_left_a_hang_up_fails_over_instead(
     reply = forward()
     assert (reply.status, reply.channel) == (200, "healthy")
     assert (broken.requests, healthy.requests) == (1, 1)
+
+
+def test_a_lone_media_channel_that_hangs_up_before_answering_gets_one_more_attempt(
+    hanging_up: Callable[..., HangingUpUpstream], add_channel: Callable[..., Any]
+) -> None:
+    # GIVEN the only image channel, whose provider closes the first connection without answering
+    upstream = hanging_up(drops=1)
+    add_channel("only", upstream.base_url, models=("gpt-image-1",))
+    # WHEN an image call is sent
+    reply = media.send(
+        "/images/generations",
+        model="gpt-image-1",
+        group="default",
+        body_for=lambda model: json.dumps({"model": model, "prompt": "a cat"}).encode(),
+        content_type="application/json",
+        request_id="req_test",
+        budget_seconds=30.0,
+    )
+    # THEN it is answered, after exactly two attempts
+    assert (reply.status, reply.channel) == (200, "only")
+    assert upstream.requests == 2
