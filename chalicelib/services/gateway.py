@@ -83,9 +83,7 @@ def authenticate(authorization: str | None) -> KeyContext:
     """The token behind ``Authorization: Bearer sk-…``; 401 for anything else.
 
     A cached record whose hash does not match is re-read once: the key may have been regenerated
-    since. Whatever the cache says, the reservation's condition checks the hash again, and the
-    revision the copy was at: so an expired copy is used too (``AheadCache.lasting``), and
-    refreshed in the background, rather than read before a call after a quiet spell.
+    since. Whatever the cache says, the reservation's condition checks the hash again.
     """
     presented = keys.bearer_token(authorization)
     if presented is None:
@@ -102,21 +100,31 @@ def authenticate(authorization: str | None) -> KeyContext:
     def load() -> TokenRecord | None:
         return token_store.get(owner_id)
 
-    token = cache().stale(entry)
+    token = cache().get(entry, refresh=load)
     if token is None:
-        # No copy at all (a new container): the configuration is read beside the key. One read
-        # for all the calls that find no copy at once (a burst), the others waiting for it.
-        config_store.read_ahead()
+        _read_ahead(owner_id, presented)
+        # One read for all the calls that find the entry expired at once (a burst after a quiet
+        # spell), the others waiting for it, rather than one read of the same item each.
         token = cache().fetch(entry, load)
-    elif keys.hashes_match(presented, token.key_hash):
-        token = cache().lasting(entry, refresh=load) or cache().fetch(entry, load)
-    else:
+    elif not keys.hashes_match(presented, token.key_hash):
         token = load()
         if token is not None:
             cache().put(entry, token)
     if token is None or not keys.hashes_match(presented, token.key_hash):
         raise errors.InvalidKey()
     return KeyContext(token=token, key_hash=key_hash)
+
+
+def _read_ahead(owner_id: str, presented: str) -> None:
+    """The key's entry expired (a quiet spell longer than the cache's life), so this call reads
+    it now: start reading what admission reads after it, side by side with it rather than after
+    it. That is the configuration, and the account this key belonged to when last read (a key
+    never changes accounts; it is read for the key presented, not for a guess at one)."""
+    config_store.read_ahead()
+    last: TokenRecord | None = cache().stale("t:" + owner_id)
+    if last is not None and keys.hashes_match(presented, last.key_hash):
+        account_id = last.account_id
+        cache().read_ahead("a:" + account_id, lambda: account_store.get(account_id))
 
 
 def fresh_token(context: KeyContext) -> TokenRecord:
@@ -136,26 +144,6 @@ def _account(account_id: str) -> AccountRecord | None:
         "a:" + account_id, lambda: account_store.get(account_id)
     )
     return account
-
-
-def _account_copy(account_id: str) -> AccountRecord | None:
-    """A call's account, for its admission and reservation: the copy, expired or not (the
-    reservation's condition checks its status, grants and balance), read only if there is
-    none. What no condition checks (the model list's groups) reads ``_account``."""
-    copy: AccountRecord | None = cache().lasting(
-        "a:" + account_id, lambda: account_store.get(account_id)
-    )
-    return copy if copy is not None else _account(account_id)
-
-
-def _copies_expired(token: TokenRecord, account: AccountRecord | None) -> bool:
-    """Whether the copies of key and account a call was decided on are out of date: expired,
-    or replaced since (another call's refresh)."""
-    copies = cache()
-    return not all(
-        copies.fresh(entry) and copies.stale(entry) is copy
-        for entry, copy in (("t:" + token.id, token), ("a:" + token.account_id, account))
-    )
 
 
 def ip_allowed(allow_ips: tuple[str, ...], source_ip: str) -> bool:
@@ -213,7 +201,7 @@ def _refusal(token: TokenRecord, source_ip: str, now: int) -> errors.GatewayErro
     then ``unusable``: the order ``usable_key`` refuses in too."""
     if not ip_allowed(token.allow_ips, source_ip):
         return errors.IpNotAllowed()
-    return unusable(token, _account_copy(token.account_id), now)
+    return unusable(token, _account(token.account_id), now)
 
 
 def unusable(
@@ -445,8 +433,8 @@ def admit_payload(
     try:
         try:
             group, ratio = check_key(
-                context.token, model, source_ip, _account_copy(context.token.account_id),
-                pinned, pinned_param=where,
+                context.token, model, source_ip, _account(context.token.account_id), pinned,
+                pinned_param=where,
             )  # fmt: skip
         except (errors.Forbidden, errors.ModelNotFound):
             # Refusing on a cached copy would make a widened key wait for the cache: decide
@@ -600,13 +588,8 @@ def reserve(call: Call, source_ip: str) -> Held:
 
 def _reserved(call: Call, source_ip: str) -> Held:
     now = int(time.time())
-    account = _account_copy(call.token.account_id)
+    account = _account(call.token.account_id)
     plan = call.plan(quota.budget(call.token, account))
-    if plan != call.plan(None) and _copies_expired(call.token, account):
-        # A balance caps this call, as an expired copy has it: one topped up since would cap
-        # it for nothing. Decided again on the key and account as stored.
-        call, plan = _decided_on_stored(call, source_ip)
-        account = _account(call.token.account_id)
     record = _record(
         call.token, call.model, call.kind, call.payload, plan.reserve_units, call.group
     )
@@ -642,15 +625,6 @@ def _reserved(call: Call, source_ip: str) -> Held:
 
 
 MAX_RESERVE_ATTEMPTS = 3
-
-
-def _decided_on_stored(call: Call, source_ip: str) -> tuple[Call, quota.Plan]:
-    try:
-        context = _reread(call.key)
-        return _readmitted(call, context.token, source_ip)
-    except errors.GatewayError as refused:
-        _log_rejected(_record(call.token, call.model, call.kind, call.payload, 0), refused)
-        raise
 
 
 def _account_limits(account: AccountRecord | None) -> ledger.AccountLimits | None:
