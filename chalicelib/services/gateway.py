@@ -612,11 +612,17 @@ def _reserved(call: Call, source_ip: str) -> Held:
             return Held(reservation, plan, reserved, refusal)
         cache().drop("t:" + call.token.id)
         cache().drop("a:" + call.token.account_id)
-        retry = _after_refusal(call, plan, refusal, source_ip, now)
+        try:
+            retry = _after_refusal(call, plan, refusal, source_ip, now)
+        except errors.GatewayError as refused:  # the key as edited may not make this call
+            _log_rejected(replace(record, token_name=(refusal.token or call.token).name), refused)
+            raise
         if isinstance(retry, errors.GatewayError):
             _log_rejected(record, retry)
             raise retry
         call, plan = retry
+        # Logged as the call now admitted: an edit may have renamed the key or moved its group.
+        record = replace(record, token_name=call.token.name, group=call.group)
     busy = errors.TooManyRequests(
         "The key was being reset or edited while this request was admitted; retry."
     )
