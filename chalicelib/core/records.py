@@ -37,6 +37,10 @@ class AccountRecord:
     in_flight: int = 0
     requests_by_minute: dict[int, int] = field(default_factory=dict, compare=False)
     tokens_by_minute: dict[int, int] = field(default_factory=dict, compare=False)
+    # Bumped by every edit of the account (status, groups, limits, name); the reservation's
+    # condition pins the revision the call was admitted on, as a key's does. Items older than
+    # the attribute are revision 0.
+    revision: int = 0
 
     def is_exhausted(self) -> bool:
         return not self.unlimited and self.remaining_units <= 0

@@ -15,10 +15,15 @@ on as they arrive (``streaming.StreamDelivery``) and the call settles, through t
 
 Round trips on a warm container: one before upstream (token reservation, account reservation
 and the pending usage record, in parallel) and one after (both settles and the record's final
-state, in parallel). Key and account metadata are cached per container for a few seconds; the
-cache is never trusted for anything that must be current: the reservation's condition re-checks
+state, in parallel). Key and account metadata are cached per container for a few seconds, and
+after a quiet spell a call is admitted on the expired copies (refreshed in the background): the
+cache is never trusted for anything that must be current. The reservation's condition re-checks
 the key's hash, revision (so an edit of its models, IPs or group counts at once), status, expiry,
-reset due and remaining quota, and the account's status, granted groups and balance.
+reset due and remaining quota, and the account's revision (an edit of its limits, groups or
+status), status, granted groups and balance; a refusal is decided again on the items as stored.
+What no condition covers is decided on them too when the copies were expired: a balance that
+caps the call's output (``_reserved``), and a refusal of the request before it reserved, which
+gives way to the key's or account's own (``one_call``).
 
 A Responses call adds a round trip where it must: a follow-up reads its owner record before the
 reservation (``continued_object``), and an answer that left a stored response writes one before
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -83,7 +89,9 @@ def authenticate(authorization: str | None) -> KeyContext:
     """The token behind ``Authorization: Bearer sk-…``; 401 for anything else.
 
     A cached record whose hash does not match is re-read once: the key may have been regenerated
-    since. Whatever the cache says, the reservation's condition checks the hash again.
+    since. Whatever the cache says, the reservation's condition checks the hash again, and the
+    revision the copy was at: so an expired copy is used too (``AheadCache.lasting``), and
+    refreshed in the background, rather than read before a call after a quiet spell.
     """
     presented = keys.bearer_token(authorization)
     if presented is None:
@@ -100,31 +108,21 @@ def authenticate(authorization: str | None) -> KeyContext:
     def load() -> TokenRecord | None:
         return token_store.get(owner_id)
 
-    token = cache().get(entry, refresh=load)
+    token = cache().stale(entry)
     if token is None:
-        _read_ahead(owner_id, presented)
-        # One read for all the calls that find the entry expired at once (a burst after a quiet
-        # spell), the others waiting for it, rather than one read of the same item each.
+        # No copy at all (a new container): the configuration is read beside the key. One read
+        # for all the calls that find no copy at once (a burst), the others waiting for it.
+        config_store.read_ahead()
         token = cache().fetch(entry, load)
-    elif not keys.hashes_match(presented, token.key_hash):
+    elif keys.hashes_match(presented, token.key_hash):
+        token = cache().lasting(entry, refresh=load) or cache().fetch(entry, load)
+    else:
         token = load()
         if token is not None:
             cache().put(entry, token)
     if token is None or not keys.hashes_match(presented, token.key_hash):
         raise errors.InvalidKey()
     return KeyContext(token=token, key_hash=key_hash)
-
-
-def _read_ahead(owner_id: str, presented: str) -> None:
-    """The key's entry expired (a quiet spell longer than the cache's life), so this call reads
-    it now: start reading what admission reads after it, side by side with it rather than after
-    it. That is the configuration, and the account this key belonged to when last read (a key
-    never changes accounts; it is read for the key presented, not for a guess at one)."""
-    config_store.read_ahead()
-    last: TokenRecord | None = cache().stale("t:" + owner_id)
-    if last is not None and keys.hashes_match(presented, last.key_hash):
-        account_id = last.account_id
-        cache().read_ahead("a:" + account_id, lambda: account_store.get(account_id))
 
 
 def fresh_token(context: KeyContext) -> TokenRecord:
@@ -144,6 +142,26 @@ def _account(account_id: str) -> AccountRecord | None:
         "a:" + account_id, lambda: account_store.get(account_id)
     )
     return account
+
+
+def _account_copy(account_id: str) -> AccountRecord | None:
+    """A call's account, for its admission and reservation: the copy, expired or not (the
+    reservation's condition checks its status, grants and balance), read only if there is
+    none. What no condition checks (the model list's groups) reads ``_account``."""
+    copy: AccountRecord | None = cache().lasting(
+        "a:" + account_id, lambda: account_store.get(account_id)
+    )
+    return copy if copy is not None else _account(account_id)
+
+
+def _copies_expired(token: TokenRecord, account: AccountRecord | None) -> bool:
+    """Whether the copies of key and account a call was decided on are out of date: expired,
+    or replaced since (another call's refresh)."""
+    copies = cache()
+    return not all(
+        copies.fresh(entry) and copies.stale(entry) is copy
+        for entry, copy in (("t:" + token.id, token), ("a:" + token.account_id, account))
+    )
 
 
 def ip_allowed(allow_ips: tuple[str, ...], source_ip: str) -> bool:
@@ -184,24 +202,58 @@ def usable_context(authorization: str | None, source_ip: str) -> KeyContext:
     it is disabled (an SDK's ``AuthenticationError``) whatever else is wrong with the request.
     Decided on the cached copies; a refusal is decided again on the key and account as stored
     now (so a key enabled a moment ago is not refused for the cache's life) and logged as
-    rejected. A key the copies wrongly let through is still refused by its reservation."""
+    rejected. A key the copies wrongly let through is still refused by its reservation; and
+    if the copies were expired (``_admitted_on_copies``), any refusal of its request before
+    the reservation gives way to the key's or account's own, as stored (``one_call``)."""
     context = authenticate(authorization)
     now = int(time.time())
-    if _refusal(context.token, source_ip, now) is not None:
+    account = _account_copy(context.token.account_id)
+    if _refusal(context.token, source_ip, now, account) is not None:
         context = _reread(context)
         refused = _refusal(context.token, source_ip, now)
         if refused is not None:
             _log_rejected(_record(context.token, "", "chat", {}, 0), refused)
             raise refused
+    elif _copies_expired(context.token, account):
+        _admitted_on_copies.call = (context, source_ip)
     return context
 
 
-def _refusal(token: TokenRecord, source_ip: str, now: int) -> errors.GatewayError | None:
+# Per thread: the call admitted on expired copies of its key or account (``usable_context``),
+# until its reservation decides on the items as stored, or it is decided again on them.
+_admitted_on_copies = threading.local()
+
+
+def _as_stored(error: errors.GatewayError) -> errors.GatewayError:
+    """``error``, a refusal of a call admitted on expired copies before it reserved; or, if the
+    key or account as stored now refuses the call, that refusal instead (logged as rejected):
+    a key disabled meanwhile hears that it is disabled, whatever else is wrong with its
+    request, and a revoked secret learns nothing of what its request names."""
+    admitted = getattr(_admitted_on_copies, "call", None)
+    _admitted_on_copies.call = None
+    if admitted is None or error.status >= 500:
+        return error
+    context, source_ip = admitted
+    try:
+        context = _reread(context)
+    except errors.GatewayError as gone:  # deleted, or regenerated: not this key any more
+        return gone
+    refused = _refusal(context.token, source_ip, int(time.time()))
+    if refused is None:
+        return error
+    _log_rejected(_record(context.token, "", "chat", {}, 0), refused)
+    return refused
+
+
+def _refusal(
+    token: TokenRecord, source_ip: str, now: int, account: AccountRecord | None = None
+) -> errors.GatewayError | None:
     """The IP allow-list first (a caller from elsewhere learns nothing of the key's state),
-    then ``unusable``: the order ``usable_key`` refuses in too."""
+    then ``unusable`` (on ``account``, else the account's copy): the order ``usable_key``
+    refuses in too."""
     if not ip_allowed(token.allow_ips, source_ip):
         return errors.IpNotAllowed()
-    return unusable(token, _account(token.account_id), now)
+    return unusable(token, account or _account_copy(token.account_id), now)
 
 
 def unusable(
@@ -356,8 +408,17 @@ def one_call(function: Callable[P, T]) -> Callable[P, T]:
     while it waits for the provider (``store/cache.py``)."""
 
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        _admitted_on_copies.call = None
         with refreshes_held():
-            return function(*args, **kwargs)
+            try:
+                return function(*args, **kwargs)
+            except errors.GatewayError as error:
+                decided = _as_stored(error)
+                if decided is error:
+                    raise
+                raise decided from None
+            finally:
+                _admitted_on_copies.call = None
 
     return run
 
@@ -433,13 +494,19 @@ def admit_payload(
     try:
         try:
             group, ratio = check_key(
-                context.token, model, source_ip, _account(context.token.account_id), pinned,
-                pinned_param=where,
+                context.token, model, source_ip, _account_copy(context.token.account_id),
+                pinned, pinned_param=where,
             )  # fmt: skip
         except (errors.Forbidden, errors.ModelNotFound):
             # Refusing on a cached copy would make a widened key wait for the cache: decide
             # again on the key and account as stored now (only refusals pay this read).
             context = _reread(context)
+            _admitted_on_copies.call = None  # decided on what is stored from here
+            unable = _refusal(context.token, source_ip, int(time.time()))
+            if isinstance(unable, errors.Unauthenticated):  # (a Forbidden one is logged below)
+                _log_rejected(_record(context.token, model, kind, payload, 0), unable)
+            if unable is not None:
+                raise unable from None
             group, ratio = check_key(
                 context.token, model, source_ip, _account(context.token.account_id), pinned,
                 pinned_param=where,
@@ -587,9 +654,15 @@ def reserve(call: Call, source_ip: str) -> Held:
 
 
 def _reserved(call: Call, source_ip: str) -> Held:
+    _admitted_on_copies.call = None  # the reservation decides on the items as stored
     now = int(time.time())
-    account = _account(call.token.account_id)
+    account = _account_copy(call.token.account_id)
     plan = call.plan(quota.budget(call.token, account))
+    if plan != call.plan(None) and _copies_expired(call.token, account):
+        # A balance caps this call, as an expired copy has it: one topped up since would cap
+        # it for nothing. Decided again on the key and account as stored.
+        call, plan = _decided_on_stored(call, source_ip)
+        account = _account(call.token.account_id)
     record = _record(
         call.token, call.model, call.kind, call.payload, plan.reserve_units, call.group
     )
@@ -605,7 +678,11 @@ def _reserved(call: Call, source_ip: str) -> Held:
             account_meters_tokens=account is not None and account.tpm_limit is not None,
         )
         refusal = ledger.reserve_counted(
-            reservation, call.key_check(), now, _account_limits(account)
+            reservation,
+            call.key_check(),
+            now,
+            _account_limits(account),
+            account_revision=account.revision if account is not None else None,
         )
         if isinstance(refusal, ledger.Counted):
             reserved = replace(record, reserved_units=plan.reserve_units)
@@ -613,7 +690,7 @@ def _reserved(call: Call, source_ip: str) -> Held:
         cache().drop("t:" + call.token.id)
         cache().drop("a:" + call.token.account_id)
         try:
-            retry = _after_refusal(call, plan, refusal, source_ip, now)
+            retry = _after_refusal(call, plan, refusal, source_ip, now, account)
         except errors.GatewayError as refused:  # the key as edited may not make this call
             _log_rejected(replace(record, token_name=(refusal.token or call.token).name), refused)
             raise
@@ -623,6 +700,7 @@ def _reserved(call: Call, source_ip: str) -> Held:
         call, plan = retry
         # Logged as the call now admitted: an edit may have renamed the key or moved its group.
         record = replace(record, token_name=call.token.name, group=call.group)
+        account = _account(call.token.account_id)  # (as stored: its entry was dropped)
     busy = errors.TooManyRequests(
         "The key was being reset or edited while this request was admitted; retry."
     )
@@ -631,6 +709,15 @@ def _reserved(call: Call, source_ip: str) -> Held:
 
 
 MAX_RESERVE_ATTEMPTS = 3
+
+
+def _decided_on_stored(call: Call, source_ip: str) -> tuple[Call, quota.Plan]:
+    try:
+        context = _reread(call.key)
+        return _readmitted(call, context.token, source_ip)
+    except errors.GatewayError as refused:
+        _log_rejected(_record(call.token, call.model, call.kind, call.payload, 0), refused)
+        raise
 
 
 def _account_limits(account: AccountRecord | None) -> ledger.AccountLimits | None:
@@ -646,9 +733,24 @@ def _account_limits(account: AccountRecord | None) -> ledger.AccountLimits | Non
 
 
 def _after_refusal(
-    call: Call, plan: quota.Plan, refusal: ledger.Refusal, source_ip: str, now: int
+    call: Call,
+    plan: quota.Plan,
+    refusal: ledger.Refusal,
+    source_ip: str,
+    now: int,
+    account: AccountRecord | None = None,
 ) -> errors.GatewayError | tuple[Call, quota.Plan]:
-    """The refusal's error, or the call and plan to try again with."""
+    """The refusal's error, or the call and plan to try again with (``account``: the copy the
+    call was admitted on)."""
+    edited = (
+        refusal.account is not None
+        and account is not None
+        and refusal.account.revision != account.revision
+    )
+    if not refusal.token_refused and edited:
+        # The account was edited since its copy (its limits, groups or status): decide again
+        # on it as stored, which the refusal carries (an ``auto`` key may take another group).
+        return _readmitted(call, call.token, source_ip, refusal.account)
     if not refusal.token_refused:
         error = quota.account_refusal(refusal.account, call.group, plan.reserve_units, now)
     else:
@@ -676,10 +778,16 @@ def _after_refusal(
     return error
 
 
-def _readmitted(call: Call, token: TokenRecord, source_ip: str) -> tuple[Call, quota.Plan]:
-    """The key was edited since it was checked: check it again as it now is."""
-    cache().put("t:" + token.id, token)
-    account = _account(token.account_id)
+def _readmitted(
+    call: Call, token: TokenRecord, source_ip: str, account: AccountRecord | None = None
+) -> tuple[Call, quota.Plan]:
+    """The key (or, with ``account``, its account) was edited since it was checked: check it
+    again as it now is."""
+    if account is None:
+        cache().put("t:" + token.id, token)
+        account = _account(token.account_id)
+    else:
+        cache().put("a:" + account.id, account)
     group, ratio = check_key(token, call.model, source_ip, account, _pinned_by(call),
                              pinned_param=continued_param(call.payload))  # fmt: skip
     again = replace(call, key=replace(call.key, token=token), ratio=ratio, group=group)

@@ -30,6 +30,7 @@ def record(raw: dict[str, Any]) -> AccountRecord:
         management_key_hash=item["management_key_hash"],
         # Absent on items older than the attribute, which then hold only "default".
         groups=tuple(groups) if groups is not None else (DEFAULT_GROUP,),
+        revision=int(item.get("revision") or 0),
         **limits(item),
     )
 

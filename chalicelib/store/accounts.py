@@ -117,6 +117,9 @@ def update(
         ]
     if not actions or not tokens.plausible_id(account_id):
         return require(account_id)
+    # A relay that admits a call on an older copy of the account is refused at its
+    # reservation, and decides again on the account as edited (store/ledger.py).
+    actions.append(Account.revision.add(1))
     _update(account_id, actions, audit)
     return require(account_id)
 

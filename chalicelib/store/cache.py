@@ -8,12 +8,18 @@ gets the cached value, and starts one refresh in the background; a busy containe
 never older than they were allowed to be, and no request waits for them. An entry that did
 expire (no traffic for a while) is loaded by the request that needs it.
 
-That request need not load its entries one after another. ``read_ahead`` starts a load in the
-background when the caller knows it will need an entry (the relay's admission reads the key,
-then its account, then the configuration: after a quiet spell it starts the last two while it
-reads the first), and ``fetch`` waits for a load already under way instead of starting another:
-one round trip where there were three, and one read per entry however many requests arrive.
-A request waits at most an entry's life for another's load, then reads for itself.
+Some copies need not even wait for that: ``lasting`` serves an expired copy, and refreshes it
+in the background, where the copy's use is checked anyway. A relayed call's reservation is
+conditional on the key being the very key, at the very revision, its copy said, and on the
+account's status and grants: a copy gone out of date is refused there, and the call is then
+decided again on what is stored (services/gateway.py). So after a quiet spell a call reads
+neither its key nor its account before it reserves.
+
+A request that does load need not load its entries one after another. ``read_ahead`` starts
+a load in the background when the caller knows it will need an entry (a new container's first
+call reads the configuration while it reads the key), and ``fetch`` waits for a load already
+under way instead of starting another: one read per entry however many requests arrive. A
+request waits at most an entry's life for another's load, then reads for itself.
 
 A refresh found due while a relayed call is admitted waits until that call's reservation has
 been answered (``refreshes_held``): its reads then go out while the call waits for the
@@ -182,6 +188,25 @@ class AheadCache:
             raise under_way.error
         return under_way.value
 
+    def lasting(self, key: Any, refresh: Callable[[], Any]) -> Any:
+        """``get``, but an expired value as well (None only when there is none), refreshed in
+        the background, once (held as ``get``'s refreshes are): for a copy whose use is
+        checked anyway, where it counts (the relay's reservation checks, in its condition,
+        the key and account copies a call was admitted on)."""
+        entry = self.entries.get(key)
+        if entry is None or self.clock() < entry.until:
+            return self.get(key, refresh)
+        with self._lock:
+            start, entry.refreshing = not entry.refreshing, True
+        if start:
+            _start(lambda: self._submit_refresh(key, entry, refresh))
+        return entry.value
+
+    def fresh(self, key: Any) -> bool:
+        """Whether the entry is there and not expired."""
+        entry = self.entries.get(key)
+        return entry is not None and self.clock() < entry.until
+
     def stale(self, key: Any) -> Any:
         """The last value stored, fresh or not (None if there is none): for what never changes
         in it, such as the account a key belongs to."""
@@ -271,7 +296,10 @@ class AheadCache:
         try:
             value = load()
         except Exception:
-            return  # the entry expires as it would have; the next request loads it itself
+            # The entry expires as it would have; the next request loads it itself, or (an
+            # expired copy in use: ``lasting``) starts another refresh.
+            entry.refreshing = False
+            return
         with self._lock:
             if self.entries.get(key) is not entry:
                 return  # replaced or dropped meanwhile (a write): this read is older than that

@@ -218,16 +218,30 @@ def _token_reservation(key: KeyCheck, r: Reservation, now: int) -> dict[str, Any
 
 
 def _account_reservation(
-    group: str, r: Reservation, now: int, capped: AccountLimits | None = None
+    group: str,
+    r: Reservation,
+    now: int,
+    capped: AccountLimits | None = None,
+    revision: int | None = None,
 ) -> dict[str, Any]:
     # The account is enabled, still grants the key's group (an operator's revocation stops the
     # very next call), can afford the worst case, and this request has not reserved yet. Items
     # older than the groups attribute grant only the default group. An account with limits on
     # all its keys together also has fewer calls in flight, and this minute's requests and
-    # tokens below them (compared with its stored limits).
+    # tokens below them (compared with its stored limits). With ``revision``, the account is
+    # also unchanged since the copy the call was admitted on (which decided the limits' clauses
+    # and the group): items older than the attribute are revision 0.
     granted = "contains(#groups, :group)"
     if group == DEFAULT_GROUP:
         granted = f"(attribute_not_exists(#groups) OR {granted})"
+    pinned, pinned_names, pinned_values = "", {}, {}
+    if revision is not None:
+        pinned = (
+            " AND #arev = :arev"
+            if revision
+            else " AND (attribute_not_exists(#arev) OR #arev = :arev)"
+        )
+        pinned_names, pinned_values = {"#arev": "revision"}, {":arev": _n(revision)}
     shared = _reserving(r, now)
     sets, removes, limited, names, values = (
         limit_clauses(capped, now, stored=True)
@@ -240,13 +254,14 @@ def _account_reservation(
         UpdateExpression=shared["update"] + sets + removes,
         ConditionExpression=(
             f"#status = :enabled AND {granted} AND (unlimited = :true OR remaining_units >= :r)"
-            " AND attribute_not_exists(pending.#rid)" + limited
+            " AND attribute_not_exists(pending.#rid)" + limited + pinned
         ),
         ExpressionAttributeNames={
             "#status": "status",
             "#rid": r.rid,
             "#groups": "groups",
             **names,
+            **pinned_names,
         },
         ExpressionAttributeValues={
             **shared["values"],
@@ -254,6 +269,7 @@ def _account_reservation(
             ":true": {"BOOL": True},
             ":group": {"S": group},
             **values,
+            **pinned_values,
         },
         ReturnValuesOnConditionCheckFailure="ALL_OLD",
     )
@@ -322,12 +338,18 @@ def reserve(
 
 
 def reserve_counted(
-    reservation: Reservation, key: KeyCheck, now: int, capped: AccountLimits | None = None
+    reservation: Reservation,
+    key: KeyCheck,
+    now: int,
+    capped: AccountLimits | None = None,
+    account_revision: int | None = None,
 ) -> Refusal | Counted:
-    """``reserve``, telling on success where the key's current minute stands (for headers)."""
+    """``reserve``, telling on success where the key's current minute stands (for headers);
+    with ``account_revision``, refused too if the account was edited since that revision."""
     r = reservation
     token_outcome, account_outcome = _updates(
-        _token_reservation(key, r, now), _account_reservation(key.group, r, now, capped)
+        _token_reservation(key, r, now),
+        _account_reservation(key.group, r, now, capped, account_revision),
     )
     token_ok = token_outcome.ok or _is_ours(token_outcome.old_item, r.rid)
     account_ok = account_outcome.ok or _is_ours(account_outcome.old_item, r.rid)

@@ -112,6 +112,8 @@ class Account(Model):
     alert_thresholds = ListAttribute[int](of=NumberAttribute, null=True)  # type: ignore[arg-type]
     alert_epoch = UnicodeAttribute(null=True)
     alert_level = NumberAttribute(null=True)
+    # Bumped by every edit (store/accounts.update); see AccountRecord.revision.
+    revision = NumberAttribute(null=True)
 
     # No later than the sweep deadline of its oldest pending entry (see core/quota.py).
     sweep_bucket = UnicodeAttribute(null=True)

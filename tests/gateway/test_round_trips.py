@@ -5,8 +5,9 @@ Budget: two writes before upstream (token and account reservations, side by side
 trip), three after (the call's record, which decides its outcome, then both settles side by
 side), no Scan, no read on the warm path. Writes meant to go out side by side are proven
 parallel: each one waits at a barrier for its sibling, which only works if both are in flight.
-After a quiet spell, the reads a cold cache needs go out side by side too. On a busy container,
-the refreshes a call finds due wait until its reservation was answered.
+After a quiet spell, a call reserves on its expired copies of key and account (the reservation
+checks them) and reads only the configuration's stamp first. On a busy container, the
+refreshes a call finds due wait until its reservation was answered.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def test_warm_call_is_two_parallel_writes_before_and_a_record_then_two_after(
     assert recorder.seen("after") == ["call PutItem", "done PutItem", *both]
 
 
-def test_after_a_quiet_spell_the_key_account_and_configuration_stamp_are_read_side_by_side(
+def test_after_a_quiet_spell_a_call_reads_only_the_configuration_stamp_before_it_reserves(
     server: str,
 ) -> None:
     # GIVEN a key used on a container that has read the configuration twice (its first copy
@@ -140,63 +141,54 @@ def test_after_a_quiet_spell_the_key_account_and_configuration_stamp_are_read_si
     tokens, accounts, config = (
         tables.name(t) for t in (tables.TOKENS, tables.ACCOUNTS, tables.CONFIG)
     )
-    ahead: list[tuple[str, str]] = []
-    all_ahead = threading.Event()
-    key_read_waited: list[bool] = []
-    lock = threading.Lock()
+    before: list[tuple[str, str]] = []
+    reserving = threading.Event()
+    refreshed = {tokens: threading.Event(), accounts: threading.Event()}
 
     def before_call(event_name: str, params: dict[str, Any], **_: Any) -> None:
         operation, table = _operation_on(event_name, params)
-        if (operation, table) == ("GetItem", tokens):
-            # The key's read holds on until what is read after it has started: which only
-            # happens if those reads do not wait for it.
-            key_read_waited.append(all_ahead.wait(timeout=10))
-            return
-        if table in (accounts, config) and operation in ("GetItem", "Query"):
-            with lock:
-                ahead.append((operation, table))
-                if len(ahead) == 2:
-                    all_ahead.set()
+        if operation == "UpdateItem":
+            reserving.set()
+        elif not reserving.is_set():
+            before.append((operation, table))
+        elif operation == "GetItem" and table in refreshed:
+            refreshed[table].set()
 
-    with on_dynamodb("before-call.dynamodb", before_call, unique_id="rt-side-by-side"):
+    with on_dynamodb("before-call.dynamodb", before_call, unique_id="rt-expired-copies"):
         # WHEN it calls again
         response = _chat(server, key)
+        # THEN the key and the account are read again, in the background, after it reserved
+        assert all(event.wait(timeout=10) for event in refreshed.values())
 
-    # THEN the call succeeded; the account and the configuration's stamp were read while the
-    # key's read was still to go out, and the configuration's kinds were not read again
+    # AND the call succeeded on the expired copies of key and account: before its reservation
+    # it read only the configuration's stamp
     assert response.status_code == 200, response.text
-    assert key_read_waited == [True]
-    assert sorted(ahead) == [("GetItem", accounts), ("GetItem", config)]
+    assert before == [("GetItem", config)]
 
 
-def test_a_wrong_secret_for_a_known_key_id_reads_no_account_ahead(
-    server: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_wrong_secret_for_a_known_key_id_is_refused_after_a_quiet_spell(server: str) -> None:
     # GIVEN a key used once, then a quiet spell
     key = _key(server)
     assert _chat(server, key).status_code == 200
     quiet_spell()
     wrong = key[:-1] + ("a" if key[-1] != "a" else "b")  # same key id, another secret
-    cache = gateway.cache()
-    read_ahead: list[str] = []
-    start_reading_ahead = cache.read_ahead
+    tokens, accounts = (tables.name(t) for t in (tables.TOKENS, tables.ACCOUNTS))
+    reads: list[str] = []
 
-    def recorded(key: Any, load: Any) -> None:
-        read_ahead.append(key)
-        start_reading_ahead(key, load)
-
-    monkeypatch.setattr(cache, "read_ahead", recorded)
+    def before_call(event_name: str, params: dict[str, Any], **_: Any) -> None:
+        operation, table = _operation_on(event_name, params)
+        if operation == "GetItem" and table in (tokens, accounts):
+            reads.append(table)
 
     # WHEN someone presents that key id with a wrong secret
-    response = _chat(server, wrong)
+    with on_dynamodb("before-call.dynamodb", before_call, unique_id="rt-wrong-secret"):
+        response = _chat(server, wrong)
 
-    # THEN it is refused, and nothing of the key's account was read ahead; the right secret
-    # does read it ahead
+    # THEN it is refused on the key as stored (read again, not taken from the expired copy),
+    # and nothing of its account was read; the right secret still calls
     assert response.status_code == 401, response.text
-    assert read_ahead == []
-    quiet_spell()
+    assert reads == [tokens]
     assert _chat(server, key).status_code == 200
-    assert [k for k in read_ahead if k.startswith("a:")] != []
 
 
 def test_refreshes_a_call_finds_due_start_after_its_reservation_was_answered(
@@ -240,14 +232,14 @@ def test_refreshes_a_call_finds_due_start_after_its_reservation_was_answered(
     assert refreshes_started == [2, 2, 2]
 
 
-def test_calls_that_find_the_key_expired_at_once_read_it_once(
+def test_calls_that_find_no_copy_of_the_key_at_once_read_it_once(
     server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a key used once, then a quiet spell; the first read of the key is held until every
-    # call of a burst has found its cached entry expired
+    # GIVEN a key used once, then a new container (no copy of anything); the first read of the
+    # key is held until every call of a burst has found no copy of it
     key = _key(server)
     assert _chat(server, key).status_code == 200
-    quiet_spell()
+    gateway.cache().clear()
     burst = 6
     cache = gateway.cache()
     found_expired: set[int] = set()  # the threads (one per call) that found the key's entry empty

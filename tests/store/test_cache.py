@@ -410,3 +410,46 @@ def test_a_value_with_a_sooner_end_of_its_own_is_served_until_then_and_refreshed
     # AND past its own end it is not served, though a life has not gone by
     clock["now"] = 104.0
     assert cache.get("k") is None
+
+
+def test_a_lasting_copy_is_served_expired_and_refreshed_once_in_the_background() -> None:
+    # GIVEN an entry nobody read for longer than its life
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    cache.put("k", "v1")
+    clock["now"] += 60.0
+
+    # WHEN two requests ask for a copy that may be expired
+    first = cache.lasting("k", refresh=lambda: "v2")
+    second = cache.lasting("k", refresh=lambda: "v2")
+
+    # THEN both get the expired copy at once, and one refresh was started
+    assert (first, second) == ("v1", "v1")
+    assert not cache.fresh("k")
+    assert len(later.started) == 1
+    # AND once it ran, the new value is fresh for a whole life from then
+    later.run_all()
+    assert cache.fresh("k")
+    assert cache.get("k") == "v2"
+    # AND without any copy there is nothing to last
+    assert cache.lasting("other", refresh=lambda: "v") is None
+
+
+def test_a_failed_refresh_of_a_lasting_copy_lets_the_next_request_try_again() -> None:
+    # GIVEN an expired copy whose first refresh fails
+    clock, later = {"now": 100.0}, Later()
+    cache = _cache(clock, later)
+    cache.put("k", "v1")
+    clock["now"] += 60.0
+
+    def failing() -> str:
+        raise RuntimeError("DynamoDB was unreachable")
+
+    assert cache.lasting("k", refresh=failing) == "v1"
+    later.run_all()
+
+    # WHEN the next request asks  THEN it still gets the copy, and starts another refresh
+    assert cache.lasting("k", refresh=lambda: "v2") == "v1"
+    assert len(later.started) == 1
+    later.run_all()
+    assert cache.get("k") == "v2"
