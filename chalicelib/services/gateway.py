@@ -514,6 +514,9 @@ def admit_payload(
         if price is None:
             raise _not_served(model)
     except (errors.Forbidden, errors.ModelNotFound) as refused:
+        decided = _as_stored(refused)  # (logged there if the key or account refuses instead)
+        if decided is not refused:
+            raise decided from None
         _log_rejected(_record(context.token, model, kind, payload, 0), refused)
         raise
     carried = continued.tokens if continued is not None else 0
@@ -712,11 +715,12 @@ MAX_RESERVE_ATTEMPTS = 3
 
 
 def _decided_on_stored(call: Call, source_ip: str) -> tuple[Call, quota.Plan]:
+    token = call.token
     try:
-        context = _reread(call.key)
-        return _readmitted(call, context.token, source_ip)
+        token = _reread(call.key).token
+        return _readmitted(call, token, source_ip)
     except errors.GatewayError as refused:
-        _log_rejected(_record(call.token, call.model, call.kind, call.payload, 0), refused)
+        _log_rejected(_record(token, call.model, call.kind, call.payload, 0), refused)
         raise
 
 
@@ -747,10 +751,10 @@ def _after_refusal(
         and account is not None
         and refusal.account.revision != account.revision
     )
-    if not refusal.token_refused and edited:
+    if edited and not refusal.token_refused:
         # The account was edited since its copy (its limits, groups or status): decide again
         # on it as stored, which the refusal carries (an ``auto`` key may take another group).
-        return _readmitted(call, call.token, source_ip, refusal.account)
+        return _readmitted(call, call.token, source_ip, refusal.account, stored_token=False)
     if not refusal.token_refused:
         error = quota.account_refusal(refusal.account, call.group, plan.reserve_units, now)
     else:
@@ -763,10 +767,16 @@ def _after_refusal(
             from chalicelib.services import resets
 
             resets.reset_if_due(refusal.token, now)
+            if edited:
+                return _readmitted(call, call.token, source_ip, refusal.account, stored_token=False)
             return call, plan
         if verdict == quota.CHANGED and refusal.token is not None:
-            return _readmitted(call, refusal.token, source_ip)
+            return _readmitted(call, refusal.token, source_ip, refusal.account)
         error = verdict if isinstance(verdict, errors.GatewayError) else errors.InvalidKey()
+    if isinstance(error, errors.QuotaExhausted) and edited:
+        # Short, on an account edited since its copy: decide again on both as stored.
+        token, stored = (refusal.token, True) if refusal.token else (call.token, False)
+        return _readmitted(call, token, source_ip, refusal.account, stored_token=stored)
     if isinstance(error, errors.QuotaExhausted):
         # The cached budget may have been stale: re-plan with what the items really hold.
         fresh = quota.budget(
@@ -779,15 +789,25 @@ def _after_refusal(
 
 
 def _readmitted(
-    call: Call, token: TokenRecord, source_ip: str, account: AccountRecord | None = None
+    call: Call,
+    token: TokenRecord,
+    source_ip: str,
+    account: AccountRecord | None = None,
+    *,
+    stored_token: bool = True,
 ) -> tuple[Call, quota.Plan]:
-    """The key (or, with ``account``, its account) was edited since it was checked: check it
-    again as it now is."""
-    if account is None:
+    """The key or its account was edited since the call was checked: check it again as they
+    now are (``token`` as stored unless not ``stored_token``; ``account`` as stored, else read),
+    from the refusals any call meets first (disabled, expired) to what this one asks."""
+    if stored_token:
         cache().put("t:" + token.id, token)
+    if account is None:
         account = _account(token.account_id)
     else:
         cache().put("a:" + account.id, account)
+    unable = _refusal(token, source_ip, int(time.time()), account)
+    if unable is not None:
+        raise unable
     group, ratio = check_key(token, call.model, source_ip, account, _pinned_by(call),
                              pinned_param=continued_param(call.payload))  # fmt: skip
     again = replace(call, key=replace(call.key, token=token), ratio=ratio, group=group)

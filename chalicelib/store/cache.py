@@ -29,7 +29,8 @@ few dozen that paid for the reads: at steady traffic, the P99.
 
 A refresh stores its value only if the entry it refreshed is still the one cached: a write
 through the store (which drops or replaces the entry) is never undone by an older read that
-finishes after it. A refresh that fails is forgotten: the entry expires as it would have.
+finishes after it. A refresh that fails is forgotten: the entry expires as it would have (a
+copy served expired, ``lasting``, is served and refreshed again by the next request for it).
 In Lambda, a refresh still running when the response ends is frozen with the container and
 finishes at the next invocation.
 """

@@ -21,6 +21,7 @@ from chalicelib.core.channels import Channel
 from chalicelib.store import config as config_store
 from chalicelib.store import tables
 from chalicelib.store.common import send
+from chalicelib.store.models import UsageRecord
 from devtools.mock_upstream import MockUpstream
 
 pytestmark = pytest.mark.ddb_local
@@ -260,3 +261,109 @@ def test_every_edit_of_an_account_moves_its_revision(server: str) -> None:
     for edit in ({"rpm_limit": 5}, {"groups": ["default"]}, {"status": "disabled"}):
         assert _admin(server, "PATCH", f"/admin/accounts/{account_id}", edit).status_code == 200
     assert revision() == before + 3
+
+
+def _vip_and_auto(server: str, upstream: MockUpstream) -> None:
+    """A vip group at twice the price with a channel for the model; auto tries vip first."""
+    assert _admin(server, "PUT", "/admin/groups/vip", {"ratio": "2"}).status_code == 200
+    assert _admin(server, "PUT", "/admin/groups/auto", {"order": ["vip", "default"]}).is_success
+    config_store.put_channel(
+        Channel(id="vip", name="vip", base_url=upstream.base_url, models=("gpt-4o-mini",),
+                group="vip"),
+        upstream.api_key,
+        1_700_000_000,
+    )  # fmt: skip
+
+
+def _key_of(server: str, created: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    made = httpx.post(
+        f"{server}/tokens",
+        json={"name": "k", **fields},
+        headers={"Authorization": f"Bearer {created['management_key']}"},
+    )
+    assert made.status_code == 201, made.text
+    return dict(made.json()["data"][0])
+
+
+def test_an_auto_key_due_for_its_reset_whose_group_was_revoked_takes_the_next_one(
+    server: str, upstream: MockUpstream
+) -> None:
+    # GIVEN an auto key with a daily reset on an account granted vip and default, used once
+    _vip_and_auto(server, upstream)
+    created = _account(server)
+    account_id = created["account"]["id"]
+    granted = _admin(
+        server, "PATCH", f"/admin/accounts/{account_id}", {"groups": ["default", "vip"]}
+    )
+    assert granted.status_code == 200, granted.text
+    token = _key_of(server, created, group="auto", quota_units=10_000_000, reset_period="daily")
+    assert _chat(server, token["key"]).status_code == 200
+    # AND a quiet spell during which its reset came due and the account lost vip
+    quiet_spell()
+    _behind_the_back(
+        tables.TOKENS, token["id"], "SET next_reset_at = :past",
+        {":past": {"N": str(int(time.time()) - 5)}},
+    )  # fmt: skip
+    _edit_account_elsewhere(account_id, "SET #groups = :groups", {
+        ":groups": {"L": [{"S": "default"}]}
+    })  # fmt: skip
+    # WHEN it calls on the expired copies  THEN it is reset and answered, through default
+    response = _chat(server, token["key"])
+    assert response.status_code == 200, response.text
+
+
+def test_an_account_disabled_during_a_quiet_spell_is_refused_as_a_fresh_container_would(
+    server: str, upstream: MockUpstream
+) -> None:
+    # GIVEN a vip key, used once, of an account disabled during a quiet spell that also lost vip
+    _vip_and_auto(server, upstream)
+    created = _account(server)
+    account_id = created["account"]["id"]
+    granted = _admin(
+        server, "PATCH", f"/admin/accounts/{account_id}", {"groups": ["default", "vip"]}
+    )
+    assert granted.status_code == 200, granted.text
+    token = _key_of(server, created, group="vip")
+    assert _chat(server, token["key"]).status_code == 200
+    quiet_spell()
+    _edit_account_elsewhere(
+        account_id, "SET #groups = :groups, #status = :off",
+        {":groups": {"L": [{"S": "default"}]}, ":off": {"S": "disabled"}},
+    )  # fmt: skip
+    # WHEN it calls on the expired copies  THEN it hears that its account is disabled
+    response = _chat(server, token["key"])
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "account_disabled"
+
+
+def test_a_call_refused_twice_over_after_a_quiet_spell_leaves_one_rejected_record(
+    server: str, upstream: MockUpstream
+) -> None:
+    # GIVEN a key used once, disabled during a quiet spell, and a model a channel serves
+    # without a price
+    config_store.put_channel(
+        Channel(id="np", name="np", base_url=upstream.base_url, models=("unpriced-x",)),
+        upstream.api_key,
+        1_700_000_000,
+    )
+    created = _account(server)
+    token = created["default_token"]
+    assert _chat(server, token["key"]).status_code == 200
+    quiet_spell()
+    _behind_the_back(
+        tables.TOKENS, token["id"], "SET #status = :off ADD revision :one",
+        {":off": {"S": "disabled"}, ":one": {"N": "1"}},
+    )  # fmt: skip
+    # WHEN it asks for that model  THEN it hears that it is disabled, logged once
+    response = httpx.post(
+        f"{server}/v1/chat/completions",
+        json={"model": "unpriced-x", "messages": [{"role": "user", "content": "x"}]},
+        headers={"Authorization": f"Bearer {token['key']}"},
+    )
+    assert response.json()["error"]["code"] == "key_disabled", response.text
+    rejected = [
+        record.detail
+        for record in UsageRecord.scan()
+        if record.token_id == token["id"] and record.state == "rejected"
+    ]
+    assert rejected == ["key_disabled"]
