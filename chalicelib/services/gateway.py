@@ -773,6 +773,13 @@ def _after_refusal(
         if verdict == quota.CHANGED and refusal.token is not None:
             return _readmitted(call, refusal.token, source_ip, refusal.account)
         error = verdict if isinstance(verdict, errors.GatewayError) else errors.InvalidKey()
+    if edited and not isinstance(error, (errors.Unauthenticated, errors.QuotaExhausted)):
+        # The key's own limits refused it, on an account edited since its copy: the account's
+        # refusal as stored, if any, comes first (a fresh container meets it before the key's).
+        stored = refusal.token is not None
+        _readmitted(
+            call, refusal.token or call.token, source_ip, refusal.account, stored_token=stored
+        )
     if isinstance(error, errors.QuotaExhausted) and edited:
         # Short, on an account edited since its copy: decide again on both as stored.
         token, stored = (refusal.token, True) if refusal.token else (call.token, False)

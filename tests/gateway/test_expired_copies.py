@@ -367,3 +367,20 @@ def test_a_call_refused_twice_over_after_a_quiet_spell_leaves_one_rejected_recor
         if record.token_id == token["id"] and record.state == "rejected"
     ]
     assert rejected == ["key_disabled"]
+
+
+def test_a_key_at_its_rate_limit_whose_account_was_disabled_hears_of_the_account(
+    server: str,
+) -> None:
+    # GIVEN a key limited to one request a minute, which made it, of an account disabled
+    # during a quiet spell
+    created = _account(server)
+    account_id = created["account"]["id"]
+    token = _key_of(server, created, rpm_limit=1)
+    assert _chat(server, token["key"]).status_code == 200
+    quiet_spell()
+    _edit_account_elsewhere(account_id, "SET #status = :off", {":off": {"S": "disabled"}})
+    # WHEN it calls again on the expired copies  THEN it hears that its account is disabled
+    response = _chat(server, token["key"])
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "account_disabled"
