@@ -70,6 +70,18 @@ def _behind_the_back(table: str, item_id: str, update: str, values: dict[str, An
     )
 
 
+def _used_then_disabled_during_a_quiet_spell(server: str) -> dict[str, Any]:
+    """A key used once, then a quiet spell during which it was disabled elsewhere."""
+    token = _account(server)["default_token"]
+    assert _chat(server, token["key"]).status_code == 200
+    quiet_spell()
+    _behind_the_back(
+        tables.TOKENS, token["id"], "SET #status = :off ADD revision :one",
+        {":off": {"S": "disabled"}, ":one": {"N": "1"}},
+    )  # fmt: skip
+    return token
+
+
 def _reserved(table: str, item_id: str) -> int:
     item = send("GetItem", {"TableName": tables.name(table), "Key": {"id": {"S": item_id}}})
     return int(item["Item"]["reserved_units"]["N"])
@@ -228,14 +240,7 @@ def test_a_key_disabled_during_a_quiet_spell_hears_so_before_what_is_wrong_with_
     server: str,
 ) -> None:
     # GIVEN a key used once, then a quiet spell during which it was disabled elsewhere
-    created = _account(server)
-    token = created["default_token"]
-    assert _chat(server, token["key"]).status_code == 200
-    quiet_spell()
-    _behind_the_back(
-        tables.TOKENS, token["id"], "SET #status = :off ADD revision :one",
-        {":off": {"S": "disabled"}, ":one": {"N": "1"}},
-    )  # fmt: skip
+    token = _used_then_disabled_during_a_quiet_spell(server)
     # WHEN it sends a request that is not JSON  THEN it hears that the key is disabled
     response = httpx.post(
         f"{server}/v1/chat/completions",
@@ -346,14 +351,7 @@ def test_a_call_refused_twice_over_after_a_quiet_spell_leaves_one_rejected_recor
         upstream.api_key,
         1_700_000_000,
     )
-    created = _account(server)
-    token = created["default_token"]
-    assert _chat(server, token["key"]).status_code == 200
-    quiet_spell()
-    _behind_the_back(
-        tables.TOKENS, token["id"], "SET #status = :off ADD revision :one",
-        {":off": {"S": "disabled"}, ":one": {"N": "1"}},
-    )  # fmt: skip
+    token = _used_then_disabled_during_a_quiet_spell(server)
     # WHEN it asks for that model  THEN it hears that it is disabled, logged once
     response = httpx.post(
         f"{server}/v1/chat/completions",
