@@ -751,10 +751,16 @@ def _after_refusal(
         and account is not None
         and refusal.account.revision != account.revision
     )
+
+    def again_as_stored() -> tuple[Call, quota.Plan]:
+        # On the account as the refusal carries it, and the key as it does if it refused too.
+        token, stored = (refusal.token, True) if refusal.token else (call.token, False)
+        return _readmitted(call, token, source_ip, refusal.account, stored_token=stored)
+
     if edited and not refusal.token_refused:
         # The account was edited since its copy (its limits, groups or status): decide again
         # on it as stored, which the refusal carries (an ``auto`` key may take another group).
-        return _readmitted(call, call.token, source_ip, refusal.account, stored_token=False)
+        return again_as_stored()
     if not refusal.token_refused:
         error = quota.account_refusal(refusal.account, call.group, plan.reserve_units, now)
     else:
@@ -773,17 +779,12 @@ def _after_refusal(
         if verdict == quota.CHANGED and refusal.token is not None:
             return _readmitted(call, refusal.token, source_ip, refusal.account)
         error = verdict if isinstance(verdict, errors.GatewayError) else errors.InvalidKey()
-    if edited and not isinstance(error, (errors.Unauthenticated, errors.QuotaExhausted)):
+    if edited and isinstance(error, errors.QuotaExhausted):
+        return again_as_stored()  # short, on an account edited since its copy
+    if edited and not isinstance(error, errors.Unauthenticated):
         # The key's own limits refused it, on an account edited since its copy: the account's
         # refusal as stored, if any, comes first (a fresh container meets it before the key's).
-        stored = refusal.token is not None
-        _readmitted(
-            call, refusal.token or call.token, source_ip, refusal.account, stored_token=stored
-        )
-    if isinstance(error, errors.QuotaExhausted) and edited:
-        # Short, on an account edited since its copy: decide again on both as stored.
-        token, stored = (refusal.token, True) if refusal.token else (call.token, False)
-        return _readmitted(call, token, source_ip, refusal.account, stored_token=stored)
+        again_as_stored()
     if isinstance(error, errors.QuotaExhausted):
         # The cached budget may have been stale: re-plan with what the items really hold.
         fresh = quota.budget(
