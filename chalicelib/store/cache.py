@@ -209,8 +209,8 @@ class AheadCache:
         return entry is not None and self.clock() < entry.until
 
     def stale(self, key: Any) -> Any:
-        """The last value stored, fresh or not (None if there is none): for a look at what
-        never changes in it (a key copy's hash, to tell whether it is the key presented)."""
+        """The last value stored, fresh or not (None if there is none), to look at without
+        serving it: nothing is refreshed."""
         entry = self.entries.get(key)
         return None if entry is None else entry.value
 

@@ -1,5 +1,6 @@
 """After a quiet spell a call reserves on its expired copies of key and account: what changed
 behind them meanwhile (another container's write) is still refused, and never mis-charged.
+(And a key edited elsewhere while the copy is fresh: decided again, and logged, as edited.)
 
 The copies are checked where it counts: the reservation is conditional on the key's hash,
 revision, status, expiry and balance, and on the account's status, grants and balance. A change
@@ -53,7 +54,7 @@ def _behind_the_back(table: str, item_id: str, update: str, values: dict[str, An
     names = {
         "ExpressionAttributeNames": {
             name: attribute
-            for name, attribute in (("#status", "status"), ("#groups", "groups"))
+            for name, attribute in (("#status", "status"), ("#groups", "groups"), ("#name", "name"))
             if name in update
         }
     }
@@ -169,12 +170,10 @@ def _admin(server: str, method: str, path: str, body: Any) -> httpx.Response:
     )
 
 
-def _edit_account_elsewhere(account_id: str, update: str, values: dict[str, Any]) -> None:
-    """An edit of the account another container made: as every edit does (accounts.update),
-    it moves the account's revision."""
-    _behind_the_back(tables.ACCOUNTS, account_id, update + " ADD revision :one", {
-        **values, ":one": {"N": "1"}
-    })  # fmt: skip
+def _edited_elsewhere(table: str, item_id: str, update: str, values: dict[str, Any]) -> None:
+    """An edit of a key or an account another container made: as every edit of either does
+    (tokens.update, accounts.update), it moves the item's revision."""
+    _behind_the_back(table, item_id, update + " ADD revision :one", {**values, ":one": {"N": "1"}})
 
 
 def test_an_account_limit_set_during_a_quiet_spell_holds_from_the_first_call(
@@ -187,7 +186,8 @@ def test_an_account_limit_set_during_a_quiet_spell_holds_from_the_first_call(
     assert _chat(server, token["key"]).status_code == 200
     quiet_spell()
     minute = str(int(time.time()) // 60)
-    _edit_account_elsewhere(
+    _edited_elsewhere(
+        tables.ACCOUNTS,
         account_id,
         "SET rpm_limit = :one, requests_by_minute = :seen, tokens_by_minute = :none",
         {":seen": {"M": {minute: {"N": "1"}}}, ":none": {"M": {}}},
@@ -204,30 +204,13 @@ def test_an_auto_key_whose_group_was_revoked_during_a_quiet_spell_takes_the_next
 ) -> None:
     # GIVEN auto's order vip then default, a vip channel, and an auto key of an account
     # granted both, used once (on vip)
-    assert _admin(server, "PUT", "/admin/groups/vip", {"ratio": "2"}).status_code == 200
-    assert _admin(server, "PUT", "/admin/groups/auto", {"order": ["vip", "default"]}).is_success
-    config_store.put_channel(
-        Channel(id="vip", name="vip", base_url=upstream.base_url, models=("gpt-4o-mini",),
-                group="vip"),
-        upstream.api_key,
-        1_700_000_000,
-    )  # fmt: skip
-    created = _account(server)
+    created = _granted_vip_and_default(server, upstream)
     account_id = created["account"]["id"]
-    granted = _admin(
-        server, "PATCH", f"/admin/accounts/{account_id}", {"groups": ["default", "vip"]}
-    )
-    assert granted.status_code == 200, granted.text
-    made = httpx.post(
-        f"{server}/tokens",
-        json={"name": "auto", "group": "auto"},
-        headers={"Authorization": f"Bearer {created['management_key']}"},
-    )
-    key = made.json()["data"][0]["key"]
+    key = _key_of(server, created, group="auto")["key"]
     assert _chat(server, key).status_code == 200
     # AND a quiet spell during which the account lost vip (an edit elsewhere)
     quiet_spell()
-    _edit_account_elsewhere(account_id, "SET #groups = :groups", {
+    _edited_elsewhere(tables.ACCOUNTS, account_id, "SET #groups = :groups", {
         ":groups": {"L": [{"S": "default"}]}
     })  # fmt: skip
     # WHEN it calls on the expired copies  THEN it is answered, through default
@@ -280,6 +263,16 @@ def _vip_and_auto(server: str, upstream: MockUpstream) -> None:
     )  # fmt: skip
 
 
+def _granted_vip_and_default(server: str, upstream: MockUpstream) -> dict[str, Any]:
+    """A new account granted vip and default (``_vip_and_auto``), as created."""
+    _vip_and_auto(server, upstream)
+    created = _account(server)
+    path = f"/admin/accounts/{created['account']['id']}"
+    granted = _admin(server, "PATCH", path, {"groups": ["default", "vip"]})
+    assert granted.status_code == 200, granted.text
+    return created
+
+
 def _key_of(server: str, created: dict[str, Any], **fields: Any) -> dict[str, Any]:
     made = httpx.post(
         f"{server}/tokens",
@@ -294,13 +287,8 @@ def test_an_auto_key_due_for_its_reset_whose_group_was_revoked_takes_the_next_on
     server: str, upstream: MockUpstream
 ) -> None:
     # GIVEN an auto key with a daily reset on an account granted vip and default, used once
-    _vip_and_auto(server, upstream)
-    created = _account(server)
+    created = _granted_vip_and_default(server, upstream)
     account_id = created["account"]["id"]
-    granted = _admin(
-        server, "PATCH", f"/admin/accounts/{account_id}", {"groups": ["default", "vip"]}
-    )
-    assert granted.status_code == 200, granted.text
     token = _key_of(server, created, group="auto", quota_units=10_000_000, reset_period="daily")
     assert _chat(server, token["key"]).status_code == 200
     # AND a quiet spell during which its reset came due and the account lost vip
@@ -309,7 +297,7 @@ def test_an_auto_key_due_for_its_reset_whose_group_was_revoked_takes_the_next_on
         tables.TOKENS, token["id"], "SET next_reset_at = :past",
         {":past": {"N": str(int(time.time()) - 5)}},
     )  # fmt: skip
-    _edit_account_elsewhere(account_id, "SET #groups = :groups", {
+    _edited_elsewhere(tables.ACCOUNTS, account_id, "SET #groups = :groups", {
         ":groups": {"L": [{"S": "default"}]}
     })  # fmt: skip
     # WHEN it calls on the expired copies  THEN it is reset and answered, through default
@@ -321,18 +309,13 @@ def test_an_account_disabled_during_a_quiet_spell_is_refused_as_a_fresh_containe
     server: str, upstream: MockUpstream
 ) -> None:
     # GIVEN a vip key, used once, of an account disabled during a quiet spell that also lost vip
-    _vip_and_auto(server, upstream)
-    created = _account(server)
+    created = _granted_vip_and_default(server, upstream)
     account_id = created["account"]["id"]
-    granted = _admin(
-        server, "PATCH", f"/admin/accounts/{account_id}", {"groups": ["default", "vip"]}
-    )
-    assert granted.status_code == 200, granted.text
     token = _key_of(server, created, group="vip")
     assert _chat(server, token["key"]).status_code == 200
     quiet_spell()
-    _edit_account_elsewhere(
-        account_id, "SET #groups = :groups, #status = :off",
+    _edited_elsewhere(
+        tables.ACCOUNTS, account_id, "SET #groups = :groups, #status = :off",
         {":groups": {"L": [{"S": "default"}]}, ":off": {"S": "disabled"}},
     )  # fmt: skip
     # WHEN it calls on the expired copies  THEN it hears that its account is disabled
@@ -377,8 +360,50 @@ def test_a_key_at_its_rate_limit_whose_account_was_disabled_hears_of_the_account
     token = _key_of(server, created, rpm_limit=1)
     assert _chat(server, token["key"]).status_code == 200
     quiet_spell()
-    _edit_account_elsewhere(account_id, "SET #status = :off", {":off": {"S": "disabled"}})
+    _edited_elsewhere(
+        tables.ACCOUNTS, account_id, "SET #status = :off", {":off": {"S": "disabled"}}
+    )
     # WHEN it calls again on the expired copies  THEN it hears that its account is disabled
     response = _chat(server, token["key"])
     assert response.status_code == 401, response.text
     assert response.json()["error"]["code"] == "account_disabled"
+
+
+# A key edited while the container's copy is still fresh ------------------------------------
+def _records(token_id: str) -> list[tuple[str, str, str]]:
+    """(state, status or the refusal's code, key name) of each of the key's log records."""
+    return sorted(
+        (record.state, record.detail or record.status, record.token_name)
+        for record in UsageRecord.scan()
+        if record.token_id == token_id
+    )
+
+
+def test_a_call_refused_on_the_key_as_edited_is_logged_as_rejected(server: str) -> None:
+    # GIVEN a key in use (its copy cached), then limited to another model elsewhere
+    token = _account(server)["default_token"]
+    assert _chat(server, token["key"]).status_code == 200
+    _edited_elsewhere(
+        tables.TOKENS, token["id"], "SET models = :models", {":models": {"L": [{"S": "gpt-4o"}]}}
+    )
+    # WHEN it calls for the model it may no longer use, on the cached copy
+    response = _chat(server, token["key"])
+    # THEN it is refused for that model, and the refusal is in the key's log
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["code"] == "model_not_allowed"
+    assert [r for r in _records(token["id"]) if r[0] == "rejected"] == [
+        ("rejected", "model_not_allowed", token["name"])
+    ]
+
+
+def test_a_call_decided_again_on_the_edited_key_is_logged_as_that_key(server: str) -> None:
+    # GIVEN a key in use (its copy cached), then renamed elsewhere
+    token = _account(server)["default_token"]
+    assert _chat(server, token["key"]).status_code == 200
+    _edited_elsewhere(tables.TOKENS, token["id"], "SET #name = :name", {":name": {"S": "renamed"}})
+    # WHEN it calls on the cached copy  THEN it is answered, and logged under its new name
+    assert _chat(server, token["key"]).status_code == 200
+    assert _records(token["id"]) == [
+        ("settled", "ok", token["name"]),
+        ("settled", "ok", "renamed"),
+    ]
